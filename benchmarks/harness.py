@@ -1,0 +1,111 @@
+"""A tiny benchmark harness: medians of repeated runs, ratios against baselines run in the same process.
+
+Each `benchmarks/bench_*.py` defines `run(h: Harness) -> None` and calls `h.time(...)` / `h.record(...)`.
+`python benchmarks/run.py` runs them all and writes benchmarks/results.md. Figures are ratios first:
+the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+WORK = Path(os.environ.get("MIMICLAB_BENCH_WORK", ROOT / "_work"))  # generated data; never committed
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("MIMICLAB_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
+
+
+@dataclass
+class Figure:
+    section: str
+    name: str
+    value: float
+    unit: str
+    baseline_name: str | None = None
+    baseline_value: float | None = None
+    target: str = ""
+    met: bool | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_value in (None, 0) or self.value is None:
+            return None
+        return self.value / self.baseline_value
+
+
+@dataclass
+class Harness:
+    figures: list[Figure] = field(default_factory=list)
+    quick: bool = bool(os.environ.get("MIMICLAB_BENCH_QUICK"))
+
+    def time(self, fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
+        """Median wall seconds of `repeat` calls after `warmup` discarded calls."""
+        for _ in range(warmup):
+            fn()
+        samples = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples)
+
+    def record(self, section: str, name: str, value: float, unit: str, *, baseline_name: str | None = None,
+               baseline_value: float | None = None, target: str = "", met: bool | None = None,
+               note: str = "") -> Figure:
+        f = Figure(section, name, value, unit, baseline_name, baseline_value, target, met, note)
+        self.figures.append(f)
+        r = f" (ratio {f.ratio:.2f} vs {baseline_name})" if f.ratio is not None else ""
+        status = "" if met is None else (" MET" if met else " NOT MET")
+        print(f"  [{section}] {name}: {value:.4g} {unit}{r}{status}", flush=True)
+        return f
+
+
+def percentile(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    k = max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_facts() -> dict[str, str]:
+    import importlib.metadata as md
+
+    facts = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+    }
+    try:
+        with open("/proc/meminfo") as fh:
+            facts["memory"] = fh.readline().split(":")[1].strip()
+    except OSError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    facts["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    for pkg in ("mimiclab", "duckdb", "pyarrow", "pandas", "httpx", "fastapi"):
+        try:
+            facts[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return facts

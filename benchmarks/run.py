@@ -1,0 +1,69 @@
+"""Run every benchmark and write benchmarks/results.md.
+
+    python benchmarks/run.py                 # all
+    python benchmarks/run.py build download  # only bench_build.py and bench_download.py
+    MIMICLAB_BENCH_QUICK=1 python benchmarks/run.py   # smaller data, for a smoke run
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import ROOT, Harness, machine_facts  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    wanted = set(argv)
+    h = Harness()
+    failures = []
+    for path in sorted(ROOT.glob("bench_*.py")):
+        short = path.stem.removeprefix("bench_")
+        if wanted and short not in wanted:
+            continue
+        print(f"== {path.name}", flush=True)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        mod = importlib.util.module_from_spec(spec)
+        t0 = time.perf_counter()
+        try:
+            spec.loader.exec_module(mod)
+            mod.run(h)
+        except Exception:  # one broken benchmark must not hide the others' figures
+            failures.append(path.name)
+            traceback.print_exc()
+        print(f"   ({time.perf_counter() - t0:.1f} s)", flush=True)
+    write_results(h, failures, partial=bool(wanted))
+    return 1 if failures else 0
+
+
+def write_results(h: Harness, failures: list[str], partial: bool) -> None:
+    lines = ["# mimiclab benchmark results", "",
+             f"Run {dt.datetime.now().isoformat(timespec='seconds')}"
+             + (" (quick mode: smaller data)" if h.quick else "")
+             + (" (partial run)" if partial else ""), "", "## Machine and versions", ""]
+    lines += [f"- {k}: {v}" for k, v in machine_facts().items()]
+    sections: dict[str, list] = {}
+    for f in h.figures:
+        sections.setdefault(f.section, []).append(f)
+    for section, figs in sections.items():
+        lines += ["", f"## {section}", "", "| figure | value | baseline (same run) | ratio | target | met | note |",
+                  "|---|---:|---|---:|---|---|---|"]
+        for f in figs:
+            base = f"{f.baseline_name}: {f.baseline_value:.4g} {f.unit}" if f.baseline_value is not None else ""
+            ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
+            met = "" if f.met is None else ("yes" if f.met else "**no**")
+            lines.append(f"| {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} | {f.target} | {met} | {f.note} |")
+    if failures:
+        lines += ["", "## Benchmarks that failed to run", ""] + [f"- {n}" for n in failures]
+    (ROOT / "results.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {ROOT / 'results.md'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
