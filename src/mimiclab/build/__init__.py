@@ -1,0 +1,229 @@
+"""Build: a folder in PhysioNet's layout -> typed Parquet + a DuckDB database + a manifest.
+
+Layout of a build (``config.build_dir(slug, version)``)::
+
+    parquet/<module>/<table>-<key>.parquet   content-addressed by source sha256 + column schema
+    <slug>.duckdb                            views named as mimic-code/BigQuery name them
+    manifest.json                            sources, checksums, row counts, status per table
+
+Every file reaches its final name by rename, and the database and manifest are replaced only after all
+selected tables are done, so a crash or Ctrl-C midway leaves the previous build exactly as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mimiclab import __version__, catalog, config
+from mimiclab.build import manifest as mf
+from mimiclab.build.loader import connect, load_csv_to_parquet, write_empty_parquet
+from mimiclab.build.source import check_header, locate, sha256
+from mimiclab.catalog import Dataset, Table
+from mimiclab.errors import BuildError, MimiclabError
+from mimiclab.store import TableRef
+from mimiclab.store.duckdb_store import write_database
+
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+
+Progress = Callable[..., None]  # progress(event, table_key, **info)
+
+
+@dataclass
+class BuildResult:
+    build_dir: Path
+    manifest: mf.Manifest
+    loaded: list[str] = field(default_factory=list)  # tables (re)loaded now
+    skipped: list[str] = field(default_factory=list)  # unchanged since last build
+    missing: list[str] = field(default_factory=list)  # selected, but no source file: empty typed table
+    failed: dict[str, str] = field(default_factory=dict)  # table -> error message
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def database(self) -> Path:
+        return self.build_dir / self.manifest.database
+
+
+def database_name(slug: str) -> str:
+    return f"{slug}.duckdb"
+
+
+def build(
+    slug: str,
+    version: str | None = None,
+    source: Path | str | None = None,
+    modules: list[str] | None = None,
+    tables: list[str] | None = None,
+    force: bool = False,
+    dest: Path | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build (or update) one dataset version. Tables outside the selection keep their previous state."""
+    ds = catalog.get(slug)
+    ver = ds.version(version).version
+    if ds.family is None:
+        raise MimiclabError(f"{slug} has no tables to build (its files are used as they are).")
+    src_dir = Path(source) if source else config.raw_dir(slug, ver)
+    if not src_dir.is_dir():
+        raise MimiclabError(
+            f"source folder {src_dir} does not exist. Download first (mimiclab download {slug} --version {ver}) "
+            f"or point --source at a folder in PhysioNet's layout."
+        )
+    out_dir = Path(dest) if dest else config.build_dir(slug, ver)
+    (out_dir / "parquet").mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out_dir)
+    emit = progress or (lambda *a, **k: None)
+
+    previous = mf.read(out_dir)
+    selected = {id(t) for t in ds.tables(ver, modules=modules, names=tables)}
+    synthetic_info = _synthetic_info(src_dir)
+    result = BuildResult(out_dir, previous)  # manifest replaced below
+    entries: dict[str, mf.TableEntry] = {}
+    t_start = time.perf_counter()
+    con = connect(temp_dir=out_dir / "parquet")
+    try:
+        for table in ds.tables(ver):
+            key = f"{ds.db_schema(table.module)}.{table.name}"
+            old = previous.tables.get(key) if previous else None
+            if id(table) not in selected:
+                entries[key] = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
+                continue
+            try:
+                entry, did_load = _build_table(con, ds, ver, table, src_dir, out_dir, old, force, emit)
+            except BuildError as exc:
+                result.failed[key] = str(exc)
+                emit("failed", key, error=str(exc))
+                keep = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
+                entries[key] = keep.model_copy(update={"error": str(exc)}) if keep is old else \
+                    keep.model_copy(update={"status": "failed", "error": str(exc)})
+                continue
+            entries[key] = entry
+            if entry.status != "loaded":
+                result.missing.append(key)
+            else:
+                (result.loaded if did_load else result.skipped).append(key)
+            if entry.count_check == "mismatch":
+                result.warnings.append(
+                    f"{key}: {entry.rows:,} rows, the catalog expects {entry.expected_rows:,} for {slug} {ver}"
+                )
+    finally:
+        con.close()
+
+    manifest = mf.Manifest(
+        mimiclab_version=__version__, dataset=slug, version=ver, title=ds.title, family=ds.family,
+        source=str(src_dir.resolve()), synthetic=synthetic_info is not None, synthetic_info=synthetic_info,
+        database=database_name(slug), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - t_start, 3), tables=entries,
+    )
+    publish(out_dir, ds, manifest)
+    result.manifest = manifest
+    emit("done", None, seconds=manifest.seconds)
+    return result
+
+
+def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest) -> None:
+    """Write database then manifest (each atomically), then drop Parquet files nothing refers to."""
+    fam = ds.schema_family()
+    unqualified = {m.db_schema for m in fam.modules if m.unqualified} if fam else set()
+    refs = [
+        TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified)
+        for e in manifest.tables.values()
+    ]
+    write_database(out_dir / manifest.database, refs)
+    mf.write(out_dir, manifest)
+    keep = {(out_dir / e.parquet).resolve() for e in manifest.tables.values()}
+    for p in (out_dir / "parquet").rglob("*.parquet"):
+        if p.resolve() not in keep:
+            p.unlink(missing_ok=True)
+
+
+def _build_table(con, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
+                 old: mf.TableEntry | None, force: bool, emit: Progress) -> tuple[mf.TableEntry, bool]:
+    key = f"{ds.db_schema(table.module)}.{table.name}"
+    cols = [(c.name, c.type) for c in table.columns_for(ver)]
+    shash = mf.schema_hash(cols)
+    src = locate(src_dir, table)
+    if src is None:
+        emit("missing", key)
+        return _empty(con, ds, ver, table, out_dir), True
+    digest = sha256(src.path)
+    if (not force and old and old.status == "loaded" and old.sha256 == digest and old.schema_hash == shash
+            and (out_dir / old.parquet).exists()):
+        emit("skipped", key, rows=old.rows)
+        return old, False
+    check_header(src, table, ver)
+    emit("loading", key, size=src.size, file=src.rel)
+    rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
+    out = out_dir / rel
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows = load_csv_to_parquet(con, src, table, ver, out)
+    expected = _expected_rows(ds, ver, table)
+    check = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
+    entry = mf.TableEntry(
+        module=table.module, table=table.name, db_schema=ds.db_schema(table.module), status="loaded",
+        parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=shash,
+        expected_rows=expected, count_check=check, seconds=round(time.perf_counter() - t0, 3),
+    )
+    emit("loaded", key, rows=rows, seconds=entry.seconds, expected=expected, check=check)
+    return entry, True
+
+
+def _empty(con, ds: Dataset, ver: str, table: Table, out_dir: Path) -> mf.TableEntry:
+    cols = [(c.name, c.type) for c in table.columns_for(ver)]
+    shash = mf.schema_hash(cols)
+    rel = Path("parquet") / table.module / f"{table.name}-empty-{shash}.parquet"
+    out = out_dir / rel
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_empty_parquet(con, table, ver, out)
+    return mf.TableEntry(
+        module=table.module, table=table.name, db_schema=ds.db_schema(table.module), status="not_loaded",
+        parquet=str(rel), rows=0, schema_hash=shash, expected_rows=_expected_rows(ds, ver, table),
+    )
+
+
+def _expected_rows(ds: Dataset, ver: str, table: Table) -> int | None:
+    files = ds.version(ver).files
+    for ext in (".csv.gz", ".csv"):
+        info = files.get(table.file + ext)
+        if info is not None and info.rows is not None:
+            return info.rows
+    return None
+
+
+def _synthetic_info(src_dir: Path) -> dict | None:
+    p = src_dir / SYNTHETIC_MARKER
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except ValueError:
+        return {"synthetic": True}
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Temporary files of a build that was killed: never visible under a final name, safe to delete."""
+    for p in out_dir.rglob("*.tmp-*"):
+        try:
+            pid = int(p.name.rsplit(".tmp-", 1)[1].split(".")[0])
+        except ValueError:
+            pid = None
+        if pid is not None and pid != os.getpid() and _alive(pid):
+            continue  # another build of the same dataset is running right now
+        p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

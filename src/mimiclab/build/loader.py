@@ -1,0 +1,104 @@
+"""Typed load of one csv(.gz) into one Parquet file, streaming through DuckDB.
+
+DuckDB reads the csv with the catalog's types (no sniffing, so a bad value is an error, not a silently
+widened column) and streams row groups into Parquet: memory stays bounded whatever the file size, and no
+pandas is involved. The output is written to a temporary name and renamed only once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+import duckdb
+
+from mimiclab.build.source import SourceFile
+from mimiclab.catalog import Table
+from mimiclab.errors import BuildError
+
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+
+
+def sql_literal(s: str | os.PathLike) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def columns_struct(table: Table, version: str) -> str:
+    return "{" + ", ".join(f"{sql_literal(c.name)}: {sql_literal(c.type)}" for c in table.columns_for(version)) + "}"
+
+
+def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
+    """read_csv over the source with the catalog's names and types, as PostgreSQL's COPY CSV would read it."""
+    return (
+        f"read_csv({sql_literal(src.path)}, header=true, auto_detect=false, delim=',', quote='\"', "
+        f"escape='\"', nullstr='', allow_quoted_nulls=false, strict_mode=true, max_line_size=67108864, "
+        f"parallel=true, columns={columns_struct(table, version)})"
+    )
+
+
+def connect(threads: int | None = None, memory_limit: str = "1500MB", temp_dir: Path | None = None):
+    con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit,
+                                 "preserve_insertion_order": True})
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory={sql_literal(temp_dir)}")
+    return con
+
+
+def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: Path) -> int:
+    """Write `out` atomically; return the number of data rows. BuildError names file, line and column."""
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    try:
+        row = con.execute(
+            f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} ({PARQUET_OPTIONS})"
+        ).fetchone()
+        os.replace(tmp, out)
+    except duckdb.Error as exc:
+        raise BuildError(describe_csv_error(src, table, exc)) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return int(row[0]) if row else 0
+
+
+def write_empty_parquet(con, table: Table, version: str, out: Path) -> None:
+    """A typed, zero-row Parquet file, so SQL that mentions a table that is not loaded still runs."""
+    cols = ", ".join(f"CAST(NULL AS {c.type}) AS {quote_ident(c.name)}" for c in table.columns_for(version))
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    try:
+        con.execute(f"COPY (SELECT {cols} WHERE false) TO {sql_literal(tmp)} ({PARQUET_OPTIONS})")
+        os.replace(tmp, out)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+_LINE = re.compile(r"CSV Error on Line: (\d+)")
+_COLUMN = re.compile(r'converting column "([^"]+)"')
+_VALUE = re.compile(r'Could not convert string "([^"]*)" to \'?([A-Z0-9_]+)')
+_ORIG = re.compile(r"Original Line: (.*)")
+
+
+def describe_csv_error(src: SourceFile, table: Table, exc: Exception) -> str:
+    """Turn DuckDB's long CSV error into one actionable line: file, line, column, value, expected type."""
+    text = str(exc)
+    where = str(src.path)
+    if m := _LINE.search(text):
+        where += f", line {m.group(1)}"
+    if m := _COLUMN.search(text):
+        where += f", column {m.group(1)}"
+    if m := _VALUE.search(text):
+        what = f"value {m.group(1)!r} is not a valid {m.group(2)}"
+    elif "GZIP" in text.upper() or "gzip" in text:
+        what = "the gzip stream is corrupt or truncated (re-download the file)"
+    else:
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        what = first
+        if m := _ORIG.search(text):
+            what += f" (line: {m.group(1)[:120]})"
+    return f"{where}: {what} [table {table.module}/{table.name}]"

@@ -1,0 +1,69 @@
+"""Which datasets are built, and opening one. Shared by the CLI, the Python API and the workbench."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mimiclab import catalog, config
+from mimiclab.build import manifest as mf
+from mimiclab.errors import NotBuiltError
+from mimiclab.store.duckdb_store import DuckDBStore
+
+
+@dataclass(frozen=True)
+class Build:
+    build_dir: Path
+    manifest: mf.Manifest
+
+    @property
+    def slug(self) -> str:
+        return self.manifest.dataset
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def database(self) -> Path:
+        return self.build_dir / self.manifest.database
+
+    @property
+    def parquet_dir(self) -> Path:
+        return self.build_dir / "parquet"
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.build_dir.rglob("*") if p.is_file())
+
+    def open(self, *, sandbox: bool = False, max_seconds: float | None = None) -> DuckDBStore:
+        return DuckDBStore(self.database, sandbox_dir=self.parquet_dir if sandbox else None,
+                           max_seconds=max_seconds)
+
+
+def builds() -> list[Build]:
+    """Every completed build under $MIMICLAB_HOME/db, newest version first within a dataset."""
+    root = config.home() / "db"
+    out = []
+    if root.is_dir():
+        for man in sorted(root.glob("*/*/" + mf.MANIFEST)):
+            m = mf.read(man.parent)
+            if m is not None and (man.parent / m.database).exists():
+                out.append(Build(man.parent, m))
+    return out
+
+
+def find(slug: str, version: str | None = None) -> Build:
+    """The build of `slug` (given version, else the newest built). NotBuiltError says how to build it."""
+    candidates = [b for b in builds() if b.slug == slug and (version is None or b.version == version)]
+    if candidates:
+        return sorted(candidates, key=lambda b: _vkey(b.version))[-1]
+    ds = catalog.get(slug)  # unknown slug -> CatalogError with close matches
+    ver = ds.version(version).version
+    hint = f"mimiclab build {slug}" + (f" --version {ver}" if version else "")
+    how = (f"run `mimiclab demo`, or `mimiclab download {slug}` then `{hint}`" if ds.is_demo
+           else f"run `mimiclab download {slug}` then `{hint}` (or `{hint} --source DIR` for a local copy)")
+    raise NotBuiltError(f"{slug} {ver} is not built yet: {how}.")
+
+
+def _vkey(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in v.split("."))

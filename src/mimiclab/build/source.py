@@ -1,0 +1,91 @@
+"""Finding and checking source files in PhysioNet's layout before anything is loaded.
+
+Checks here are cheap (a header line, a checksum) and catch the common failures — wrong folder, wrong
+file, wrong version — with a message that names the file, before DuckDB spends minutes on it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mimiclab.catalog import Table
+from mimiclab.errors import BuildError
+
+EXTENSIONS = (".csv.gz", ".csv")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    rel: str  # path relative to the dataset version folder, as PhysioNet lists it
+    size: int
+    mtime_ns: int
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.name.endswith(".gz")
+
+
+def locate(source: Path, table: Table) -> SourceFile | None:
+    """The table's file under `source` (.csv.gz preferred, .csv accepted), or None when absent."""
+    for ext in EXTENSIONS:
+        p = source / (table.file + ext)
+        if p.is_file():
+            st = p.stat()
+            return SourceFile(p, table.file + ext, st.st_size, st.st_mtime_ns)
+    return None
+
+
+def sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_header(src: SourceFile) -> list[str]:
+    """The header row, parsed as CSV. Raises BuildError for unreadable or empty files."""
+    try:
+        raw: io.BufferedIOBase
+        raw = gzip.open(src.path, "rb") if src.compressed else open(src.path, "rb")
+        with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+            row = next(csv.reader(text), None)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise BuildError(f"{src.path}: cannot read the header line ({exc})") from None
+    if not row:
+        raise BuildError(f"{src.path}: file is empty (no header line)")
+    return [c.strip() for c in row]
+
+
+def check_header(src: SourceFile, table: Table, version: str) -> None:
+    """The header must list the catalog's columns in order (case-insensitive: MIMIC-III is upper case)."""
+    got = [c.lower() for c in read_header(src)]
+    want = [c.name for c in table.columns_for(version)]
+    if got == want:
+        return
+    missing = [c for c in want if c not in got]
+    extra = [c for c in got if c not in want]
+    detail = []
+    if missing:
+        detail.append(f"missing column(s) {', '.join(missing)}")
+    if extra:
+        detail.append(f"unexpected column(s) {', '.join(extra)}")
+    if not detail:
+        detail.append(f"columns in a different order: {', '.join(got)}")
+    raise BuildError(
+        f"{src.path}, line 1 (header): does not match {table.module}/{table.name} "
+        f"in the catalog: {'; '.join(detail)}. Is this the right file and dataset version?"
+    )
+
+
+def stat_key(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns

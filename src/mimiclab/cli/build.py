@@ -1,0 +1,145 @@
+"""`mimiclab build`, `mimiclab info`, `mimiclab sql`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table as RichTable
+
+from mimiclab.cli import app
+from mimiclab.cli._common import console, err_console, friendly_errors
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@app.command("build")
+def build_cmd(
+    slug: str = typer.Argument(..., help="Dataset slug, e.g. mimic-iv-demo (see `mimiclab datasets`)."),
+    version: str = typer.Option(None, "--version", "-v", help="Dataset version (default: the catalog's)."),
+    source: Path = typer.Option(None, "--source", help="Folder in PhysioNet's layout (default: mimiclab's download folder)."),
+    modules: str = typer.Option(None, "--modules", help="Comma-separated modules, e.g. hosp,icu."),
+    tables: str = typer.Option(None, "--tables", help="Comma-separated tables, e.g. admissions,patients."),
+    force: bool = typer.Option(False, "--force", help="Rebuild tables even if their source file is unchanged."),
+) -> None:
+    """Build a typed local database (Parquet + DuckDB) from csv files in PhysioNet's layout."""
+    from mimiclab.build import build
+
+    with friendly_errors():
+        status = console.status("starting", spinner="dots")
+
+        def progress(event: str, key: str | None, **info) -> None:
+            if event == "loading":
+                status.update(f"loading {key} ({_human(info.get('size'))})")
+            elif event == "loaded":
+                mark = {"ok": "[green]ok[/]", "mismatch": "[yellow]count differs from catalog[/]"}.get(info["check"], "")
+                console.print(f"  [green]loaded[/]  {key}: {info['rows']:,} rows in {info['seconds']:.2f} s {mark}")
+            elif event == "skipped":
+                console.print(f"  [dim]unchanged {key}: {info['rows']:,} rows[/]")
+            elif event == "missing":
+                console.print(f"  [yellow]not loaded[/] {key}: source file absent (empty typed table)")
+            elif event == "failed":
+                err_console.print(f"  [red]failed[/]  {info['error']}", highlight=False)
+
+        with status:
+            result = build(slug, version=version, source=source, modules=_split(modules),
+                           tables=_split(tables), force=force, progress=progress)
+        m = result.manifest
+        for w in result.warnings:
+            err_console.print(f"[yellow]warning:[/] {w}")
+        console.print(
+            f"[bold]{m.dataset} {m.version}[/]: {len(result.loaded)} loaded, {len(result.skipped)} unchanged, "
+            f"{len(result.missing)} not loaded (no source file), {len(result.failed)} failed"
+            + (" [magenta](synthetic data)[/]" if m.synthetic else "")
+        )
+        console.print(f"database: {result.database}")
+        console.print(f'query it: mimiclab sql {m.dataset} "SELECT count(*) FROM {next(iter(m.tables))}"')
+        if result.failed:
+            raise typer.Exit(1)
+
+
+@app.command("info")
+def info_cmd(
+    slug: str = typer.Argument(None, help="Show one dataset's tables (default: every build)."),
+    version: str = typer.Option(None, "--version", "-v"),
+) -> None:
+    """What is built, where, how big, with row counts and not-loaded tables flagged."""
+    from mimiclab import config
+    from mimiclab.build.registry import builds, find
+
+    with friendly_errors():
+        if slug is None:
+            all_builds = builds()
+            console.print(f"MIMICLAB_HOME: {config.home()}")
+            if not all_builds:
+                console.print("nothing built yet: run `mimiclab demo` or `mimiclab build <slug> --source DIR`")
+                return
+            t = RichTable("dataset", "version", "tables", "not loaded", "rows", "size", "built", "data")
+            for b in all_builds:
+                m = b.manifest
+                t.add_row(m.dataset, m.version, str(len(m.loaded)), str(len(m.not_loaded)),
+                          f"{sum(e.rows for e in m.tables.values()):,}", _human(b.size_bytes()), m.built_at,
+                          "[magenta]synthetic[/]" if m.synthetic else "real")
+            console.print(t)
+            return
+        b = find(slug, version)
+        m = b.manifest
+        console.print(f"[bold]{m.title or m.dataset}[/] ({m.dataset} {m.version})"
+                      + ("  [magenta]SYNTHETIC DATA — not real patients[/]" if m.synthetic else ""))
+        console.print(f"database: {b.database}\nsource:   {m.source}\nbuilt:    {m.built_at} with mimiclab "
+                      f"{m.mimiclab_version}\nmanifest: {m.digest()}")
+        t = RichTable("table", "status", "rows", "expected", "parquet size")
+        for key, e in m.tables.items():
+            st = {"loaded": "[green]loaded[/]", "not_loaded": "[yellow]not loaded[/]", "failed": "[red]failed[/]"}[e.status]
+            size = (b.build_dir / e.parquet).stat().st_size if (b.build_dir / e.parquet).exists() else None
+            t.add_row(key, st, f"{e.rows:,}", "" if e.expected_rows is None else f"{e.expected_rows:,}", _human(size))
+        console.print(t)
+
+
+@app.command("sql")
+def sql_cmd(
+    slug: str = typer.Argument(..., help="Built dataset slug."),
+    query: str = typer.Argument(..., help="SQL (DuckDB dialect; mimic-code's schema names)."),
+    version: str = typer.Option(None, "--version", "-v"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
+    limit: int = typer.Option(1000, "--limit", help="Rows shown in table format (0 = all)."),
+) -> None:
+    """Run SQL on a built dataset and print the result."""
+    from mimiclab.build.registry import find
+    from mimiclab.errors import MimiclabError
+
+    with friendly_errors():
+        if fmt not in ("table", "csv", "json"):
+            raise MimiclabError(f"unknown --format {fmt!r}: use table, csv or json")
+        with find(slug, version).open() as store:
+            result = store.arrow(query)
+        names = result.column_names
+        rows = result.to_pylist()
+        if fmt == "csv":
+            w = csv.writer(sys.stdout, lineterminator="\n")
+            w.writerow(names)
+            w.writerows([[r[n] for n in names] for r in rows])
+        elif fmt == "json":
+            sys.stdout.write(json.dumps(rows, default=str, indent=1) + "\n")
+        else:
+            t = RichTable(*names)
+            for r in rows[: limit or None]:
+                t.add_row(*("" if r[n] is None else str(r[n]) for n in names))
+            console.print(t)
+            if limit and len(rows) > limit:
+                console.print(f"[dim]{len(rows):,} rows, {limit:,} shown (--limit 0 for all, or --format csv)[/]")
