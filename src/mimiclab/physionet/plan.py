@@ -1,0 +1,167 @@
+"""What to fetch: SHA256SUMS.txt narrowed by modules/tables, with sizes and a free-space check.
+
+The checksum list is the authority on which files a version has; the catalog adds sizes (so a plan needs
+no extra requests) and maps table names to files.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from mimiclab import catalog
+from mimiclab.physionet.errors import InsufficientSpaceError, PhysioNetError
+
+SUMS = "SHA256SUMS.txt"
+LICENSE = "LICENSE.txt"
+_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *]?(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str  # relative, PhysioNet layout, forward slashes
+    sha256: str
+    size: int | None = None
+
+
+@dataclass
+class Plan:
+    slug: str
+    version: str
+    dest: Path
+    files: list[PlannedFile]
+    source: str = ""  # human label of where files come from
+    sums_text: bytes = b""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size or 0 for f in self.files)
+
+    @property
+    def sizes_known(self) -> bool:
+        return all(f.size is not None for f in self.files)
+
+
+def parse_sums(text: str | bytes, origin: str = SUMS) -> dict[str, str]:
+    """`<sha256>  <path>` per line (sha256sum's text or binary mode) -> {path: sha256}."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PhysioNetError(f"{origin} is not text; is the mirror serving the right file?") from None
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise PhysioNetError(f"{origin} line {n} is not '<sha256>  <path>': {line[:80]!r}")
+        path = m.group(2).removeprefix("./")
+        if path.startswith("/") or ".." in PurePosixPath(path).parts:
+            raise PhysioNetError(f"{origin} line {n} names an unsafe path: {path!r}")
+        out[path] = m.group(1).lower()
+    if not out:
+        raise PhysioNetError(f"{origin} lists no files.")
+    return out
+
+
+def lookup(slug: str, version: str | None) -> tuple[catalog.Dataset | None, str]:
+    """The catalog entry and the version to use. Unknown slugs are allowed only with an explicit version
+    (PhysioNet has many projects the catalog does not describe)."""
+    try:
+        ds = catalog.get(slug)
+    except catalog.CatalogError:
+        if version is None:
+            raise
+        return None, version
+    return ds, ds.version(version).version
+
+
+def _stem(path: str) -> str:
+    for ext in (".csv.gz", ".csv"):
+        if path.endswith(ext):
+            return path[: -len(ext)]
+    return path
+
+
+def select(sums: dict[str, str], ds: catalog.Dataset | None, version: str,
+           modules: list[str] | None = None, tables: list[str] | None = None) -> list[str]:
+    """Paths to fetch, in SHA256SUMS order. LICENSE.txt always comes along."""
+    paths = list(sums)
+    if not modules and not tables:
+        return paths
+    chosen: set[str] = set()
+    if modules:
+        folders = sorted({p.split("/", 1)[0] for p in paths if "/" in p})
+        for m in modules:
+            m = m.strip("/")
+            hit = [p for p in paths if p.startswith(m + "/")]
+            if not hit:
+                raise PhysioNetError(
+                    f"module {m!r} has no files in {ds.slug if ds else ''} {version}; folders: {', '.join(folders) or 'none'}."
+                )
+            chosen.update(hit)
+    if tables:
+        by_stem: dict[str, list[str]] = {}
+        for p in paths:
+            by_stem.setdefault(_stem(p).lower(), []).append(p)
+        for t in tables:
+            stems: list[str] = []
+            if ds is not None and ds.family:
+                stems = [tb.file for tb in ds.tables(version, names=[t])]
+            else:
+                stems = [s for s in by_stem if s == t.lower() or s.endswith("/" + t.lower())]
+            hit = [p for s in stems for p in by_stem.get(s.lower(), [])]
+            if not hit:
+                raise PhysioNetError(f"table {t!r} has no file in {SUMS} of {ds.slug if ds else ''} {version} "
+                                     f"(looked for {', '.join(s + '.csv.gz' for s in stems) or t}).")
+            chosen.update(hit)
+    if LICENSE in sums:
+        chosen.add(LICENSE)
+    return [p for p in paths if p in chosen]
+
+
+def fill_sizes(files: list[PlannedFile], ds: catalog.Dataset | None, version: str, size_of, jobs: int = 4) -> list[PlannedFile]:
+    """Sizes from the catalog, the rest from the source (HEAD / stat), looked up in parallel."""
+    known = ds.version(version).files if ds is not None else {}
+    out = [PlannedFile(f.path, f.sha256, known[f.path].size if f.path in known and known[f.path].size else None)
+           for f in files]
+    missing = [i for i, f in enumerate(out) if f.size is None]
+    if missing:
+        def one(i: int) -> int | None:
+            try:
+                return size_of(out[i].path)
+            except PhysioNetError:
+                return None  # unknown size: the transfer will learn it, the plan says so
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+            for i, size in zip(missing, ex.map(one, missing)):
+                out[i] = PlannedFile(out[i].path, out[i].sha256, size)
+    return out
+
+
+def free_space(dest: Path) -> int:
+    p = Path(dest).resolve()
+    while not p.exists():
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def check_space(dest: Path, needed: int, margin: int = 16 << 20) -> None:
+    free = free_space(dest)
+    if needed + margin > free:
+        raise InsufficientSpaceError(
+            f"not enough disk space at {dest}: need {human(needed)} more, {human(free)} free. "
+            "Free some space or choose another place with --dest (or narrow with --modules/--tables)."
+        )
+
+
+def human(n: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
