@@ -85,10 +85,8 @@ def _source(slug: str, version: str, mirror, credentials_: Credentials | None, j
     if not isinstance(base, str):
         yield mirror_mod.LocalSource(base, slug, version)
         return
-    c = None
-    if send_auth:
-        c = credentials_ if credentials_ is not None else credentials.load(httpx.URL(base).host)
-    with make_client(c, timeout=timeout, jobs=jobs, trace=trace) as client:
+    c = credentials_ if credentials_ is not None else credentials.load(httpx.URL(base).host)
+    with make_client(c, timeout=timeout, jobs=jobs, trace=trace, preemptive=send_auth) as client:
         yield mirror_mod.RemoteSource(base, slug, version, client)
 
 

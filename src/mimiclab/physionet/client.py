@@ -52,18 +52,28 @@ def redact_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
 class _GuardedBasicAuth(httpx.Auth):
     """Basic auth that is attached only where it may go; a plain-HTTP remote host gets an error, not the password."""
 
-    def __init__(self, creds: Credentials):
+    def __init__(self, creds: Credentials, preemptive: bool = True):
         self._basic = httpx.BasicAuth(creds.username, creds.password)
+        self.preemptive = preemptive
 
     def __repr__(self) -> str:
         return "<GuardedBasicAuth>"
 
-    def auth_flow(self, request: httpx.Request):
+    def _check(self, request: httpx.Request) -> None:
         if not auth_allowed(request.url):
             raise InsecureAuthError(
                 f"refusing to send the PhysioNet password over plain HTTP to {request.url.host}; "
                 "use an https:// mirror (or a loopback one)."
             )
+
+    def auth_flow(self, request: httpx.Request):
+        if not self.preemptive:
+            # open data: ask anonymously, answer a Basic challenge only if one comes
+            response = yield request
+            if response.status_code != 401 or "basic" not in response.headers.get("www-authenticate", "").lower():
+                return
+            self.preemptive = True  # this server wants the login: send it up front from now on
+        self._check(request)
         yield from self._basic.auth_flow(request)
 
 
@@ -81,8 +91,11 @@ def make_client(
     timeout: float = 30.0,
     jobs: int = 4,
     trace: Callable[[str], None] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    preemptive: bool = True,
 ) -> httpx.Client:
-    """A client for PhysioNet or a mirror. `trace` receives one redacted line per request and response."""
+    """A client for PhysioNet or a mirror. `trace` receives one redacted line per request and response.
+    preemptive=False (open datasets) sends the password only in answer to a 401 Basic challenge."""
 
     def log_request(request: httpx.Request) -> None:
         _guard_request(request)
@@ -96,10 +109,11 @@ def make_client(
             trace(f"< {response.status_code} {response.request.url.copy_with(username=None, password=None)}  [{hdrs}]")
 
     return httpx.Client(
-        auth=_GuardedBasicAuth(credentials) if credentials else None,
+        auth=_GuardedBasicAuth(credentials, preemptive) if credentials else None,
         headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
         timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
         follow_redirects=True,
         limits=httpx.Limits(max_connections=max(jobs, 1) + 2, max_keepalive_connections=max(jobs, 1) + 2),
         event_hooks={"request": [log_request], "response": [log_response]},
+        transport=transport,
     )

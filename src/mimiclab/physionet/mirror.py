@@ -212,7 +212,8 @@ class RemoteSource:
 
             def chunks() -> Iterator[bytes]:
                 try:
-                    yield from r.iter_raw(chunk)
+                    # no re-chunking: every byte that arrived is handed over (and written) before a drop
+                    yield from r.iter_raw()
                 except httpx.TimeoutException:
                     raise TransientError(f"timed out reading {rel}") from None
                 except (httpx.TransportError, httpx.StreamError) as exc:
