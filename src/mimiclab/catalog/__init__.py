@@ -95,6 +95,7 @@ class Family(_Model):
     name: str
     description: str = ""
     modules: tuple[Module, ...]
+    extra_schemas: tuple[str, ...] = ()  # empty schemas scripts expect, e.g. mimiciv_derived for mimic-code concepts
 
     def module(self, name: str) -> Module:
         for m in self.modules:
@@ -106,6 +107,8 @@ class Family(_Model):
 class FileInfo(_Model):
     size: int | None = None  # bytes, approximate where not published exactly
     rows: int | None = None  # data rows, header excluded, where known
+    approx_size: bool = False  # size is an estimate, not the exact byte count of the published file
+    approx_rows: bool = False  # rows is an estimate, not an exact published/measured count
 
 
 class Version(_Model):
@@ -114,6 +117,7 @@ class Version(_Model):
     size_bytes: int | None = None  # total compressed size of the version (approximate)
     files: dict[str, FileInfo] = Field(default_factory=dict)  # path -> info, PhysioNet's layout
     modules: tuple[str, ...] | None = None  # modules present in this version (default: the dataset's)
+    bigquery: dict[str, str] = Field(default_factory=dict)  # module -> version-pinned BigQuery dataset
     notes: str = ""
 
 
@@ -178,6 +182,11 @@ class Dataset(_Model):
             out = [t for t in out if t in picked]
         return out
 
+    def bigquery_for(self, version: str | None = None) -> dict[str, str]:
+        """Module -> BigQuery dataset in physionet-data: the version-pinned one where it exists, else the
+        dataset-wide (latest) one."""
+        return {**self.bigquery, **self.version(version).bigquery}
+
     def db_schema(self, module: str) -> str:
         fam = self.schema_family()
         if fam is None:
@@ -221,7 +230,8 @@ def family(name: str) -> Family:
             tables.append(Table(name=tname, module=mname, columns=tuple(cols), **rest))
         rest = {k: v for k, v in m.items() if k != "tables"}
         modules.append(Module(name=mname, tables=tuple(tables), **rest))
-    return Family(name=name, description=raw.get("description", ""), modules=tuple(modules))
+    return Family(name=name, description=raw.get("description", ""), modules=tuple(modules),
+                  extra_schemas=tuple(raw.get("extra_schemas") or ()))
 
 
 @lru_cache(maxsize=1)
