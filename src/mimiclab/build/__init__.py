@@ -134,7 +134,7 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest) -> None:
         TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified)
         for e in manifest.tables.values()
     ]
-    write_database(out_dir / manifest.database, refs)
+    write_database(out_dir / manifest.database, refs, extra_schemas=fam.extra_schemas if fam else ())
     mf.write(out_dir, manifest)
     keep = {(out_dir / e.parquet).resolve() for e in manifest.tables.values()}
     for p in (out_dir / "parquet").rglob("*.parquet"):

@@ -37,7 +37,7 @@ def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
     """read_csv over the source with the catalog's names and types, as PostgreSQL's COPY CSV would read it."""
     return (
         f"read_csv({sql_literal(src.path)}, header=true, auto_detect=false, delim=',', quote='\"', "
-        f"escape='\"', nullstr='', allow_quoted_nulls=false, strict_mode=true, max_line_size=67108864, "
+        f"escape='\"', nullstr='', allow_quoted_nulls=false, strict_mode=true, "
         f"parallel=true, columns={columns_struct(table, version)})"
     )
 
@@ -45,6 +45,7 @@ def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
 def connect(threads: int | None = None, memory_limit: str = "1500MB", temp_dir: Path | None = None):
     con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit,
                                  "preserve_insertion_order": True})
+    con.execute("SET enable_progress_bar=false")
     if temp_dir is not None:
         con.execute(f"SET temp_directory={sql_literal(temp_dir)}")
     return con

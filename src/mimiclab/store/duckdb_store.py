@@ -29,7 +29,7 @@ def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
-def write_database(path: Path, tables: Iterable[TableRef]) -> None:
+def write_database(path: Path, tables: Iterable[TableRef], extra_schemas: Iterable[str] = ()) -> None:
     """Create the view database at a temporary name, then rename it over `path` (atomic on POSIX)."""
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     for p in (tmp, Path(str(tmp) + ".wal")):
@@ -39,6 +39,8 @@ def write_database(path: Path, tables: Iterable[TableRef]) -> None:
         con = duckdb.connect(str(tmp))
         try:
             made: set[str] = set()
+            for schema in extra_schemas:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
             for t in tables:
                 if t.db_schema not in made:
                     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(t.db_schema)}")
