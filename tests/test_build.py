@@ -31,7 +31,7 @@ DEMOS = [
 
 def raw_count(path: Path) -> int:
     """Independent oracle: DuckDB's own sniffer over the raw file, no mimiclab code involved."""
-    return duckdb.sql(f"SELECT count(*) FROM read_csv_auto('{path}', header=true, sample_size=-1)").fetchone()[0]
+    return duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{path}', header=true, sample_size=-1)").fetchone()[0]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_mimic_code_concept_sql_runs_unchanged(built_demos, demo_dir, tmp_path):
     )
     got = dict(con.execute("SELECT hadm_id, age FROM mimiciv_derived.age").fetchall())
     # independent: raw csv.gz, computed in Python
-    raw = duckdb.sql(
+    raw = duckdb.execute(
         f"""SELECT a.hadm_id, a.admittime, p.anchor_age, p.anchor_year
             FROM read_csv_auto('{demo_dir}/hosp/admissions.csv.gz') a
             JOIN read_csv_auto('{demo_dir}/hosp/patients.csv.gz') p USING (subject_id)"""
@@ -319,7 +319,7 @@ def test_sql_cli_formats(built_demos, demo_dir):
     out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", q, "--format", "json"], env={"MIMICLAB_HOME": str(home)})
     assert out.exit_code == 0, out.output
     got = {r["gender"]: r["n"] for r in json.loads(out.output)}
-    want = dict(duckdb.sql(f"SELECT gender, count(*) FROM read_csv_auto('{demo_dir}/hosp/patients.csv.gz') GROUP BY 1").fetchall())
+    want = dict(duckdb.execute(f"SELECT gender, count(*) FROM read_csv_auto('{demo_dir}/hosp/patients.csv.gz') GROUP BY 1").fetchall())
     assert got == want
     out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", q, "--format", "csv"], env={"MIMICLAB_HOME": str(home)})
     assert out.output.splitlines()[0] == "gender,n"
