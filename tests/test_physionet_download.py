@@ -130,21 +130,11 @@ def test_tables_and_modules_selection(physionet, data_root, tmp_path):
 
 
 def test_tables_match_csv_without_gz(data_root, tmp_path):
-    # MIMIC-III demo ships plain .csv with upper-case names; selection goes by file stem
-    plan = plan_download("mimiciii-demo", "1.4", mirror=str(data_root), dest=tmp_path / "x", tables=["ICUSTAYS"]) \
-        if _has_table("mimiciii-demo", "icustays") is False else \
-        plan_download("mimiciii-demo", "1.4", mirror=str(data_root), dest=tmp_path / "x", tables=["icustays"])
-    assert [f.path for f in plan.files] == ["ICUSTAYS.csv", "LICENSE.txt"] or \
-        sorted(f.path for f in plan.files) == ["ICUSTAYS.csv", "LICENSE.txt"]
-
-
-def _has_table(slug: str, name: str) -> bool:
-    from mimiclab import catalog
-
-    try:
-        return bool(catalog.get(slug).family) and bool(catalog.get(slug).tables(names=[name]))
-    except CatalogError:
-        return False
+    # MIMIC-III demo ships plain upper-case .csv files; the catalog's Table.file stem picks them
+    plan = plan_download("mimiciii-demo", "1.4", mirror=str(data_root), dest=tmp_path / "x",
+                         tables=["icustays", "patients"])
+    assert sorted(f.path for f in plan.files) == ["ICUSTAYS.csv", "LICENSE.txt", "PATIENTS.csv"]
+    assert {f.path: f.size for f in plan.files}["ICUSTAYS.csv"] == 13495
 
 
 def test_unknown_slug_needs_version_and_is_then_fetched_as_listed(physionet, data_root, tmp_path):
