@@ -35,7 +35,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to `app`. Order = order in --help.
     import importlib
 
-    for name in ("datasets", "build", "physionet", "synth", "api", "cohort", "web"):
+    for name in ("demo", "datasets", "build", "physionet", "synth", "api", "cohort", "web"):
         try:
             importlib.import_module(f"mimiclab.cli.{name}")
         except ModuleNotFoundError as exc:  # a command group not written yet
