@@ -10,6 +10,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """No test may reach the real physionet.org or the user's keyring: default to a dead loopback port."""
+    os.environ.setdefault("MIMICLAB_PHYSIONET_URL", "http://127.0.0.1:9")
+    os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
 def _data_root() -> Path:
     return Path(os.environ.get("MIMICLAB_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
