@@ -62,5 +62,5 @@ def test_sigkill_midway_then_resume_transfers_only_the_rest(physionet, data_root
         assert hashlib.sha256((dest / rel).read_bytes()).hexdigest() == sha
     assert not list(dest.rglob("*.part"))
     resumed = [r for r in physionet.requests if r["range"] and r["status"] != 401]  # 401: anonymous first ask
-    assert resumed and all(r["status"] == 206 for r in resumed)
+    assert resumed and all(r["status"] == 206 for r in resumed), [(r["path"][-20:], r["range"], r["status"]) for r in physionet.requests]
     assert "all match SHA256SUMS.txt" in " ".join(out.stdout.split())

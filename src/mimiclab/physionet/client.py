@@ -108,6 +108,11 @@ def make_client(
             hdrs = "; ".join(f"{k}: {v}" for k, v in redact_headers(response.headers))
             trace(f"< {response.status_code} {response.request.url.copy_with(username=None, password=None)}  [{hdrs}]")
 
+    if transport is None:
+        from mimiclab.physionet.fasthttp import FastTransport, proxies_configured
+
+        if not proxies_configured():
+            transport = FastTransport(max_idle=max(jobs, 1) + 2)
     return httpx.Client(
         auth=_GuardedBasicAuth(credentials, preemptive) if credentials else None,
         headers={"User-Agent": user_agent(), "Accept-Encoding": "identity"},
