@@ -1,0 +1,325 @@
+"""``mimiclab.open(...)`` -> ``Dataset``: one built dataset, from Python.
+
+Everything stays in DuckDB until a caller asks for a frame: tables are lazy relations, per-patient views
+are point lookups on Parquet files sorted by patient (row-group pruning), and results come back as
+pandas, polars or Arrow. One connection per thread (the store's), so the workbench can share a Dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mimiclab import catalog
+from mimiclab.api._common import UnknownNameError, as_int, ident, qname, suggest
+from mimiclab.build import manifest as mf
+from mimiclab.build.registry import Build, find
+from mimiclab.catalog import concepts
+from mimiclab.errors import MimiclabError
+from mimiclab.store.duckdb_store import DuckDBStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+    from mimiclab.api.patient import Patient
+
+
+def open(name: str | os.PathLike, version: str | None = None) -> Dataset:  # noqa: A001 - mimiclab.open
+    """Open a dataset: a catalog slug that has been built (``"mimic-iv-demo"``), a build folder (with
+    manifest.json), or a folder in PhysioNet's layout (built on first use under $MIMICLAB_HOME/folders).
+    A slug that is not built raises NotBuiltError with the command that builds it."""
+    from mimiclab.api import folder as fo
+
+    path = Path(name)
+    looks_like_path = isinstance(name, os.PathLike) or os.sep in str(name) or path.is_dir()
+    if looks_like_path:
+        if not path.is_dir():
+            raise MimiclabError(f"{path} is not a folder (nor a dataset name: "
+                                f"{suggest(str(name), [d.slug for d in catalog.datasets()]).strip() or 'see mimiclab datasets'})")
+        if fo.is_build_dir(path):
+            man = mf.read(path)
+            if man is None:
+                raise MimiclabError(f"{path / mf.MANIFEST} is not a valid build manifest; rebuild the dataset")
+            return Dataset(Build(path, man))
+        return Dataset(fo.ensure_built(path))
+    return Dataset(find(str(name), version))
+
+
+class Relation:
+    """A lazy query over one table: nothing runs until ``df()``, ``pl()``, ``arrow()`` or ``count()``."""
+
+    def __init__(self, ds: Dataset, sql: str, name: str):
+        self._ds, self.sql, self.name = ds, sql, name
+
+    def _derive(self, sql: str) -> Relation:
+        return Relation(self._ds, sql, self.name)
+
+    @property
+    def relation(self):
+        """The DuckDB relation (this thread's connection), for the full relational API."""
+        return self._ds.store.connection.sql(self.sql)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c, _ in self.types]
+
+    @property
+    def types(self) -> list[tuple[str, str]]:
+        rel = self.relation
+        return [(c, str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
+
+    def filter(self, condition: str) -> Relation:
+        return self._derive(f"SELECT * FROM ({self.sql}) WHERE {condition}")
+
+    def select(self, *columns: str) -> Relation:
+        return self._derive(f"SELECT {', '.join(columns)} FROM ({self.sql})")
+
+    def order(self, *by: str) -> Relation:
+        return self._derive(f"SELECT * FROM ({self.sql}) ORDER BY {', '.join(by)}")
+
+    def limit(self, n: int) -> Relation:
+        return self._derive(f"SELECT * FROM ({self.sql}) LIMIT {int(n)}")
+
+    def head(self, n: int = 5) -> pd.DataFrame:
+        return self.limit(n).df()
+
+    def count(self) -> int:
+        return int(self._ds.store.scalar(f"SELECT count(*) FROM ({self.sql})"))
+
+    def arrow(self) -> pa.Table:
+        return self._ds.store.arrow(self.sql)
+
+    def df(self) -> pd.DataFrame:
+        return self.arrow().to_pandas()
+
+    def pl(self):
+        import polars as pl
+
+        return pl.from_arrow(self.arrow())
+
+    def __repr__(self) -> str:
+        return f"<Relation {self.name}: {self.sql}>"
+
+
+class Dataset:
+    """A built dataset: tables, SQL, descriptions, distributions, patients and plots."""
+
+    def __init__(self, build: Build, store: DuckDBStore | None = None):
+        self.build = build
+        self.store = store or build.open()
+        try:  # point lookups re-read the same Parquet footers; cache them (database-wide setting)
+            self.store.connection.execute("SET GLOBAL parquet_metadata_cache = true")
+        except Exception:  # a locked (sandboxed) store keeps its settings
+            pass
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def manifest(self) -> mf.Manifest:
+        return self.build.manifest
+
+    @property
+    def slug(self) -> str:
+        return self.manifest.dataset
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def family(self) -> str | None:
+        return self.manifest.family
+
+    @property
+    def synthetic(self) -> bool:
+        return self.manifest.synthetic
+
+    @cached_property
+    def concepts(self) -> concepts.ConceptMap:
+        """The family's concept mapping (patients, stays, timeline sources)."""
+        if not self.family:
+            raise MimiclabError(f"{self.slug} has no tables, so no patients")
+        return concepts.load(self.family)
+
+    def __repr__(self) -> str:
+        loaded = sum(e.status == "loaded" for e in self.manifest.tables.values())
+        flag = ", synthetic" if self.synthetic else ""
+        return (f"<Dataset {self.slug} {self.version}{flag}: {loaded}/{len(self.manifest.tables)} tables loaded, "
+                f"{self.build.build_dir}>")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ tables
+    @property
+    def tables(self) -> dict[str, int]:
+        """schema.table -> row count (0 for a table whose file was not there; see table_info())."""
+        return {k: e.rows for k, e in sorted(self.manifest.tables.items())}
+
+    def table_info(self) -> pd.DataFrame:
+        """One row per table: name, module, rows, status (loaded / not_loaded), description."""
+        import pandas as pd
+
+        rows = []
+        for key, e in sorted(self.manifest.tables.items()):
+            rows.append({"table": key, "module": e.module, "name": e.table, "rows": e.rows, "status": e.status,
+                         "description": self._catalog_table(key).description if self._catalog_table(key) else ""})
+        return pd.DataFrame(rows)
+
+    def _catalog_table(self, qualified: str) -> catalog.Table | None:
+        if not self.family:
+            return None
+        schema, _, name = qualified.partition(".")
+        for m in catalog.family(self.family).modules:
+            if m.db_schema == schema:
+                for t in m.tables:
+                    if t.name == name:
+                        return t
+        return None
+
+    def resolve(self, name: str) -> str:
+        """Qualified name of a table given as ``mimiciv_hosp.admissions``, ``hosp/admissions`` or
+        ``admissions``; UnknownNameError with close matches otherwise."""
+        keys = self.manifest.tables
+        n = str(name).strip().lower()
+        if n in keys:
+            return n
+        by_alias: dict[str, list[str]] = {}
+        for k, e in keys.items():
+            for alias in (e.table, f"{e.module}/{e.table}", f"{e.module}.{e.table}", f"main.{e.table}"):
+                by_alias.setdefault(alias, []).append(k)
+        hits = by_alias.get(n, [])
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise UnknownNameError(f"table {name!r} is ambiguous in {self.slug}: {', '.join(sorted(hits))}")
+        raise UnknownNameError(f"{self.slug} has no table {name!r}." + suggest(n, list(keys) + list(by_alias)))
+
+    def column(self, table: str, column: str) -> tuple[str, str]:
+        """(column, type) of a column of a table; UnknownNameError with close matches."""
+        q = self.resolve(table)
+        cols = self.store.columns(q)
+        for c, t in cols:
+            if c == column:
+                return c, t
+        for c, t in cols:
+            if c.lower() == str(column).lower():
+                return c, t
+        raise UnknownNameError(f"{q} has no column {column!r}." + suggest(column, [c for c, _ in cols]))
+
+    def columns(self, table: str) -> list[tuple[str, str]]:
+        return self.store.columns(self.resolve(table))
+
+    def table(self, name: str) -> Relation:
+        """A lazy relation over a table: ``.df()``, ``.pl()``, ``.arrow()``, ``.filter()``, ``.count()``."""
+        q = self.resolve(name)
+        return Relation(self, f"SELECT * FROM {qname(q)}", q)
+
+    def sql(self, query: str, params: Sequence[Any] | dict | None = None) -> pd.DataFrame:
+        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names) and return a pandas DataFrame."""
+        return self.store.df(query, params)
+
+    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
+        return self.store.arrow(query, params)
+
+    # ------------------------------------------------------------------ summaries
+    def describe(self, table: str) -> pd.DataFrame:
+        """Per column: type, null %, distinct count, min/max (numbers, times) or top values (text)."""
+        from mimiclab.api.describe import describe
+
+        return describe(self, self.resolve(table))
+
+    def distribution(self, table: str, column: str, by: str | None = None, bins: int = 50,
+                     kind: str = "auto", top: int = 30) -> pd.DataFrame:
+        """Counts behind a distribution plot (see api/describe.py for the columns and the `kind` rule)."""
+        from mimiclab.api.describe import distribution
+
+        return distribution(self, table, column, by=by, bins=bins, kind=kind, top=top)
+
+    def plot_distribution(self, table: str, column: str, by: str | None = None, bins: int = 50,
+                          kind: str = "auto", top: int = 30, path: str | os.PathLike | None = None):
+        """Histogram (numbers, times) or bar chart (categories) as a plotly Figure; saved when `path` is
+        given (.html fully offline, .png/.svg/.pdf drawn with matplotlib)."""
+        from mimiclab.api import plots
+
+        dist = self.distribution(table, column, by=by, bins=bins, kind=kind, top=top)
+        fig = plots.distribution_figure(dist, title=f"{self.resolve(table)}.{column}")
+        if path is not None:
+            plots.save(fig, path)
+        return fig
+
+    # ------------------------------------------------------------------ patients
+    def patient(self, subject_id: int) -> Patient:
+        """One patient's demographics, stays, diagnoses, timeline. Unknown ids list the nearest ones."""
+        from mimiclab.api.patient import Patient
+
+        return Patient(self, subject_id)
+
+    def _patients_table(self) -> str:
+        """The table whose ids define "a patient exists": patients, or admissions when it is not loaded."""
+        m = self.concepts
+        for q in (m.demographics.table, m.spans["admission"].table):
+            e = self.manifest.tables.get(q)
+            if e is not None and e.status == "loaded":
+                return q
+        return m.demographics.table
+
+    def _check_id(self, table: str, column: str, value: int, what: str) -> None:
+        col = ident(column)
+        if self.store.scalar(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}):
+            return
+        near = self.store.arrow(
+            f"SELECT DISTINCT {col} AS id, abs({col} - $v) AS dist FROM {qname(table)} WHERE {col} IS NOT NULL "
+            f"ORDER BY dist, id LIMIT 3", {"v": value}).column("id").to_pylist()
+        hint = f" Nearest existing: {', '.join(map(str, near))}." if near else f" ({table} is empty.)"
+        raise UnknownNameError(f"no {what} {value} in {self.slug} {self.version}.{hint}")
+
+    def find_patient(self, subject_id: int | None = None, hadm_id: int | None = None,
+                     stay_id: int | None = None) -> int:
+        """The subject_id of a patient given one of: subject_id, hadm_id (hospitalization), stay_id (ICU
+        stay). For OMOP these are person_id, visit_occurrence_id and visit_detail_id."""
+        given = {k: v for k, v in {"subject_id": subject_id, "hadm_id": hadm_id, "stay_id": stay_id}.items()
+                 if v is not None}
+        if len(given) != 1:
+            raise MimiclabError("give exactly one of subject_id, hadm_id, stay_id")
+        (kind, value), = given.items()
+        value = as_int(value, kind)
+        m = self.concepts
+        pid = ident(m.patient_id)
+        if kind == "subject_id":
+            self._check_id(self._patients_table(), m.patient_id, value, "subject_id")
+            return value
+        span = m.spans["admission" if kind == "hadm_id" else "icustay"]
+        id_col = m.hadm_id if kind == "hadm_id" else m.stay_id
+        got = self.store.scalar(f"SELECT {pid} FROM {qname(span.table)} WHERE {ident(id_col)} = $v LIMIT 1",
+                                {"v": value})
+        if got is None:
+            self._check_id(span.table, id_col, value, kind)
+        return int(got)
+
+    def plot_item(self, subject_id: int, item: int | str, path: str | os.PathLike | None = None):
+        return self.patient(subject_id).plot_item(item, path=path)
+
+    def plot_stays(self, subject_id: int, path: str | os.PathLike | None = None):
+        return self.patient(subject_id).plot_stays(path=path)
+
+    # ------------------------------------------------------------------ the one upward hook
+    def cohort(self, spec):
+        """Run a cohort spec (YAML path, dict or Cohort spec) on this dataset.
+
+        The one deliberate upward import of the API layer: cohorts are built on Dataset, and this
+        convenience lets notebooks write ``ds.cohort("spec.yaml")``. Imported lazily so the API never
+        needs the cohort package to load.
+        """
+        from mimiclab.cohort import Cohort
+
+        return Cohort.run(self, spec)

@@ -1,0 +1,178 @@
+"""A folder in PhysioNet's layout, used directly: which dataset it is, and its build under $MIMICLAB_HOME.
+
+``MIMICDataset("/data/mimic-iv-demo/2.2", ...)`` and ``mimiclab.open("/data/...")`` should just work on a
+folder someone unzipped, without a `mimiclab build` first. The build goes to
+``$MIMICLAB_HOME/folders/<slug>-<hash of the resolved path>/`` — outside ``db/`` on purpose, so a partial
+build of a folder never stands in for ``mimiclab.open("<slug>")``. A small stamp file (size and mtime of
+each source used) lets a second call skip even the build layer's checksum pass when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from mimiclab import catalog, config
+from mimiclab.build import SYNTHETIC_MARKER, build
+from mimiclab.build import manifest as mf
+from mimiclab.build.registry import Build
+from mimiclab.build.source import EXTENSIONS, locate, normalize_column, read_header
+from mimiclab.catalog import Dataset, Table
+from mimiclab.errors import MimiclabError
+
+STAMP = "folder-stamp.json"
+
+
+def is_build_dir(path: Path) -> bool:
+    return (path / mf.MANIFEST).is_file()
+
+
+def _present(folder: Path, table: Table) -> bool:
+    return any((folder / (table.file + ext)).is_file() for ext in EXTENSIONS)
+
+
+def detect(folder: Path) -> tuple[Dataset, str]:
+    """(catalog dataset, version) that a folder holds, from the files present.
+
+    The family is the one with most of its files present; within the family: a synthetic marker picks a
+    synthetic dataset if the catalog has one; exact published file sizes pick a demo; otherwise the full
+    dataset, at the version whose columns match the files' headers.
+    """
+    folder = Path(folder)
+    best: tuple[int, str] | None = None
+    for fam_name in sorted({d.family for d in catalog.datasets() if d.family}):
+        fam = catalog.family(fam_name)
+        n = sum(_present(folder, t) for m in fam.modules for t in m.tables)
+        if n and (best is None or n > best[0]):
+            best = (n, fam_name)
+    if best is None:
+        raise MimiclabError(
+            f"{folder} does not look like a PhysioNet dataset folder: none of the files the catalog knows "
+            f"(e.g. hosp/admissions.csv.gz, ADMISSIONS.csv, person.csv) are there. Point at the version folder "
+            f"(the one with LICENSE.txt and SHA256SUMS.txt).")
+    fam_name = best[1]
+    members = [d for d in catalog.datasets() if d.family == fam_name]
+    marker = folder / SYNTHETIC_MARKER
+    if marker.exists():
+        synth = [d for d in members if "synthetic" in d.slug]
+        if synth:
+            ds = synth[0]
+            try:
+                want = json.loads(marker.read_text()).get("version")
+            except ValueError:
+                want = None
+            versions = [v.version for v in ds.versions]
+            return ds, want if want in versions else ds.default_version
+    # exact sizes of published files (demos list them exactly)
+    for ds in members:
+        for v in ds.versions:
+            exact = [(p, i.size) for p, i in v.files.items()
+                     if i.size is not None and not i.approx_size and p.endswith((".csv", ".csv.gz"))]
+            hits = [(folder / p) for p, size in exact if (folder / p).is_file() and (folder / p).stat().st_size == size]
+            if hits and len(hits) * 2 >= sum((folder / p).is_file() for p, _ in exact):
+                return ds, v.version
+    full = [d for d in members if d.demo_of is None and "synthetic" not in d.slug] or members
+    ds = full[0]
+    return ds, _version_by_headers(folder, ds)
+
+
+def _version_by_headers(folder: Path, ds: Dataset) -> str:
+    """The newest version whose catalog columns match the headers of the files present."""
+    order = sorted(ds.versions, key=lambda v: v.version != ds.default_version)
+    for v in order:
+        ok = True
+        for t in ds.tables(v.version):
+            src = locate(folder, t)
+            if src is None:
+                continue
+            try:
+                got = [normalize_column(c) for c in read_header(src)]
+            except MimiclabError:
+                continue
+            if got != [c.name for c in t.columns_for(v.version)]:
+                ok = False
+                break
+        if ok:
+            return v.version
+    return ds.default_version
+
+
+def build_dir_for(folder: Path, slug: str) -> Path:
+    resolved = str(Path(folder).resolve())
+    return config.home() / "folders" / f"{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:16]}"
+
+
+def match_file(ds: Dataset, version: str, name: str) -> Table:
+    """The catalog table behind a file name as the datathon code writes it ("hosp/admissions",
+    "hosp/admissions.csv.gz", "ADMISSIONS"), else a CatalogError with close matches."""
+    stem = name
+    for ext in EXTENSIONS:
+        if stem.endswith(ext):
+            stem = stem[: -len(ext)]
+            break
+    stem = stem.strip("/")
+    tables = ds.tables(version)
+    for t in tables:
+        if t.file == stem:
+            return t
+    for t in tables:
+        if t.file.lower() == stem.lower() or f"{t.module}/{t.name}" == stem.lower():
+            return t
+    known = [t.file for t in tables]
+    raise catalog.CatalogError(f"{ds.slug} {version} has no file {name!r}." + catalog._suggest(stem, known))
+
+
+def _stamp(folder: Path, tables: list[Table]) -> dict[str, list[int]]:
+    out = {}
+    for t in tables:
+        src = locate(folder, t)
+        if src is not None:
+            out[src.rel] = [src.size, src.mtime_ns]
+    return out
+
+
+def ensure_built(folder: Path, tables: list[Table] | None = None) -> Build:
+    """Build `folder` (only `tables`, or all) into its private build dir unless it is already current."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MimiclabError(f"{folder} is not a folder")
+    ds, version = detect(folder)
+    out = build_dir_for(folder, ds.slug)
+    wanted = tables if tables is not None else ds.tables(version)
+    keys = {f"{ds.db_schema(t.module)}.{t.name}" for t in wanted}
+    stamp_now = _stamp(folder, wanted)
+    man = mf.read(out) if is_build_dir(out) else None
+    if man is not None and man.version == version and (out / man.database).exists():
+        try:
+            old = json.loads((out / STAMP).read_text())
+        except (OSError, ValueError):
+            old = {}
+        current = (all(k in man.tables and (out / man.tables[k].parquet).exists() for k in keys)
+                   and all(old.get(rel) == st for rel, st in stamp_now.items())
+                   and not _newly_present(folder, man, wanted, ds))
+        if current:
+            return Build(out, man)
+    res = build(ds.slug, version=version, source=folder, dest=out,
+                tables=[f"{t.module}/{t.name}" for t in wanted])
+    if res.failed:
+        first = next(iter(res.failed.values()))
+        raise MimiclabError(f"could not build {folder}: {first}")
+    try:
+        old = json.loads((out / STAMP).read_text())
+    except (OSError, ValueError):
+        old = {}
+    tmp = out / f"{STAMP}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({**old, **stamp_now}, indent=1))
+    os.replace(tmp, out / STAMP)
+    return Build(out, res.manifest)
+
+
+def _newly_present(folder: Path, man: mf.Manifest, wanted: list[Table], ds: Dataset) -> bool:
+    """A wanted table that was missing at the last build but has a file now."""
+    for t in wanted:
+        e = man.tables.get(f"{ds.db_schema(t.module)}.{t.name}")
+        if e is None or (e.status != "loaded" and locate(folder, t) is not None):
+            return True
+    return False

@@ -1,0 +1,271 @@
+"""One patient across all tables: demographics, stays, diagnoses, a single time-ordered timeline.
+
+All of it is driven by the family's concept mapping (catalog/concepts/<family>.yaml): the same code runs
+on MIMIC-IV, MIMIC-III and OMOP. Every query filters on the patient key, so on Parquet files sorted by
+patient DuckDB reads only the row groups that hold this patient.
+
+Timeline columns (every family, ids under MIMIC-IV's names; for OMOP subject_id = person_id, hadm_id =
+visit_occurrence_id, stay_id = visit_detail_id, itemid = concept_id):
+
+    time, endtime, source, label, value, valuenum, unit, subject_id, hadm_id, stay_id, itemid
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from mimiclab.api._common import UnknownNameError, as_int, ident, lit, qname, suggest
+from mimiclab.catalog.concepts import PatientTable, TimelineSource, qualify
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from mimiclab.api.dataset import Dataset
+
+TIMELINE_COLUMNS = ["time", "endtime", "source", "label", "value", "valuenum", "unit",
+                    "subject_id", "hadm_id", "stay_id", "itemid"]
+
+
+def _cast(expr: str | None, typ: str, alias: str = "t", try_: bool = False) -> str:
+    if expr is None:
+        return f"CAST(NULL AS {typ})"
+    return f"{'TRY_CAST' if try_ else 'CAST'}({qualify(expr, alias)} AS {typ})"
+
+
+def source_sql(src: TimelineSource, patient_id: str) -> str:
+    """One timeline source as a SELECT of the common columns for the patient in parameter $sid."""
+    join = f" LEFT JOIN {qname(src.join.table)} d ON {src.join.condition()}" if src.join else ""
+    return (
+        f"SELECT {_cast(src.time, 'TIMESTAMP')} AS time, {_cast(src.end, 'TIMESTAMP')} AS endtime, "
+        f"{lit(src.name)} AS source, {_cast(src.label, 'VARCHAR')} AS label, "
+        f"{_cast(src.value, 'VARCHAR')} AS value, {_cast(src.valuenum, 'DOUBLE', try_=True)} AS valuenum, "
+        f"{_cast(src.unit, 'VARCHAR')} AS unit, CAST(t.{ident(patient_id)} AS BIGINT) AS subject_id, "
+        f"{_cast(src.hadm_id, 'BIGINT')} AS hadm_id, {_cast(src.stay_id, 'BIGINT')} AS stay_id, "
+        f"{_cast(src.itemid, 'BIGINT')} AS itemid "
+        f"FROM {qname(src.table)} t{join} WHERE t.{ident(patient_id)} = $sid"
+    )
+
+
+class Patient:
+    """A patient of a Dataset. Frames are fetched on first access and kept."""
+
+    def __init__(self, ds: Dataset, subject_id: int):
+        self.ds = ds
+        self.subject_id = ds.find_patient(subject_id=as_int(subject_id, "subject_id"))
+        self._map = ds.concepts
+
+    def __repr__(self) -> str:
+        d = self.demographics
+        bits = ", ".join(f"{k}={v}" for k, v in d.items() if k in ("gender", "anchor_age", "age_at_first_admission",
+                                                                   "year_of_birth", "n_admissions", "n_icustays"))
+        return f"<Patient {self.subject_id} of {self.ds.slug}: {bits}>"
+
+    def _p(self) -> dict:
+        return {"sid": self.subject_id}
+
+    def _loaded(self, table: str) -> bool:
+        e = self.ds.manifest.tables.get(table)
+        return e is not None and e.status == "loaded"
+
+    def _present(self, table: str) -> bool:
+        return table in self.ds.manifest.tables
+
+    # ------------------------------------------------------------------ demographics & frames
+    @cached_property
+    def demographics(self) -> dict:
+        """Family-specific fields from the mapping, plus counts and first/last hospital times."""
+        m = self._map
+        dem = m.demographics
+        out: dict = {"subject_id": self.subject_id}
+        if self._present(dem.table):
+            cols = ", ".join(f"{expr} AS {ident(name)}" for name, expr in dem.columns.items())
+            rows = self.ds.store.arrow(
+                f"SELECT {cols} FROM {qname(dem.table)} p WHERE p.{ident(m.patient_id)} = $sid LIMIT 1",
+                self._p()).to_pylist()
+            out.update(rows[0] if rows else {k: None for k in dem.columns})
+        adm, icu = m.spans["admission"], m.spans["icustay"]
+        pid = ident(m.patient_id)
+        row = self.ds.store.arrow(
+            f"SELECT count(*) AS n_admissions, min({qualify(adm.start)}) AS first_admission, "
+            f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t WHERE t.{pid} = $sid",
+            self._p()).to_pylist()[0]
+        out.update(row)
+        out["n_icustays"] = self.ds.store.scalar(
+            f"SELECT count(*) FROM {qname(icu.table)} t WHERE t.{pid} = $sid", self._p()) if self._present(icu.table) else 0
+        return out
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """A mapped per-patient table (admissions, icustays, transfers, diagnoses, procedures,
+        prescriptions, microbiology, services): all its columns plus joined titles, in time order."""
+        spec: PatientTable = self._map.table(name)
+        if not self._present(spec.table):
+            import pandas as pd
+
+            return pd.DataFrame()
+        join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join else ""
+        extra = "".join(f", {expr} AS {ident(col)}" for col, expr in spec.extra.items())
+        order = f" ORDER BY {', '.join(qualify(o) for o in spec.order)}" if spec.order else ""
+        return self.ds.store.df(
+            f"SELECT t.*{extra} FROM {qname(spec.table)} t{join} "
+            f"WHERE t.{ident(self._map.patient_id)} = $sid{order}", self._p())
+
+    @cached_property
+    def admissions(self) -> pd.DataFrame:
+        return self.frame("admissions")
+
+    @cached_property
+    def icustays(self) -> pd.DataFrame:
+        return self.frame("icustays")
+
+    @cached_property
+    def transfers(self) -> pd.DataFrame:
+        return self.frame("transfers")
+
+    @cached_property
+    def diagnoses(self) -> pd.DataFrame:
+        """Diagnoses with their titles (long_title; OMOP: the condition concept name)."""
+        return self.frame("diagnoses")
+
+    @cached_property
+    def procedures(self) -> pd.DataFrame:
+        return self.frame("procedures")
+
+    @cached_property
+    def prescriptions(self) -> pd.DataFrame:
+        return self.frame("prescriptions")
+
+    @cached_property
+    def microbiology(self) -> pd.DataFrame:
+        return self.frame("microbiology")
+
+    @cached_property
+    def services(self) -> pd.DataFrame:
+        return self.frame("services")
+
+    def stays(self) -> pd.DataFrame:
+        """Admissions, ICU stays and transfers as intervals: kind, id, start, end, label (stay chart data)."""
+        m = self._map
+        parts = []
+        for kind, sp in m.spans.items():
+            if not self._present(sp.table):
+                continue
+            join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
+            parts.append(
+                f"SELECT {lit(kind)} AS kind, {_cast(sp.id, 'BIGINT')} AS id, {_cast(sp.start, 'TIMESTAMP')} AS start, "
+                f"{_cast(sp.end, 'TIMESTAMP')} AS \"end\", {_cast(sp.label, 'VARCHAR')} AS label "
+                f"FROM {qname(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid")
+        order = {k: i for i, k in enumerate(m.spans)}
+        sql = (" UNION ALL ".join(parts) + " ORDER BY CASE kind "
+               + " ".join(f"WHEN {lit(k)} THEN {i}" for k, i in order.items()) + " END, start, id")
+        return self.ds.store.df(sql, self._p())
+
+    # ------------------------------------------------------------------ timeline & items
+    def _sources(self, sources=None, items_only: bool = False) -> list[TimelineSource]:
+        allsrc = list(self._map.timeline)
+        if sources is not None:
+            names = [sources] if isinstance(sources, str) else list(sources)
+            known = {s.name: s for s in allsrc}
+            for n in names:
+                if n not in known:
+                    raise UnknownNameError(f"no timeline source {n!r} for {self.ds.family}." + suggest(n, list(known)))
+            allsrc = [known[n] for n in names]
+        return [s for s in allsrc if self._loaded(s.table) and (not items_only or s.items)
+                and (s.join is None or self._present(s.join.table))]
+
+    def _union(self, srcs: list[TimelineSource]) -> str | None:
+        if not srcs:
+            return None
+        return " UNION ALL ".join(source_sql(s, self._map.patient_id) for s in srcs)
+
+    def _empty_timeline(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+            TIMELINE_COLUMNS, ["datetime64[us]", "datetime64[us]", "str", "str", "str", "float64", "str",
+                               "int64", "Int64", "Int64", "Int64"], strict=True)})
+
+    def timeline(self, sources: str | list[str] | None = None, start=None, end=None) -> pd.DataFrame:
+        """Every event of the patient across the mapped tables, ordered by time (then source, item,
+        label). `sources` narrows to some tables (names as in the mapping); `start`/`end` bound the time."""
+        union = self._union(self._sources(sources))
+        if union is None:
+            return self._empty_timeline()
+        where, params = [], self._p()
+        if start is not None:
+            where.append("time >= CAST($start AS TIMESTAMP)")
+            params["start"] = str(start)
+        if end is not None:
+            where.append("time <= CAST($end AS TIMESTAMP)")
+            params["end"] = str(end)
+        w = f" WHERE {' AND '.join(where)}" if where else ""
+        return self._fetch_timeline(
+            f"SELECT * FROM ({union}){w} ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value", params)
+
+    def _fetch_timeline(self, sql: str, params: dict) -> pd.DataFrame:
+        import pandas as pd
+
+        df = self.ds.store.arrow(sql, params).to_pandas()
+        for c in ("hadm_id", "stay_id", "itemid"):  # nullable ids stay integers
+            df[c] = df[c].astype("Int64")
+        df["subject_id"] = df["subject_id"].astype("int64")
+        df["valuenum"] = df["valuenum"].astype("float64")
+        return df if len(df) else pd.concat([self._empty_timeline(), df.iloc[:0]], ignore_index=True)
+
+    def items(self) -> pd.DataFrame:
+        """The patient's measured items (labs, charted vitals, inputs/outputs): source, itemid, label,
+        unit, count, numeric (count of numeric values), first, last — most frequent first."""
+        union = self._union(self._sources(items_only=True))
+        if union is None:
+            import pandas as pd
+
+            return pd.DataFrame(columns=["source", "itemid", "label", "unit", "count", "numeric", "first", "last"])
+        return self.ds.store.df(
+            f"SELECT source, itemid, label, mode(unit) AS unit, count(*) AS count, count(valuenum) AS numeric, "
+            f"min(time) AS first, max(time) AS last FROM ({union}) GROUP BY source, itemid, label "
+            f"ORDER BY count DESC, label, source", self._p())
+
+    def item_series(self, item: int | str) -> pd.DataFrame:
+        """One item over time: time, value (numeric), value_text, unit, source, itemid, label, hadm_id,
+        stay_id. `item` is an itemid or a label (case-insensitive exact match)."""
+        union = self._union(self._sources(items_only=True))
+        params = self._p()
+        if isinstance(item, str) and not item.strip().lstrip("-").isdigit():
+            cond, params["item"] = "lower(label) = lower($item)", item.strip()
+        else:
+            cond, params["item"] = "itemid = $item", as_int(item, "itemid")
+        if union is not None:
+            df = self.ds.store.df(
+                f"SELECT time, valuenum AS value, value AS value_text, unit, source, itemid, label, hadm_id, stay_id "
+                f"FROM ({union}) WHERE {cond} ORDER BY time NULLS LAST, source", params)
+            if len(df):
+                for c in ("hadm_id", "stay_id", "itemid"):
+                    df[c] = df[c].astype("Int64")
+                return df
+        its = self.items()
+        options = [str(x) for x in its["label"].dropna().tolist()] + [str(x) for x in its["itemid"].dropna().tolist()]
+        hint = suggest(str(item), options) if options else " This patient has no measured items."
+        raise UnknownNameError(f"patient {self.subject_id} has no item {item!r}.{hint}")
+
+    # ------------------------------------------------------------------ plots
+    def plot_item(self, item: int | str, path: str | os.PathLike | None = None):
+        """The item's numeric values over time (plotly Figure); saved when `path` is given."""
+        from mimiclab.api import plots
+
+        s = self.item_series(item)
+        label = s["label"].dropna().iloc[0] if s["label"].notna().any() else str(item)
+        unit = s["unit"].dropna().iloc[0] if s["unit"].notna().any() else ""
+        fig = plots.item_figure(s, title=f"Patient {self.subject_id}: {label}", ylabel=f"{label} ({unit})" if unit else label)
+        if path is not None:
+            plots.save(fig, path)
+        return fig
+
+    def plot_stays(self, path: str | os.PathLike | None = None):
+        """Admissions, ICU stays and transfers as a Gantt-like chart (plotly Figure)."""
+        from mimiclab.api import plots
+
+        fig = plots.stays_figure(self.stays(), title=f"Patient {self.subject_id}: stays")
+        if path is not None:
+            plots.save(fig, path)
+        return fig

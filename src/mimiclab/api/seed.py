@@ -1,0 +1,259 @@
+"""``MIMICDataset``: the datathon's example class, same interface and results, without loading tables.
+
+The example (pandas.read_csv of each ``<datapath>/<file>.csv.gz`` into memory, ``np.where`` per patient)
+runs out of memory on full MIMIC-IV. This class keeps its behaviour — keys, ``len``, ``ds[i]`` ->
+``PatientSample(subject_id, data)``, ``repr``, ``plot_distribution`` — over a DuckDB/Parquet build:
+subject ids and counts come from SQL, each ``ds[i]`` is one point query per file.
+
+Differences, on purpose:
+
+* values are typed by the catalog instead of guessed: times and dates are ``datetime64`` (read_csv gives
+  strings), codes stay text. Integer columns are ``int64``, or ``float64`` when the file has an empty cell
+  in that column — as read_csv does;
+* each patient frame keeps read_csv's index (the row's position in the file) and the file's row order;
+* ``datapath`` may also be a built dataset's name (``"mimic-iv-demo"``) or a build folder; a raw folder is
+  built on first use under $MIMICLAB_HOME/folders and reused while its files are unchanged;
+* ``.data[key]`` still gives the whole table as a DataFrame, but loads it only when asked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from mimiclab import catalog
+from mimiclab.api._common import MissingFileError, UnknownNameError, ident, lit, suggest
+from mimiclab.api.dataset import Dataset
+from mimiclab.build import manifest as mf
+from mimiclab.build.registry import Build, find
+from mimiclab.build.source import EXTENSIONS
+from mimiclab.errors import MimiclabError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+SUFFIXES = EXTENSIONS  # ".csv.gz", ".csv"
+_INTS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+
+
+class PatientSample(NamedTuple):
+    subject_id: int
+    data: dict[str, pd.DataFrame]
+
+
+def _key(name: str) -> str:
+    for ext in SUFFIXES:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+class _LazyTables(Mapping):
+    """``ds.data``: key -> whole table as a DataFrame, read only when a key is accessed."""
+
+    def __init__(self, owner: MIMICDataset):
+        self._owner = owner
+        self._cache: dict[str, pd.DataFrame] = {}
+
+    def __getitem__(self, key: str) -> pd.DataFrame:
+        if key not in self._owner._sql:
+            raise UnknownNameError(f"no file {key!r} in this dataset." + suggest(key, self._owner.keys))
+        if key not in self._cache:
+            self._cache[key] = self._owner._fetch(key, None)
+        return self._cache[key]
+
+    def __iter__(self):
+        return iter(self._owner.keys)
+
+    def __len__(self) -> int:
+        return len(self._owner.keys)
+
+
+class MIMICDataset:
+    """Patients present in every selected file, each with their rows of each file."""
+
+    def __init__(self, datapath: str | os.PathLike, files: str | list[str], *, version: str | None = None):
+        from mimiclab.api import folder as fo
+
+        self.datapath = datapath
+        self.files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+        if not self.files:
+            raise MimiclabError("files must name at least one file, e.g. ['hosp/admissions']")
+        self.keys = [_key(str(f)) for f in self.files]
+        path = Path(datapath)
+        if path.is_dir() and not fo.is_build_dir(path):
+            ds_cat, ver = fo.detect(path)
+            tables = []
+            for f in self.files:
+                t = fo.match_file(ds_cat, ver, str(f))
+                if not any((path / (t.file + ext)).is_file() for ext in SUFFIXES):
+                    raise MissingFileError(f"{path / (_key(str(f)) + '.csv.gz')} does not exist "
+                                           f"(nor {t.file}.csv): check the folder and the file name")
+                tables.append(t)
+            build = fo.ensure_built(path, tables)
+        elif path.is_dir():
+            man = mf.read(path)
+            if man is None:
+                raise MimiclabError(f"{path / mf.MANIFEST} is not a valid build manifest; rebuild the dataset")
+            build = Build(path, man)
+        elif os.sep in str(datapath):
+            raise MissingFileError(f"{datapath} does not exist")
+        else:
+            build = find(str(datapath), version)
+        self._ds = Dataset(build)
+        ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
+        self._sql: dict[str, str] = {}
+        self._parquet: dict[str, str] = {}
+        self._tables: dict[str, str] = {}
+        for f, key in zip(self.files, self.keys, strict=True):
+            qualified = self._qualified(build, ds_cat, str(f))
+            entry = build.manifest.tables[qualified]
+            if entry.status != "loaded":
+                raise MissingFileError(
+                    f"{key}: the table {qualified} is not loaded in {build.slug} {build.version} "
+                    f"(its file was not there at build time); add the file and rebuild")
+            self._tables[key] = qualified
+            self._parquet[key] = str((build.build_dir / entry.parquet).resolve())
+            self._sql[key] = self._select(key)
+        self._subject_ids: list[int] = self._ids()
+        self.data = _LazyTables(self)
+
+    # ------------------------------------------------------------------ setup
+    def _qualified(self, build: Build, ds_cat, name: str) -> str:
+        from mimiclab.api import folder as fo
+
+        if ds_cat is not None:
+            t = fo.match_file(ds_cat, build.version, name)
+            return f"{ds_cat.db_schema(t.module)}.{t.name}"
+        return self._ds.resolve(_key(name))  # a dataset the catalog does not list: match table names
+
+    def _select(self, key: str) -> str:
+        """SELECT list reproducing read_csv's dtypes where they are defined by the data (ints vs floats)."""
+        src = lit(self._parquet[key])
+        cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({src})").to_pylist()
+        nulls = {r["path_in_schema"]: r["n"] for r in self._ds.store.arrow(
+            f"SELECT path_in_schema, sum(stats_null_count) AS n, count(*) - count(stats_null_count) AS unknown "
+            f"FROM parquet_metadata({src}) GROUP BY 1").to_pylist() if not r["unknown"]}
+        out = []
+        for c in cols:
+            name, typ = c["column_name"], c["column_type"].upper()
+            q = ident(name)
+            if typ in _INTS:
+                n = nulls.get(name)
+                if n is None:
+                    n = self._ds.store.scalar(f"SELECT count(*) - count({q}) FROM read_parquet({src})")
+                out.append(f"CAST({q} AS {'DOUBLE' if n else 'BIGINT'}) AS {q}")
+            elif typ == "DATE":
+                out.append(f"CAST({q} AS TIMESTAMP) AS {q}")
+            else:
+                out.append(q)
+        return f"SELECT file_row_number AS __row__, {', '.join(out)} FROM read_parquet({src}, file_row_number=true)"
+
+    def _ids(self) -> list[int]:
+        parts = [f"SELECT subject_id FROM read_parquet({lit(p)})" for p in self._parquet.values()]
+        for key, p in self._parquet.items():
+            cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({lit(p)})").column("column_name")
+            if "subject_id" not in cols.to_pylist():
+                raise MimiclabError(f"{key} has no subject_id column, so it cannot be split by patient "
+                                    f"(dictionary tables such as d_labitems are joined, not sampled)")
+        sql = " INTERSECT ".join(parts) + " ORDER BY 1"
+        return [int(x) for x in self._ds.store.arrow(sql).column(0).to_pylist() if x is not None]
+
+    def _fetch(self, key: str, subject_id: int | None) -> pd.DataFrame:
+        if subject_id is None:
+            t = self._ds.store.arrow(f"{self._sql[key]} ORDER BY __row__")
+        else:
+            t = self._ds.store.arrow(f"{self._sql[key]} WHERE subject_id = $sid ORDER BY __row__",
+                                     {"sid": subject_id})
+        df = t.to_pandas()
+        df.index = df.pop("__row__").to_numpy()
+        return df
+
+    # ------------------------------------------------------------------ the example class's interface
+    @property
+    def dataset(self) -> Dataset:
+        """The underlying Dataset (SQL, patients, timelines, plotly plots)."""
+        return self._ds
+
+    def __len__(self) -> int:
+        return len(self._subject_ids)
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return [self[i] for i in range(*idx.indices(len(self)))]
+        try:
+            i = idx.__index__()
+        except AttributeError:
+            raise TypeError(f"MIMICDataset indices must be integers or slices, not {type(idx).__name__}") from None
+        n = len(self._subject_ids)
+        if i < -n or i >= n:
+            raise IndexError(f"index {idx} out of range for {n} patients")
+        sid = self._subject_ids[i]
+        return PatientSample(sid, {key: self._fetch(key, sid) for key in self.keys})
+
+    def _dtypes(self, key: str) -> list[tuple[str, str]]:
+        t = self._ds.store.arrow(f"{self._sql[key]} LIMIT 0").to_pandas()
+        return [(c, str(d)) for c, d in t.dtypes.items() if c != "__row__"]
+
+    def __repr__(self) -> str:
+        out = ""
+        for key in self.keys:
+            cols = self._dtypes(key)
+            rows = self._ds.manifest.tables[self._tables[key]].rows
+            out += f"{key}: MIMIC Dataset with {rows} entries and {len(cols)} features.\nFeatures:\n"
+            for c, d in cols:
+                out += f"  `{c}` with {d} datatype\n"
+        return out[:-1] if out.endswith("\n") else out
+
+    def plot_distribution(self, key: str, column: str, savepath: str | os.PathLike | None = None):
+        """100-bin histogram of a column over the whole file, as the example draws it (numbers, times),
+        or a bar per value for text. Saved at dpi 600, transparent, when `savepath` is given (drawn on a
+        non-interactive canvas, and the matplotlib Figure is returned); else shown with plt.show()."""
+        if key not in self._tables:
+            raise UnknownNameError(f"no file {key!r} in this dataset." + suggest(key, self.keys))
+        dist = self._ds.distribution(self._tables[key], column, bins=100,
+                                     kind="categorical" if self._is_text(key, column) else "numeric", top=10**9)
+        if savepath is not None:
+            from matplotlib.figure import Figure
+
+            fig = Figure()
+            ax = fig.add_subplot()
+        else:
+            import matplotlib.pyplot as plt
+
+            fig = plt.figure()
+            ax = fig.gca()
+        if dist.attrs["kind"] == "numeric":
+            edges = list(dist["bin_start"]) + list(dist["bin_end"].iloc[-1:])
+            if len(dist):
+                import numpy as np
+
+                if np.issubdtype(dist["bin_start"].dtype, np.datetime64):
+                    import matplotlib.dates as mdates
+
+                    edges = mdates.date2num([e.to_pydatetime() for e in edges])
+                    ax.xaxis_date()
+                ax.hist(edges[:-1], bins=edges, weights=dist["count"].tolist())
+        else:
+            ax.bar(dist["value"].tolist(), dist["count"].tolist())
+        ax.set_xlabel(column.title())
+        ax.set_ylabel("Number of Patients")
+        if savepath is not None:
+            fig.savefig(str(savepath), dpi=600, transparent=True, bbox_inches="tight")
+            return fig
+        import matplotlib.pyplot as plt
+
+        plt.show()
+        return None
+
+    def _is_text(self, key: str, column: str) -> bool:
+        from mimiclab.api.describe import TEMPORAL, _is_numeric
+
+        _, t = self._ds.column(self._tables[key], column)
+        return not (_is_numeric(t) or t.upper() in TEMPORAL)
