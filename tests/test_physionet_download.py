@@ -296,3 +296,14 @@ def test_ctrl_c_leaves_resumable_parts(physionet, data_root, tmp_path):
     res = _dl(physionet, tmp_path / "d")
     _assert_identical(tmp_path / "d", data_root / CRED_SLUG / CRED_VERSION, sums)
     assert res.bytes_transferred < sum((data_root / CRED_SLUG / CRED_VERSION / p).stat().st_size for p in sums)
+
+
+def test_dataset_not_on_physionet_is_refused(data_root, tmp_path):
+    from mimiclab import catalog
+
+    local = [d.slug for d in catalog.datasets() if d.access not in ("open", "credentialed")]
+    if not local:
+        pytest.skip("the catalog has no locally made dataset")
+    with pytest.raises(PhysioNetError, match="not published on PhysioNet"):
+        download(local[0], mirror=str(data_root), dest=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()

@@ -51,7 +51,10 @@ def access(
         by_slug = {s.slug: s for s in statuses}
         for ds in catalog.datasets():
             st = by_slug.get(ds.slug)
-            now = f"[{_STATE_STYLE.get(st.state, 'white')}]{st.state}[/]" if st else escape(ds.page)
+            if st:
+                now = f"[{_STATE_STYLE.get(st.state, 'white')}]{st.state}[/]"
+            else:
+                now = escape(ds.page) if ds.access in ("open", "credentialed") else "made locally"
             table.add_row(ds.slug, ds.default_version, ds.access, now)
         console.print(table)
         if check and creds is None:

@@ -62,6 +62,8 @@ def guide(slug: str, version: str | None = None) -> str:
     else:
         version = version or "<version>"
         title = f"{slug} {version} (not in mimiclab's catalog)"
+    if ds is not None and ds.access not in ("open", "credentialed"):
+        return f"{title}\nNot published on PhysioNet (access: {ds.access}): it is made on this machine."
     lines = [title, f"Page: {page(slug, version if ds else None)}", ""]
     if ds is not None and ds.access == "open":
         lines += ["Open access: no account or login is needed.",
@@ -112,10 +114,9 @@ def check_access(slug: str, version: str | None = None, *, credentials: Credenti
                  mirror: str | None = None, timeout: float = 10.0, use_stored: bool = True) -> AccessStatus:
     """What this account can do with `slug` right now. Asks for SHA256SUMS.txt: small, and protected exactly
     like the data. Tries anonymously first, so an open dataset is reported as open, not 'allowed'."""
-    ds = _dataset(slug)
-    if ds is None and version is None:
-        catalog.get(slug)  # raises CatalogError with suggestions
-    version = ds.version(version).version if ds is not None else version
+    from mimiclab.physionet.plan import lookup
+
+    ds, version = lookup(slug, version)  # CatalogError with suggestions for unknown slugs
     base = mirror_mod.resolve(mirror)
     if not isinstance(base, str):
         src = mirror_mod.LocalSource(base, slug, version)
@@ -175,7 +176,7 @@ def check_all(*, credentials: Credentials | None = None, mirror: str | None = No
     if credentials is None:
         base = mirror_mod.resolve(mirror)
         credentials = creds_mod.load(httpx.URL(base).host if isinstance(base, str) else creds_mod.DEFAULT_HOST)
-    dss = catalog.datasets()
+    dss = [d for d in catalog.datasets() if d.access in ("open", "credentialed")]
     with ThreadPoolExecutor(max_workers=8) as ex:
         return list(ex.map(lambda d: check_access(d.slug, credentials=credentials, mirror=mirror,
                                                   timeout=timeout, use_stored=False), dss))

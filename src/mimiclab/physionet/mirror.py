@@ -21,7 +21,6 @@ from mimiclab.physionet.errors import (
     AuthError,
     NotFoundError,
     PhysioNetError,
-    UnreachableError,
 )
 
 DEFAULT_URL = "https://physionet.org"
@@ -220,16 +219,3 @@ class RemoteSource:
                     raise TransientError(f"connection dropped reading {rel}: {type(exc).__name__}") from None
 
             yield Stream(start, total, chunks())
-
-
-def probe(base: str | Path, client: httpx.Client) -> bool:
-    """True if the source answers at all (any HTTP status counts: the server is there)."""
-    if isinstance(base, Path):
-        return base.is_dir()
-    try:
-        client.head(f"{base}/", timeout=client.timeout)
-        return True
-    except httpx.HTTPError:
-        return False
-    except UnreachableError:
-        return False

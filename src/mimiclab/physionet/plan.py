@@ -78,6 +78,9 @@ def lookup(slug: str, version: str | None) -> tuple[catalog.Dataset | None, str]
         if version is None:
             raise
         return None, version
+    if ds.access not in ("open", "credentialed"):
+        raise PhysioNetError(f"{slug} is not published on PhysioNet (access: {ds.access}); "
+                             "it is made on this machine, not downloaded.")
     return ds, ds.version(version).version
 
 
