@@ -1,0 +1,232 @@
+"""Cohorts: a spec file in, ids + attrition + Table 1 + report + a PhysioNet-layout subset out.
+
+    from mimiclab.cohort import Cohort
+    c = Cohort.run(build_or_dataset, "spec.yaml")
+    c.ids, c.attrition, c.table1, c.sql
+    c.report("out/"); c.subset("subset/")
+
+`Cohort.run` takes a registry Build, anything Dataset-like (`.store`, `.manifest`), or a dataset slug.
+All work is SQL on the store (one CTE chain, see compile.py); pandas only summarises the final rows.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mimiclab import catalog
+from mimiclab.cohort import attrition as _attrition
+from mimiclab.cohort import spec as S
+from mimiclab.cohort import table1 as _table1
+from mimiclab.cohort.compile import Compiled, compile_spec, transpile
+from mimiclab.cohort.criteria import describe_criteria, lit
+from mimiclab.cohort.spec import CohortSpec, SpecError
+from mimiclab.errors import MimiclabError, QueryError
+
+__all__ = ["CRITERIA", "Cohort", "CohortSpec", "EmptyCohortError", "SpecError", "load_spec"]
+
+CRITERIA: list[dict[str, Any]] = describe_criteria()
+load_spec = S.load
+
+
+class EmptyCohortError(MimiclabError):
+    """No unit is left; the message names the step (and spec line) that removed the last ones."""
+
+    def __init__(self, message: str, cohort: Cohort):
+        super().__init__(message)
+        self.cohort = cohort
+
+
+def _resolve(target: Any, spec: CohortSpec):
+    """(store, manifest, build or None, owns_store) from a Build, Dataset-like object or slug."""
+    from mimiclab.build.registry import find
+
+    if target is None:
+        if not spec.dataset:
+            raise SpecError("no dataset given: name one with --dataset, or `dataset:` in the spec")
+        target = spec.dataset
+    if isinstance(target, str):
+        target = find(target, spec.version if spec.dataset in (None, target) else None)
+    if hasattr(target, "store") and hasattr(target, "manifest"):  # mimiclab.api Dataset
+        return target.store, target.manifest, getattr(target, "build", None), False
+    if hasattr(target, "open") and hasattr(target, "manifest"):  # registry Build
+        return target.open(), target.manifest, target, True
+    raise TypeError(f"Cohort.run needs a Dataset, a registry Build or a dataset slug, not {type(target).__name__}")
+
+
+class Cohort:
+    """A cohort run on one build. Cheap to hold: ids and baseline rows are small DataFrames."""
+
+    def __init__(self, spec: CohortSpec, compiled: Compiled, store, manifest, build, counts: list[int],
+                 rows: pd.DataFrame, warnings: list[str], owns_store: bool = False):
+        self.spec = spec
+        self.compiled = compiled
+        self.store = store
+        self.manifest = manifest
+        self.build = build
+        self.counts = counts
+        self.rows = rows  # ids + baseline columns, one row per unit
+        self.warnings = warnings
+        self._owns_store = owns_store
+        self._table1: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ running
+    @classmethod
+    def run(cls, dataset: Any, spec: str | Path | dict | CohortSpec, *, allow_empty: bool = False) -> Cohort:
+        """Compile and run `spec` on `dataset` (Build, Dataset-like, slug, or None = the spec's dataset).
+
+        Raises SpecError for a spec this dataset cannot run (with file/line), EmptyCohortError when no unit
+        is left (unless allow_empty; the error carries the cohort, so its attrition can still be shown).
+        """
+        spec = S.load(spec)
+        store, manifest, build, owns = _resolve(dataset, spec)
+        family = manifest.family or catalog.get(manifest.dataset).family
+        compiled = compile_spec(spec, family)
+        warnings = _check(spec, compiled, store, manifest)
+        dialect = getattr(store, "dialect", "duckdb")
+        try:
+            counts_t = store.arrow(transpile(compiled.attrition_sql, dialect))
+        except QueryError as exc:
+            raise _locate_failure(spec, compiled, store, dialect, exc) from None
+        counts = [int(x) for x in counts_t.column("n").to_pylist()]
+        rows = store.df(transpile(_table1.rows_sql(compiled), dialect))
+        for col in compiled.ctx.unit_columns:
+            rows[col] = rows[col].astype("int64")
+        cohort = cls(spec, compiled, store, manifest, build, counts, rows, warnings, owns)
+        if counts[-1] == 0 and not allow_empty:
+            raise EmptyCohortError(cohort._empty_message(), cohort)
+        return cohort
+
+    def _empty_message(self) -> str:
+        if self.counts[0] == 0:
+            return f"the cohort is empty: {self.manifest.dataset} {self.manifest.version} has no {self.spec.unit_label}"
+        i = next(k for k, n in enumerate(self.counts) if n == 0)
+        kind, c = self.spec.steps()[i - 1]
+        return (f"the cohort is empty: step {i} ({kind} {c.title!r}) at {self.spec.where(c)} left no "
+                f"{self.spec.unit_label} of {self.counts[i - 1]:,}. Loosen or remove that criterion.")
+
+    # ------------------------------------------------------------------ results
+    @property
+    def ids(self) -> pd.DataFrame:
+        return self.rows[self.compiled.ctx.unit_columns].reset_index(drop=True)
+
+    @property
+    def attrition(self) -> pd.DataFrame:
+        return _attrition.table(self.spec, self.counts, self.manifest.dataset, self.manifest.version)
+
+    @property
+    def table1(self) -> pd.DataFrame:
+        if self._table1 is None:
+            self._table1 = _table1.summarise(self.rows, f"N ({self.spec.unit_label})")
+        return self._table1
+
+    @property
+    def table1_note(self) -> str:
+        scope = {"patient": "the first hospital admission of each patient (ICU LOS: first ICU stay)",
+                 "admission": "each admission (ICU LOS: first ICU stay of the admission)",
+                 "stay": "the hospital admission of each ICU stay (ICU LOS: the stay itself)"}[self.spec.unit]
+        return f"Characteristics at {scope}. Median [IQR] or n (%)."
+
+    @property
+    def sql(self) -> str:
+        """The compiled SQL returning the cohort's ids (DuckDB spelling; see `sql_for`)."""
+        return self.compiled.ids_sql
+
+    def sql_for(self, dialect: str) -> str:
+        return transpile(self.compiled.ids_sql, dialect)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return (f"<Cohort {self.spec.name!r}: {len(self):,} {self.spec.unit_label} of {self.counts[0]:,} "
+                f"in {self.manifest.dataset} {self.manifest.version}>")
+
+    # ------------------------------------------------------------------ outputs
+    def report(self, out: str | Path) -> Path:
+        """Write ids (csv, parquet), attrition, Table 1, flow diagram (svg, png), report.md/.html."""
+        from mimiclab.cohort import report
+
+        return report.write(self, out)
+
+    def subset(self, out: str | Path) -> Path:
+        """Export the cohort's rows in PhysioNet's layout (csv.gz per table) + report + SHA256SUMS.txt."""
+        from mimiclab.cohort import subset
+
+        return subset.export(self, out)
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+
+def _check(spec: CohortSpec, comp: Compiled, store, manifest) -> list[str]:
+    """Checks against the data: unknown itemids/labels are errors; values never seen, tables not loaded
+    are warnings (the spec may be meant for the full dataset)."""
+    names = comp.ctx.names
+    warnings: list[str] = []
+    tables = manifest.tables
+
+    def not_loaded(qualified: str, c) -> None:
+        e = tables.get(qualified)
+        if e is not None and e.status != "loaded":
+            warnings.append(f"{qualified} is not loaded in this build (no source file): "
+                            f"{c.title!r} ({spec.where(c)}) can match nothing")
+
+    for _, c in spec.steps():
+        if isinstance(c, S._Measurement):
+            t = names["lab" if isinstance(c, S.Lab) else "chart"]
+            kind = "lab" if isinstance(c, S.Lab) else "chart"
+            if c.itemids:
+                found = set(store.arrow(
+                    f"SELECT itemid FROM {t['dictionary']} WHERE itemid IN ({', '.join(map(str, c.itemids))})"
+                ).column(0).to_pylist())
+                missing = [i for i in c.itemids if i not in found]
+                if missing:
+                    raise SpecError(f"{spec.where(c)}: unknown {kind} itemid(s) {', '.join(map(str, missing))} "
+                                    f"(not in {t['dictionary']})")
+            if c.labels:
+                known = store.arrow(f"SELECT DISTINCT label FROM {t['dictionary']} WHERE label IS NOT NULL").column(0)
+                by_lower = {x.lower(): x for x in known.to_pylist()}
+                for label in c.labels:
+                    if label.lower() not in by_lower:
+                        close = difflib.get_close_matches(label, list(by_lower.values()), n=3, cutoff=0.6)
+                        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                        raise SpecError(f"{spec.where(c)}: unknown {kind} label {label!r} (not in "
+                                        f"{t['dictionary']}).{hint}")
+            not_loaded(t["table"], c)
+        elif isinstance(c, S.Medication):
+            if c.names or c.codes:
+                not_loaded(names["prescriptions"]["table"], c)
+            if c.itemids:
+                not_loaded(names["inputevents"]["table"], c)
+        elif isinstance(c, (S.AdmissionType, S.AdmissionLocation, S.CareUnit, S.YearGroup)) and c.match == "exact":
+            col, table = {
+                S.AdmissionType: ("admission_type", names["admissions"]),
+                S.AdmissionLocation: ("admission_location", names["admissions"]),
+                S.CareUnit: ("first_careunit", names["icustays"]),
+                S.YearGroup: (names.get("anchor_year_group") or "anchor_year_group", names["patients"]),
+            }[type(c)]
+            if isinstance(c, S.YearGroup) and not names.get("anchor_year_group"):
+                continue
+            vals = ", ".join(lit(v.upper()) for v in c.values)
+            seen = set(store.arrow(f"SELECT DISTINCT UPPER({col}) FROM {table} WHERE UPPER({col}) IN ({vals})")
+                       .column(0).to_pylist())
+            unseen = [v for v in c.values if v.upper() not in seen]
+            if unseen:
+                warnings.append(f"{spec.where(c)}: {', '.join(map(repr, unseen))} never occurs in {table}.{col}")
+    return warnings
+
+
+def _locate_failure(spec: CohortSpec, comp: Compiled, store, dialect: str, exc: Exception) -> MimiclabError:
+    """Name the criterion whose SQL fails (usually an `sql` escape hatch), not just the database's message."""
+    units = comp.ctes[0]
+    for (kind, c), frag in zip(spec.steps(), comp.fragments):
+        try:
+            store.arrow(transpile(f"WITH {units}\nSELECT COUNT(*) FROM ({frag}) t", dialect))
+        except QueryError as inner:
+            return SpecError(f"{spec.where(c)}: the SQL of {kind} criterion {c.title!r} fails: {inner}")
+    return exc if isinstance(exc, MimiclabError) else QueryError(str(exc))
