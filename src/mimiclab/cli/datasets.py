@@ -46,6 +46,8 @@ def _rows(n: int | None, approx: bool = False) -> str:
 
 def access_text(ds) -> list[str]:
     """What a user must have to download `ds`, as lines of plain text."""
+    if ds.access == "local":
+        return ["Generated on this machine (mimiclab synth, or mimiclab demo offline): nothing to download."]
     if ds.access == "open":
         return [OPEN_ACCESS]
     return [line.format(page=ds.page, slug=ds.slug) for line in CREDENTIALED_STEPS]
@@ -69,7 +71,7 @@ def datasets_cmd(ctx: typer.Context) -> None:
             versions = ", ".join(
                 f"[bold]{v.version}[/]" if v.version == ds.default_version else v.version for v in ds.versions
             )
-            access = "[green]open[/]" if ds.access == "open" else "[yellow]credentialed[/]"
+            access = {"open": "[green]open[/]", "local": "[magenta]local[/]"}.get(ds.access, "[yellow]credentialed[/]")
             v = ds.version()
             approx = any(f.approx_size for f in v.files.values()) or not v.files
             table.add_row(ds.slug, ds.title, versions, access, _human(v.size_bytes, approx))
