@@ -36,7 +36,7 @@ def _figure(att: pd.DataFrame, kinds: list[str], unit_label: str):
         return "\n".join(textwrap.wrap(s, width)[:3])
 
     first = att.iloc[0]
-    box(main_x, 0, main_w, wrap(f"{first['label']}\n(n = {first['n_after']:,})"), "#e8f0fb")
+    box(main_x, 0, main_w, wrap(str(first["label"])) + f"\n(n = {first['n_after']:,})", "#e8f0fb")
     for i in range(1, steps):
         r = att.iloc[i]
         y_prev, y = -(i - 1) * row_h, -i * row_h
@@ -47,7 +47,7 @@ def _figure(att: pd.DataFrame, kinds: list[str], unit_label: str):
         ax.annotate("", xy=(side_x, mid), xytext=(cx, mid), arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.0))
         label = str(r["label"]).split(": ", 1)[-1]
         why = f"Not meeting: {label}" if kinds[i] == "include" else f"Excluded: {label}"
-        box(side_x, mid, side_w, wrap(f"{why}\n(n = {r['n_excluded']:,})", 50), "#fbeeee")
+        box(side_x, mid, side_w, wrap(why, 50) + f"\n(n = {r['n_excluded']:,})", "#fbeeee")
         final = i == steps - 1
         box(main_x, y, main_w, f"{'Final cohort: ' if final else ''}{r['n_after']:,} {unit_label}",
             "#e6f4ea" if final else "#f4f4f4")
