@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import write_database
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
+_HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
 
 Progress = Callable[..., None]  # progress(event, table_key, **info)
 
@@ -151,18 +153,30 @@ def _build_table(con, ds: Dataset, ver: str, table: Table, src_dir: Path, out_di
     if src is None:
         emit("missing", key)
         return _empty(con, ds, ver, table, out_dir), True
-    digest = sha256(src.path)
-    if (not force and old and old.status == "loaded" and old.sha256 == digest and old.schema_hash == shash
-            and (out_dir / old.parquet).exists()):
-        emit("skipped", key, rows=old.rows)
-        return old, False
+    could_skip = not force and old is not None and old.status == "loaded" and old.schema_hash == shash \
+        and (out_dir / old.parquet).exists()
+    hashing = None
+    if could_skip:
+        digest = sha256(src.path)
+        if digest == old.sha256:
+            emit("skipped", key, rows=old.rows)
+            return old, False
+    else:
+        # Nothing to compare with: hash on another core while DuckDB loads (hashlib releases the GIL).
+        hashing = _HASH_POOL.submit(sha256, src.path)
     check_header(src, table, ver)
     emit("loading", key, size=src.size, file=src.rel)
-    rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
-    out = out_dir / rel
-    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
+    staging.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = load_csv_to_parquet(con, src, table, ver, out)
+    try:
+        rows = load_csv_to_parquet(con, src, table, ver, staging)
+        if hashing is not None:
+            digest = hashing.result()
+        rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
+        os.replace(staging, out_dir / rel)
+    finally:
+        staging.unlink(missing_ok=True)
     expected = _expected_rows(ds, ver, table)
     check = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(
