@@ -1,0 +1,444 @@
+"""/api: datasets, access, data dictionary, table browser (rows, stats, CSV) and distributions.
+
+Every query runs on the build's sandboxed store. User values reach SQL only as bound parameters;
+identifiers only after being matched against the catalog's column list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from typing import Literal
+
+import pyarrow as pa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from mimiclab import catalog
+from mimiclab.catalog import CatalogError
+from mimiclab.errors import QueryError
+from mimiclab.web.core import Workbench, arrow_rows, jsonable, qualified, qualify, quote
+
+router = APIRouter(prefix="/api", tags=["data"])
+
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL",
+           "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+TEMPORAL = ("TIMESTAMP", "DATE")
+FILTER_OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "contains": "ILIKE",
+              "starts": "ILIKE", "null": "IS NULL", "notnull": "IS NOT NULL"}
+
+
+def wb(request: Request) -> Workbench:
+    return request.app.state.workbench
+
+
+def _human_cmd(ds: catalog.Dataset) -> list[str]:
+    if ds.is_demo:
+        return [f"mimiclab download {ds.slug}", f"mimiclab build {ds.slug}"]
+    if ds.family is None:
+        return [f"mimiclab download {ds.slug}"]
+    return [f"mimiclab download {ds.slug}", f"mimiclab build {ds.slug}"]
+
+
+def _access_steps(ds: catalog.Dataset) -> list[dict]:
+    if ds.access == "open":
+        return []
+    from mimiclab.physionet import access as acc
+
+    return [{"text": t, "link": link} for t, link in acc.steps(ds.slug, ds.default_version)]
+
+
+# -- datasets -----------------------------------------------------------------------------------------
+@router.get("/datasets", summary="Built datasets, and those available on PhysioNet with how to get them")
+def list_datasets(request: Request) -> dict:
+    w = wb(request)
+    built = []
+    for b in w.builds():
+        m = b.manifest
+        try:
+            ds = catalog.get(b.slug)
+            modules = list(ds.modules_for(b.version))
+        except CatalogError:
+            ds, modules = None, sorted({t.module for t in m.tables.values()})
+        built.append({
+            "slug": b.slug, "version": b.version, "title": m.title or (ds.title if ds else b.slug),
+            "modules": modules, "tables": len(m.tables), "loaded_tables": len(m.loaded),
+            "rows": sum(t.rows for t in m.tables.values()), "built_at": m.built_at, "seconds": m.seconds,
+            "synthetic": m.synthetic, "digest": m.digest(), "access": ds.access if ds else None,
+            "not_loaded": [{"table": t.qualified, "status": t.status, "error": t.error,
+                            "expected_rows": t.expected_rows} for t in m.not_loaded],
+            "demo_of": ds.demo_of if ds else None,
+        })
+    have = {b["slug"] for b in built}
+    available = []
+    for ds in catalog.datasets():
+        if ds.slug in have:
+            continue
+        v = ds.version()
+        available.append({
+            "slug": ds.slug, "title": ds.title, "short": ds.short, "access": ds.access,
+            "versions": [x.version for x in ds.versions], "default_version": ds.default_version,
+            "size_bytes": v.size_bytes, "page": ds.page, "has_tables": ds.family is not None,
+            "modules": list(ds.modules_for()), "demo_of": ds.demo_of, "commands": _human_cmd(ds),
+            "steps": _access_steps(ds),
+        })
+    return {"built": built, "available": available, "default": w.current()}
+
+
+@router.get("/datasets/{slug}", summary="One built dataset: manifest summary and per-table status")
+def dataset_info(request: Request, slug: str) -> dict:
+    b = wb(request).build(slug)
+    m = b.manifest
+    return {"slug": b.slug, "version": b.version, "title": m.title, "synthetic": m.synthetic,
+            "built_at": m.built_at, "digest": m.digest(), "source": m.source,
+            "tables": [{"table": k, "module": t.module, "status": t.status, "rows": t.rows,
+                        "expected_rows": t.expected_rows, "error": t.error} for k, t in m.tables.items()]}
+
+
+class AccessOut(BaseModel):
+    slug: str
+    version: str
+    state: str
+    ok: bool
+    message: str
+
+
+@router.post("/access/{slug}", summary="Ask PhysioNet now whether this machine's login can download a dataset",
+             response_model=AccessOut)
+def check_access(slug: str) -> AccessOut:
+    """The only route that talks to the network, and only when the user presses the button."""
+    from mimiclab import physionet
+
+    ds = catalog.get(slug)
+    st = physionet.check_access(ds.slug)
+    return AccessOut(slug=st.slug, version=st.version, state=st.state, ok=st.ok, message=st.message)
+
+
+# -- dictionary ---------------------------------------------------------------------------------------
+@router.get("/datasets/{slug}/dictionary", summary="Every table and column with type and description")
+def dictionary(request: Request, slug: str) -> dict:
+    b = wb(request).build(slug)
+    ds = catalog.get(b.slug)
+    fam = ds.schema_family()
+    modules = []
+    for mod in fam.modules if fam else ():
+        if mod.name not in ds.modules_for(b.version):
+            continue
+        tables = []
+        for t in ds.tables(b.version, modules=[mod.name]):
+            key = qualified(ds, t)
+            e = b.manifest.tables.get(key)
+            tables.append({
+                "table": key, "name": t.name, "description": t.description, "kind": t.kind,
+                "status": e.status if e else "not_loaded", "rows": e.rows if e else 0,
+                "primary_key": list(t.primary_key), "patient_key": t.patient_key,
+                "columns": [{"name": c.name, "type": c.type, "description": c.description}
+                            for c in t.columns_for(b.version)],
+            })
+        modules.append({"module": mod.name, "db_schema": mod.db_schema, "description": mod.description,
+                        "tables": tables})
+    return {"slug": b.slug, "version": b.version, "modules": modules}
+
+
+LOOKUPS = {  # dictionary tables worth a search box, in the order shown; others appear if present
+    "d_items": "Charted items (ICU)", "d_labitems": "Lab items", "d_icd_diagnoses": "ICD diagnoses",
+    "d_icd_procedures": "ICD procedures", "d_hcpcs": "HCPCS codes", "d_cpt": "CPT codes", "concept": "OMOP concepts",
+}
+
+
+@router.get("/datasets/{slug}/lookups", summary="Searchable dictionary tables (d_items, d_labitems, ICD ...)")
+def lookups(request: Request, slug: str) -> dict:
+    b = wb(request).build(slug)
+    ds = catalog.get(b.slug)
+    out = []
+    for t in ds.tables(b.version):
+        if t.name in LOOKUPS:
+            e = b.manifest.tables.get(qualified(ds, t))
+            out.append({"table": qualified(ds, t), "name": t.name, "label": LOOKUPS[t.name],
+                        "rows": e.rows if e else 0, "status": e.status if e else "not_loaded"})
+    out.sort(key=lambda x: list(LOOKUPS).index(x["name"]))
+    return {"lookups": out}
+
+
+@router.get("/datasets/{slug}/lookups/{table}", summary="Search one dictionary table by code or words")
+def lookup_search(request: Request, slug: str, table: str, q: str = Query("", max_length=200),
+                  limit: int = Query(50, ge=1, le=500)) -> dict:
+    w = wb(request)
+    b, t = w.table(slug, table)
+    st = w.store(slug)
+    cols = t.columns_for(b.version)
+    text = [c.name for c in cols if c.type.startswith("VARCHAR")]
+    nums = [c.name for c in cols if c.type in ("INTEGER", "BIGINT", "SMALLINT")]
+    where, params = "", []
+    words = [x for x in q.split() if x][:6]
+    if words:
+        parts = []
+        for word in words:
+            alts = [f"{quote(c)} ILIKE ?" for c in text]
+            params += [f"%{word}%"] * len(text)
+            if word.isdigit():
+                alts += [f"{quote(c)} = ?" for c in nums]
+                params += [int(word)] * len(nums)
+            parts.append("(" + " OR ".join(alts or ["false"]) + ")")
+        where = "WHERE " + " AND ".join(parts)
+    order = ("ORDER BY " + ", ".join(quote(c) for c in t.primary_key)) if t.primary_key else ""
+    sql = f"SELECT * FROM {qualify(qualified(catalog.get(b.slug), t))} {where} {order} LIMIT {int(limit) + 1}"
+    res = arrow_rows(st.arrow(sql, params))
+    res["truncated"] = len(res["rows"]) > limit
+    res["rows"] = res["rows"][:limit]
+    return res
+
+
+# -- table browser ------------------------------------------------------------------------------------
+class Filter(BaseModel):
+    column: str
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge", "contains", "starts", "null", "notnull"]
+    value: str | None = None
+
+
+def parse_filters(raw: list[str]) -> list[Filter]:
+    """`column:op:value` (value may itself contain ':'), as the table page writes them into the URL."""
+    out = []
+    for item in raw:
+        parts = item.split(":", 2)
+        if len(parts) < 2:
+            raise QueryError(f"filter {item!r}: expected column:op:value (e.g. subject_id:eq:10000032).")
+        try:
+            out.append(Filter(column=parts[0], op=parts[1], value=parts[2] if len(parts) > 2 else None))
+        except ValueError:
+            raise QueryError(f"filter {item!r}: unknown operator {parts[1]!r}; use one of "
+                             f"{', '.join(FILTER_OPS)}.") from None
+    return out
+
+
+def _where(filters: list[Filter], types: dict[str, str], q: str = "") -> tuple[str, list]:
+    clauses, params = [], []
+    for f in filters:
+        if f.column not in types:
+            raise QueryError(f"no column {f.column!r}; columns: {', '.join(types)}.")
+        col, typ = quote(f.column), types[f.column]
+        if f.op in ("null", "notnull"):
+            clauses.append(f"{col} {FILTER_OPS[f.op]}")
+            continue
+        if f.value is None or f.value == "":
+            raise QueryError(f"filter on {f.column}: a value is needed for {f.op!r}.")
+        if f.op in ("contains", "starts"):
+            clauses.append(f"CAST({col} AS VARCHAR) ILIKE ?")
+            params.append(("%" if f.op == "contains" else "") + f.value + "%")
+        else:
+            clauses.append(f"{col} {FILTER_OPS[f.op]} TRY_CAST(? AS {typ})")
+            params.append(f.value)
+            clauses.append(f"TRY_CAST(? AS {typ}) IS NOT NULL")
+            params.append(f.value)
+    if q.strip():
+        text = [c for c, t in types.items() if t.startswith("VARCHAR")]
+        if text:
+            clauses.append("(" + " OR ".join(f"{quote(c)} ILIKE ?" for c in text) + ")")
+            params += [f"%{q.strip()}%"] * len(text)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _check_values(filters: list[Filter], types: dict[str, str], st) -> None:
+    """A value that does not fit the column's type is a message, not an empty result."""
+    for f in filters:
+        if f.op in ("eq", "ne", "lt", "le", "gt", "ge") and f.value:
+            ok = st.scalar(f"SELECT TRY_CAST(? AS {types[f.column]}) IS NOT NULL", [f.value])
+            if not ok:
+                raise QueryError(f"{f.value!r} is not a valid {types[f.column]} for column {f.column}.")
+
+
+def _table_ctx(request: Request, slug: str, table: str):
+    w = wb(request)
+    b, t = w.table(slug, table)
+    st = w.store(slug)
+    key = qualified(catalog.get(b.slug), t)
+    types = dict(st.columns(key))
+    return w, b, t, st, key, types
+
+
+@router.get("/datasets/{slug}/tables", summary="Tables of a built dataset with row counts and status")
+def tables(request: Request, slug: str) -> dict:
+    b = wb(request).build(slug)
+    ds = catalog.get(b.slug)
+    out = []
+    for t in ds.tables(b.version):
+        key = qualified(ds, t)
+        e = b.manifest.tables.get(key)
+        out.append({"table": key, "module": t.module, "name": t.name, "description": t.description,
+                    "rows": e.rows if e else 0, "status": e.status if e else "not_loaded", "kind": t.kind})
+    return {"slug": b.slug, "version": b.version, "tables": out}
+
+
+@router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
+def rows(request: Request, slug: str, table: str,
+         f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),
+         q: str = Query("", max_length=200, description="text search over the text columns"),
+         sort: str | None = None, desc: bool = False,
+         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
+    w, b, t, st, key, types = _table_ctx(request, slug, table)
+    filters = parse_filters(f)
+    where, params = _where(filters, types, q)
+    _check_values(filters, types, st)
+    order = ""
+    if sort:
+        if sort not in types:
+            raise QueryError(f"cannot sort by {sort!r}: no such column.")
+        order = f"ORDER BY {quote(sort)} {'DESC' if desc else 'ASC'} NULLS LAST"
+    elif t.primary_key and all(c in types for c in t.primary_key):
+        order = "ORDER BY " + ", ".join(quote(c) for c in t.primary_key)
+    data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} OFFSET {int(offset)}",
+                               params))
+    e = b.manifest.tables.get(key)
+    total = e.rows if (e and not where) else st.scalar(f"SELECT count(*) FROM {qualify(key)} {where}", params)
+    cat = {c.name: c.description for c in t.columns_for(b.version)}
+    data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
+                 "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})
+    return data
+
+
+@router.get("/datasets/{slug}/tables/{table}/stats", summary="Per-column statistics of a (filtered) table")
+def stats(request: Request, slug: str, table: str, column: str, f: list[str] = Query([]),
+          q: str = Query("", max_length=200)) -> dict:
+    w, b, t, st, key, types = _table_ctx(request, slug, table)
+    if column not in types:
+        raise QueryError(f"no column {column!r} in {key}.")
+    filters = parse_filters(f)
+    where, params = _where(filters, types, q)
+    typ = types[column]
+    c = quote(column)
+    src = f"(SELECT {c} AS v FROM {qualify(key)} {where})"
+    base = st.arrow(f"SELECT count(*) AS n, count(v) AS non_null, approx_count_distinct(v) AS distinct FROM {src}",
+                    params).to_pylist()[0]
+    out = {"column": column, "type": typ, "rows": base["n"], "nulls": base["n"] - base["non_null"],
+           "distinct": base["distinct"]}
+    if typ.startswith(NUMERIC) or typ.startswith(TEMPORAL):
+        num = typ.startswith(NUMERIC)
+        agg = "min(v) AS min, max(v) AS max" + (", avg(v) AS mean, stddev(v) AS std, median(v) AS median" if num else "")
+        out.update({k: jsonable(v) for k, v in st.arrow(f"SELECT {agg} FROM {src}", params).to_pylist()[0].items()})
+    top = st.arrow(f"SELECT v AS value, count(*) AS n FROM {src} WHERE v IS NOT NULL GROUP BY v "
+                   f"ORDER BY n DESC, v LIMIT 10", params).to_pylist()
+    out["top"] = [{"value": jsonable(r["value"]), "n": r["n"]} for r in top]
+    return out
+
+
+@router.get("/datasets/{slug}/tables/{table}/export.csv", summary="The filtered, sorted table view as CSV")
+def export_csv(request: Request, slug: str, table: str, f: list[str] = Query([]), q: str = Query("", max_length=200),
+               sort: str | None = None, desc: bool = False) -> StreamingResponse:
+    w, b, t, st, key, types = _table_ctx(request, slug, table)
+    filters = parse_filters(f)
+    where, params = _where(filters, types, q)
+    _check_values(filters, types, st)
+    order = ""
+    if sort:
+        if sort not in types:
+            raise QueryError(f"cannot sort by {sort!r}: no such column.")
+        order = f"ORDER BY {quote(sort)} {'DESC' if desc else 'ASC'} NULLS LAST"
+    sql = f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {w.limits.csv_rows}"
+    table_ = st.arrow(sql, params)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+    return csv_response(table_, f"{name}.csv")
+
+
+def csv_response(t: pa.Table, filename: str) -> StreamingResponse:
+    def gen():
+        buf = io.StringIO()
+        wr = csv.writer(buf)
+        wr.writerow(t.column_names)
+        for batch in t.to_batches(max_chunksize=5000):
+            cols = [c.to_pylist() for c in batch.columns]
+            for r in range(batch.num_rows):
+                wr.writerow(["" if col[r] is None else jsonable(col[r]) for col in cols])
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+        yield buf.getvalue()
+
+    return StreamingResponse(gen(), media_type="text/csv; charset=utf-8",
+                             headers={"content-disposition": f'attachment; filename="{filename}"'})
+
+
+# -- population ---------------------------------------------------------------------------------------
+class DistributionQuery(BaseModel):
+    table: str = Field(max_length=200)
+    column: str = Field(max_length=200)
+    by: str | None = Field(None, max_length=200)
+    bins: int = Field(30, ge=2, le=200)
+    top: int = Field(25, ge=2, le=100)
+
+
+@router.get("/datasets/{slug}/distribution", summary="Histogram or bar counts of a column, optionally grouped")
+def distribution(request: Request, slug: str, table: str, column: str, by: str | None = None,
+                 bins: int = Query(30, ge=2, le=200), top: int = Query(25, ge=2, le=100)) -> dict:
+    dq = DistributionQuery(table=table, column=column, by=by or None, bins=bins, top=top)
+    w, b, t, st, key, types = _table_ctx(request, slug, dq.table)
+    for c in (dq.column, dq.by):
+        if c is not None and c not in types:
+            raise QueryError(f"no column {c!r} in {key}; columns: {', '.join(types)}.")
+    return compute_distribution(st, key, types, dq)
+
+
+MAX_GROUPS = 8
+
+
+def compute_distribution(st, key: str, types: dict[str, str], dq: DistributionQuery) -> dict:
+    """Counts per bin (numbers, times) or per value (the rest), one series per group of `by`."""
+    typ = types[dq.column]
+    c = quote(dq.column)
+    tbl = qualify(key)
+    if dq.by:
+        groups = [r["g"] for r in st.arrow(
+            f"SELECT CAST({quote(dq.by)} AS VARCHAR) AS g, count(*) AS n FROM {tbl} GROUP BY g "
+            f"ORDER BY n DESC, g LIMIT {MAX_GROUPS + 1}").to_pylist()]
+        more = len(groups) > MAX_GROUPS
+        groups = groups[:MAX_GROUPS]
+        gsql = (f"CASE WHEN CAST({quote(dq.by)} AS VARCHAR) IS NULL THEN '(missing)' "
+                f"WHEN list_contains(?, CAST({quote(dq.by)} AS VARCHAR)) THEN CAST({quote(dq.by)} AS VARCHAR) "
+                f"ELSE '(other)' END")
+        gparams = [[g for g in groups if g is not None]]
+        order_groups = [("(missing)" if g is None else g) for g in groups] + (["(other)"] if more else [])
+    else:
+        gsql, gparams, order_groups = "'all'", [], ["all"]
+    n_all, n_null = st.arrow(f"SELECT count(*), count(*) - count({c}) FROM {tbl}").to_pylist()[0].values()
+    out = {"table": key, "column": dq.column, "type": typ, "by": dq.by, "rows": n_all, "nulls": n_null}
+    numeric = typ.startswith(NUMERIC)
+    temporal = typ.startswith(TEMPORAL)
+    if numeric or temporal:
+        x = f"epoch({c})" if temporal else f"CAST({c} AS DOUBLE)"
+        lo, hi = st.arrow(f"SELECT min({x}), max({x}) FROM {tbl}").to_pylist()[0].values()
+        if lo is None:
+            return {**out, "kind": "empty", "series": []}
+        integer = typ in ("INTEGER", "BIGINT", "SMALLINT", "TINYINT")
+        if integer and hi - lo + 1 <= dq.bins:
+            width, nb = 1.0, int(hi - lo + 1)
+        else:
+            nb = dq.bins
+            width = (hi - lo) / nb if hi > lo else 1.0
+        res = st.arrow(
+            f"SELECT {gsql} AS g, least(CAST(floor(({x} - ?) / ?) AS INTEGER), {nb - 1}) AS b, count(*) AS n "
+            f"FROM {tbl} WHERE {c} IS NOT NULL GROUP BY ALL", gparams + [lo, width]).to_pylist()
+        series = {g: [0] * nb for g in order_groups}
+        for r in res:
+            series.setdefault(r["g"], [0] * nb)[r["b"]] += r["n"]
+        edges = [lo + i * width for i in range(nb + 1)]
+        if temporal:
+            import datetime as dt
+
+            edges = [dt.datetime.fromtimestamp(e, tz=dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ") for e in edges]
+        return {**out, "kind": "temporal" if temporal else "numeric", "integer": integer and width == 1.0,
+                "edges": edges, "series": [{"name": g, "counts": v} for g, v in series.items()]}
+    cats = [r["v"] for r in st.arrow(
+        f"SELECT CAST({c} AS VARCHAR) AS v, count(*) AS n FROM {tbl} WHERE {c} IS NOT NULL GROUP BY v "
+        f"ORDER BY n DESC, v LIMIT {dq.top}").to_pylist()]
+    res = st.arrow(
+        f"SELECT {gsql} AS g, CASE WHEN list_contains(?, CAST({c} AS VARCHAR)) THEN CAST({c} AS VARCHAR) "
+        f"ELSE '(other)' END AS v, count(*) AS n FROM {tbl} WHERE {c} IS NOT NULL GROUP BY ALL",
+        gparams + [cats]).to_pylist()
+    categories = cats + (["(other)"] if any(r["v"] == "(other)" for r in res) else [])
+    idx = {v: i for i, v in enumerate(categories)}
+    series = {g: [0] * len(categories) for g in order_groups}
+    for r in res:
+        series.setdefault(r["g"], [0] * len(categories))[idx[r["v"]]] += r["n"]
+    return {**out, "kind": "categorical", "categories": categories,
+            "series": [{"name": g, "counts": v} for g, v in series.items()]}

@@ -1,0 +1,202 @@
+"""/api/.../patients: find a patient, their record, their stays and measured items, one item over time.
+
+Built on the Python API (mimiclab.api Patient) over the build's sandboxed store, so the explorer and a
+notebook show the same numbers. The page asks for the summary first (demographics, stays, items) and the
+longer record afterwards, so the first chart is drawn before the tables arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field, model_validator
+
+from mimiclab.errors import MimiclabError
+from mimiclab.web.api_data import wb
+from mimiclab.web.core import Workbench, frame_rows, jsonable, quote
+
+router = APIRouter(prefix="/api", tags=["patients"])
+
+# Columns worth showing first in each record table (others stay available through the table browser).
+SHOW = {
+    "admissions": ["hadm_id", "admittime", "dischtime", "admission_type", "admission_location",
+                   "discharge_location", "insurance", "hospital_expire_flag"],
+    "icustays": ["stay_id", "hadm_id", "first_careunit", "last_careunit", "intime", "outtime", "los"],
+    "transfers": ["hadm_id", "eventtype", "careunit", "intime", "outtime"],
+    "diagnoses": ["hadm_id", "seq_num", "icd_code", "icd_version", "long_title", "icd9_code", "short_title",
+                  "condition_start_datetime", "condition_concept_name", "concept_name"],
+    "procedures": ["hadm_id", "chartdate", "seq_num", "icd_code", "icd_version", "long_title", "icd9_code",
+                   "short_title", "procedure_datetime", "concept_name"],
+    "prescriptions": ["hadm_id", "starttime", "stoptime", "startdate", "enddate", "drug", "dose_val_rx",
+                      "dose_unit_rx", "route", "drug_exposure_start_datetime", "concept_name"],
+    "microbiology": ["hadm_id", "chartdate", "charttime", "spec_type_desc", "test_name", "org_name", "ab_name",
+                     "interpretation", "comments"],
+}
+MAX_ROWS = 2000
+
+
+class FindQuery(BaseModel):
+    subject_id: int | None = Field(None, ge=0)
+    hadm_id: int | None = Field(None, ge=0)
+    stay_id: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if sum(v is not None for v in (self.subject_id, self.hadm_id, self.stay_id)) != 1:
+            raise ValueError("give exactly one of subject_id, hadm_id, stay_id")
+        return self
+
+
+class _Cache:
+    """Recently opened patients: switching chart items must not re-read the record."""
+
+    def __init__(self, size: int = 32):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, w: Workbench, slug: str, sid: int):
+        b = w.build(slug)
+        key = (b.slug, b.version, b.manifest.built_at, sid)
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        p = dataset(w, slug).patient(sid)
+        with self.lock:
+            self.items[key] = p
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return p
+
+
+_patients = _Cache()
+_datasets: dict[tuple, object] = {}
+_ds_lock = threading.Lock()
+
+
+def dataset(w: Workbench, slug: str):
+    """An api Dataset sharing the workbench's sandboxed store (so it can read only the build's Parquet)."""
+    from mimiclab.api import Dataset
+
+    b = w.build(slug)
+    key = (id(w), b.slug, b.version, b.manifest.built_at)
+    with _ds_lock:
+        ds = _datasets.get(key)
+        if ds is None:
+            if not b.manifest.family:
+                raise MimiclabError(f"{slug} has no tables, so no patients.")
+            ds = _datasets[key] = Dataset(b, store=w.store(slug))
+    return ds
+
+
+def _frame(df, name: str) -> dict:
+    if df is None or not len(df.columns):
+        return {"columns": [], "types": [], "rows": [], "total": 0}
+    cols = [c for c in SHOW.get(name, []) if c in df.columns] or list(df.columns)
+    out = frame_rows(df[cols].head(MAX_ROWS))
+    out["total"] = len(df)
+    return out
+
+
+@router.get("/datasets/{slug}/patients", summary="Patients to start from: most admissions and ICU stays first")
+def patient_list(request: Request, slug: str, limit: int = Query(50, ge=1, le=500)) -> dict:
+    w = wb(request)
+    ds = dataset(w, slug)
+    m = ds.concepts
+    pid = quote(m.patient_id)
+    adm = m.spans["admission"].table
+    icu = m.spans.get("icustay")
+    icu_sql = (f"LEFT JOIN (SELECT {pid}, count(*) AS n_icu FROM {icu.table} GROUP BY ALL) i USING ({pid})"
+               if icu is not None and icu.table in ds.manifest.tables else "")
+    rows = w.store(slug).arrow(
+        f"SELECT a.{pid} AS subject_id, count(*) AS admissions, {'coalesce(max(i.n_icu), 0)' if icu_sql else '0'} AS icu_stays "
+        f"FROM {adm} a {icu_sql} GROUP BY a.{pid} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}"
+    ).to_pylist()
+    return {"patients": rows, "id_name": m.patient_id}
+
+
+@router.get("/datasets/{slug}/patients/find", summary="subject_id of a patient given subject_id, hadm_id or stay_id")
+def find(request: Request, slug: str, subject_id: int | None = Query(None, ge=0), hadm_id: int | None = Query(None, ge=0),
+         stay_id: int | None = Query(None, ge=0)) -> dict:
+    fq = FindQuery(subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id)
+    sid = dataset(wb(request), slug).find_patient(subject_id=fq.subject_id, hadm_id=fq.hadm_id, stay_id=fq.stay_id)
+    return {"subject_id": int(sid)}
+
+
+@router.get("/datasets/{slug}/patients/{subject_id}", summary="Demographics, stays (timeline) and measured items")
+def summary(request: Request, slug: str, subject_id: int) -> dict:
+    p = _patients.get(wb(request), slug, subject_id)
+    stays = p.stays()
+    items = p.items()
+    return {
+        "subject_id": p.subject_id,
+        "demographics": {k: jsonable(v) for k, v in p.demographics.items()},
+        "stays": frame_rows(stays),
+        "items": frame_rows(items),
+        "has_icu": bool(p.demographics.get("n_icustays")),
+    }
+
+
+@router.get("/datasets/{slug}/patients/{subject_id}/record",
+            summary="Admissions, ICU stays, transfers, diagnoses, procedures, medications, microbiology, notes")
+def record(request: Request, slug: str, subject_id: int) -> dict:
+    w = wb(request)
+    p = _patients.get(w, slug, subject_id)
+    out = {}
+    for name in ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology"):
+        try:
+            out[name] = _frame(p.frame(name), name)
+        except MimiclabError:  # this family maps no such table
+            out[name] = _frame(None, name)
+    out["notes"] = notes(w, slug, p.subject_id)
+    return out
+
+
+@router.get("/datasets/{slug}/patients/{subject_id}/series", summary="One item (itemid or label) over time")
+def series(request: Request, slug: str, subject_id: int, item: str = Query(..., min_length=1, max_length=200)) -> dict:
+    p = _patients.get(wb(request), slug, subject_id)
+    df = p.item_series(item)
+    return {"item": item, "label": jsonable(df["label"].dropna().iloc[0]) if df["label"].notna().any() else item,
+            "unit": jsonable(df["unit"].dropna().iloc[0]) if df["unit"].notna().any() else None,
+            "series": frame_rows(df[["time", "value", "value_text", "unit", "source", "hadm_id", "stay_id"]])}
+
+
+NOTE_TABLES = {  # family -> (dataset that holds notes, tables, time column)
+    "mimiciii": [("mimiciii.noteevents", "chartdate", "category", "description")],
+    "omop": [("cdm.note", "note_datetime", "note_title", None)],
+}
+
+
+def notes(w: Workbench, slug: str, subject_id: int) -> dict:
+    """Notes when a note module is built: MIMIC-III noteevents, OMOP note, or a mimic-iv-note build."""
+    b = w.build(slug)
+    fam = b.manifest.family
+    sources = []  # (slug, table, time col, title col, subtitle col)
+    if fam == "mimiciv":
+        for nb in w.builds():
+            if nb.manifest.family == "mimiciv_note":
+                for t in ("mimiciv_note.discharge", "mimiciv_note.radiology"):
+                    sources.append((nb.slug, t, "charttime", "note_type", "note_id"))
+    for t, tc, title, sub in NOTE_TABLES.get(fam or "", []):
+        sources.append((slug, t, tc, title, sub))
+    items, available = [], False
+    pid = "person_id" if fam == "omop" else "subject_id"
+    for src_slug, table, tc, title, sub in sources:
+        e = w.build(src_slug).manifest.tables.get(table)
+        if e is None or e.status != "loaded":
+            continue
+        available = True
+        text = "note_text" if fam == "omop" else "text"
+        rows = w.store(src_slug).arrow(
+            f"SELECT {tc} AS time, CAST({title} AS VARCHAR) AS title, "
+            f"{f'CAST({sub} AS VARCHAR)' if sub else 'NULL'} AS subtitle, {text} AS text FROM {table} "
+            f"WHERE {pid} = ? ORDER BY time LIMIT 200", [subject_id]).to_pylist()
+        items += [{k: jsonable(v) for k, v in r.items()} for r in rows]
+    hint = None
+    if not available:
+        hint = ("No notes: the note module is not built. MIMIC-IV notes are a separate credentialed dataset: "
+                "mimiclab download mimic-iv-note && mimiclab build mimic-iv-note." if fam == "mimiciv"
+                else "No note table is loaded in this dataset.")
+    return {"available": available, "notes": items, "hint": hint}
+

@@ -1,0 +1,199 @@
+"""What every route shares: the built datasets, one sandboxed store per build, and Arrow -> JSON.
+
+Builds are re-read from $MIMICLAB_HOME when their manifests change, so a dataset built while the
+workbench runs shows up on the next page load without a restart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from mimiclab import catalog, config
+from mimiclab.build import registry
+from mimiclab.build.registry import Build
+from mimiclab.catalog import CatalogError, Table
+from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
+from mimiclab.store.duckdb_store import DuckDBStore
+
+
+@dataclass
+class Limits:
+    """Caps on what one request may cost. The SQL page shows them to the user."""
+
+    sql_rows: int = 5_000  # rows returned to the page
+    sql_seconds: float = 10.0  # per statement, then interrupted
+    csv_rows: int = 1_000_000  # rows in one CSV export
+    page_rows: int = 500  # table browser page size cap
+
+
+class Workbench:
+    """State of one running workbench: the default dataset, limits, and cached stores."""
+
+    def __init__(self, dataset: str | None = None, limits: Limits | None = None):
+        self.default_dataset = dataset
+        self.limits = limits or Limits()
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[str, str, str], DuckDBStore] = {}
+        self._apis: dict[tuple[str, str, str], Any] = {}
+        self._builds: list[Build] = []
+        self._builds_key: tuple | None = None
+        self._builds_checked = 0.0
+
+    # -- builds ---------------------------------------------------------------------------------------
+    def builds(self) -> list[Build]:
+        """Completed builds; re-scanned at most once a second, and only re-read when a manifest changed."""
+        now = time.monotonic()
+        if now - self._builds_checked < 1.0 and self._builds_key is not None:
+            return self._builds
+        root = config.home() / "db"
+        key = tuple(sorted((str(p), p.stat().st_mtime_ns) for p in root.glob("*/*/manifest.json"))) \
+            if root.is_dir() else ()
+        with self._lock:
+            if key != self._builds_key:
+                self._builds = registry.builds()
+                self._builds_key = key
+            self._builds_checked = now
+        return self._builds
+
+    def build(self, slug: str) -> Build:
+        """Newest build of `slug`; NotBuiltError (with the command to build it) or CatalogError otherwise."""
+        cands = [b for b in self.builds() if b.slug == slug]
+        if cands:
+            return sorted(cands, key=lambda b: registry._vkey(b.version))[-1]
+        return registry.find(slug)  # raises the helpful error
+
+    def current(self, slug: str | None = None) -> str | None:
+        """The dataset a page should show: asked for, else the default, else the first built."""
+        if slug:
+            return slug
+        built = {b.slug for b in self.builds()}
+        if self.default_dataset and (self.default_dataset in built or not built):
+            return self.default_dataset
+        for b in self.builds():
+            if b.slug == "mimic-iv-demo":
+                return b.slug
+        return self.builds()[0].slug if self.builds() else self.default_dataset
+
+    # -- stores ---------------------------------------------------------------------------------------
+    def store(self, slug: str) -> DuckDBStore:
+        """The sandboxed, read-only store of a build: every workbench query goes through it."""
+        b = self.build(slug)
+        key = (b.slug, b.version, b.manifest.built_at)
+        with self._lock:
+            st = self._stores.get(key)
+            if st is None:
+                for old in [k for k in self._stores if k[:2] == key[:2]]:
+                    self._stores.pop(old).close()
+                st = self._stores[key] = b.open(sandbox=True, max_seconds=self.limits.sql_seconds)
+        return st
+
+    def api(self, slug: str):
+        """mimiclab.open(slug) for the Python API layer (patient explorer, distributions, cohorts)."""
+        import mimiclab.api as api_mod
+
+        b = self.build(slug)
+        key = (b.slug, b.version, b.manifest.built_at)
+        with self._lock:
+            ds = self._apis.get(key)
+            if ds is None:
+                opener = getattr(api_mod, "open", None) or __import__("mimiclab").open
+                ds = self._apis[key] = opener(slug)
+        return ds
+
+    def table(self, slug: str, qualified: str) -> tuple[Build, Table]:
+        """A built table by `schema.table` (or bare name), with its catalog entry."""
+        b = self.build(slug)
+        ds = catalog.get(b.slug)
+        tables = {f"{ds.db_schema(t.module)}.{t.name}": t for t in ds.tables(b.version)}
+        if qualified not in tables:
+            bare = {t.name: k for k, t in tables.items()}
+            if qualified in bare:
+                qualified = bare[qualified]
+            else:
+                raise CatalogError(f"{b.slug} has no table {qualified!r}.")
+        return b, tables[qualified]
+
+    def close(self) -> None:
+        with self._lock:
+            for st in self._stores.values():
+                st.close()
+            self._stores.clear()
+            self._apis.clear()
+
+
+def qualified(ds: catalog.Dataset, t: Table) -> str:
+    return f"{ds.db_schema(t.module)}.{t.name}"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def qualify(q: str) -> str:
+    schema, _, name = q.rpartition(".")
+    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+
+
+# -- Arrow -> JSON ------------------------------------------------------------------------------------
+def jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(v, dt.datetime):
+        return v.isoformat(sep=" ")
+    if isinstance(v, (dt.date, dt.time)):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return str(v)
+    if isinstance(v, decimal.Decimal):
+        return float(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+def arrow_rows(t: pa.Table) -> dict:
+    """{columns, types, rows} with rows as lists: compact for grids, no pandas round trip."""
+    cols = t.column_names
+    data = [t.column(i).to_pylist() for i in range(t.num_columns)]
+    rows = [[jsonable(col[r]) for col in data] for r in range(t.num_rows)]
+    return {"columns": cols, "types": [str(f.type) for f in t.schema], "rows": rows}
+
+
+def frame_rows(df) -> dict:
+    """The same shape from a pandas DataFrame (API layer results)."""
+    if df is None:
+        return {"columns": [], "types": [], "rows": []}
+    try:
+        return arrow_rows(pa.Table.from_pandas(df, preserve_index=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        cols = [str(c) for c in df.columns]
+        rows = [[jsonable(None if _isna(x) else x) for x in r] for r in df.itertuples(index=False, name=None)]
+        return {"columns": cols, "types": [str(df[c].dtype) for c in df.columns], "rows": rows}
+
+
+def _isna(x) -> bool:
+    try:
+        import pandas as pd
+
+        r = pd.isna(x)
+        return bool(r) if isinstance(r, bool) or getattr(r, "shape", None) == () else False
+    except (TypeError, ValueError):
+        return False
+
+
+__all__ = ["Workbench", "Limits", "arrow_rows", "frame_rows", "jsonable", "quote", "qualify", "qualified",
+           "MimiclabError", "NotBuiltError", "QueryError", "CatalogError"]

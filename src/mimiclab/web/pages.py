@@ -1,0 +1,138 @@
+"""Server-rendered page shells. Each page is a small HTML frame; its script fetches /api JSON to fill it.
+
+A page for a dataset that is not built renders the build instructions instead (status 404), so a bookmark
+to a dataset deleted since still explains itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from mimiclab import __version__, catalog
+from mimiclab.catalog import CatalogError
+from mimiclab.errors import NotBuiltError
+
+HERE = Path(__file__).parent
+env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
+                  trim_blocks=True, lstrip_blocks=True)
+router = APIRouter(include_in_schema=False)
+
+NAV = [
+    ("dictionary", "Dictionary"),
+    ("tables", "Tables"),
+    ("patients", "Patients"),
+    ("population", "Population"),
+    ("cohort", "Cohorts"),
+    ("sql", "SQL"),
+]
+PLOTLY_PAGES = {"patients", "population"}
+
+
+def _wb(request: Request):
+    return request.app.state.workbench
+
+
+def render(request: Request, template: str, page: str, slug: str | None = None, status: int = 200,
+           **ctx) -> HTMLResponse:
+    w = _wb(request)
+    built = [{"slug": b.slug, "version": b.version, "synthetic": b.manifest.synthetic} for b in w.builds()]
+    current = w.current(slug)
+    build = next((b for b in built if b["slug"] == current), None)
+    html = env.get_template(template).render(
+        page=page, slug=current, build=build, built=built, nav=NAV, version=__version__,
+        plotly=page in PLOTLY_PAGES, **ctx)
+    return HTMLResponse(html, status_code=status)
+
+
+def error_page(request: Request, status: int, message: str, exc: Exception | None = None) -> HTMLResponse:
+    commands = []
+    slug = request.path_params.get("slug") if hasattr(request, "path_params") else None
+    if isinstance(exc, NotBuiltError) and slug:
+        try:
+            ds = catalog.get(slug)
+            commands = (["mimiclab demo"] if ds.is_demo else []) + [f"mimiclab download {slug}", f"mimiclab build {slug}"]
+        except CatalogError:
+            pass
+    title = "Not built yet" if isinstance(exc, NotBuiltError) else ("Not found" if status == 404 else "Something went wrong")
+    return render(request, "error.html", "error", slug=None, status=status, title=title, message=message,
+                  commands=commands, code=status)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request):
+    return render(request, "home.html", "home")
+
+
+@router.get("/apidocs", response_class=HTMLResponse)
+def apidocs(request: Request):
+    schema = request.app.openapi()
+    routes = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            params = [p["name"] for p in op.get("parameters", [])]
+            routes.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""), "params": params})
+    return render(request, "apidocs.html", "apidocs", routes=routes)
+
+
+def _dataset_page(request: Request, slug: str, page: str, **ctx):
+    w = _wb(request)
+    w.build(slug)  # NotBuiltError / CatalogError -> explained error page
+    return render(request, f"{page}.html", page, slug=slug, **ctx)
+
+
+@router.get("/d/{slug}", response_class=HTMLResponse)
+def dataset_root(slug: str):
+    return RedirectResponse(f"/d/{slug}/dictionary", status_code=307)
+
+
+@router.get("/d/{slug}/dictionary", response_class=HTMLResponse)
+def dictionary_page(request: Request, slug: str):
+    return _dataset_page(request, slug, "dictionary")
+
+
+@router.get("/d/{slug}/tables", response_class=HTMLResponse)
+def tables_page(request: Request, slug: str):
+    return _dataset_page(request, slug, "tables", table="")
+
+
+@router.get("/d/{slug}/tables/{table}", response_class=HTMLResponse)
+def table_page(request: Request, slug: str, table: str):
+    w = _wb(request)
+    _, t = w.table(slug, table)
+    return _dataset_page(request, slug, "tables", table=table)
+
+
+@router.get("/d/{slug}/patients", response_class=HTMLResponse)
+def patients_page(request: Request, slug: str):
+    return _dataset_page(request, slug, "patients")
+
+
+@router.get("/d/{slug}/population", response_class=HTMLResponse)
+def population_page(request: Request, slug: str):
+    return _dataset_page(request, slug, "population")
+
+
+@router.get("/d/{slug}/cohort", response_class=HTMLResponse)
+def cohort_page(request: Request, slug: str):
+    return _dataset_page(request, slug, "cohort")
+
+
+@router.get("/d/{slug}/sql", response_class=HTMLResponse)
+def sql_page(request: Request, slug: str):
+    w = _wb(request)
+    return _dataset_page(request, slug, "sql", limits=w.limits)
+
+
+# Short links without a dataset: open the default dataset's page.
+for _page, _ in NAV:
+    def _short(request: Request, _p=_page):
+        slug = _wb(request).current()
+        if not slug:
+            return RedirectResponse("/", status_code=307)
+        return RedirectResponse(f"/d/{slug}/{_p}", status_code=307)
+
+    router.add_api_route(f"/{_page}", _short, methods=["GET"], include_in_schema=False)

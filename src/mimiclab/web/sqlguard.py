@@ -1,0 +1,83 @@
+"""A statement check for the workbench's SQL endpoint, in front of the sandboxed store.
+
+The store already refuses writes, file access, ATTACH, INSTALL and setting changes (read-only database,
+external access disabled, configuration locked). This check is a second, independent wall with clearer
+messages: exactly one statement, of a reading kind, that names no file-reading table function.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import sqlglot
+from sqlglot import exp
+
+from mimiclab.errors import QueryError
+
+MAX_SQL_CHARS = 100_000
+
+# Statement kinds a reader needs. EXPLAIN is handled by checking the statement it explains.
+_ALLOWED = (exp.Select, exp.SetOperation, exp.Describe, exp.Show, exp.Values, exp.Pivot, exp.Summarize)
+
+# Table functions and scalar functions that reach outside the database (files, network, environment).
+_DENY_PREFIXES = ("read_", "parquet_", "sqlite_", "postgres_", "mysql_", "iceberg_", "delta_", "st_read",
+                  "json_execute", "load_", "install_")
+_DENY_NAMES = {"glob", "sniff_csv", "query", "query_table", "getenv", "read_text", "read_blob", "httpfs",
+               "from_csv_auto", "csv_scan", "parquet_scan", "json_scan", "delta_scan", "iceberg_scan",
+               "duckdb_secrets", "which_secret", "enable_profiling", "checkpoint", "force_checkpoint"}
+_EXPLAIN = re.compile(r"^\s*explain(\s+analyze)?\s+", re.IGNORECASE)
+_FILEISH = re.compile(r"[/\\]|\.(csv|tsv|parquet|json|jsonl|ndjson|txt|gz|zst|db|duckdb|sqlite|xlsx?)$", re.I)
+
+
+def _fname(f: exp.Func) -> str:
+    if isinstance(f, exp.Anonymous):
+        return str(f.name).lower()
+    return f.sql_name().lower()
+
+
+def check(sql: str) -> str:
+    """Return the statement (stripped of a trailing ';') if it is one read-only query, else raise QueryError."""
+    text = (sql or "").strip()
+    if not text:
+        raise QueryError("the query is empty: write a SELECT statement.")
+    if len(text) > MAX_SQL_CHARS:
+        raise QueryError(f"the query is longer than {MAX_SQL_CHARS:,} characters.")
+    body = text
+    m = _EXPLAIN.match(body)
+    if m:
+        body = body[m.end():]
+    log = logging.getLogger("sqlglot")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is our business, not the log's
+    try:
+        statements = [s for s in sqlglot.parse(body, read="duckdb") if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise QueryError(f"could not parse the query: {first}") from None
+    finally:
+        log.setLevel(level)
+    if len(statements) != 1:
+        raise QueryError(f"one statement at a time, please (found {len(statements)}).")
+    stmt = statements[0]
+    if not isinstance(stmt, _ALLOWED):
+        kind = stmt.key.upper() if isinstance(stmt, exp.Expression) else "this"
+        if isinstance(stmt, exp.Command):
+            kind = str(stmt.this).upper()
+        raise QueryError(f"{kind} statements are not allowed here: the workbench is read-only "
+                         "(SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).")
+    if stmt.find(exp.Into) is not None or stmt.args.get("into") is not None:
+        raise QueryError("SELECT ... INTO is not allowed: the workbench is read-only.")
+    for node in stmt.walk():
+        if isinstance(node, (exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter, exp.Copy,
+                             exp.Attach, exp.Detach, exp.Install, exp.Set, exp.Pragma, exp.Command, exp.Merge)):
+            raise QueryError(f"{node.key.upper()} is not allowed here: the workbench is read-only.")
+        if isinstance(node, exp.Func):
+            name = _fname(node)
+            if name in _DENY_NAMES or name.startswith(_DENY_PREFIXES):
+                raise QueryError(f"{name}() reads files or settings outside the database and is not allowed "
+                                 "here; query the dataset's tables (e.g. mimiciv_hosp.admissions).")
+        if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
+            if node.this.quoted and _FILEISH.search(node.name or ""):
+                raise QueryError(f"reading files ({node.name!r}) is not allowed here: query the dataset's tables.")
+    return text.rstrip().rstrip(";").rstrip()

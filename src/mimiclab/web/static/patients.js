@@ -1,0 +1,168 @@
+/* Patient explorer: find by subject_id / hadm_id / stay_id; demographics; stays timeline; item charts;
+   diagnoses, procedures, medications, microbiology, notes. */
+"use strict";
+(() => {
+  const { api, ds, el, num, put, grid, qs, slug } = ML;
+  const $ = (id) => document.getElementById(id);
+  let current = null;
+  let items = [];
+
+  function kv(k, v) { return el("div.kv", el("span", k), el("b", v === null || v === undefined || v === "" ? "–" : String(v))); }
+
+  function demographics(d) {
+    const sex = d.gender || d.sex || d.gender_source_value;
+    const age = d.anchor_age ?? d.age_at_first_admission ?? (d.year_of_birth ? `born ${d.year_of_birth}` : null);
+    return [
+      el("div", el("div.muted.small", "Patient"), el("div.who", `#${d.subject_id}`)),
+      kv("Sex", sex), kv("Age (anchor)", age), kv("Race", d.race || d.ethnicity),
+      kv("Admissions", d.n_admissions), kv("ICU stays", d.n_icustays),
+      kv("First admission", d.first_admission), kv("Last discharge", d.last_discharge),
+      d.dod ? kv("Date of death", d.dod) : null,
+      d.anchor_year_group ? kv("Year group", d.anchor_year_group) : null,
+    ];
+  }
+
+  async function timeline(stays) {
+    const rows = stays.rows.map((r) => Object.fromEntries(stays.columns.map((c, i) => [c, r[i]])));
+    if (!rows.length) { ML.emptyChart("timeline", "No admissions recorded for this patient."); return; }
+    const kinds = ["admission", "transfer", "icustay"];
+    const names = { admission: "Hospital admission", transfer: "Transfer / ward", icustay: "ICU stay" };
+    const colors = { admission: "#0f766e", transfer: "#94a3b8", icustay: "#ea580c" };
+    const traces = kinds.filter((k) => rows.some((r) => r.kind === k)).map((k) => {
+      const rs = rows.filter((r) => r.kind === k && r.start);
+      const ms = (r) => Math.max(new Date((r.end || r.start).replace(" ", "T")) - new Date(r.start.replace(" ", "T")), 3600e3);
+      return {
+        type: "bar", orientation: "h", name: names[k], y: rs.map(() => names[k]), base: rs.map((r) => r.start),
+        x: rs.map(ms), marker: { color: colors[k], line: { color: "#fff", width: 1 } },
+        text: rs.map((r) => r.label || ""), textposition: "none",
+        customdata: rs.map((r) => [r.id, r.label || "", r.start, r.end || "?"]),
+        hovertemplate: "%{customdata[1]}<br>id %{customdata[0]}<br>%{customdata[2]} → %{customdata[3]}<extra>" + names[k] + "</extra>",
+      };
+    });
+    await ML.plot("timeline", traces, {
+      barmode: "overlay", showlegend: false, margin: { l: 130, r: 20, t: 10, b: 40 },
+      xaxis: { type: "date" }, yaxis: { categoryorder: "array", categoryarray: ["ICU stay", "Transfer / ward", "Hospital admission"].filter((n) => traces.some((t) => t.name === n)), automargin: true },
+    });
+  }
+
+  function itemOptions(filter) {
+    const f = (filter || "").toLowerCase();
+    const sel = $("item-select");
+    const keep = sel.value;
+    const shown = items.filter((it) => !f || `${it.label} ${it.itemid} ${it.source}`.toLowerCase().includes(f));
+    const groups = {};
+    for (const it of shown) (groups[it.source] = groups[it.source] || []).push(it);
+    sel.replaceChildren(...Object.entries(groups).map(([src, its]) => el("optgroup", { label: src },
+      its.map((it) => el("option", { value: it.itemid ?? it.label }, `${it.label || it.itemid} (${num(it.numeric)}${it.unit ? " · " + it.unit : ""})`)))));
+    if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  }
+
+  async function chart(item) {
+    if (!current || item === "" || item === undefined) return;
+    const box = $("item-chart");
+    try {
+      const s = await api(ds(`/patients/${current}/series`) + qs({ item }));
+      const cols = s.series.columns;
+      const rows = s.series.rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
+      const numeric = rows.filter((r) => r.value !== null && r.time);
+      box.dataset.item = String(item);
+      if (!numeric.length) {
+        const text = rows.filter((r) => r.value_text).slice(0, 20).map((r) => `${r.time}: ${r.value_text}`).join(" · ");
+        ML.emptyChart(box, `${s.label}: no numeric values${text ? " — " + text : ""}`);
+        return;
+      }
+      const bySource = {};
+      for (const r of numeric) (bySource[r.source] = bySource[r.source] || []).push(r);
+      const traces = Object.entries(bySource).map(([src, rs]) => ({
+        type: "scatter", mode: rs.length > 300 ? "lines" : "lines+markers", name: src, x: rs.map((r) => r.time), y: rs.map((r) => r.value),
+        line: { width: 1.6, shape: "linear" }, marker: { size: 6 },
+        hovertemplate: `%{x}<br><b>%{y}</b> ${s.unit || ""}<extra>${s.label}</extra>`,
+      }));
+      await ML.plot(box, traces, {
+        showlegend: traces.length > 1, xaxis: { type: "date" },
+        yaxis: { title: { text: `${s.label}${s.unit ? " (" + s.unit + ")" : ""}` } },
+        title: { text: "" },
+      });
+      box.dataset.label = s.label;
+    } catch (e) { ML.emptyChart(box, e.message); }
+  }
+
+  function table(id, data, empty) {
+    put(id, grid(data, { showTypes: false, empty }));
+    if (data.total > data.rows.length) $(id).append(el("p.muted.small", `first ${num(data.rows.length)} of ${num(data.total)} rows`));
+  }
+
+  function notes(n) {
+    if (!n.available) { put("notes", el("p.muted", n.hint)); return; }
+    if (!n.notes.length) { put("notes", el("p.muted", "No notes for this patient.")); return; }
+    put("notes", ...n.notes.map((x) => el("details.note", el("summary", el("b", x.title || "note"), " ", el("span.muted", `${x.time || ""} ${x.subtitle || ""}`)), el("pre", x.text || ""))));
+  }
+
+  async function open(sid, push = true) {
+    current = sid;
+    $("patient-state").replaceChildren(el("p.muted.loading", `Loading patient ${sid}…`));
+    if (push) history.replaceState(null, "", location.pathname + qs({ subject_id: sid }));
+    let p;
+    try {
+      p = await api(ds(`/patients/${sid}`));
+    } catch (e) {
+      $("patient").hidden = true;
+      put("patient-state", el("div.state.error", e.message));
+      return;
+    }
+    $("patient-state").replaceChildren();
+    $("patient").hidden = false;
+    put("demographics", ...demographics(p.demographics));
+    if (!p.has_icu) $("demographics").append(el("span.badge.not_loaded", { id: "no-icu" }, "no ICU stay"));
+    items = p.items.rows.map((r) => Object.fromEntries(p.items.columns.map((c, i) => [c, r[i]]))).filter((it) => it.numeric > 0 || it.count > 0);
+    items.sort((a, b) => (b.numeric - a.numeric) || String(a.label).localeCompare(String(b.label)));
+    $("item-filter").value = "";
+    itemOptions("");
+    const first = items.find((it) => it.numeric > 1) || items[0];
+    const jobs = [timeline(p.stays)];
+    if (first) { $("item-select").value = String(first.itemid ?? first.label); jobs.push(chart($("item-select").value)); }
+    else ML.emptyChart("item-chart", "No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs)."));
+    await Promise.all(jobs);
+    try {
+      const r = await api(ds(`/patients/${sid}/record`));
+      table("diagnoses", r.diagnoses, "No diagnoses recorded.");
+      table("procedures", r.procedures, "No procedures recorded.");
+      table("medications", r.prescriptions, "No prescriptions recorded.");
+      table("icustays", r.icustays, "This patient has no ICU stay.");
+      table("microbiology", r.microbiology, "No microbiology results.");
+      notes(r.notes);
+    } catch (e) { ML.flash(e.message); }
+  }
+
+  $("find-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const q = { subject_id: $("find-subject").value.trim(), hadm_id: $("find-hadm").value.trim(), stay_id: $("find-stay").value.trim() };
+    const given = Object.entries(q).filter(([, v]) => v);
+    if (given.length !== 1) { put("patient-state", el("div.state.warn", "Enter exactly one of subject_id, hadm_id or stay_id.")); return; }
+    try {
+      const r = await api(ds("/patients/find") + qs(Object.fromEntries(given)));
+      $("find-subject").value = r.subject_id; $("find-hadm").value = ""; $("find-stay").value = "";
+      await open(r.subject_id);
+    } catch (err) { $("patient").hidden = true; put("patient-state", el("div.state.error", err.message)); }
+  });
+  $("item-select").addEventListener("change", () => chart($("item-select").value));
+  $("item-filter").addEventListener("input", ML.debounce(() => itemOptions($("item-filter").value), 150));
+  $("patient-pick").addEventListener("change", () => { const v = $("patient-pick").value; if (v) { $("find-subject").value = v; open(+v); } });
+
+  async function load() {
+    const want = new URLSearchParams(location.search);
+    const sid = want.get("subject_id");
+    const listing = api(ds("/patients") + qs({ limit: 100 })).then((r) => {
+      $("patient-pick").append(...r.patients.map((p) => el("option", { value: p.subject_id }, `${p.subject_id} · ${p.admissions} adm · ${p.icu_stays} ICU`)));
+    }).catch(() => { /* the picker is a convenience */ });
+    if (sid) { $("find-subject").value = sid; await open(+sid, false); }
+    else if (want.get("hadm_id") || want.get("stay_id")) {
+      $("find-hadm").value = want.get("hadm_id") || ""; $("find-stay").value = want.get("stay_id") || "";
+      $("find-form").requestSubmit();
+    } else {
+      put("patient-state", el("div.state.info", "Enter a subject_id, hadm_id or stay_id above, or pick a patient from the list."));
+    }
+    await listing;
+  }
+  load();
+})();

@@ -1,0 +1,130 @@
+/* Table browser: filter, sort, paginate any table; per-column stats; export the view as CSV. */
+"use strict";
+(() => {
+  const { api, ds, el, num, put, grid, debounce, qs, slug } = ML;
+  const PAGE = 50;
+  const state = { table: document.body.dataset.table || "", f: [], q: "", sort: null, desc: false, offset: 0, columns: [] };
+
+  function fromUrl() {
+    const u = new URLSearchParams(location.search);
+    state.f = u.getAll("f");
+    state.q = u.get("q") || "";
+    state.sort = u.get("sort");
+    state.desc = u.get("desc") === "1";
+    state.offset = +(u.get("offset") || 0);
+  }
+  function params() { return { f: state.f, q: state.q, sort: state.sort, desc: state.desc ? "1" : "" }; }
+  function toUrl() {
+    history.replaceState(null, "", location.pathname + qs({ ...params(), offset: state.offset || "" }));
+  }
+
+  async function list() {
+    const { tables } = await api(ds("/tables"));
+    const groups = {};
+    for (const t of tables) (groups[t.table.split(".")[0]] = groups[t.table.split(".")[0]] || []).push(t);
+    const nodes = [];
+    for (const [schema, ts] of Object.entries(groups)) {
+      nodes.push(el("h3", schema));
+      for (const t of ts) {
+        nodes.push(el(`a${t.table === state.table || t.name === state.table ? ".active" : ""}${t.status === "loaded" ? "" : ".empty"}`,
+          { href: `/d/${encodeURIComponent(slug)}/tables/${encodeURIComponent(t.table)}`, title: t.description },
+          el("span", t.name), el("span.n", t.status === "loaded" ? num(t.rows) : "not loaded")));
+      }
+    }
+    put("table-list", ...nodes);
+    return tables;
+  }
+
+  function chips() {
+    put("filters", ...state.f.map((f, i) => {
+      const [c, op, ...v] = f.split(":");
+      const sym = { eq: "=", ne: "≠", lt: "<", le: "≤", gt: ">", ge: "≥", contains: "contains", starts: "starts with", null: "is empty", notnull: "is not empty" }[op] || op;
+      const x = el("button", { type: "button", title: "remove filter", "aria-label": "remove filter" }, "×");
+      x.addEventListener("click", () => { state.f.splice(i, 1); state.offset = 0; refresh(); });
+      return el("span.chip", `${c} ${sym} ${v.join(":")}`, x);
+    }));
+  }
+
+  async function stats(column) {
+    const box = document.getElementById("col-stats");
+    box.hidden = false;
+    put(box, el("p.muted", `Computing statistics of ${column}…`));
+    try {
+      const s = await api(ds(`/tables/${encodeURIComponent(state.table)}/stats`) + qs({ column, f: state.f, q: state.q }));
+      const kv = (k, v) => el("div.kv", el("span", k), el("b", v));
+      const facts = [kv("rows", num(s.rows)), kv("empty", num(s.nulls)), kv("distinct (approx.)", num(s.distinct))];
+      for (const k of ["min", "max", "mean", "median", "std"]) if (s[k] !== undefined && s[k] !== null) facts.push(kv(k, typeof s[k] === "number" ? String(+s[k].toFixed(4)) : s[k]));
+      const close = el("button.button.secondary", { type: "button" }, "close");
+      close.addEventListener("click", () => { box.hidden = true; });
+      put(box, el("div.row.between", el("h2", `Column `, el("code", s.column), " ", el("span.muted.small", s.type.toLowerCase())), close),
+        el("div.stats", facts),
+        el("h3", "Most frequent values"),
+        grid({ columns: ["value", "rows"], types: ["", ""], rows: s.top.map((t) => [t.value, t.n]) }, { showTypes: false }));
+    } catch (e) { put(box, ML.errorBox(e.message)); }
+  }
+
+  async function refresh() {
+    toUrl(); chips();
+    const link = document.getElementById("export-csv");
+    link.href = ds(`/tables/${encodeURIComponent(state.table)}/export.csv`) + qs(params());
+    try {
+      const d = await api(ds(`/tables/${encodeURIComponent(state.table)}/rows`) + qs({ ...params(), limit: PAGE, offset: state.offset }));
+      state.columns = d.columns;
+      const fc = document.getElementById("filter-col");
+      if (!fc.options.length) fc.replaceChildren(...d.columns.map((c, i) => el("option", { value: c }, `${c} (${d.types[i].toLowerCase()})`)));
+      put("table-grid", grid(d, {
+        sort: state.sort, desc: state.desc,
+        empty: d.status !== "loaded" ? "This table is not loaded: its file was not part of the download, so it is empty." : "No rows match the filters.",
+        onSort: (c) => { if (state.sort === c) state.desc = !state.desc; else { state.sort = c; state.desc = false; } state.offset = 0; refresh(); },
+      }));
+      for (const th of document.querySelectorAll("#table-grid th")) {
+        const col = th.firstChild.textContent.replace(/ [▲▼]$/, "");
+        const b = el("a.small", { href: "#", title: "column statistics" }, " stats");
+        b.addEventListener("click", (e) => { e.preventDefault(); e.stopPropagation(); stats(col); });
+        th.append(b);
+      }
+      const from = d.total ? state.offset + 1 : 0, to = Math.min(state.offset + PAGE, d.total);
+      const prev = el("button.button.secondary", { type: "button", disabled: state.offset === 0 }, "‹ Prev");
+      const next = el("button.button.secondary", { type: "button", disabled: to >= d.total }, "Next ›");
+      prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
+      next.addEventListener("click", () => { state.offset += PAGE; refresh(); });
+      put("pager", prev, next, el("span", `${num(from)}–${num(to)} of ${num(d.total)} rows`));
+      document.getElementById("table-meta").textContent = `${num(d.total)} rows${state.f.length || state.q ? " match" : ""}`;
+    } catch (e) {
+      put("table-grid", ML.errorBox(e.message));
+      put("pager");
+    }
+  }
+
+  async function load() {
+    fromUrl();
+    let tables;
+    try { tables = await list(); } catch (e) { put("table-grid", ML.errorBox(e.message)); return; }
+    if (!state.table) {
+      const first = tables.find((t) => t.name === "admissions" || t.name === "person" || t.name === "edstays") || tables.find((t) => t.status === "loaded") || tables[0];
+      if (first) location.replace(`/d/${encodeURIComponent(slug)}/tables/${encodeURIComponent(first.table)}`);
+      return;
+    }
+    const t = tables.find((x) => x.table === state.table || x.name === state.table);
+    if (t) state.table = t.table;
+    document.getElementById("table-title").textContent = state.table;
+    document.getElementById("table-desc").textContent = t ? t.description : "";
+    document.getElementById("table-tools").hidden = false;
+    const q = document.getElementById("table-q");
+    q.value = state.q;
+    q.addEventListener("input", debounce(() => { state.q = q.value; state.offset = 0; refresh(); }, 300));
+    const add = () => {
+      const c = document.getElementById("filter-col").value, op = document.getElementById("filter-op").value;
+      const v = document.getElementById("filter-value").value;
+      if (!c) return;
+      state.f.push(op === "null" || op === "notnull" ? `${c}:${op}` : `${c}:${op}:${v}`);
+      state.offset = 0;
+      document.getElementById("filter-value").value = "";
+      refresh();
+    };
+    document.getElementById("filter-add").addEventListener("click", add);
+    document.getElementById("filter-value").addEventListener("keydown", (e) => { if (e.key === "Enter") add(); });
+    await refresh();
+  }
+  load();
+})();
