@@ -50,13 +50,21 @@ def qname(qualified: str) -> str:
 
 def as_int(value, what: str = "id") -> int:
     """Ids are integers; numpy integers and integral floats/strings are accepted, anything else refused."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        f = float(value)
-        i = int(f)
-        if i != f:
-            raise ValueError
-        return i
-    except (TypeError, ValueError):
-        raise UnknownNameError(f"{what} must be an integer, got {value!r}") from None
+    if not isinstance(value, bool):
+        if hasattr(value, "__index__"):  # int, numpy integers: exact (OMOP ids exceed float precision)
+            return value.__index__()
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    raise UnknownNameError(f"{what} must be an integer, got {value!r}")
+
+
+def frame(table):
+    """Arrow -> pandas with integer columns as nullable Int64: ids with gaps stay exact (float64 would
+    round OMOP's 64-bit ids) and keep one dtype whatever the patient."""
+    import pandas as pd
+    import pyarrow as pa
+
+    ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}
+    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)

@@ -278,7 +278,7 @@ class Dataset:
         if self.store.scalar(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}):
             return
         near = self.store.arrow(
-            f"SELECT DISTINCT {col} AS id, abs({col} - $v) AS dist FROM {qname(table)} WHERE {col} IS NOT NULL "
+            f"SELECT DISTINCT {col} AS id, abs(CAST({col} AS HUGEINT) - CAST($v AS HUGEINT)) AS dist FROM {qname(table)} WHERE {col} IS NOT NULL "
             f"ORDER BY dist, id LIMIT 3", {"v": value}).column("id").to_pylist()
         hint = f" Nearest existing: {', '.join(map(str, near))}." if near else f" ({table} is empty.)"
         raise UnknownNameError(f"no {what} {value} in {self.slug} {self.version}.{hint}")

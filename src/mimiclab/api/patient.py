@@ -16,7 +16,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from mimiclab.api._common import UnknownNameError, as_int, ident, lit, qname, suggest
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
 from mimiclab.catalog.concepts import PatientTable, TimelineSource, qualify
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +45,7 @@ def source_sql(src: TimelineSource, patient_id: str) -> str:
         f"{_cast(src.hadm_id, 'BIGINT')} AS hadm_id, {_cast(src.stay_id, 'BIGINT')} AS stay_id, "
         f"{_cast(src.itemid, 'BIGINT')} AS itemid "
         f"FROM {qname(src.table)} t{join} WHERE t.{ident(patient_id)} = $sid"
+        + (f" AND ({src.where})" if src.where else "")
     )
 
 
@@ -92,8 +93,11 @@ class Patient:
             f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t WHERE t.{pid} = $sid",
             self._p()).to_pylist()[0]
         out.update(row)
+        join = f" LEFT JOIN {qname(icu.join.table)} d ON {icu.join.condition()}" if icu.join else ""
+        where = f" AND ({icu.where})" if icu.where else ""
         out["n_icustays"] = self.ds.store.scalar(
-            f"SELECT count(*) FROM {qname(icu.table)} t WHERE t.{pid} = $sid", self._p()) if self._present(icu.table) else 0
+            f"SELECT count(*) FROM {qname(icu.table)} t{join} WHERE t.{pid} = $sid{where}",
+            self._p()) if self._present(icu.table) else 0
         return out
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -107,9 +111,10 @@ class Patient:
         join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join else ""
         extra = "".join(f", {expr} AS {ident(col)}" for col, expr in spec.extra.items())
         order = f" ORDER BY {', '.join(qualify(o) for o in spec.order)}" if spec.order else ""
-        return self.ds.store.df(
+        where = f" AND ({spec.where})" if spec.where else ""
+        return frame(self.ds.store.arrow(
             f"SELECT t.*{extra} FROM {qname(spec.table)} t{join} "
-            f"WHERE t.{ident(self._map.patient_id)} = $sid{order}", self._p())
+            f"WHERE t.{ident(self._map.patient_id)} = $sid{where}{order}", self._p()))
 
     @cached_property
     def admissions(self) -> pd.DataFrame:
@@ -155,11 +160,12 @@ class Patient:
             parts.append(
                 f"SELECT {lit(kind)} AS kind, {_cast(sp.id, 'BIGINT')} AS id, {_cast(sp.start, 'TIMESTAMP')} AS start, "
                 f"{_cast(sp.end, 'TIMESTAMP')} AS \"end\", {_cast(sp.label, 'VARCHAR')} AS label "
-                f"FROM {qname(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid")
+                f"FROM {qname(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid"
+                + (f" AND ({sp.where})" if sp.where else ""))
         order = {k: i for i, k in enumerate(m.spans)}
         sql = (" UNION ALL ".join(parts) + " ORDER BY CASE kind "
                + " ".join(f"WHEN {lit(k)} THEN {i}" for k, i in order.items()) + " END, start, id")
-        return self.ds.store.df(sql, self._p())
+        return frame(self.ds.store.arrow(sql, self._p()))
 
     # ------------------------------------------------------------------ timeline & items
     def _sources(self, sources=None, items_only: bool = False) -> list[TimelineSource]:
@@ -184,7 +190,7 @@ class Patient:
 
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
             TIMELINE_COLUMNS, ["datetime64[us]", "datetime64[us]", "str", "str", "str", "float64", "str",
-                               "int64", "Int64", "Int64", "Int64"], strict=True)})
+                               "Int64", "Int64", "Int64", "Int64"], strict=True)})
 
     def timeline(self, sources: str | list[str] | None = None, start=None, end=None) -> pd.DataFrame:
         """Every event of the patient across the mapped tables, ordered by time (then source, item,
@@ -204,14 +210,7 @@ class Patient:
             f"SELECT * FROM ({union}){w} ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value", params)
 
     def _fetch_timeline(self, sql: str, params: dict) -> pd.DataFrame:
-        import pandas as pd
-
-        df = self.ds.store.arrow(sql, params).to_pandas()
-        for c in ("hadm_id", "stay_id", "itemid"):  # nullable ids stay integers
-            df[c] = df[c].astype("Int64")
-        df["subject_id"] = df["subject_id"].astype("int64")
-        df["valuenum"] = df["valuenum"].astype("float64")
-        return df if len(df) else pd.concat([self._empty_timeline(), df.iloc[:0]], ignore_index=True)
+        return frame(self.ds.store.arrow(sql, params))
 
     def items(self) -> pd.DataFrame:
         """The patient's measured items (labs, charted vitals, inputs/outputs): source, itemid, label,
@@ -221,10 +220,10 @@ class Patient:
             import pandas as pd
 
             return pd.DataFrame(columns=["source", "itemid", "label", "unit", "count", "numeric", "first", "last"])
-        return self.ds.store.df(
+        return frame(self.ds.store.arrow(
             f"SELECT source, itemid, label, mode(unit) AS unit, count(*) AS count, count(valuenum) AS numeric, "
             f"min(time) AS first, max(time) AS last FROM ({union}) GROUP BY source, itemid, label "
-            f"ORDER BY count DESC, label, source", self._p())
+            f"ORDER BY count DESC, label, source", self._p()))
 
     def item_series(self, item: int | str) -> pd.DataFrame:
         """One item over time: time, value (numeric), value_text, unit, source, itemid, label, hadm_id,
@@ -236,12 +235,10 @@ class Patient:
         else:
             cond, params["item"] = "itemid = $item", as_int(item, "itemid")
         if union is not None:
-            df = self.ds.store.df(
+            df = frame(self.ds.store.arrow(
                 f"SELECT time, valuenum AS value, value AS value_text, unit, source, itemid, label, hadm_id, stay_id "
-                f"FROM ({union}) WHERE {cond} ORDER BY time NULLS LAST, source", params)
+                f"FROM ({union}) WHERE {cond} ORDER BY time NULLS LAST, source", params))
             if len(df):
-                for c in ("hadm_id", "stay_id", "itemid"):
-                    df[c] = df[c].astype("Int64")
                 return df
         its = self.items()
         options = [str(x) for x in its["label"].dropna().tolist()] + [str(x) for x in its["itemid"].dropna().tolist()]

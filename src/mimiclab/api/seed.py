@@ -9,7 +9,8 @@ Differences, on purpose:
 
 * values are typed by the catalog instead of guessed: times and dates are ``datetime64`` (read_csv gives
   strings), codes stay text. Integer columns are ``int64``, or ``float64`` when the file has an empty cell
-  in that column — as read_csv does;
+  in that column — as read_csv does; an empty text field is NaN whether quoted or not (read_csv's
+  rule; the database keeps PostgreSQL's distinction between "" and NULL);
 * each patient frame keeps read_csv's index (the row's position in the file) and the file's row order;
 * ``datapath`` may also be a built dataset's name (``"mimic-iv-demo"``) or a build folder; a raw folder is
   built on first use under $MIMICLAB_HOME/folders and reused while its files are unchanged;
@@ -147,12 +148,14 @@ class MIMICDataset:
                 out.append(f"CAST({q} AS {'DOUBLE' if n else 'BIGINT'}) AS {q}")
             elif typ == "DATE":
                 out.append(f"CAST({q} AS TIMESTAMP) AS {q}")
+            elif typ == "VARCHAR":  # read_csv reads a quoted empty field ("") as NaN too
+                out.append(f"nullif({q}, '') AS {q}")
             else:
                 out.append(q)
         return f"SELECT file_row_number AS __row__, {', '.join(out)} FROM read_parquet({src}, file_row_number=true)"
 
     def _ids(self) -> list[int]:
-        parts = [f"SELECT subject_id FROM read_parquet({lit(p)})" for p in self._parquet.values()]
+        parts = [f"SELECT DISTINCT subject_id FROM read_parquet({lit(p)})" for p in self._parquet.values()]
         for key, p in self._parquet.items():
             cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({lit(p)})").column("column_name")
             if "subject_id" not in cols.to_pylist():

@@ -57,6 +57,7 @@ class PatientTable(_Model):
     order: tuple[str, ...] = ()  # SQL expressions
     join: Join | None = None
     extra: dict[str, str] = Field(default_factory=dict)  # output column -> expression (may use d.)
+    where: str | None = None  # extra row filter (SQL over t and d)
 
 
 class Span(_Model):
@@ -68,6 +69,7 @@ class Span(_Model):
     id: str | None = None  # id column of the span (hadm_id, stay_id) in the table
     label: str | None = None  # expression shown on the bar
     join: Join | None = None
+    where: str | None = None
 
 
 class Demographics(_Model):
@@ -90,6 +92,7 @@ class TimelineSource(_Model):
     stay_id: str | None = None
     itemid: str | None = None
     join: Join | None = None
+    where: str | None = None
     items: bool = False  # measured items: offered by Patient.items() / item_series()
 
 

@@ -1,0 +1,223 @@
+"""MIMICDataset against the datathon's example class, re-implemented here as the oracle (pandas.read_csv of
+each file + np.where per patient), on the real demos."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mimiclab.api import MIMICDataset, MissingFileError, PatientSample, UnknownNameError
+from mimiclab.errors import MimiclabError, NotBuiltError
+
+FILES = ["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"]
+
+
+class _Sample(NamedTuple):
+    subject_id: int
+    data: dict
+
+
+class ExampleDataset:
+    """The datathon's example class, as published (reading everything with pandas)."""
+
+    def __init__(self, datapath, files, ext=".csv.gz"):
+        self.data = {f: pd.read_csv(os.path.join(datapath, f + ext)) for f in files}
+        # not part of the example: the same files read as text, to compare codes such as NDCs with leading zeros
+        self.text = {f: pd.read_csv(os.path.join(datapath, f + ext), dtype=str) for f in files}
+        self._subject_ids = sorted(set.intersection(*[set(m.subject_id) for m in self.data.values()]))
+
+    def __len__(self):
+        return len(self._subject_ids)
+
+    def __getitem__(self, idx):
+        sid = self._subject_ids[idx]
+        return _Sample(sid, {k: m.iloc[np.where(m.subject_id == sid)[0]] for k, m in self.data.items()})
+
+    def text_rows(self, idx, key):
+        return self.text[key].loc[self[idx].data[key].index]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    h = tmp_path_factory.mktemp("seed-home")
+    old = os.environ.get("MIMICLAB_HOME")
+    os.environ["MIMICLAB_HOME"] = str(h)
+    yield h
+    if old is None:
+        os.environ.pop("MIMICLAB_HOME", None)
+    else:
+        os.environ["MIMICLAB_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def seed(home, demo_dir):
+    return MIMICDataset(demo_dir, files=FILES)
+
+
+@pytest.fixture(scope="module")
+def example(demo_dir):
+    return ExampleDataset(demo_dir, FILES)
+
+
+def assert_same_frame(ours: pd.DataFrame, theirs: pd.DataFrame, theirs_text: pd.DataFrame | None = None) -> None:
+    """Same index (row positions in the file), columns and values; ours is typed, theirs is read_csv's guess
+    (text columns are compared with the file read as text, when given)."""
+    assert list(ours.columns) == list(theirs.columns)
+    assert list(ours.index) == list(theirs.index)
+    for c in theirs.columns:
+        a, b = ours[c], theirs[c]
+        if pd.api.types.is_datetime64_any_dtype(a):
+            b = pd.to_datetime(b)
+            assert a.isna().tolist() == b.isna().tolist(), c
+            assert (a[a.notna()] == b[b.notna()]).all(), c
+        elif pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            np.testing.assert_array_equal(a.to_numpy(dtype=float), b.to_numpy(dtype=float), err_msg=c)
+        else:  # text: compare as text; read_csv may have parsed numbers-looking codes as numbers
+            if theirs_text is not None:
+                b = theirs_text[c]
+            sa = a.astype("object").where(a.notna(), None)
+            sb = b.astype("object").where(b.notna(), None)
+            norm = [None if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+                    for v in sb]
+            assert [None if v is None else str(v) for v in sa] == norm, c
+
+
+def test_len_and_order_match_the_example(seed, example):
+    assert len(seed) == len(example) > 0
+    assert seed._subject_ids == [int(s) for s in example._subject_ids]
+
+
+@pytest.mark.parametrize("idx", [0, 1, 17, -1, -5])
+def test_items_match_the_example(seed, example, idx):
+    ours, theirs = seed[idx], example[idx]
+    assert isinstance(ours, PatientSample)
+    assert ours.subject_id == theirs.subject_id
+    assert list(ours.data) == FILES
+    for key in FILES:
+        assert_same_frame(ours.data[key], theirs.data[key], example.text_rows(idx, key))
+
+
+def test_index_errors_behave_like_a_list(seed):
+    n = len(seed)
+    assert seed[-n].subject_id == seed[0].subject_id
+    with pytest.raises(IndexError):
+        seed[n]
+    with pytest.raises(IndexError):
+        seed[-n - 1]
+    with pytest.raises(TypeError):
+        seed["10000032"]
+    assert [s.subject_id for s in seed[1:3]] == seed._subject_ids[1:3]
+    assert seed[np.int64(2)].subject_id == seed._subject_ids[2]
+
+
+def test_repr_lists_tables_rows_features_and_dtypes(seed, example):
+    text = repr(seed)
+    assert not text.endswith("\n")
+    blocks = text.split("\n")
+    for key, m in example.data.items():
+        header = f"{key}: MIMIC Dataset with {m.shape[0]} entries and {m.shape[1]} features."
+        i = blocks.index(header)
+        assert blocks[i + 1] == "Features:"
+        cols = blocks[i + 2: i + 2 + m.shape[1]]
+        assert [c.split("`")[1] for c in cols] == list(m.columns)
+        one = seed[0].data[key]
+        for line, col in zip(cols, m.columns, strict=True):
+            assert line == f"  `{col}` with {one[col].dtype} datatype"
+            # where read_csv and the catalog agree a column is numeric, int-vs-float follows read_csv
+            if pd.api.types.is_numeric_dtype(one[col]) and pd.api.types.is_numeric_dtype(m[col]):
+                assert one[col].dtype == m[col].dtype, col
+
+
+def test_files_as_string_with_suffix_and_lazy_data(home, demo_dir):
+    ds = MIMICDataset(demo_dir, files="hosp/admissions.csv.gz")
+    raw = pd.read_csv(demo_dir / "hosp/admissions.csv.gz")
+    assert len(ds) == raw.subject_id.nunique()
+    assert list(ds[0].data) == ["hosp/admissions"]
+    whole = ds.data["hosp/admissions"]  # loads on demand, like the example's attribute
+    assert whole.shape == raw.shape
+    with pytest.raises(KeyError):
+        ds.data["hosp/nope"]
+
+
+def test_plot_distribution_saves_the_examples_histogram(seed, example, tmp_path):
+    out = tmp_path / "doses.png"
+    fig = seed.plot_distribution("hosp/prescriptions", "doses_per_24_hrs", savepath=out)
+    assert out.stat().st_size > 1000
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    col = example.data["hosp/prescriptions"]["doses_per_24_hrs"].dropna()
+    counts, _ = np.histogram(col, bins=100)
+    assert heights == counts.tolist()
+    assert ax.get_xlabel() == "Doses_Per_24_Hrs" and ax.get_ylabel() == "Number of Patients"
+
+
+def test_plot_distribution_of_text_has_one_bar_per_value(seed, example, tmp_path):
+    fig = seed.plot_distribution("hosp/admissions", "admission_type", savepath=tmp_path / "t.png")
+    counts = example.data["hosp/admissions"]["admission_type"].value_counts()
+    bars = fig.axes[0].patches
+    assert len(bars) == len(counts)
+    assert sorted(int(b.get_height()) for b in bars) == sorted(counts.tolist())
+
+
+def test_unknown_column_and_key_suggest(seed):
+    with pytest.raises(UnknownNameError, match="doses_per_24_hrs"):
+        seed.plot_distribution("hosp/prescriptions", "doses_per_24hrs", savepath="x.png")
+    with pytest.raises(KeyError, match="hosp/admissions"):
+        seed.plot_distribution("hosp/admission", "race", savepath="x.png")
+
+
+def test_built_dataset_by_name_and_not_built(home, demo_dir, seed):
+    with pytest.raises(NotBuiltError, match="mimiclab build mimic-iv-demo"):
+        MIMICDataset("mimic-iv-demo", files=FILES)
+    from mimiclab.build import build
+
+    build("mimic-iv-demo", source=demo_dir, tables=["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"])
+    by_name = MIMICDataset("mimic-iv-demo", files=FILES)
+    assert by_name._subject_ids == seed._subject_ids
+    assert_same_frame(by_name[3].data["hosp/prescriptions"], seed[3].data["hosp/prescriptions"])
+
+
+def test_missing_and_unknown_files(home, demo_dir):
+    with pytest.raises(MimiclabError, match="hosp/admissions"):
+        MIMICDataset(demo_dir, files=["hosp/admisions"])
+    with pytest.raises(FileNotFoundError):
+        MIMICDataset(demo_dir, files=["icu/chartevents"])  # the demo copy here lacks this file
+    with pytest.raises(MissingFileError):
+        MIMICDataset(demo_dir / "nope" / "x", files=FILES)
+
+
+def test_folder_is_rebuilt_only_when_its_files_change(home, demo_dir, tmp_path):
+    src = tmp_path / "mimic-iv-demo" / "2.2"
+    (src / "hosp").mkdir(parents=True)
+    for f in ("hosp/admissions.csv.gz", "hosp/patients.csv.gz"):
+        shutil.copy2(demo_dir / f, src / f)
+    a = MIMICDataset(src, files=["hosp/admissions", "hosp/patients"])
+    man = a.dataset.build.build_dir / "manifest.json"
+    stamp = man.stat().st_mtime_ns
+    b = MIMICDataset(src, files=["hosp/admissions", "hosp/patients"])
+    assert man.stat().st_mtime_ns == stamp  # nothing changed: no build at all
+    assert b._subject_ids == a._subject_ids
+    # drop one patient's admissions: the next construction rebuilds and sees the change
+    raw = pd.read_csv(src / "hosp/admissions.csv.gz")
+    gone = int(raw.subject_id.iloc[0])
+    raw[raw.subject_id != gone].to_csv(src / "hosp/admissions.csv.gz", index=False, compression="gzip")
+    c = MIMICDataset(src, files=["hosp/admissions", "hosp/patients"])
+    assert gone not in c._subject_ids and len(c) == len(a) - 1
+
+
+def test_mimic_iii_demo_matches_the_example(home, data_root):
+    src = data_root / "mimiciii-demo" / "1.4"
+    files = ["ADMISSIONS", "PRESCRIPTIONS.csv"]
+    ours = MIMICDataset(src, files=files)
+    theirs = ExampleDataset(src, ["ADMISSIONS", "PRESCRIPTIONS"], ext=".csv")
+    assert list(ours[0].data) == ["ADMISSIONS", "PRESCRIPTIONS"]
+    assert len(ours) == len(theirs) > 0
+    for idx in (0, -1):
+        for k_ours, k_theirs in (("ADMISSIONS", "ADMISSIONS"), ("PRESCRIPTIONS", "PRESCRIPTIONS")):
+            assert_same_frame(ours[idx].data[k_ours], theirs[idx].data[k_theirs], theirs.text_rows(idx, k_theirs))
