@@ -73,12 +73,17 @@ def item_figure(series: pd.DataFrame, title: str = "", ylabel: str = "value"):
 
 def stays_figure(stays: pd.DataFrame, title: str = ""):
     """Gantt-like chart: one horizontal bar per admission / ICU stay / transfer (rows top to bottom)."""
+    import pandas as pd
     import plotly.graph_objects as go
 
     s = stays[stays["start"].notna()].copy()
     s["end"] = s["end"].fillna(s["start"])
-    s["row"] = [f"{k} {int(i) if i == i and i is not None else ''}".strip() + (f" · {lab}" if lab else "")
-                for k, i, lab in zip(s["kind"], s["id"], s["label"].fillna(""), strict=True)]
+    rows, seen = [], {}
+    for k, i, lab in zip(s["kind"], s["id"].astype("object"), s["label"].astype("object"), strict=True):
+        seen[k] = seen.get(k, 0) + 1
+        ident = str(int(i)) if i is not None and not pd.isna(i) else f"#{seen[k]}"  # rows must be unique
+        rows.append(f"{k} {ident}" + (f" · {lab}" if isinstance(lab, str) and lab else ""))
+    s["row"] = rows
     fig = go.Figure()
     for kind, sub in s.groupby("kind", sort=False):
         dur = (sub["end"] - sub["start"]).dt.total_seconds() * 1000.0
