@@ -79,7 +79,17 @@ class DuckDBStore(Store):
         if memory_limit:
             config["memory_limit"] = memory_limit
         try:
-            self._con = duckdb.connect(str(self.path), read_only=True, config=config)
+            if sandbox_dir is None:
+                self._con = duckdb.connect(str(self.path), read_only=True, config=config)
+            else:
+                # A private in-memory instance with the file attached: DuckDB shares one instance per file
+                # within a process, so locking settings on that shared instance would also sandbox every
+                # other (unsandboxed) connection to the same build, and a second sandbox could not open.
+                config.pop("access_mode")
+                self._con = duckdb.connect(":memory:", config=config)
+                self._con.execute(f"ATTACH {_lit(self.path)} AS {_ident(self.path.stem)} (READ_ONLY)")
+                self._con.execute(f"USE {_ident(self.path.stem)}")
+                self._con.execute("DETACH memory")
         except duckdb.Error as exc:
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
         if sandbox_dir is not None:
