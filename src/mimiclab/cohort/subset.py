@@ -5,8 +5,8 @@
     <out>/SHA256SUMS.txt               "<sha256>  <path>" per file, as PhysioNet publishes it
 
 Which rows: a table is filtered on the finest key it shares with the unit of analysis — stay id (ICU
-stay cohorts), else hadm_id (admission and stay cohorts; rows without an admission are left out), else
-subject_id. Tables that reach an admission only through a parent (emar_detail via emar) follow the
+stay cohorts), else hadm_id (admission and stay cohorts; rows tied to no admission, such as outpatient
+labs, follow their patient), else subject_id. Tables that reach an admission only through a parent (emar_detail via emar) follow the
 parent (families.yaml `links`). Tables not loaded in the build (no source file) are not written.
 
 Deterministic: rows sorted by primary key then every column, timestamps as MIMIC writes them
@@ -54,7 +54,10 @@ def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, st
         return f"t.{ctx.stay} IN ({ids_from[ctx.stay]})"
     if ctx.unit in ("admission", "stay"):
         if "hadm_id" in cols:
-            return f"t.hadm_id IN ({ids_from['hadm_id']})"
+            # rows of no admission (ED/outpatient labs) stay with their patient: criteria link events by
+            # subject and time, so a lab 6 h before admittime can be what put a unit in the cohort
+            return (f"(t.hadm_id IN ({ids_from['hadm_id']}) OR "
+                    f"(t.hadm_id IS NULL AND t.{table.patient_key} IN ({ids_from['subject_id']})))")
         link = (ctx.names.get("links") or {}).get(table.name)
         if link:
             key = link["key"]
