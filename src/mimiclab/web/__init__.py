@@ -6,7 +6,6 @@ request of its own to anything but this machine, except PhysioNet's access check
 
 from __future__ import annotations
 
-import sys
 import threading
 import webbrowser
 
@@ -63,10 +62,9 @@ def serve(dataset: str | None = None, host: str = DEFAULT_HOST, port: int = DEFA
         threading.Thread(target=_open, daemon=True).start()
     try:
         server.run()
+    except SystemExit:  # uvicorn exits when it cannot bind
+        raise MimiclabError(f"the workbench could not start on {host}:{port} (port in use? try --port).") from None
     except OSError as exc:
         raise MimiclabError(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Try --port.") from None
-    if not server.started and sys.exc_info()[0] is None:
-        raise MimiclabError(f"the workbench could not start on {host}:{port} (port in use? try --port).")
-
 
 __all__ = ["serve", "create_app", "DEFAULT_HOST", "DEFAULT_PORT"]

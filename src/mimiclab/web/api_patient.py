@@ -7,9 +7,6 @@ longer record afterwards, so the first chart is drawn before the tables arrive.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
@@ -49,45 +46,8 @@ class FindQuery(BaseModel):
         return self
 
 
-class _Cache:
-    """Recently opened patients: switching chart items must not re-read the record."""
-
-    def __init__(self, size: int = 32):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, w: Workbench, slug: str, sid: int):
-        b = w.build(slug)
-        key = (b.slug, b.version, b.manifest.built_at, sid)
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        p = dataset(w, slug).patient(sid)
-        with self.lock:
-            self.items[key] = p
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return p
-
-
-_patients = _Cache()
-_datasets: dict[tuple, object] = {}
-_ds_lock = threading.Lock()
-
-
 def dataset(w: Workbench, slug: str):
-    """An api Dataset sharing the workbench's sandboxed store (so it can read only the build's Parquet)."""
-    from mimiclab.api import Dataset
-
-    b = w.build(slug)
-    key = (id(w), b.slug, b.version, b.manifest.built_at)
-    with _ds_lock:
-        ds = _datasets.get(key)
-        if ds is None:
-            if not b.manifest.family:
-                raise MimiclabError(f"{slug} has no tables, so no patients.")
-            ds = _datasets[key] = Dataset(b, store=w.store(slug))
-    return ds
+    return w.api(slug)
 
 
 def _frame(df, name: str) -> dict:
@@ -126,7 +86,7 @@ def find(request: Request, slug: str, subject_id: int | None = Query(None, ge=0)
 
 @router.get("/datasets/{slug}/patients/{subject_id}", summary="Demographics, stays (timeline) and measured items")
 def summary(request: Request, slug: str, subject_id: int) -> dict:
-    p = _patients.get(wb(request), slug, subject_id)
+    p = wb(request).patient(slug, subject_id)
     stays = p.stays()
     items = p.items()
     return {
@@ -142,7 +102,7 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
             summary="Admissions, ICU stays, transfers, diagnoses, procedures, medications, microbiology, notes")
 def record(request: Request, slug: str, subject_id: int) -> dict:
     w = wb(request)
-    p = _patients.get(w, slug, subject_id)
+    p = w.patient(slug, subject_id)
     out = {}
     for name in ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology"):
         try:
@@ -155,7 +115,7 @@ def record(request: Request, slug: str, subject_id: int) -> dict:
 
 @router.get("/datasets/{slug}/patients/{subject_id}/series", summary="One item (itemid or label) over time")
 def series(request: Request, slug: str, subject_id: int, item: str = Query(..., min_length=1, max_length=200)) -> dict:
-    p = _patients.get(wb(request), slug, subject_id)
+    p = wb(request).patient(slug, subject_id)
     df = p.item_series(item)
     return {"item": item, "label": jsonable(df["label"].dropna().iloc[0]) if df["label"].notna().any() else item,
             "unit": jsonable(df["unit"].dropna().iloc[0]) if df["unit"].notna().any() else None,

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mimiclab import __version__
@@ -49,6 +50,7 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        bench.warm()
         yield
         bench.close()
 
@@ -81,6 +83,15 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
         for e in exc.errors():
             loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path"))
             parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        return await _error(request, exc, 422, "invalid input: " + "; ".join(parts))
+
+    @app.exception_handler(ValidationError)
+    async def _model_validation(request: Request, exc: ValidationError):
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()))
+            msg = str(e.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
         return await _error(request, exc, 422, "invalid input: " + "; ".join(parts))
 
     @app.exception_handler(StarletteHTTPException)

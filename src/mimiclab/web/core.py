@@ -11,6 +11,7 @@ import decimal
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ class Workbench:
         self._lock = threading.Lock()
         self._stores: dict[tuple[str, str, str], DuckDBStore] = {}
         self._apis: dict[tuple[str, str, str], Any] = {}
+        self._patients: OrderedDict = OrderedDict()
         self._builds: list[Build] = []
         self._builds_key: tuple | None = None
         self._builds_checked = 0.0
@@ -96,17 +98,35 @@ class Workbench:
         return st
 
     def api(self, slug: str):
-        """mimiclab.open(slug) for the Python API layer (patient explorer, distributions, cohorts)."""
-        import mimiclab.api as api_mod
+        """A mimiclab.api Dataset over the sandboxed store, so the explorer and a notebook agree."""
+        from mimiclab.api import Dataset
 
         b = self.build(slug)
+        if not b.manifest.family:
+            raise MimiclabError(f"{slug} has no tables, so no patients.")
         key = (b.slug, b.version, b.manifest.built_at)
+        store = self.store(slug)
         with self._lock:
             ds = self._apis.get(key)
-            if ds is None:
-                opener = getattr(api_mod, "open", None) or __import__("mimiclab").open
-                ds = self._apis[key] = opener(slug)
+            if ds is None or ds.store is not store:
+                ds = self._apis[key] = Dataset(b, store=store)
         return ds
+
+    def patient(self, slug: str, subject_id: int):
+        """A Patient, kept for the next requests (switching chart items must not re-read the record)."""
+        ds = self.api(slug)
+        key = (ds.slug, ds.version, ds.manifest.built_at, int(subject_id))
+        with self._lock:
+            p = self._patients.get(key)
+            if p is not None:
+                self._patients.move_to_end(key)
+                return p
+        p = ds.patient(subject_id)
+        with self._lock:
+            self._patients[key] = p
+            while len(self._patients) > 32:
+                self._patients.popitem(last=False)
+        return p
 
     def table(self, slug: str, qualified: str) -> tuple[Build, Table]:
         """A built table by `schema.table` (or bare name), with its catalog entry."""
@@ -121,12 +141,24 @@ class Workbench:
                 raise CatalogError(f"{b.slug} has no table {qualified!r}.")
         return b, tables[qualified]
 
+    def warm(self) -> None:
+        """Load the catalog and open the default dataset before the first request, so it is not slow."""
+        try:
+            catalog.datasets()
+            slug = self.current()
+            if slug:
+                self.api(slug).concepts  # noqa: B018 - loads the concept map
+                self.build(slug).manifest.digest()
+        except MimiclabError:
+            pass  # not built: the pages explain it
+
     def close(self) -> None:
         with self._lock:
             for st in self._stores.values():
                 st.close()
             self._stores.clear()
             self._apis.clear()
+            self._patients.clear()
 
 
 def qualified(ds: catalog.Dataset, t: Table) -> str:

@@ -1,0 +1,522 @@
+"""Workbench JSON API and pages through FastAPI's TestClient, checked against plain DuckDB over the raw csv.gz.
+
+The oracle queries read PhysioNet's files directly (read_csv_auto), never mimiclab's build, so a bug in
+the build, the API layer or the web layer shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from mimiclab.build import build
+from mimiclab.synth import generate
+from mimiclab.web import create_app
+from mimiclab.web.core import Limits
+
+SLUG = "mimic-iv-demo"
+SYNTH = "mimic-iv-synthetic"  # has chartevents (vitals) and patients without an ICU stay; the demo has neither
+LOCAL = "http://127.0.0.1"
+WEB = Path(__file__).resolve().parents[1] / "src" / "mimiclab" / "web"
+
+
+@pytest.fixture(scope="module")
+def home(demo_dir, tmp_path_factory):
+    """The demo built into a private $MIMICLAB_HOME for this module."""
+    h = tmp_path_factory.mktemp("webhome")
+    old = os.environ.get("MIMICLAB_HOME")
+    os.environ["MIMICLAB_HOME"] = str(h)
+    try:
+        build(SLUG, source=demo_dir)
+        generate(h / "synth-src", patients=30)
+        build(SYNTH, source=h / "synth-src")
+        yield h
+    finally:
+        if old is None:
+            os.environ.pop("MIMICLAB_HOME", None)
+        else:
+            os.environ["MIMICLAB_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with TestClient(create_app(dataset=SLUG), base_url=LOCAL) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def raw(demo_dir):
+    """Oracle: a DuckDB connection with views straight over the raw csv.gz files."""
+    con = duckdb.connect()
+    for mod in ("hosp", "icu"):
+        for f in (demo_dir / mod).glob("*.csv.gz"):
+            name = f.name.removesuffix(".csv.gz")
+            con.execute(f"CREATE VIEW {mod}_{name} AS SELECT * FROM read_csv_auto('{f}', header=true, sample_size=-1)")
+    return con
+
+
+def one(raw, sql, params=None):
+    return raw.execute(sql, params or []).fetchone()[0]
+
+
+# ---------------------------------------------------------------------------------------------- datasets
+def test_datasets_lists_build_with_not_loaded_table_and_commands_for_the_rest(client, raw):
+    d = client.get("/api/datasets").json()
+    built = {b["slug"]: b for b in d["built"]}
+    demo = built[SLUG]
+    assert demo["synthetic"] is False
+    assert [t["table"] for t in demo["not_loaded"]] == ["mimiciv_icu.chartevents"]
+    assert demo["rows"] >= one(raw, "SELECT count(*) FROM hosp_labevents")
+    avail = {a["slug"]: a for a in d["available"]}
+    assert SLUG not in avail
+    assert avail["mimiciv"]["access"] == "credentialed"
+    assert avail["mimiciv"]["commands"] == ["mimiclab download mimiciv", "mimiclab build mimiciv"]
+    assert any("physionet.org/settings/credentialing" in s["link"] for s in avail["mimiciv"]["steps"])
+    assert avail["mimiciii-demo"]["access"] == "open" and avail["mimiciii-demo"]["steps"] == []
+
+
+def test_access_check_runs_only_on_request(client, monkeypatch):
+    """No network at page load; the button's endpoint calls physionet.check_access (stubbed here)."""
+    from mimiclab import physionet
+    from mimiclab.physionet.access import AccessStatus
+
+    calls = []
+    monkeypatch.setattr(physionet, "check_access",
+                        lambda slug, *a, **k: calls.append(slug) or AccessStatus(slug, "3.1", "no-credentials", "run mimiclab login"))
+    client.get("/")
+    client.get("/api/datasets")
+    assert calls == []
+    r = client.post("/api/access/mimiciv").json()
+    assert calls == ["mimiciv"] and r["state"] == "no-credentials" and r["ok"] is False
+
+
+# ---------------------------------------------------------------------------------------------- dictionary
+def test_dictionary_has_every_catalog_column_with_type_and_description(client):
+    from mimiclab import catalog
+
+    d = client.get(f"/api/datasets/{SLUG}/dictionary").json()
+    got = {t["table"]: t for m in d["modules"] for t in m["tables"]}
+    ds = catalog.get(SLUG)
+    for t in ds.tables("2.2"):
+        key = f"{ds.db_schema(t.module)}.{t.name}"
+        cols = {c["name"]: c for c in got[key]["columns"]}
+        assert list(cols) == [c.name for c in t.columns_for("2.2")]
+    adm = {c["name"]: c for c in got["mimiciv_hosp.admissions"]["columns"]}
+    assert adm["admittime"]["type"] == "TIMESTAMP" and adm["admittime"]["description"]
+    assert got["mimiciv_icu.chartevents"]["status"] == "not_loaded"
+
+
+def test_lookup_searches_labitems_and_icd_titles(client, raw):
+    r = client.get(f"/api/datasets/{SLUG}/lookups/mimiciv_hosp.d_labitems", params={"q": "creatinine"}).json()
+    ids = {row[r["columns"].index("itemid")] for row in r["rows"]}
+    want = {x[0] for x in raw.execute("SELECT itemid FROM hosp_d_labitems WHERE label ILIKE '%creatinine%'").fetchall()}
+    assert ids == want and 50912 in ids
+    r = client.get(f"/api/datasets/{SLUG}/lookups/mimiciv_hosp.d_icd_diagnoses", params={"q": "sepsis severe", "limit": 500}).json()
+    want = one(raw, "SELECT count(*) FROM hosp_d_icd_diagnoses WHERE long_title ILIKE '%sepsis%' AND long_title ILIKE '%severe%'")
+    assert len(r["rows"]) == want > 0
+    names = [x["name"] for x in client.get(f"/api/datasets/{SLUG}/lookups").json()["lookups"]]
+    assert names[:4] == ["d_items", "d_labitems", "d_icd_diagnoses", "d_icd_procedures"]
+
+
+# ---------------------------------------------------------------------------------------------- table browser
+def test_rows_filter_sort_paginate_match_raw(client, raw):
+    url = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.labevents/rows"
+    params = {"f": ["itemid:eq:50912", "valuenum:gt:1.5"], "sort": "valuenum", "desc": "true", "limit": 7, "offset": 3}
+    r = client.get(url, params=params).json()
+    total = one(raw, "SELECT count(*) FROM hosp_labevents WHERE itemid = 50912 AND valuenum > 1.5")
+    assert r["total"] == total > 10
+    vals = [row[r["columns"].index("valuenum")] for row in r["rows"]]
+    want = [x[0] for x in raw.execute("SELECT valuenum FROM hosp_labevents WHERE itemid = 50912 AND valuenum > 1.5 "
+                                      "ORDER BY valuenum DESC LIMIT 7 OFFSET 3").fetchall()]
+    assert vals == want
+    r = client.get(url, params={"f": ["comments:contains:hemolyz"], "limit": 1}).json()
+    assert r["total"] == one(raw, "SELECT count(*) FROM hosp_labevents WHERE comments ILIKE '%hemolyz%'")
+
+
+def test_rows_errors_are_messages(client):
+    url = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/rows"
+    r = client.get(url, params={"f": "subject_id:eq:abc"})
+    assert r.status_code == 400 and "not a valid INTEGER" in r.json()["error"]
+    r = client.get(url, params={"f": "nosuch:eq:1"})
+    assert r.status_code == 400 and "no column 'nosuch'" in r.json()["error"]
+    r = client.get(url, params={"f": "subject_id:like:1"})
+    assert r.status_code == 400 and "unknown operator" in r.json()["error"]
+    r = client.get(url, params={"limit": 100000})
+    assert r.status_code == 422 and "limit" in r.json()["error"] and "Traceback" not in r.text
+    r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.nosuch/rows")
+    assert r.status_code == 404 and "no table" in r.json()["error"]
+
+
+def test_not_loaded_table_is_empty_not_an_error(client):
+    r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_icu.chartevents/rows").json()
+    assert r["total"] == 0 and r["rows"] == [] and r["status"] == "not_loaded"
+    assert "valuenum" in r["columns"]
+
+
+def test_column_stats_and_csv_export_match_raw(client, raw):
+    s = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/stats", params={"column": "admission_type"}).json()
+    want = raw.execute("SELECT admission_type, count(*) n FROM hosp_admissions GROUP BY 1 ORDER BY n DESC, 1 LIMIT 10").fetchall()
+    assert [(t["value"], t["n"]) for t in s["top"]] == [tuple(x) for x in want]
+    s = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_icu.icustays/stats", params={"column": "los"}).json()
+    assert s["max"] == pytest.approx(one(raw, "SELECT max(los) FROM icu_icustays"))
+    assert s["nulls"] == one(raw, "SELECT count(*) - count(los) FROM icu_icustays")
+    r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/export.csv",
+                   params={"f": "admission_type:eq:URGENT", "sort": "admittime"})
+    assert r.headers["content-type"].startswith("text/csv") and "attachment" in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == one(raw, "SELECT count(*) FROM hosp_admissions WHERE admission_type = 'URGENT'")
+    assert [x["admittime"] for x in rows] == sorted(x["admittime"] for x in rows)
+
+
+# ---------------------------------------------------------------------------------------------- population
+def test_distribution_categorical_grouped_matches_raw(client, raw):
+    d = client.get(f"/api/datasets/{SLUG}/distribution",
+                   params={"table": "mimiciv_hosp.admissions", "column": "admission_type", "by": "insurance"}).json()
+    assert d["kind"] == "categorical"
+    got = {(s["name"], c): n for s in d["series"] for c, n in zip(d["categories"], s["counts"]) if n}
+    want = {(g or "(missing)", c): n for g, c, n in raw.execute(
+        "SELECT insurance, admission_type, count(*) FROM hosp_admissions GROUP BY ALL").fetchall()}
+    assert got == want
+
+
+def test_distribution_numeric_and_temporal_histograms_count_every_value(client, raw):
+    d = client.get(f"/api/datasets/{SLUG}/distribution",
+                   params={"table": "mimiciv_icu.icustays", "column": "los", "bins": 12}).json()
+    assert d["kind"] == "numeric" and len(d["edges"]) == 13
+    assert sum(d["series"][0]["counts"]) == one(raw, "SELECT count(los) FROM icu_icustays")
+    first_bin = one(raw, f"SELECT count(*) FROM icu_icustays WHERE los >= {d['edges'][0]} AND los < {d['edges'][1]}")
+    assert d["series"][0]["counts"][0] == first_bin
+    d = client.get(f"/api/datasets/{SLUG}/distribution",
+                   params={"table": "mimiciv_hosp.admissions", "column": "admittime"}).json()
+    assert d["kind"] == "temporal" and sum(d["series"][0]["counts"]) == 275
+    d = client.get(f"/api/datasets/{SLUG}/distribution", params={"table": "mimiciv_icu.chartevents", "column": "valuenum"}).json()
+    assert d["kind"] == "empty"
+
+
+# ---------------------------------------------------------------------------------------------- patients
+def test_find_patient_by_each_id(client, raw):
+    hadm, sid = raw.execute("SELECT hadm_id, subject_id FROM hosp_admissions ORDER BY hadm_id LIMIT 1").fetchone()
+    stay, sid2 = raw.execute("SELECT stay_id, subject_id FROM icu_icustays ORDER BY stay_id LIMIT 1").fetchone()
+    assert client.get(f"/api/datasets/{SLUG}/patients/find", params={"hadm_id": hadm}).json()["subject_id"] == sid
+    assert client.get(f"/api/datasets/{SLUG}/patients/find", params={"stay_id": stay}).json()["subject_id"] == sid2
+    assert client.get(f"/api/datasets/{SLUG}/patients/find", params={"subject_id": sid}).json()["subject_id"] == sid
+    r = client.get(f"/api/datasets/{SLUG}/patients/find", params={"subject_id": 1})
+    assert r.status_code == 400 and "Nearest existing" in r.json()["error"]
+    r = client.get(f"/api/datasets/{SLUG}/patients/find", params={"subject_id": 1, "hadm_id": 2})
+    assert r.status_code == 422 and "exactly one" in r.json()["error"]
+
+
+def test_patient_summary_record_and_series_match_raw(client, raw):
+    sid = 10000032
+    p = client.get(f"/api/datasets/{SLUG}/patients/{sid}").json()
+    assert p["demographics"]["gender"] == one(raw, "SELECT gender FROM hosp_patients WHERE subject_id = ?", [sid])
+    assert p["demographics"]["n_admissions"] == one(raw, "SELECT count(*) FROM hosp_admissions WHERE subject_id = ?", [sid])
+    kinds = [r[p["stays"]["columns"].index("kind")] for r in p["stays"]["rows"]]
+    assert kinds.count("icustay") == one(raw, "SELECT count(*) FROM icu_icustays WHERE subject_id = ?", [sid])
+    rec = client.get(f"/api/datasets/{SLUG}/patients/{sid}/record").json()
+    assert rec["diagnoses"]["total"] == one(raw, "SELECT count(*) FROM hosp_diagnoses_icd WHERE subject_id = ?", [sid])
+    assert "long_title" in rec["diagnoses"]["columns"]
+    titles = {r[rec["diagnoses"]["columns"].index("long_title")] for r in rec["diagnoses"]["rows"]}
+    assert None not in titles
+    assert rec["prescriptions"]["total"] == one(raw, "SELECT count(*) FROM hosp_prescriptions WHERE subject_id = ?", [sid])
+    assert rec["microbiology"]["total"] == one(raw, "SELECT count(*) FROM hosp_microbiologyevents WHERE subject_id = ?", [sid])
+    assert rec["notes"]["available"] is False and "mimic-iv-note" in rec["notes"]["hint"]
+    s = client.get(f"/api/datasets/{SLUG}/patients/{sid}/series", params={"item": "50912"}).json()
+    assert s["label"] == "Creatinine"
+    vals = [r[s["series"]["columns"].index("value")] for r in s["series"]["rows"]]
+    want = [x[0] for x in raw.execute("SELECT valuenum FROM hosp_labevents WHERE subject_id = ? AND itemid = 50912 "
+                                      "ORDER BY charttime", [sid]).fetchall()]
+    assert vals == want
+    by_label = client.get(f"/api/datasets/{SLUG}/patients/{sid}/series", params={"item": "creatinine"}).json()
+    assert len(by_label["series"]["rows"]) == len(vals)
+    r = client.get(f"/api/datasets/{SLUG}/patients/{sid}/series", params={"item": "no such item"})
+    assert r.status_code == 400 and "no item" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def synth_raw(home):
+    con = duckdb.connect()
+    for mod in ("hosp", "icu"):
+        for f in (home / "synth-src" / mod).glob("*.csv.gz"):
+            con.execute(f"CREATE VIEW {mod}_{f.name.removesuffix('.csv.gz')} AS "
+                        f"SELECT * FROM read_csv_auto('{f}', header=true, sample_size=-1)")
+    return con
+
+
+def test_patient_without_icu_stay(client, synth_raw):
+    sid = one(synth_raw, "SELECT min(subject_id) FROM hosp_admissions WHERE subject_id NOT IN (SELECT subject_id FROM icu_icustays)")
+    p = client.get(f"/api/datasets/{SYNTH}/patients/{sid}").json()
+    assert p["has_icu"] is False and p["demographics"]["n_icustays"] == 0
+    assert p["demographics"]["n_admissions"] == one(synth_raw, "SELECT count(*) FROM hosp_admissions WHERE subject_id = ?", [sid])
+    rec = client.get(f"/api/datasets/{SYNTH}/patients/{sid}/record").json()
+    assert rec["icustays"]["total"] == 0 and rec["icustays"]["rows"] == []
+
+
+def test_vitals_series_from_chartevents(client, synth_raw):
+    sid, n = synth_raw.execute("SELECT subject_id, count(*) n FROM icu_chartevents WHERE itemid = 220045 "
+                               "GROUP BY 1 ORDER BY n DESC LIMIT 1").fetchone()
+    items = client.get(f"/api/datasets/{SYNTH}/patients/{sid}").json()["items"]
+    sources = {r[items["columns"].index("source")] for r in items["rows"]}
+    assert {"chartevents", "labevents"} <= sources
+    s = client.get(f"/api/datasets/{SYNTH}/patients/{sid}/series", params={"item": "220045"}).json()
+    assert s["label"] == "Heart Rate" and len(s["series"]["rows"]) == n
+
+
+def test_synthetic_build_is_flagged(client):
+    built = {b["slug"]: b for b in client.get("/api/datasets").json()["built"]}
+    assert built[SYNTH]["synthetic"] is True and built[SLUG]["synthetic"] is False
+    assert 'badge synthetic' in client.get(f"/d/{SYNTH}/sql").text
+
+
+def test_patient_list_orders_by_admissions(client, raw):
+    r = client.get(f"/api/datasets/{SLUG}/patients", params={"limit": 3}).json()["patients"]
+    want = raw.execute("SELECT subject_id, count(*) n FROM hosp_admissions GROUP BY 1 ORDER BY n DESC, 1 LIMIT 1").fetchone()
+    assert (r[0]["subject_id"], r[0]["admissions"]) == tuple(want)
+
+
+# ---------------------------------------------------------------------------------------------- cohorts
+SPEC = {"name": "adult icu", "unit": "admission",
+        "include": [{"type": "age", "min": 18}, {"type": "has_icu_stay"}],
+        "exclude": [{"type": "in_hospital_death"}]}
+
+
+def test_cohort_run_attrition_matches_raw(client, raw):
+    r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": SPEC}).json()
+    att = [dict(zip(r["attrition"]["columns"], row)) for row in r["attrition"]["rows"]]
+    all_adm = one(raw, "SELECT count(*) FROM hosp_admissions")
+    adults = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
+                      "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 18")
+    icu = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
+                   "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 18 "
+                   "AND a.hadm_id IN (SELECT hadm_id FROM icu_icustays)")
+    alive = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
+                     "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 18 "
+                     "AND a.hadm_id IN (SELECT hadm_id FROM icu_icustays) AND a.hospital_expire_flag = 0")
+    assert [a["n_after"] for a in att] == [all_adm, adults, icu, alive]
+    assert r["n"] == alive
+    assert r["table1"]["rows"][0][-1] in (alive, str(alive))
+    assert "hadm_id" in r["sql"]
+
+
+def test_cohort_empty_invalid_and_spec_files(client):
+    empty = dict(SPEC, include=[{"type": "age", "min": 200}])
+    r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": empty}).json()
+    assert r["n"] == 0 and "empty" in r["empty"] and r["table1"] is None
+    r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": {"unit": "admission", "include": [{"type": "age", "min": "old"}]}})
+    assert r.status_code == 400 and "include[0]" in r.json()["error"]
+    y = client.post("/api/cohort/spec.yaml", json={"spec": SPEC})
+    assert y.headers["content-disposition"].endswith('adult-icu.yaml"')
+    assert yaml.safe_load(y.text)["include"][1]["type"] == "has_icu_stay"
+    back = client.post("/api/cohort/parse", json={"text": y.text}).json()["spec"]
+    assert back["unit"] == "admission" and [c["type"] for c in back["exclude"]] == ["in_hospital_death"]
+    r = client.post("/api/cohort/parse", json={"text": "unit: [unclosed"})
+    assert r.status_code == 400 and "YAML" in r.json()["error"]
+    crit = client.get("/api/cohort/criteria").json()["criteria"]
+    assert {"age", "has_icu_stay", "lab", "diagnosis"} <= {c["name"] for c in crit}
+
+
+def test_cohort_report_zip(client):
+    r = client.post(f"/api/datasets/{SLUG}/cohort/report", json={"spec": SPEC})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    names = zipfile.ZipFile(io.BytesIO(r.content)).namelist()
+    assert "adult-icu-report/report.html" in names and "adult-icu-report/ids.csv" in names
+
+
+# ---------------------------------------------------------------------------------------------- SQL
+def test_sql_runs_and_caps_rows(client, raw):
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT first_careunit, count(*) AS n FROM mimiciv_icu.icustays GROUP BY 1 ORDER BY n DESC, 1"}).json()
+    want = raw.execute("SELECT first_careunit, count(*) AS n FROM icu_icustays GROUP BY 1 ORDER BY n DESC, 1").fetchall()
+    assert [tuple(x) for x in r["rows"]] == [tuple(x) for x in want]
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT * FROM mimiciv_hosp.labevents ORDER BY labevent_id", "max_rows": 100}).json()
+    assert r["row_count"] == 100 and r["truncated"] is True
+    first = one(raw, "SELECT min(labevent_id) FROM hosp_labevents")
+    assert r["rows"][0][r["columns"].index("labevent_id")] == first
+    r = client.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": "SELECT hadm_id FROM mimiciv_hosp.admissions"})
+    assert len(r.text.strip().splitlines()) == 276
+    for q in ("DESCRIBE mimiciv_hosp.admissions", "SUMMARIZE mimiciv_icu.icustays", "EXPLAIN SELECT 1",
+              "WITH a AS (SELECT 1 AS x) SELECT * FROM a"):
+        assert client.post(f"/api/datasets/{SLUG}/sql", json={"sql": q}).status_code == 200, q
+    ex = client.get(f"/api/datasets/{SLUG}/sql/examples").json()["examples"]
+    for e in ex:  # every shipped example runs on the demo
+        assert client.post(f"/api/datasets/{SLUG}/sql", json={"sql": e["sql"]}).status_code == 200, e["title"]
+
+
+HOSTILE = [
+    "ATTACH '/tmp/evil.duckdb' AS evil",
+    "COPY (SELECT * FROM mimiciv_hosp.patients) TO '/tmp/leak.csv'",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_csv_auto('/etc/passwd')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT read_text('/etc/passwd')",
+    "SELECT * FROM glob('/etc/*')",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "PRAGMA database_list",
+    "SET enable_external_access = true",
+    "SELECT 1; SELECT 2",
+    "SELECT 1; DROP VIEW mimiciv_hosp.admissions",
+    "CREATE TABLE t AS SELECT 1",
+    "DROP VIEW mimiciv_hosp.admissions",
+    "SELECT * INTO t FROM mimiciv_hosp.admissions",
+    "CALL pragma_version()",
+    "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
+    "DELETE FROM mimiciv_hosp.admissions",
+]
+
+
+@pytest.mark.parametrize("sql", HOSTILE)
+def test_hostile_sql_is_refused(client, sql, tmp_path):
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": sql})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] and "Traceback" not in r.text
+    assert not Path("/tmp/leak.csv").exists() and not Path("/tmp/evil.duckdb").exists()
+
+
+def test_sandbox_refuses_file_reads_even_past_the_guard(home):
+    """The second wall: the store itself, with the statement check bypassed."""
+    from mimiclab.errors import QueryError
+    from mimiclab.web.core import Workbench
+
+    w = Workbench(SLUG)
+    st = w.store(SLUG)
+    for q in ("SELECT * FROM read_csv('/etc/passwd')", "COPY (SELECT 1) TO '/tmp/mimiclab-web-leak.csv'",
+              "ATTACH '/tmp/mimiclab-web-evil.db' AS x", "SET enable_external_access = true"):
+        with pytest.raises(QueryError):
+            st.arrow(q)
+    assert not Path("/tmp/mimiclab-web-leak.csv").exists()
+    w.close()
+
+
+def test_sql_time_limit_interrupts(home):
+    with TestClient(create_app(dataset=SLUG, limits=Limits(sql_seconds=0.5)), base_url=LOCAL) as c:
+        r = c.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT count(*) FROM range(100000000000) a"})
+        assert r.status_code == 400 and "time limit" in r.json()["error"]
+        assert c.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT 42"}).json()["rows"] == [[42]]
+
+
+def test_sql_errors_are_messages(client):
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT nosuch FROM mimiciv_hosp.admissions"})
+    assert r.status_code == 400 and "nosuch" in r.json()["error"]
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": ""})
+    assert r.status_code == 400 and "empty" in r.json()["error"]
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"nope": 1})
+    assert r.status_code == 422
+
+
+# ---------------------------------------------------------------------------------------------- security
+def test_every_response_has_strict_csp(client):
+    for path in ("/", f"/d/{SLUG}/sql", "/api/datasets", "/static/app.css", "/nope"):
+        r = client.get(path)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-eval" not in csp
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_foreign_host_refused_without_token(client):
+    r = client.get("/api/datasets", headers={"host": "evil.example:8765"})
+    assert r.status_code == 403
+    assert client.get("/api/datasets", headers={"host": "localhost:8765"}).status_code == 200
+
+
+def test_cross_site_post_refused(client):
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT 1"}, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT 1"}, headers={"sec-fetch-site": "cross-site"})
+    assert r.status_code == 403
+
+
+def test_token_enforced_on_every_request(home):
+    app = create_app(dataset=SLUG, token="s3cret-token")
+    with TestClient(app, base_url="http://192.168.1.20:8765") as c:
+        for path in ("/", "/api/datasets", "/static/app.js", "/vendor/plotly.min.js", "/openapi.json"):
+            assert c.get(path).status_code == 401, path
+        assert c.get("/api/datasets", headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/api/datasets", headers={"authorization": "Bearer s3cret-token"}).status_code == 200
+        assert c.get("/api/datasets", headers={"x-mimiclab-token": "s3cret-token"}).status_code == 200
+        assert c.get("/api/datasets", params={"token": "s3cret-token"}).status_code == 200
+        r = c.get("/d/mimic-iv-demo/sql", params={"token": "s3cret-token"}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/d/mimic-iv-demo/sql"
+        assert "mimiclab_token=s3cret-token" in r.headers["set-cookie"] and "httponly" in r.headers["set-cookie"].lower()
+        c.cookies.set("mimiclab_token", "s3cret-token")
+        assert c.get("/d/mimic-iv-demo/sql").status_code == 200
+
+
+def test_serve_generates_token_for_non_loopback_host(monkeypatch, home):
+    import uvicorn
+
+    from mimiclab import web
+
+    seen = {}
+
+    def fake_run(self):
+        seen["app"] = self.config.app
+        seen["host"] = self.config.host
+
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    out = []
+    web.serve(dataset=SLUG, host="0.0.0.0", port=9, open_browser=False, echo=out.append)
+    token = re.search(r"token=([\w-]+)", out[0]).group(1)
+    assert len(token) >= 24 and seen["app"].state.token == token and seen["host"] == "0.0.0.0"
+    out.clear()
+    web.serve(dataset=SLUG, host="127.0.0.1", port=9, open_browser=False, echo=out.append)
+    assert "token" not in out[0] and seen["app"].state.token is None
+
+
+def test_assets_are_local(client):
+    """No page, script or stylesheet refers to another host; plotly.js comes from the plotly package."""
+    for f in list((WEB / "static").rglob("*")) + list((WEB / "templates").rglob("*")):
+        if f.is_file() and f.suffix in (".js", ".css", ".html", ".svg"):
+            text = f.read_text()
+            assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), f
+            assert not re.search(r"url\(\s*['\"]?(https?:)?//", text), f
+            assert "cdn" not in text.lower(), f
+    import plotly
+
+    r = client.get("/vendor/plotly.min.js", headers={"accept-encoding": "gzip"})
+    raw = (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    assert r.status_code == 200 and r.content == raw
+    assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
+    assert "/api/datasets/{slug}/sql" in client.get("/openapi.json").json()["paths"]
+
+
+# ---------------------------------------------------------------------------------------------- pages
+PAGES = ["/", f"/d/{SLUG}/dictionary", f"/d/{SLUG}/tables/mimiciv_hosp.admissions", f"/d/{SLUG}/patients",
+         f"/d/{SLUG}/population", f"/d/{SLUG}/cohort", f"/d/{SLUG}/sql", "/apidocs"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_render_with_nav(client, path):
+    r = client.get(path)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'class="mainnav"' in r.text and f'data-slug="{SLUG}"' in r.text
+    assert "<script>" not in r.text  # no inline script: the CSP forbids it
+
+
+def test_not_built_dataset_page_explains_command(client):
+    r = client.get("/d/mimiciv/patients", headers={"accept": "text/html"})
+    assert r.status_code == 404 and "Not built yet" in r.text and "mimiclab build mimiciv" in r.text
+    r = client.get("/d/mimiciii-demo/sql")
+    assert r.status_code == 404 and "mimiclab demo" in r.text
+    r = client.get("/d/no-such-dataset/sql")
+    assert r.status_code == 404 and "unknown dataset" in r.text
+    assert client.get("/api/datasets/mimiciv/tables").json()["kind"] == "NotBuiltError"
+
+
+def test_empty_home_when_nothing_is_built(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    with TestClient(create_app(), base_url=LOCAL) as c:
+        d = c.get("/api/datasets").json()
+        assert d["built"] == [] and d["default"] is None
+        assert len(d["available"]) >= 10
+        r = c.get("/")
+        assert r.status_code == 200 and 'class="disabled"' in r.text
+        assert c.get("/sql", follow_redirects=False).headers["location"] == "/"
