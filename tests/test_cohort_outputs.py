@@ -201,3 +201,14 @@ def test_properties_monotone_attrition_adds_up_portable_sql(demo, unit, include,
             sqlglot.parse_one(out, read=dialect)
             if dialect == "bigquery":
                 assert "MATERIALIZED" not in out
+
+
+def test_dataset_cohort_equals_build_run(demo):
+    """ds.cohort(path) (the Python API's hook) gives the same cohort as Cohort.run on the registry Build."""
+    api = pytest.importorskip("mimiclab.api")
+    ds = api.open("mimic-iv-demo")
+    spec = REPO / "examples" / "cohorts" / "heart_failure_admissions.yaml"
+    via_api = ds.cohort(spec)
+    direct = Cohort.run(demo, spec)
+    assert via_api.ids.equals(direct.ids) and via_api.attrition.equals(direct.attrition)
+    assert via_api.table1.equals(direct.table1) and via_api.sql == direct.sql
