@@ -218,13 +218,8 @@ def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
     tmp = path.parent / f".{path.name}.synth-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    from mimiclab import catalog
-    try:
-        table = next(t for t in _tables(DEFAULT_VERSION, ["chartevents"]))
-    except StopIteration:  # pragma: no cover
-        raise MimiclabError("the catalog has no chartevents table") from None
+    table = _tables(DEFAULT_VERSION, ["chartevents"])[0]
     columns = [c.name for c in table.columns_for(DEFAULT_VERSION)]
-    del catalog
     per_patient = _sql.EVENT_TABLES["chartevents"][1]
     patients = max(1, int(rows / per_patient * 1.3) + 2)
     con = _connect(tmp, seed, patients)
@@ -234,21 +229,16 @@ def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
         n_b = max(1, -(-patients * per_patient // BATCH_ROWS))
         step = -(-patients // n_b)
         left = rows
-        batches = []
-        for lo in range(0, patients, step):
-            sql, _ = _sql.chartevents(f"pidx >= {lo} AND pidx < {min(lo + step, patients)}")
-            batches.append((sql, lo))
-        # limit each batch by what is still needed; counts are cheap next to writing
         out_batches: list[tuple[str, str | None]] = []
-        for sql, _lo in batches:
-            if left <= 0:
+        for lo in range(0, patients, step):
+            if left <= 0 and out_batches:
                 break
-            n = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-            take = min(n, left)
+            sql, _ = _sql.chartevents(f"pidx >= {lo} AND pidx < {min(lo + step, patients)}")
+            take = min(con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0], left)  # counting is cheap
             out_batches.append((f"SELECT * FROM ({sql}) LIMIT {take}", None))
             left -= take
-        if left > 0:
-            raise MimiclabError(f"could only generate {rows - left} of {rows} rows")  # pragma: no cover
+        if left > 0:  # pragma: no cover - patients are sized with a 30% margin
+            raise MimiclabError(f"could only generate {rows - left} of {rows} rows")
         with ThreadPoolExecutor(max_workers=2) as pool:
             return _write_table(con, path, columns, out_batches, tmp, pool)
     finally:

@@ -390,7 +390,7 @@ def pharmacy(w: str) -> tuple[str, str | None]:
 
 def _emar_base(w: str) -> str:
     return f"""{_poe_base(w)},
-      e AS (SELECT *, unnest(range(least(20, greatest(1, floor(epoch(stoptime - starttime) / 3600 / (24.0 / dr.per24))::BIGINT)))) AS mm
+      e AS (SELECT *, unnest(range(least(8, greatest(1, floor(epoch(stoptime - starttime) / 3600 / (24.0 / dr.per24))::BIGINT)))) AS mm
               FROM m WHERE is_med),
       x AS (SELECT *, starttime + to_minutes((mm * 1440 // dr.per24)::BIGINT) AS scheduletime, poe_seq * 32 + mm AS emar_seq FROM e),
       y AS (SELECT *, scheduletime + to_minutes(floor(-20 + 50 * u3(akey * 4096 + j, mm, 410))::BIGINT) AS charttime FROM x
@@ -548,7 +548,7 @@ def datetimeevents(w: str) -> tuple[str, str | None]:
 
 EVENT_TABLES = {
     # name: (builder, rough rows per patient, used to size batches)
-    "chartevents": (chartevents, 7000), "labevents": (labevents, 700), "emar": (emar, 500), "emar_detail": (emar_detail, 1000),
+    "chartevents": (chartevents, 7000), "labevents": (labevents, 700), "emar": (emar, 300), "emar_detail": (emar_detail, 600),
     "poe": (poe, 450), "poe_detail": (poe_detail, 10), "prescriptions": (prescriptions, 180), "pharmacy": (pharmacy, 180),
     "microbiologyevents": (microbiologyevents, 20), "inputevents": (inputevents, 80), "ingredientevents": (ingredientevents, 80),
     "outputevents": (outputevents, 80), "procedureevents": (procedureevents, 15), "datetimeevents": (datetimeevents, 30),
