@@ -170,9 +170,10 @@ const ML = (() => {
   async function plot(target, traces, layout) {
     const P = await plotly();
     const node = typeof target === "string" ? document.getElementById(target) : target;
-    node.replaceChildren();
+    if (node.querySelector(".empty-chart") || !node._fullLayout) node.replaceChildren();  // keep plotly's own DOM
     await P.react(node, traces, merge(PLOT_LAYOUT, layout), PLOT_CONFIG);
     node.dataset.drawn = "1";
+    node.dataset.drawnAt = String(Math.round(performance.now()));  // ms since navigation (benchmarks)
     return node;
   }
   function emptyChart(target, msg) {
