@@ -7,6 +7,8 @@ longer record afterwards, so the first chart is drawn before the tables arrive.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
@@ -32,6 +34,7 @@ SHOW = {
                      "interpretation", "comments"],
 }
 MAX_ROWS = 2000
+RECORD = ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology")
 
 
 class FindQuery(BaseModel):
@@ -89,7 +92,10 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
     p = wb(request).patient(slug, subject_id)
     stays = p.stays()
     items = p.items()
+    first = _first_item(items)
     return {
+        "first_item": first,
+        "first_series": series_payload(p, first) if first is not None else None,
         "subject_id": p.subject_id,
         "demographics": {k: jsonable(v) for k, v in p.demographics.items()},
         "stays": frame_rows(stays),
@@ -103,19 +109,34 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
 def record(request: Request, slug: str, subject_id: int) -> dict:
     w = wb(request)
     p = w.patient(slug, subject_id)
-    out = {}
-    for name in ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology"):
+    def one(name: str):
         try:
-            out[name] = _frame(p.frame(name), name)
+            return name, _frame(getattr(p, name), name)  # cached on the Patient
         except MimiclabError:  # this family maps no such table
-            out[name] = _frame(None, name)
+            return name, _frame(None, name)
+
+    # Independent point lookups: run them side by side (the store gives each thread its own cursor).
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        out = dict(ex.map(one, RECORD))
     out["notes"] = notes(w, slug, p.subject_id)
     return out
 
 
 @router.get("/datasets/{slug}/patients/{subject_id}/series", summary="One item (itemid or label) over time")
 def series(request: Request, slug: str, subject_id: int, item: str = Query(..., min_length=1, max_length=200)) -> dict:
-    p = wb(request).patient(slug, subject_id)
+    return series_payload(wb(request).patient(slug, subject_id), item)
+
+
+def _first_item(items) -> str | None:
+    """The item the page charts first: the one with most numeric values (what the item picker puts on top)."""
+    if items is None or not len(items) or "numeric" not in items.columns:
+        return None
+    it = items.sort_values(["numeric", "label"], ascending=[False, True], kind="stable").iloc[0]
+    key = it["itemid"] if it["itemid"] is not None and str(it["itemid"]) not in ("<NA>", "nan") else it["label"]
+    return str(int(key)) if isinstance(key, (int, float)) or str(key).isdigit() else str(key)
+
+
+def series_payload(p, item: str) -> dict:
     df = p.item_series(item)
     return {"item": item, "label": jsonable(df["label"].dropna().iloc[0]) if df["label"].notna().any() else item,
             "unit": jsonable(df["unit"].dropna().iloc[0]) if df["unit"].notna().any() else None,

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import logging
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
 
     @app.middleware("http")
     async def _security(request: Request, call_next):
+        t0 = time.perf_counter()
         refused = guard.check(request)
         response = refused if refused is not None else await call_next(request)
+        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
         return security.add_headers(response)
 
     async def _error(request: Request, exc: Exception, status: int, message: str):

@@ -148,9 +148,21 @@ class Workbench:
             slug = self.current()
             if slug:
                 self.api(slug).concepts  # noqa: B018 - loads the concept map
-                self.build(slug).manifest.digest()
+                b = self.build(slug)
+                b.manifest.digest()
+                threading.Thread(target=self._touch, args=(slug, [t.qualified for t in b.manifest.loaded]),
+                                 daemon=True, name="mimiclab-warm").start()
         except MimiclabError:
             pass  # not built: the pages explain it
+
+    def _touch(self, slug: str, tables: list[str]) -> None:
+        """Read one row of each table once, in the background: the first patient opened is then as fast
+        as the next (Parquet footers and DuckDB's caches are warm)."""
+        for t in tables:
+            try:
+                self.store(slug).arrow(f"SELECT * FROM {qualify(t)} LIMIT 1")
+            except MimiclabError:
+                return
 
     def close(self) -> None:
         with self._lock:

@@ -57,11 +57,11 @@
     if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
   }
 
-  async function chart(item) {
+  async function chart(item, preloaded) {
     if (!current || item === "" || item === undefined) return;
     const box = $("item-chart");
     try {
-      const s = await api(ds(`/patients/${current}/series`) + qs({ item }));
+      const s = preloaded || await api(ds(`/patients/${current}/series`) + qs({ item }));
       const cols = s.series.columns;
       const rows = s.series.rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
       const numeric = rows.filter((r) => r.value !== null && r.time);
@@ -118,13 +118,14 @@
     items.sort((a, b) => (b.numeric - a.numeric) || String(a.label).localeCompare(String(b.label)));
     $("item-filter").value = "";
     itemOptions("");
-    const first = items.find((it) => it.numeric > 1) || items[0];
-    const jobs = [timeline(p.stays)];
-    if (first) { $("item-select").value = String(first.itemid ?? first.label); jobs.push(chart($("item-select").value)); }
+    const first = p.first_item !== null ? items.find((it) => String(it.itemid ?? it.label) === p.first_item) : items[0];
+    const record = api(ds(`/patients/${sid}/record`));  // in flight while the charts draw
+    record.catch(() => {});
+    if (first) { $("item-select").value = String(first.itemid ?? first.label); await chart($("item-select").value, p.first_series); }
     else ML.emptyChart("item-chart", "No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs)."));
-    await Promise.all(jobs);
+    await timeline(p.stays);
     try {
-      const r = await api(ds(`/patients/${sid}/record`));
+      const r = await record;
       table("diagnoses", r.diagnoses, "No diagnoses recorded.");
       table("procedures", r.procedures, "No procedures recorded.");
       table("medications", r.prescriptions, "No prescriptions recorded.");
@@ -152,9 +153,10 @@
   async function load() {
     const want = new URLSearchParams(location.search);
     const sid = want.get("subject_id");
-    const listing = api(ds("/patients") + qs({ limit: 100 })).then((r) => {
+    const listing = () => api(ds("/patients") + qs({ limit: 100 })).then((r) => {
       $("patient-pick").append(...r.patients.map((p) => el("option", { value: p.subject_id }, `${p.subject_id} · ${p.admissions} adm · ${p.icu_stays} ICU`)));
     }).catch(() => { /* the picker is a convenience */ });
+    if (!sid) listing();
     if (sid) { $("find-subject").value = sid; await open(+sid, false); }
     else if (want.get("hadm_id") || want.get("stay_id")) {
       $("find-hadm").value = want.get("hadm_id") || ""; $("find-stay").value = want.get("stay_id") || "";
@@ -162,7 +164,7 @@
     } else {
       put("patient-state", el("div.state.info", "Enter a subject_id, hadm_id or stay_id above, or pick a patient from the list."));
     }
-    await listing;
+    if (sid) listing();  // after the first chart: the picker is a convenience
   }
   load();
 })();

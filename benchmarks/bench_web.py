@@ -1,0 +1,147 @@
+"""Workbench speed on the demo build.
+
+* Server time of every API call and page (Server-Timing header set by the app's middleware, so client
+  overhead is excluded): p95 over repeated requests through TestClient; target < 300 ms each.
+  Baseline: the same table-page query run with plain DuckDB over the build's Parquet in this process.
+* Patient explorer, demo patient with the most events: navigation -> first item chart drawn, in headless
+  Chromium (cold = first visit, plotly.js not cached; warm = later visits); target < 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import threading
+import time
+
+from harness import WORK, Harness, data_root, percentile
+
+SECTION = "web"
+SLUG = "mimic-iv-demo"
+
+
+def _home():
+    home = WORK / "web-home"
+    os.environ["MIMICLAB_HOME"] = str(home)
+    from mimiclab.build import build
+    from mimiclab.build.registry import builds
+
+    if not any(b.slug == SLUG for b in builds()):
+        build(SLUG, source=data_root() / SLUG / "2.2")
+    return home
+
+
+def _busiest_patients(n: int) -> list[int]:
+    import duckdb
+
+    src = data_root() / SLUG / "2.2"
+    parts = [f"SELECT subject_id FROM read_csv_auto('{f}')" for f in
+             [*(src / "hosp").glob("labevents.csv.gz"), *(src / "hosp").glob("microbiologyevents.csv.gz"),
+              *(src / "icu").glob("*events.csv.gz")]]
+    rows = duckdb.execute(f"SELECT subject_id FROM ({' UNION ALL '.join(parts)}) GROUP BY 1 "
+                          f"ORDER BY count(*) DESC, 1 LIMIT {int(n)}").fetchall()
+    return [r[0] for r in rows]
+
+
+def run(h: Harness) -> None:
+    _home()
+    from fastapi.testclient import TestClient
+
+    from mimiclab.web import create_app
+
+    n = 8 if h.quick else 25
+    sids = _busiest_patients(n + 1)
+    sid = sids[0]
+    spec = {"unit": "admission", "include": [{"type": "age", "min": 18}, {"type": "has_icu_stay"}]}
+    d = f"/api/datasets/{SLUG}"
+    gets = {
+        "page: home": "/", "page: patients": f"/d/{SLUG}/patients", "page: sql": f"/d/{SLUG}/sql",
+        "api: datasets": "/api/datasets", "api: dictionary": f"{d}/dictionary",
+        "api: lookup d_items": f"{d}/lookups/mimiciv_icu.d_items?q=heart",
+        "api: rows labevents filtered+sorted": f"{d}/tables/mimiciv_hosp.labevents/rows?f=itemid:eq:50912&sort=valuenum&desc=1",
+        "api: rows page 10": f"{d}/tables/mimiciv_hosp.labevents/rows?offset=500",
+        "api: column stats": f"{d}/tables/mimiciv_hosp.labevents/stats?column=valuenum",
+        "api: distribution grouped": f"{d}/distribution?table=mimiciv_hosp.admissions&column=admittime&by=admission_type",
+        "api: patient list": f"{d}/patients",
+        "api: find patient": f"{d}/patients/find?subject_id={sid}",
+        "api: patient summary (new patient each time)": f"{d}/patients/{{sid}}",
+        "api: patient record (new patient each time)": f"{d}/patients/{{sid}}/record",
+        "api: patient series (new patient each time)": f"{d}/patients/{{sid}}/series?item=50983",
+        "api: cohort criteria": "/api/cohort/criteria",
+    }
+    posts = {
+        "api: sql": (f"{d}/sql", {"sql": "SELECT first_careunit, count(*) FROM mimiciv_icu.icustays GROUP BY 1"}),
+        "api: cohort run": (f"{d}/cohort/run", {"spec": spec}),
+    }
+    worst = 0.0
+    with TestClient(create_app(dataset=SLUG), base_url="http://127.0.0.1") as c:
+        for name, (method, url, body) in {**{k: ("GET", v, None) for k, v in gets.items()},
+                                           **{k: ("POST", u, b) for k, (u, b) in posts.items()}}.items():
+            samples = []
+            for i in range(n + 1):
+                if method == "POST":
+                    r = c.post(url, json=body)
+                else:
+                    r = c.get(url.format(sid=sids[i]))
+                assert r.status_code == 200, (name, r.status_code, r.text[:200])
+                if i:  # first request warms caches
+                    samples.append(float(r.headers["server-timing"].split("dur=")[1]))
+            p95 = percentile(samples, 95)
+            worst = max(worst, p95)
+            h.record(SECTION, f"{name} p95 server time", p95, "ms", target="< 300 ms", met=p95 < 300,
+                     note=f"median {statistics.median(samples):.1f} ms, {n} requests")
+        # baseline: the table page's query in plain DuckDB
+        import duckdb
+
+        from mimiclab.build.registry import find
+
+        b = find(SLUG)
+        pq = next((b.build_dir / e.parquet) for e in b.manifest.tables.values() if e.table == "labevents")
+        con = duckdb.connect()
+        base = h.time(lambda: con.execute(f"SELECT * FROM read_parquet('{pq}') WHERE itemid = 50912 "
+                                          "ORDER BY valuenum DESC NULLS LAST LIMIT 50").fetchall(), repeat=n) * 1000
+        web = percentile([float(c.get(gets["api: rows labevents filtered+sorted"]).headers["server-timing"].split("dur=")[1])
+                          for _ in range(n)], 50)
+        h.record(SECTION, "table rows endpoint (median) vs plain DuckDB query", web, "ms",
+                 baseline_name="plain DuckDB same query", baseline_value=base)
+    h.record(SECTION, "worst p95 over all endpoints and pages", worst, "ms", target="< 300 ms", met=worst < 300)
+    _browser(h, sid)
+
+
+def _browser(h: Harness, sid: int) -> None:
+    import tempfile
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from mimiclab.web import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(dataset=SLUG), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    while not srv.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port}/d/{SLUG}/patients?subject_id={sid}"
+    times = []
+    with tempfile.TemporaryDirectory() as prof, sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            prof, executable_path="/usr/bin/chromium", headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"], viewport={"width": 1400, "height": 900})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        for _ in range(4 if h.quick else 8):
+            page.goto(url)
+            page.wait_for_selector('#item-chart[data-drawn="1"]', timeout=30000)
+            times.append(float(page.get_attribute("#item-chart", "data-drawn-at")))
+        ctx.close()
+    srv.should_exit = True
+    t.join(10)
+    h.record(SECTION, f"patient explorer first chart, cold (patient {sid}, most events)", times[0], "ms",
+             target="< 1000 ms", met=times[0] < 1000, note="navigation -> plotly chart drawn, plotly.js not cached")
+    warm = statistics.median(times[1:])
+    h.record(SECTION, "patient explorer first chart, warm (median)", warm, "ms", target="< 1000 ms", met=warm < 1000,
+             note=f"{len(times) - 1} visits, max {max(times[1:]):.0f} ms")
