@@ -108,6 +108,8 @@ class MIMICDataset:
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
         self._tables: dict[str, str] = {}
+        self._conv: dict[str, dict[str, str]] = {}
+        self._pool = None
         for f, key in zip(self.files, self.keys, strict=True):
             qualified = self._qualified(build, ds_cat, str(f))
             entry = build.manifest.tables[qualified]
@@ -117,7 +119,7 @@ class MIMICDataset:
                     f"(its file was not there at build time); add the file and rebuild")
             self._tables[key] = qualified
             self._parquet[key] = str((build.build_dir / entry.parquet).resolve())
-            self._sql[key] = self._select(key)
+            self._sql[key], self._conv[key] = self._select(key)
         self._subject_ids: list[int] = self._ids()
         self.data = _LazyTables(self)
 
@@ -130,29 +132,51 @@ class MIMICDataset:
             return f"{ds_cat.db_schema(t.module)}.{t.name}"
         return self._ds.resolve(_key(name))  # a dataset the catalog does not list: match table names
 
-    def _select(self, key: str) -> str:
-        """SELECT list reproducing read_csv's dtypes where they are defined by the data (ints vs floats)."""
+    def _select(self, key: str) -> tuple[str, dict[str, str]]:
+        """The lookup SQL (plain, so DuckDB only prunes and decodes) and per-column conversions that give
+        read_csv's dtypes where the data defines them: int64, or float64 when the file has empty cells."""
         src = lit(self._parquet[key])
         cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({src})").to_pylist()
         nulls = {r["path_in_schema"]: r["n"] for r in self._ds.store.arrow(
             f"SELECT path_in_schema, sum(stats_null_count) AS n, count(*) - count(stats_null_count) AS unknown "
             f"FROM parquet_metadata({src}) GROUP BY 1").to_pylist() if not r["unknown"]}
-        out = []
+        conv: dict[str, str] = {}
         for c in cols:
             name, typ = c["column_name"], c["column_type"].upper()
-            q = ident(name)
             if typ in _INTS:
                 n = nulls.get(name)
                 if n is None:
-                    n = self._ds.store.scalar(f"SELECT count(*) - count({q}) FROM read_parquet({src})")
-                out.append(f"CAST({q} AS {'DOUBLE' if n else 'BIGINT'}) AS {q}")
+                    n = self._ds.store.scalar(f"SELECT count(*) - count({ident(name)}) FROM read_parquet({src})")
+                conv[name] = "float64" if n else "int64"
             elif typ == "DATE":
-                out.append(f"CAST({q} AS TIMESTAMP) AS {q}")
-            elif typ == "VARCHAR":  # read_csv reads a quoted empty field ("") as NaN too
-                out.append(f"nullif({q}, '') AS {q}")
-            else:
-                out.append(q)
-        return f"SELECT file_row_number AS __row__, {', '.join(out)} FROM read_parquet({src}, file_row_number=true)"
+                conv[name] = "timestamp"
+            elif typ == "VARCHAR":
+                conv[name] = "text"
+        sql = f"SELECT file_row_number AS __row__, * EXCLUDE (file_row_number) FROM read_parquet({src}, file_row_number=true)"
+        return sql, conv
+
+    def _convert(self, key: str, t) -> pd.DataFrame:
+        """Arrow -> pandas with the dtypes above; rows in file order, indexed by their row in the file."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        t = t.sort_by("__row__")
+        conv = self._conv[key]
+        arrays = []
+        for name, col in zip(t.column_names, t.columns, strict=True):
+            how = conv.get(name)
+            if how == "int64":
+                col = col.cast(pa.int64())
+            elif how == "float64":
+                col = col.cast(pa.float64())
+            elif how == "timestamp":
+                col = col.cast(pa.timestamp("us"))
+            elif how == "text":  # read_csv reads a quoted empty field ("") as NaN too
+                col = pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
+            arrays.append(col)
+        df = pa.table(arrays, names=t.column_names).to_pandas()
+        df.index = df.pop("__row__").to_numpy()
+        return df
 
     def _ids(self) -> list[int]:
         parts = [f"SELECT DISTINCT subject_id FROM read_parquet({lit(p)})" for p in self._parquet.values()]
@@ -166,13 +190,21 @@ class MIMICDataset:
 
     def _fetch(self, key: str, subject_id: int | None) -> pd.DataFrame:
         if subject_id is None:
-            t = self._ds.store.arrow(f"{self._sql[key]} ORDER BY __row__")
+            t = self._ds.store.arrow(self._sql[key])
         else:
-            t = self._ds.store.arrow(f"{self._sql[key]} WHERE subject_id = $sid ORDER BY __row__",
-                                     {"sid": subject_id})
-        df = t.to_pandas()
-        df.index = df.pop("__row__").to_numpy()
-        return df
+            t = self._ds.store.arrow(f"{self._sql[key]} WHERE subject_id = $sid", {"sid": subject_id})
+        return self._convert(key, t)
+
+    def _fetch_all(self, subject_id: int) -> dict[str, pd.DataFrame]:
+        """One point query per file, run concurrently (DuckDB releases the GIL; one cursor per thread)."""
+        if len(self.keys) == 1:
+            return {self.keys[0]: self._fetch(self.keys[0], subject_id)}
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(len(self.keys), 4), thread_name_prefix="mimicdataset")
+        futures = {k: self._pool.submit(self._fetch, k, subject_id) for k in self.keys}
+        return {k: f.result() for k, f in futures.items()}
 
     # ------------------------------------------------------------------ the example class's interface
     @property
@@ -198,11 +230,11 @@ class MIMICDataset:
         if i < -n or i >= n:
             raise IndexError(f"index {idx} out of range for {n} patients")
         sid = self._subject_ids[i]
-        return PatientSample(sid, {key: self._fetch(key, sid) for key in self.keys})
+        return PatientSample(sid, self._fetch_all(sid))
 
     def _dtypes(self, key: str) -> list[tuple[str, str]]:
-        t = self._ds.store.arrow(f"{self._sql[key]} LIMIT 0").to_pandas()
-        return [(c, str(d)) for c, d in t.dtypes.items() if c != "__row__"]
+        t = self._convert(key, self._ds.store.arrow(f"{self._sql[key]} LIMIT 0"))
+        return [(c, str(d)) for c, d in t.dtypes.items()]
 
     def __repr__(self) -> str:
         out = ""
