@@ -520,3 +520,19 @@ def test_empty_home_when_nothing_is_built(tmp_path, monkeypatch):
         r = c.get("/")
         assert r.status_code == 200 and 'class="disabled"' in r.text
         assert c.get("/sql", follow_redirects=False).headers["location"] == "/"
+
+
+def test_cohort_subset_zip_holds_only_cohort_rows(client, raw):
+    """Also proves the sandboxed store does not lock the unsandboxed one the export writes with."""
+    import gzip
+
+    spec = {"name": "old", "unit": "admission", "include": [{"type": "age", "min": 80}]}
+    r = client.post(f"/api/datasets/{SLUG}/cohort/subset", json={"spec": spec})
+    assert r.status_code == 200, r.text
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    adm = [n for n in z.namelist() if n.endswith("hosp/admissions.csv.gz")]
+    assert adm and "old-subset/SHA256SUMS.txt" in z.namelist()
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(z.read(adm[0])).decode())))
+    want = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
+                    "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 80")
+    assert len(rows) == want > 0
