@@ -18,7 +18,7 @@ from mimiclab.build.source import SourceFile
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
 
-PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880"
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2, ROW_GROUP_SIZE 122880"
 
 
 def sql_literal(s: str | os.PathLike) -> str:
