@@ -33,7 +33,10 @@ def patient_cmd(
         ds = mimiclab.open(dataset, version=version)
         p = ds.patient(subject_id)
         if timeline:
-            _emit(p.timeline(), fmt, f"Timeline of patient {p.subject_id}", limit)
+            tl = p.timeline()
+            if fmt is Format.table:  # the terminal is narrow: the columns a reader scans
+                tl = tl[["time", "source", "label", "value", "unit", "hadm_id", "stay_id"]]
+            _emit(tl, fmt, f"Timeline of patient {p.subject_id}", limit)
             return
         if fmt is Format.json:
             import json
