@@ -221,3 +221,13 @@ def test_mimic_iii_demo_matches_the_example(home, data_root):
     for idx in (0, -1):
         for k_ours, k_theirs in (("ADMISSIONS", "ADMISSIONS"), ("PRESCRIPTIONS", "PRESCRIPTIONS")):
             assert_same_frame(ours[idx].data[k_ours], theirs[idx].data[k_theirs], theirs.text_rows(idx, k_theirs))
+
+
+def test_a_registered_build_of_the_same_folder_is_reused(home, demo_dir):
+    """`mimiclab demo` / `mimiclab build --source DIR` already built this folder: no second copy."""
+    from mimiclab.build import build
+    from mimiclab.build.registry import find
+
+    build("mimic-iv-demo", source=demo_dir, tables=["hosp/admissions", "hosp/patients"])
+    ds = MIMICDataset(demo_dir, files=["hosp/admissions", "hosp/patients"])
+    assert ds.dataset.build.build_dir == find("mimic-iv-demo").build_dir

@@ -141,6 +141,9 @@ def ensure_built(folder: Path, tables: list[Table] | None = None) -> Build:
     ds, version = detect(folder)
     out = build_dir_for(folder, ds.slug)
     wanted = tables if tables is not None else ds.tables(version)
+    shared = _registered_build(folder, ds, version, wanted)
+    if shared is not None:
+        return shared
     keys = {f"{ds.db_schema(t.module)}.{t.name}" for t in wanted}
     stamp_now = _stamp(folder, wanted)
     man = mf.read(out) if is_build_dir(out) else None
@@ -176,3 +179,35 @@ def _newly_present(folder: Path, man: mf.Manifest, wanted: list[Table], ds: Data
         if e is None or (e.status != "loaded" and locate(folder, t) is not None):
             return True
     return False
+
+
+def _registered_build(folder: Path, ds: Dataset, version: str, wanted: list[Table]) -> Build | None:
+    """A `mimiclab build` of this very folder (e.g. by `mimiclab demo`) that is still current: reuse it
+    rather than building a second copy. Current = every wanted table loaded from a file of the same size
+    that has not been modified since that build."""
+    import datetime as dt
+
+    from mimiclab.build.registry import builds
+
+    resolved = str(folder.resolve())
+    for b in builds():
+        m = b.manifest
+        if m.source != resolved or m.dataset != ds.slug or m.version != version:
+            continue
+        try:
+            built = dt.datetime.fromisoformat(m.built_at).timestamp()
+        except ValueError:
+            continue
+        ok = True
+        for t in wanted:
+            e = m.tables.get(f"{ds.db_schema(t.module)}.{t.name}")
+            src = locate(folder, t)
+            if e is None or (src is None) != (e.status != "loaded"):
+                ok = False
+            elif src is not None and (e.size != src.size or src.mtime_ns / 1e9 > built):
+                ok = False
+            if not ok:
+                break
+        if ok:
+            return b
+    return None
