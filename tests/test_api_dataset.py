@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -180,11 +181,19 @@ def test_not_built_names_the_command(home):
         mimiclab.open("mimic-iv-dem")
 
 
-def test_open_a_raw_folder_or_a_build_folder(home, data_root, ds):
+def test_open_a_raw_folder_or_a_build_folder(home, data_root, ds, tmp_path):
+    from mimiclab.build.registry import find
+
     folder = data_root / "mimiciii-demo" / "1.4"
-    d3 = mimiclab.open(folder)
+    assert mimiclab.open(folder).build.build_dir == find("mimiciii-demo").build_dir  # built already: reused
+    copy = tmp_path / "m3"
+    copy.mkdir()
+    for f in ("ADMISSIONS.csv", "PATIENTS.csv"):
+        shutil.copy2(folder / f, copy / f)
+    d3 = mimiclab.open(copy)
     assert d3.slug == "mimiciii-demo" and d3.build.build_dir.parent.name == "folders"
     assert d3.tables["mimiciii.admissions"] == q(f"SELECT count(*) FROM {raw(folder / 'ADMISSIONS.csv')}")[0][0]
+    assert d3.tables["mimiciii.icustays"] == 0
     again = mimiclab.open(ds.build.build_dir)
     assert again.tables == ds.tables
 
