@@ -18,6 +18,9 @@ from mimiclab.api import Dataset, UnknownNameError
 from mimiclab.build import build
 from mimiclab.errors import NotBuiltError
 
+# the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
 DEMOS = {"mimic-iv-demo": "2.2", "mimiciii-demo": "1.4", "mimic-iv-demo-omop": "0.9"}
 
 

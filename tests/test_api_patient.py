@@ -14,6 +14,9 @@ import mimiclab
 from mimiclab.api import UnknownNameError
 from test_api_dataset import api_home, q, raw
 
+# the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
 SID = 10000032  # a demo patient with labs, ICU stay, prescriptions, microbiology
 
 

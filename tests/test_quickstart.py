@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "quickstart.md"
 
 

@@ -14,6 +14,9 @@ import pytest
 from mimiclab.api import MIMICDataset, MissingFileError, PatientSample, UnknownNameError
 from mimiclab.errors import MimiclabError, NotBuiltError
 
+# the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
 FILES = ["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"]
 
 

@@ -8,6 +8,7 @@ pandas, polars or Arrow. One connection per thread (the store's), so the workben
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +19,12 @@ from mimiclab.api._common import UnknownNameError, as_int, ident, qname, suggest
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import Build, find
 from mimiclab.catalog import concepts
-from mimiclab.errors import MimiclabError
+from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.store.duckdb_store import DuckDBStore
+
+# Dataset.fetch uses execute() + Arrow (one bind instead of two); DuckDB warns about the extra copy of
+# the rows, which for point lookups of a few thousand rows is far cheaper than binding the query twice.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -231,6 +236,17 @@ class Dataset:
     def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
         return self.store.arrow(query, params)
 
+    def fetch(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
+        """The API's own queries (point lookups): like store.arrow but planned once, not twice."""
+        import duckdb
+
+        if self.store.max_seconds:  # a time-limited store: keep its cancellation
+            return self.store.arrow(query, params)
+        try:
+            return self.store.connection.execute(query, params if params is not None else []).to_arrow_table()
+        except duckdb.Error as exc:
+            raise QueryError(str(exc).split("\n\n")[0]) from None
+
     # ------------------------------------------------------------------ summaries
     def describe(self, table: str) -> pd.DataFrame:
         """Per column: type, null %, distinct count, min/max (numbers, times) or top values (text)."""
@@ -275,7 +291,7 @@ class Dataset:
 
     def _check_id(self, table: str, column: str, value: int, what: str) -> None:
         col = ident(column)
-        if self.store.scalar(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}):
+        if self.fetch(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}).num_rows:
             return
         near = self.store.arrow(
             f"SELECT DISTINCT {col} AS id, abs(CAST({col} AS HUGEINT) - CAST($v AS HUGEINT)) AS dist FROM {qname(table)} WHERE {col} IS NOT NULL "
@@ -300,8 +316,9 @@ class Dataset:
             return value
         span = m.spans["admission" if kind == "hadm_id" else "icustay"]
         id_col = m.hadm_id if kind == "hadm_id" else m.stay_id
-        got = self.store.scalar(f"SELECT {pid} FROM {qname(span.table)} WHERE {ident(id_col)} = $v LIMIT 1",
-                                {"v": value})
+        rows = self.fetch(f"SELECT {pid} FROM {qname(span.table)} WHERE {ident(id_col)} = $v LIMIT 1",
+                          {"v": value}).column(0).to_pylist()
+        got = rows[0] if rows else None
         if got is None:
             self._check_id(span.table, id_col, value, kind)
         return int(got)

@@ -82,22 +82,22 @@ class Patient:
         out: dict = {"subject_id": self.subject_id}
         if self._present(dem.table):
             cols = ", ".join(f"{expr} AS {ident(name)}" for name, expr in dem.columns.items())
-            rows = self.ds.store.arrow(
+            rows = self.ds.fetch(
                 f"SELECT {cols} FROM {qname(dem.table)} p WHERE p.{ident(m.patient_id)} = $sid LIMIT 1",
                 self._p()).to_pylist()
             out.update(rows[0] if rows else {k: None for k in dem.columns})
         adm, icu = m.spans["admission"], m.spans["icustay"]
         pid = ident(m.patient_id)
-        row = self.ds.store.arrow(
+        row = self.ds.fetch(
             f"SELECT count(*) AS n_admissions, min({qualify(adm.start)}) AS first_admission, "
             f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t WHERE t.{pid} = $sid",
             self._p()).to_pylist()[0]
         out.update(row)
         join = f" LEFT JOIN {qname(icu.join.table)} d ON {icu.join.condition()}" if icu.join else ""
         where = f" AND ({icu.where})" if icu.where else ""
-        out["n_icustays"] = self.ds.store.scalar(
+        out["n_icustays"] = self.ds.fetch(
             f"SELECT count(*) FROM {qname(icu.table)} t{join} WHERE t.{pid} = $sid{where}",
-            self._p()) if self._present(icu.table) else 0
+            self._p()).column(0)[0].as_py() if self._present(icu.table) else 0
         return out
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -112,7 +112,7 @@ class Patient:
         extra = "".join(f", {expr} AS {ident(col)}" for col, expr in spec.extra.items())
         order = f" ORDER BY {', '.join(qualify(o) for o in spec.order)}" if spec.order else ""
         where = f" AND ({spec.where})" if spec.where else ""
-        return frame(self.ds.store.arrow(
+        return frame(self.ds.fetch(
             f"SELECT t.*{extra} FROM {qname(spec.table)} t{join} "
             f"WHERE t.{ident(self._map.patient_id)} = $sid{where}{order}", self._p()))
 
@@ -165,7 +165,7 @@ class Patient:
         order = {k: i for i, k in enumerate(m.spans)}
         sql = (" UNION ALL ".join(parts) + " ORDER BY CASE kind "
                + " ".join(f"WHEN {lit(k)} THEN {i}" for k, i in order.items()) + " END, start, id")
-        return frame(self.ds.store.arrow(sql, self._p()))
+        return frame(self.ds.fetch(sql, self._p()))
 
     # ------------------------------------------------------------------ timeline & items
     def _sources(self, sources=None, items_only: bool = False) -> list[TimelineSource]:
@@ -209,7 +209,7 @@ class Patient:
         # one query: DuckDB runs the branches' point lookups in parallel and sorts once
         union = " UNION ALL ".join(f"SELECT * FROM ({source_sql(s, self._map.patient_id)}) WHERE true{where}"
                                    for s in srcs)
-        return frame(self.ds.store.arrow(
+        return frame(self.ds.fetch(
             f"{union} ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value", params))
 
     def items(self) -> pd.DataFrame:
@@ -220,7 +220,7 @@ class Patient:
             import pandas as pd
 
             return pd.DataFrame(columns=["source", "itemid", "label", "unit", "count", "numeric", "first", "last"])
-        return frame(self.ds.store.arrow(
+        return frame(self.ds.fetch(
             f"SELECT source, itemid, label, mode(unit) AS unit, count(*) AS count, count(valuenum) AS numeric, "
             f"min(time) AS first, max(time) AS last FROM ({union}) GROUP BY source, itemid, label "
             f"ORDER BY count DESC, label, source", self._p()))
@@ -235,7 +235,7 @@ class Patient:
         else:
             cond, params["item"] = "itemid = $item", as_int(item, "itemid")
         if union is not None:
-            df = frame(self.ds.store.arrow(
+            df = frame(self.ds.fetch(
                 f"SELECT time, valuenum AS value, value AS value_text, unit, source, itemid, label, hadm_id, stay_id "
                 f"FROM ({union}) WHERE {cond} ORDER BY time NULLS LAST, source", params))
             if len(df):

@@ -192,7 +192,7 @@ class MIMICDataset:
         if subject_id is None:
             t = self._ds.store.arrow(self._sql[key])
         else:
-            t = self._ds.store.arrow(f"{self._sql[key]} WHERE subject_id = $sid", {"sid": subject_id})
+            t = self._ds.fetch(f"{self._sql[key]} WHERE subject_id = $sid", {"sid": subject_id})
         return self._convert(key, t)
 
     def _fetch_all(self, subject_id: int) -> dict[str, pd.DataFrame]:
