@@ -325,3 +325,23 @@ def test_sql_cli_formats(built_demos, demo_dir):
     assert out.output.splitlines()[0] == "gender,n"
     bad = CliRunner().invoke(app, ["sql", "mimic-iv-demo", "SELECT * FROM nope"], env={"MIMICLAB_HOME": str(home)})
     assert bad.exit_code == 1 and "nope" in bad.output
+
+
+def test_row_groups_sized_for_patient_lookups(demo_dir, mimiclab_home):
+    """Row-group size follows the estimated row count (about 64 groups), within [16k, 123k] rows."""
+    import pyarrow.parquet as pq
+
+    from mimiclab.build.loader import MAX_ROW_GROUP, MIN_ROW_GROUP, estimate_rows, row_group_size
+    from mimiclab.build.source import locate
+
+    table = next(t for t in catalog.get("mimic-iv-demo").tables() if t.name == "labevents")
+    src = locate(demo_dir, table)
+    est = estimate_rows(src)
+    actual = raw_count(src.path)
+    assert 0.7 * actual <= est <= 1.3 * actual
+    assert row_group_size(10) == MIN_ROW_GROUP and row_group_size(10**9) == MAX_ROW_GROUP
+    assert row_group_size(64 * 50_000) == 51_200  # 50,000 rounded up to a multiple of 2048
+    res = build("mimic-iv-demo", source=demo_dir, tables=["labevents"])
+    meta = pq.ParquetFile(res.build_dir / res.manifest.tables["mimiciv_hosp.labevents"].parquet).metadata
+    assert meta.num_rows == actual
+    assert meta.row_group(0).num_rows == row_group_size(est)

@@ -92,6 +92,9 @@ class DuckDBStore(Store):
                 self._con.execute("DETACH memory")
         except duckdb.Error as exc:
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
+        # Parquet footers are read once per file instead of once per query: per-patient lookups touch
+        # dozens of files and would otherwise spend most of their time re-reading metadata.
+        self._con.execute("SET parquet_metadata_cache=true")
         if sandbox_dir is not None:
             self._con.execute(f"SET allowed_directories=[{_lit(str(Path(sandbox_dir).resolve()) + os.sep)}]")
             self._con.execute("SET enable_external_access=false")
