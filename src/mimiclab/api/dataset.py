@@ -115,11 +115,7 @@ class Dataset:
 
     def __init__(self, build: Build, store: DuckDBStore | None = None):
         self.build = build
-        self.store = store or build.open()
-        try:  # point lookups re-read the same Parquet footers; cache them (database-wide setting)
-            self.store.connection.execute("SET GLOBAL parquet_metadata_cache = true")
-        except Exception:  # a locked (sandboxed) store keeps its settings
-            pass
+        self.store = store or build.open()  # the store caches Parquet footers for point lookups
 
     # ------------------------------------------------------------------ identity
     @property
