@@ -106,6 +106,7 @@ class ConceptMap(_Model):
     tables: dict[str, PatientTable]  # admissions, icustays, transfers, diagnoses, procedures, ...
     spans: dict[str, Span]  # admission, icustay, transfer
     timeline: tuple[TimelineSource, ...]
+    cohort: dict | None = None  # names the cohort compiler needs (interpreted by mimiclab.cohort)
 
     def table(self, name: str) -> PatientTable:
         try:

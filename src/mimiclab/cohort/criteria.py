@@ -2,7 +2,7 @@
 
 Fragments are written in a portable subset of SQL (EXTRACT, SUBSTR, LOWER/UPPER ... LIKE, INTERVAL 'n'
 SECOND, window functions) in DuckDB spelling; sqlglot transpiles them for PostgreSQL and BigQuery.
-Names of tables and columns come from families.yaml, so MIMIC-III and MIMIC-IV share this code.
+Names of tables and columns come from the `cohort` section of catalog/concepts/<family>.yaml, so MIMIC-III and MIMIC-IV share this code.
 
 Semantics, one rule for every unit: a unit satisfies a criterion when *some* row linked to it does.
 Linked = same stay (stay unit), same admission (admission unit; stay unit for admission-level facts),
@@ -13,29 +13,26 @@ the linked admission(s) or ICU stay(s), so ED labs just before admittime count w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-import yaml
 
+from mimiclab.catalog import concepts
 from mimiclab.cohort import spec as S
 from mimiclab.cohort.spec import SpecError
 
-HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
-def families() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((HERE / "families.yaml").read_text())
+def families() -> list[str]:
+    """Schema families whose concept mapping (catalog/concepts/<family>.yaml) has a `cohort` section."""
+    return [f for f in concepts.families() if concepts.load(f).cohort]
 
 
 def family_names(family: str | None) -> dict[str, Any]:
-    fams = families()
-    if family not in fams:
+    if family not in families():
         raise SpecError(f"cohorts are not supported for the {family or 'file-only'} schema family yet "
-                        f"(supported: {', '.join(fams)})")
-    return fams[family]
+                        f"(supported: {', '.join(families())})")
+    return concepts.load(family).cohort
 
 
 def lit(value: str) -> str:

@@ -7,7 +7,7 @@
 Which rows: a table is filtered on the finest key it shares with the unit of analysis — stay id (ICU
 stay cohorts), else hadm_id (admission and stay cohorts; rows tied to no admission, such as outpatient
 labs, follow their patient), else subject_id. Tables that reach an admission only through a parent (emar_detail via emar) follow the
-parent (families.yaml `links`). Tables not loaded in the build (no source file) are not written.
+parent (the `links` of the family's concept mapping). Tables not loaded in the build (no source file) are not written.
 
 Deterministic: rows sorted by primary key then every column, timestamps as MIMIC writes them
 (YYYY-MM-DD HH:MM:SS), NULL as an empty field, gzip with mtime 0 and no file name, each file written
