@@ -13,7 +13,6 @@ the linked admission(s) or ICU stay(s), so ED labs just before admittime count w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, get_args, get_origin
 
 

@@ -38,7 +38,7 @@ from mimiclab.physionet.errors import (
     UnreachableError,
 )
 from mimiclab.physionet.plan import SUMS, Plan, PlannedFile, check_space, fill_sizes, lookup, parse_sums, select
-from mimiclab.physionet.transfer import PART, STATE, Event, RetryPolicy, Transfer
+from mimiclab.physionet.transfer import PART, Event, RetryPolicy, Transfer
 
 __all__ = [
     "AccessDeniedError", "AccessStatus", "AuthError", "ChecksumError", "Credentials", "CredentialsError",

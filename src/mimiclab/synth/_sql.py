@@ -66,7 +66,7 @@ def core(n: int, seed: int, version: str) -> list[str]:
             pick({ins}, u(i, 7)) AS insurance, pick({lang}, u(i, 8)) AS language,
             pick({wlist(V.MARITAL)}, u(i, 9)) AS marital_status, pick({wlist(V.RACES)}, u(i, 10)) AS race
           FROM range({n}) t(i) ORDER BY i""",
-        f"""CREATE TABLE adm0 AS
+        """CREATE TABLE adm0 AS
           WITH a AS (SELECT *, unnest(range(n_adm)) AS k FROM pat),
           b AS (SELECT *, pidx * 64 + k AS akey, k = n_adm - 1 AS is_last FROM a),
           c AS (SELECT *, CASE WHEN u(akey, 10) < 0.55 THEN 0 WHEN u(akey, 10) < 0.94 THEN 1 ELSE 2 END AS n_icu,
