@@ -345,3 +345,27 @@ def test_row_groups_sized_for_patient_lookups(demo_dir, mimiclab_home):
     meta = pq.ParquetFile(res.build_dir / res.manifest.tables["mimiciv_hosp.labevents"].parquet).metadata
     assert meta.num_rows == actual
     assert meta.row_group(0).num_rows == row_group_size(est)
+
+
+def test_storage_native_tables_or_views_same_answers(data_root, mimiclab_home, tmp_path):
+    src = data_root / "mimic-iv-ed-demo" / "2.2"
+    native = build("mimic-iv-ed-demo", source=src)
+    views = build("mimic-iv-ed-demo", source=src, dest=tmp_path / "views", storage="views")
+    q = "SELECT count(*), sum(heartrate), min(intime) FROM mimiciv_ed.triage JOIN mimiciv_ed.edstays USING (stay_id)"
+    a = duckdb.connect(str(native.database), read_only=True)
+    b = duckdb.connect(str(views.database), read_only=True)
+    assert a.execute(q).fetchall() == b.execute(q).fetchall()
+    kinds = lambda c: c.execute(  # noqa: E731
+        "SELECT table_type FROM information_schema.tables WHERE table_schema = 'mimiciv_ed' GROUP BY 1").fetchall()
+    assert kinds(a) == [("BASE TABLE",)] and kinds(b) == [("VIEW",)]
+    assert views.database.stat().st_size < native.database.stat().st_size
+    with pytest.raises(Exception, match="storage"):
+        build("mimic-iv-ed-demo", source=src, storage="bogus")
+
+
+def test_unchanged_rebuild_does_not_rewrite_the_database(data_root, mimiclab_home):
+    src = data_root / "mimic-iv-ed-demo" / "2.2"
+    first = build("mimic-iv-ed-demo", source=src)
+    stamp = first.database.stat().st_mtime_ns, (first.build_dir / mf.MANIFEST).read_text()
+    again = build("mimic-iv-ed-demo", source=src)
+    assert again.loaded == [] and (again.database.stat().st_mtime_ns, (first.build_dir / mf.MANIFEST).read_text()) == stamp

@@ -28,7 +28,7 @@ from mimiclab.build.source import check_header, locate, sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.store import TableRef
-from mimiclab.store.duckdb_store import write_database
+from mimiclab.store.duckdb_store import STORAGE, write_database
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 _HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
@@ -64,8 +64,15 @@ def build(
     force: bool = False,
     dest: Path | None = None,
     progress: Progress | None = None,
+    storage: str = "native",
 ) -> BuildResult:
-    """Build (or update) one dataset version. Tables outside the selection keep their previous state."""
+    """Build (or update) one dataset version. Tables outside the selection keep their previous state.
+
+    `storage`: "native" (default) also copies the typed tables into DuckDB's own format for fast lookups;
+    "views" keeps only the Parquet files, with views over them (half the disk).
+    """
+    if storage not in STORAGE:
+        raise MimiclabError(f"--storage must be one of {', '.join(STORAGE)}, not {storage!r}")
     ds = catalog.get(slug)
     ver = ds.version(version).version
     if ds.family is None:
@@ -116,19 +123,25 @@ def build(
     finally:
         con.close()
 
+    if (previous is not None and previous.tables == entries and previous.storage == storage
+            and (out_dir / previous.database).exists()):
+        # Nothing changed: the database in place is exactly what a publish would write again.
+        emit("done", None, seconds=round(time.perf_counter() - t_start, 3))
+        return result
+    emit("publishing", None, storage=storage)
     manifest = mf.Manifest(
         mimiclab_version=__version__, dataset=slug, version=ver, title=ds.title, family=ds.family,
         source=str(src_dir.resolve()), synthetic=synthetic_info is not None, synthetic_info=synthetic_info,
         database=database_name(slug), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        seconds=round(time.perf_counter() - t_start, 3), tables=entries,
+        storage=storage, tables=entries,
     )
-    publish(out_dir, ds, manifest)
+    publish(out_dir, ds, manifest, t_start)
     result.manifest = manifest
     emit("done", None, seconds=manifest.seconds)
     return result
 
 
-def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest) -> None:
+def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | None = None) -> None:
     """Write database then manifest (each atomically), then drop Parquet files nothing refers to."""
     fam = ds.schema_family()
     unqualified = {m.db_schema for m in fam.modules if m.unqualified} if fam else set()
@@ -136,7 +149,10 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest) -> None:
         TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified)
         for e in manifest.tables.values()
     ]
-    write_database(out_dir / manifest.database, refs, extra_schemas=fam.extra_schemas if fam else ())
+    write_database(out_dir / manifest.database, refs, extra_schemas=fam.extra_schemas if fam else (),
+                   storage=manifest.storage)
+    if t_start is not None:
+        manifest.seconds = round(time.perf_counter() - t_start, 3)
     mf.write(out_dir, manifest)
     keep = {(out_dir / e.parquet).resolve() for e in manifest.tables.values()}
     for p in (out_dir / "parquet").rglob("*.parquet"):

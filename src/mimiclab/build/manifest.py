@@ -52,6 +52,7 @@ class Manifest(BaseModel):
     synthetic: bool = False
     synthetic_info: dict | None = None
     backend: str = "duckdb"
+    storage: str = "native"  # native DuckDB tables, or views over the Parquet files
     database: str
     built_at: str
     seconds: float | None = None

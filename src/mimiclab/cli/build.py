@@ -36,6 +36,8 @@ def build_cmd(
     modules: str = typer.Option(None, "--modules", help="Comma-separated modules, e.g. hosp,icu."),
     tables: str = typer.Option(None, "--tables", help="Comma-separated tables, e.g. admissions,patients."),
     force: bool = typer.Option(False, "--force", help="Rebuild tables even if their source file is unchanged."),
+    storage: str = typer.Option("native", "--storage", help="native: DuckDB tables (fast lookups, 2x disk); "
+                                "views: views over the Parquet files only."),
 ) -> None:
     """Build a typed local database (Parquet + DuckDB) from csv files in PhysioNet's layout."""
     from mimiclab.build import build
@@ -53,12 +55,14 @@ def build_cmd(
                 console.print(f"  [dim]unchanged {key}: {info['rows']:,} rows[/]")
             elif event == "missing":
                 console.print(f"  [yellow]not loaded[/] {key}: source file absent (empty typed table)")
+            elif event == "publishing":
+                status.update(f"writing the database ({info['storage']} tables)")
             elif event == "failed":
                 err_console.print(f"  [red]failed[/]  {info['error']}", highlight=False)
 
         with status:
             result = build(slug, version=version, source=source, modules=_split(modules),
-                           tables=_split(tables), force=force, progress=progress)
+                           tables=_split(tables), force=force, progress=progress, storage=storage)
         m = result.manifest
         for w in result.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
