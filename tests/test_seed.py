@@ -233,3 +233,20 @@ def test_a_registered_build_of_the_same_folder_is_reused(home, demo_dir):
     build("mimic-iv-demo", source=demo_dir, tables=["hosp/admissions", "hosp/patients"])
     ds = MIMICDataset(demo_dir, files=["hosp/admissions", "hosp/patients"])
     assert ds.dataset.build.build_dir == find("mimic-iv-demo").build_dir
+
+
+def test_views_build_gives_the_same_samples_as_native(demo_dir, home, tmp_path):
+    """`--storage views` reads the Parquet files (row order by file_row_number), native reads DuckDB tables
+    (row order by rowid): both must give the example class's rows and index."""
+    from mimiclab.build import build
+
+    views = build("mimic-iv-demo", source=demo_dir, dest=tmp_path / "views", storage="views",
+                  tables=["admissions", "prescriptions"])
+    ex = ExampleDataset(demo_dir, ["hosp/admissions", "hosp/prescriptions"])
+    ds = MIMICDataset(views.build_dir, files=["hosp/admissions", "hosp/prescriptions"])
+    assert len(ds) == len(ex)
+    for i in (0, len(ex) // 2, -1):
+        for key in ("hosp/admissions", "hosp/prescriptions"):
+            got, want = ds[i].data[key], ex[i].data[key]
+            assert list(got.index) == list(want.index)
+            assert list(got["hadm_id"]) == list(want["hadm_id"])

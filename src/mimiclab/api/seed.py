@@ -152,7 +152,12 @@ class MIMICDataset:
                 conv[name] = "timestamp"
             elif typ == "VARCHAR":
                 conv[name] = "text"
-        sql = f"SELECT file_row_number AS __row__, * EXCLUDE (file_row_number) FROM read_parquet({src}, file_row_number=true)"
+        if self._ds.manifest.storage == "native":
+            # DuckDB's own table: far faster point lookups; rowid is the row's position, i.e. its line in the file
+            sql = f"SELECT rowid AS __row__, * FROM {self._tables[key]}"
+        else:
+            sql = (f"SELECT file_row_number AS __row__, * EXCLUDE (file_row_number) "
+                   f"FROM read_parquet({src}, file_row_number=true)")
         return sql, conv
 
     def _convert(self, key: str, t) -> pd.DataFrame:

@@ -68,8 +68,8 @@
       el("td", el("b", d.slug), el("div.small.muted", d.title), d.demo_of ? el("div.small.muted", `demo of ${d.demo_of}`) : null),
       el("td", d.default_version, el("div.small.muted", d.versions.length > 1 ? `also ${d.versions.filter((v) => v !== d.default_version).join(", ")}` : "")),
       el("td.num", bytes(d.size_bytes)),
-      el("td", access),
-      el("td", cmd(d.commands), check, out));
+      el("td.wrap", access),
+      el("td.wrap", cmd(d.commands), check, out));
   }
 
   async function load() {
