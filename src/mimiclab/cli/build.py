@@ -58,21 +58,24 @@ def build_cmd(
             elif event == "publishing":
                 status.update(f"writing the database ({info['storage']} tables)")
             elif event == "failed":
-                err_console.print(f"  [red]failed[/]  {info['error']}", highlight=False)
+                # through the live status's own console: a second console would race with its redraws
+                console.print(f"  [red]failed[/]  {info['error']}", highlight=False, soft_wrap=True)
 
         with status:
             result = build(slug, version=version, source=source, modules=_split(modules),
                            tables=_split(tables), force=force, progress=progress, storage=storage)
         m = result.manifest
         for w in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}")
+            err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
         console.print(
             f"[bold]{m.dataset} {m.version}[/]: {len(result.loaded)} loaded, {len(result.skipped)} unchanged, "
             f"{len(result.missing)} not loaded (no source file), {len(result.failed)} failed"
             + (" [magenta](synthetic data)[/]" if m.synthetic else "")
         )
-        console.print(f"database: {result.database}")
-        console.print(f'query it: mimiclab sql {m.dataset} "SELECT count(*) FROM {next(iter(m.tables))}"')
+        # soft_wrap: paths and commands stay on one line, whole, so they can be copied
+        console.print(f"database: {result.database}", soft_wrap=True)
+        console.print(f'query it: mimiclab sql {m.dataset} "SELECT count(*) FROM {next(iter(m.tables))}"',
+                      soft_wrap=True)
         if result.failed:
             raise typer.Exit(1)
 

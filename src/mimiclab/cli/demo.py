@@ -32,9 +32,11 @@ def demo_cmd(
                       f"{flag}\n  ({res.reason})")
         if m.not_loaded:
             console.print(f"  not loaded (no source file): {', '.join(e.qualified for e in m.not_loaded)}")
-        console.print(f"  database: {res.build.database}")
-        console.print(f'  try:      mimiclab sql {res.slug} "SELECT gender, count(*) FROM mimiciv_hosp.patients GROUP BY 1"')
-        console.print(f"            python -c \"import mimiclab; print(mimiclab.open('{res.slug}').tables)\"")
+        console.print(f"  database: {res.build.database}", soft_wrap=True)
+        console.print(f'  try:      mimiclab sql {res.slug} "SELECT gender, count(*) FROM mimiciv_hosp.patients GROUP BY 1"',
+                      soft_wrap=True)
+        console.print(f"            python -c \"import mimiclab; print(mimiclab.open('{res.slug}').tables)\"",
+                      soft_wrap=True)
         if not serve:
             return
         try:
