@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -24,11 +23,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result"
 DEMOS = {"mimic-iv-demo": "2.2", "mimiciii-demo": "1.4", "mimic-iv-demo-omop": "0.9"}
 
 
-def api_home(tmp_path_factory, data_root) -> Path:
+def api_home(tmp_path_factory, data_root, mp: pytest.MonkeyPatch) -> Path:
     """One MIMICLAB_HOME with the three demos built, shared by the test_api_* modules of a session (the
     second module's build only re-checks checksums)."""
     home = tmp_path_factory.getbasetemp() / "api-demos-home"
-    os.environ["MIMICLAB_HOME"] = str(home)
+    mp.setenv("MIMICLAB_HOME", str(home))
     for slug, ver in DEMOS.items():
         res = build(slug, source=data_root / slug / ver)
         assert not res.failed
@@ -37,12 +36,8 @@ def api_home(tmp_path_factory, data_root) -> Path:
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, data_root):
-    old = os.environ.get("MIMICLAB_HOME")
-    yield api_home(tmp_path_factory, data_root)
-    if old is None:
-        os.environ.pop("MIMICLAB_HOME", None)
-    else:
-        os.environ["MIMICLAB_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        yield api_home(tmp_path_factory, data_root, mp)
 
 
 @pytest.fixture(scope="module")

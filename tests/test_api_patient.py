@@ -4,7 +4,6 @@ plain DuckDB SQL over the raw csv files; plus the `mimiclab patient` command."""
 from __future__ import annotations
 
 import json
-import os
 
 import pandas as pd
 import pytest
@@ -22,12 +21,8 @@ SID = 10000032  # a demo patient with labs, ICU stay, prescriptions, microbiolog
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory, data_root):
-    old = os.environ.get("MIMICLAB_HOME")
-    yield api_home(tmp_path_factory, data_root)
-    if old is None:
-        os.environ.pop("MIMICLAB_HOME", None)
-    else:
-        os.environ["MIMICLAB_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        yield api_home(tmp_path_factory, data_root, mp)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from mimiclab import catalog
 from mimiclab.build import build
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import find
-from mimiclab.errors import BuildError, NotBuiltError
+from mimiclab.errors import NotBuiltError
 
 DEMOS = [
     ("mimic-iv-demo", "2.2"),
@@ -37,16 +37,10 @@ def raw_count(path: Path) -> int:
 @pytest.fixture(scope="module")
 def built_demos(data_root, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
         results = {slug: build(slug, source=data_root / slug / ver) for slug, ver in DEMOS}
         yield home, results
-    finally:
-        if old is None:
-            os.environ.pop("MIMICLAB_HOME", None)
-        else:
-            os.environ["MIMICLAB_HOME"] = old
 
 
 @pytest.mark.parametrize("slug,version", DEMOS)

@@ -6,7 +6,6 @@ restate each criterion's meaning in their own words (year arithmetic, epoch diff
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
@@ -22,16 +21,10 @@ from mimiclab.cohort.criteria import race_group_sql
 @pytest.fixture(scope="module")
 def home(data_root, tmp_path_factory):
     home = tmp_path_factory.mktemp("cohort-home")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
         build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2")
         yield home
-    finally:
-        if old is None:
-            os.environ.pop("MIMICLAB_HOME", None)
-        else:
-            os.environ["MIMICLAB_HOME"] = old
 
 
 @pytest.fixture(scope="module")

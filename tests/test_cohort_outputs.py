@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import duckdb
@@ -28,16 +27,10 @@ EXAMPLES = sorted((REPO / "examples" / "cohorts").glob("*.yaml"))
 @pytest.fixture(scope="module")
 def home(data_root, tmp_path_factory):
     home = tmp_path_factory.mktemp("cohort-out-home")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
         build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2")
         yield home
-    finally:
-        if old is None:
-            os.environ.pop("MIMICLAB_HOME", None)
-        else:
-            os.environ["MIMICLAB_HOME"] = old
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,9 @@ class ExampleDataset:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     h = tmp_path_factory.mktemp("seed-home")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(h)
-    yield h
-    if old is None:
-        os.environ.pop("MIMICLAB_HOME", None)
-    else:
-        os.environ["MIMICLAB_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
+        yield h
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -33,18 +32,12 @@ WEB = Path(__file__).resolve().parents[1] / "src" / "mimiclab" / "web"
 def home(demo_dir, tmp_path_factory):
     """The demo built into a private $MIMICLAB_HOME for this module."""
     h = tmp_path_factory.mktemp("webhome")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(h)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
         build(SLUG, source=demo_dir)
         generate(h / "synth-src", patients=30)
         build(SYNTH, source=h / "synth-src")
         yield h
-    finally:
-        if old is None:
-            os.environ.pop("MIMICLAB_HOME", None)
-        else:
-            os.environ["MIMICLAB_HOME"] = old
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,8 @@ def server(demo_dir, tmp_path_factory):
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium not installed") if os.environ.get("CI") != "true" else pytest.fail("no chromium")
     home = tmp_path_factory.mktemp("webhome")
-    old = os.environ.get("MIMICLAB_HOME")
-    os.environ["MIMICLAB_HOME"] = str(home)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MIMICLAB_HOME", str(home))
     build(SLUG, source=demo_dir)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,10 +57,7 @@ def server(demo_dir, tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     t.join(10)
-    if old is None:
-        os.environ.pop("MIMICLAB_HOME", None)
-    else:
-        os.environ["MIMICLAB_HOME"] = old
+    mp.undo()
 
 
 @pytest.fixture(scope="module")
