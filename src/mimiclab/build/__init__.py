@@ -24,7 +24,8 @@ from pathlib import Path
 from mimiclab import __version__, catalog, config
 from mimiclab.build import manifest as mf
 from mimiclab.build.loader import connect, load_csv_to_parquet, write_empty_parquet
-from mimiclab.build.source import check_header, locate, sha256
+from mimiclab.build.source import check_header, locate
+from mimiclab.checksums import sha256_file as sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.store import TableRef

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import os
 import re
@@ -44,12 +43,6 @@ def locate(source: Path, table: Table) -> SourceFile | None:
     return None
 
 
-def sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_header(src: SourceFile) -> list[str]:

@@ -20,7 +20,6 @@ import contextlib
 import csv
 import datetime as dt
 import gzip
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mimiclab import catalog
+from mimiclab.checksums import sha256_file
 from mimiclab.cohort.compile import transpile
 from mimiclab.cohort.report import write as write_report
 from mimiclab.cohort.report import write_atomic
@@ -98,7 +98,7 @@ def export(cohort: Cohort, out: Path | str) -> Path:
     from mimiclab.cohort.report import FILES
 
     written += [f"{REPORT_DIR}/{f}" for f in FILES]
-    sums = "".join(f"{_sha256(out / p)}  {p}\n" for p in sorted(written))
+    sums = "".join(f"{sha256_file(out / p)}  {p}\n" for p in sorted(written))
     write_atomic(out / "SHA256SUMS.txt", sums.encode())
     return out
 
@@ -165,10 +165,4 @@ def _write_csv_python(table, path: Path) -> None:
                 w.writerow([fmt(v) for v in row])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
