@@ -271,6 +271,17 @@ def tables(request: Request, slug: str) -> dict:
     return {"slug": b.slug, "version": b.version, "tables": out}
 
 
+def _order(sort: str | None, desc: bool, types: dict, default: tuple[str, ...] = ()) -> str:
+    """ORDER BY for the table views: the chosen column, else the primary key (stable pages), else none."""
+    if sort:
+        if sort not in types:
+            raise QueryError(f"cannot sort by {sort!r}: no such column.")
+        return f"ORDER BY {quote(sort)} {'DESC' if desc else 'ASC'} NULLS LAST"
+    if default and all(c in types for c in default):
+        return "ORDER BY " + ", ".join(quote(c) for c in default)
+    return ""
+
+
 @router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
 def rows(request: Request, slug: str, table: str,
          f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),
@@ -281,13 +292,7 @@ def rows(request: Request, slug: str, table: str,
     filters = parse_filters(f)
     where, params = _where(filters, types, q)
     _check_values(filters, types, st)
-    order = ""
-    if sort:
-        if sort not in types:
-            raise QueryError(f"cannot sort by {sort!r}: no such column.")
-        order = f"ORDER BY {quote(sort)} {'DESC' if desc else 'ASC'} NULLS LAST"
-    elif t.primary_key and all(c in types for c in t.primary_key):
-        order = "ORDER BY " + ", ".join(quote(c) for c in t.primary_key)
+    order = _order(sort, desc, types, t.primary_key)
     data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} OFFSET {int(offset)}",
                                params))
     e = b.manifest.tables.get(key)
@@ -330,11 +335,7 @@ def export_csv(request: Request, slug: str, table: str, f: list[str] = Query([])
     filters = parse_filters(f)
     where, params = _where(filters, types, q)
     _check_values(filters, types, st)
-    order = ""
-    if sort:
-        if sort not in types:
-            raise QueryError(f"cannot sort by {sort!r}: no such column.")
-        order = f"ORDER BY {quote(sort)} {'DESC' if desc else 'ASC'} NULLS LAST"
+    order = _order(sort, desc, types)
     sql = f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {w.limits.csv_rows}"
     table_ = st.arrow(sql, params)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
