@@ -150,3 +150,22 @@ def sql_cmd(
             console.print(t)
             if limit and len(rows) > limit:
                 console.print(f"[dim]{len(rows):,} rows, {limit:,} shown (--limit 0 for all, or --format csv)[/]")
+
+
+@app.command("publish")
+def publish_cmd(
+    slug: str = typer.Argument(..., help="Built dataset slug."),
+    postgres: str = typer.Option(..., "--postgres", envvar="MIMICLAB_POSTGRES_DSN",
+                                 help="PostgreSQL connection string, e.g. postgresql://user@host/mimic"),
+    version: str = typer.Option(None, "--version", "-v"),
+) -> None:
+    """Copy a built dataset into PostgreSQL (mimic-code's schema, table and type names)."""
+    from mimiclab.build.postgres import to_postgres
+    from mimiclab.store.postgres_store import redact
+
+    with friendly_errors():
+        with console.status(f"loading into {redact(postgres)}"):
+            counts = to_postgres(slug, postgres, version=version,
+                                 progress=lambda key, n: console.print(f"  [green]loaded[/] {key}: {n:,} rows"))
+        console.print(f"[bold]{len(counts)} tables[/] in {redact(postgres)}, "
+                      f"{sum(counts.values()):,} rows", soft_wrap=True)
