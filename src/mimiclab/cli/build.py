@@ -108,8 +108,9 @@ def info_cmd(
         m = b.manifest
         console.print(f"[bold]{m.title or m.dataset}[/] ({m.dataset} {m.version})"
                       + ("  [magenta]SYNTHETIC DATA — not real patients[/]" if m.synthetic else ""))
-        console.print(f"database: {b.database}\nsource:   {m.source}\nbuilt:    {m.built_at} with mimiclab "
-                      f"{m.mimiclab_version}\nmanifest: {m.digest()}")
+        console.print(f"database: {b.database} ({m.storage} tables)\nsource:   {m.source}\n"
+                      f"built:    {m.built_at} with mimiclab {m.mimiclab_version}\nmanifest: {m.digest()}",
+                      soft_wrap=True)
         t = RichTable("table", "status", "rows", "expected", "parquet size")
         for key, e in m.tables.items():
             st = {"loaded": "[green]loaded[/]", "not_loaded": "[yellow]not loaded[/]", "failed": "[red]failed[/]"}[e.status]
