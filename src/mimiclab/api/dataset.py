@@ -124,11 +124,11 @@ class Dataset:
 
     @property
     def slug(self) -> str:
-        return self.manifest.dataset
+        return self.build.slug
 
     @property
     def version(self) -> str:
-        return self.manifest.version
+        return self.build.version
 
     @property
     def family(self) -> str | None:
