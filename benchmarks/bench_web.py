@@ -4,7 +4,8 @@
   overhead is excluded): p95 over repeated requests through TestClient; target < 300 ms each.
   Baseline: the same table-page query run with plain DuckDB over the build's Parquet in this process.
 * Patient explorer, demo patient with the most events: navigation -> first item chart drawn, in headless
-  Chromium (cold = first visit, plotly.js not cached; warm = later visits); target < 1 s.
+  Chromium (cold = first visit, nothing cached; warm = later visits); target < 1 s. Baseline: a cold blank page
+  that only loads plotly.js and draws one trivial chart (what the first chart cost when it was a plotly chart).
 """
 
 from __future__ import annotations
@@ -146,17 +147,22 @@ def _browser(h: Harness, sid: int) -> None:
         ctx = p.chromium.launch_persistent_context(prof, executable_path="/usr/bin/chromium", headless=True,
                                                    args=args, viewport={"width": 1400, "height": 900})
         page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        timeline = []
         for _ in range(4 if h.quick else 8):
             page.goto(url)
             page.wait_for_selector('#item-chart[data-drawn="1"]', timeout=30000)
             times.append(float(page.get_attribute("#item-chart", "data-drawn-at")))
+            page.wait_for_selector('#timeline[data-drawn="1"]', timeout=30000)
+            timeline.append(float(page.get_attribute("#timeline", "data-drawn-at")))
         ctx.close()
     srv.should_exit = True
     t.join(10)
     h.record(SECTION, f"patient explorer first chart, cold (patient {sid}, most events)", times[0], "ms",
              baseline_name="cold blank page: plotly.js load + one trivial chart", baseline_value=base_cold,
              target="< 1000 ms", met=times[0] < 1000,
-             note="navigation -> plotly chart drawn, fresh profile and server; bound by plotly.js parse/compile")
+             note="navigation -> first lab/vital chart drawn (uPlot), fresh profile and server; plotly.js loads after it")
+    h.record(SECTION, "patient explorer stays timeline drawn (plotly), cold", timeline[0], "ms",
+             note=f"warm median {statistics.median(timeline[1:]):.0f} ms; plotly.js is fetched once the first chart is up")
     warm = statistics.median(times[1:])
     h.record(SECTION, "patient explorer first chart, warm (median)", warm, "ms", target="< 1000 ms", met=warm < 1000,
              note=f"{len(times) - 1} visits, max {max(times[1:]):.0f} ms")

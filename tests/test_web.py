@@ -478,6 +478,10 @@ def test_assets_are_local(client):
     r = client.get("/vendor/plotly.min.js", headers={"accept-encoding": "gzip"})
     raw = (WEB / "static" / "vendor" / "plotly-basic.min.js").read_bytes()
     assert r.status_code == 200 and r.content == raw
+    for name in ("uPlot.iife.min.js", "uPlot.min.css"):
+        r = client.get(f"/static/vendor/{name}")
+        assert r.status_code == 200 and r.content == (WEB / "static" / "vendor" / name).read_bytes()
+    assert "/static/vendor/uPlot.iife.min.js" in client.get(f"/d/{SLUG}/patients").text
     assert client.get("/docs").status_code == 404  # Swagger UI would load from a CDN
     assert "/api/datasets/{slug}/sql" in client.get("/openapi.json").json()["paths"]
 

@@ -172,11 +172,23 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     # switch the chart to creatinine; the plotted points must be the patient's creatinine values
     page.select_option("#item-select", "50912")
     page.wait_for_selector('#item-chart[data-item="50912"][data-drawn="1"]')
-    ys = page.evaluate("document.getElementById('item-chart').data.flatMap(t => t.y)")
-    want = [r[0] for r in raw.execute("SELECT valuenum FROM hosp_labevents WHERE subject_id = ? AND itemid = 50912 "
-                                      "AND valuenum IS NOT NULL ORDER BY charttime", [sid]).fetchall()]
-    assert ys == want and len(want) > 3
-    assert page.locator("#item-chart g.scatterlayer path.point").count() == len(want)  # drawn, not just data
+    ys = page.evaluate("document.getElementById('item-chart')._chart.data.slice(1).flat().filter(v => v !== null)")
+    rows = raw.execute("SELECT strftime(charttime, '%Y-%m-%d %H:%M'), valuenum FROM hosp_labevents WHERE subject_id = ? "
+                       "AND itemid = 50912 AND valuenum IS NOT NULL ORDER BY charttime", [sid]).fetchall()
+    want = [r[1] for r in rows]
+    assert sorted(ys) == sorted(want) and len(want) > 3
+    # drawn, not just data: hover the highest point; the chart's legend shows that value and its time
+    top = max(range(len(rows)), key=lambda i: rows[i][1])
+    page.locator("#item-chart").scroll_into_view_if_needed()
+    x, y = page.evaluate("""(v) => { const u = document.getElementById('item-chart')._chart;
+        const i = u.data[1].indexOf(v); const r = u.over.getBoundingClientRect();
+        const x = r.left + u.valToPos(u.data[0][i], 'x');  // an edge point sits on the border: step inside
+        return [Math.min(Math.max(x, r.left + 2), r.right - 2), r.top + u.valToPos(v, 'y')]; }""", rows[top][1])
+    page.mouse.move(x - 40, y)
+    page.mouse.move(x, y, steps=4)
+    wait_js(page, "!document.querySelector('#item-chart .u-legend').innerText.includes('time–')")
+    legend = page.inner_text("#item-chart .u-legend")
+    assert rows[top][0] in legend and f"{rows[top][1]:g} mg/dL" in legend, legend
     page.set_viewport_size({"width": 1400, "height": 1250})
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "patients")

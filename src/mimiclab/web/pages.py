@@ -29,7 +29,7 @@ NAV = [
     ("cohort", "Cohorts"),
     ("sql", "SQL"),
 ]
-PLOTLY_PAGES = {"patients", "population"}
+PLOTLY_PAGES = {"population"}  # plotly.js as a deferred tag; the patient explorer loads it after its first chart
 
 
 def _wb(request: Request):

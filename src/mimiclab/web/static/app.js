@@ -155,12 +155,24 @@ const ML = (() => {
     xaxis: { gridcolor: "#eef1f4", zerolinecolor: "#e3e7ec", automargin: true }, yaxis: { gridcolor: "#eef1f4", zerolinecolor: "#e3e7ec", automargin: true },
     legend: { orientation: "h", y: 1.08 }, hoverlabel: { font: { family: "system-ui, sans-serif" } },
   };
-  /** Plotly loads with `defer`; wait for it before drawing. */
+  /** plotly.js: a `defer` tag on pages that chart at once (population); loaded on first use elsewhere, so
+      its 1 MB parse does not hold up what the page shows first (the patient explorer's uPlot chart). */
+  let plotlyLoad = null;
   function plotly() {
-    return new Promise((resolve) => {
-      if (window.Plotly) return resolve(window.Plotly);
-      const t = setInterval(() => { if (window.Plotly) { clearInterval(t); resolve(window.Plotly); } }, 20);
-    });
+    if (window.Plotly) return Promise.resolve(window.Plotly);
+    if (!plotlyLoad) {
+      plotlyLoad = new Promise((resolve, reject) => {
+        let tag = document.querySelector("script[data-plotly]");
+        if (!tag) {
+          tag = el("script", { src: "/vendor/plotly.min.js", "data-plotly": "" });
+          document.head.append(tag);
+        }
+        tag.addEventListener("load", () => resolve(window.Plotly));
+        tag.addEventListener("error", () => { plotlyLoad = null; tag.remove(); reject(new Error("could not load the chart library (/vendor/plotly.min.js)")); });
+        const t = setInterval(() => { if (window.Plotly) { clearInterval(t); resolve(window.Plotly); } }, 50);  // tag already ran
+      });
+    }
+    return plotlyLoad;
   }
   function merge(a, b) {
     const out = { ...a };
@@ -193,5 +205,6 @@ const ML = (() => {
     });
   }
 
-  return { api, ds, el, num, grid, put, flash, errorBox, debounce, qs, download, postDownload, plot, emptyChart, slug, isNumType, cell };
+  const colors = PLOT_LAYOUT.colorway;
+  return { api, ds, el, num, grid, put, flash, errorBox, debounce, qs, download, postDownload, plot, plotly, emptyChart, colors, slug, isNumType, cell };
 })();

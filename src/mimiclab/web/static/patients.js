@@ -57,6 +57,64 @@
     if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
   }
 
+  /* Lab and vital series are drawn with uPlot (50 kB, canvas): it is on screen long before plotly.js (1 MB)
+     has been parsed, and stays smooth with the tens of thousands of points a long ICU stay charts. */
+  const pad = (n) => String(n).padStart(2, "0");
+  const secs = (t) => new Date(t.replace(" ", "T")).getTime() / 1000;  // MIMIC times carry no zone: local
+  function fmtTime(ts) {
+    if (ts === null || ts === undefined) return "–";
+    const d = new Date(ts * 1000);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+  const fmtValue = (v, unit) => (v === null || v === undefined ? "–" : `${+v.toFixed(4)}${unit ? " " + unit : ""}`);
+
+  const CHART_HEIGHT = 360;  // canvas and axes; the legend (values under the cursor) goes below
+  let itemPlot = null;
+  function clearChart(box) {
+    if (itemPlot) { itemPlot.destroy(); itemPlot = null; }
+    box._chart = null;
+  }
+  /** One x axis for all sources: every point kept, in time order; a source is null where another has a point. */
+  function aligned(bySource) {
+    const names = Object.keys(bySource);
+    const pts = names.flatMap((src, k) => bySource[src].map((r) => [secs(r.time), k, r.value]));
+    pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    return [pts.map((p) => p[0]), ...names.map((_, k) => pts.map((p) => (p[1] === k ? p[2] : null)))];
+  }
+  function drawItem(box, s, bySource) {
+    clearChart(box);
+    box.replaceChildren();
+    const names = Object.keys(bySource);
+    const data = aligned(bySource);
+    const unit = s.unit || "";
+    const many = data[0].length > 300;
+    const axis = { stroke: "#66727f", grid: { stroke: "#eef1f4", width: 1 }, ticks: { stroke: "#e3e7ec", width: 1 }, font: "12px system-ui, sans-serif" };
+    const opts = {
+      width: box.clientWidth || 800, height: CHART_HEIGHT,
+      scales: { x: { time: true } },
+      series: [{ label: "time", value: (u, ts) => fmtTime(ts) },
+        ...names.map((src, k) => ({
+          label: names.length > 1 ? `${s.label} · ${src}` : s.label, stroke: ML.colors[k % ML.colors.length], width: 1.6,
+          spanGaps: true, points: { show: !many, size: 6, fill: "#fff" }, value: (u, v) => fmtValue(v, unit),
+        }))],
+      axes: [{ ...axis }, { ...axis, label: `${s.label}${unit ? " (" + unit + ")" : ""}`, labelFont: "12px system-ui, sans-serif", size: 60 }],
+      cursor: { drag: { x: true, y: false } },
+      hooks: { draw: [() => {
+        if (box.dataset.drawn !== "1") {
+          box.dataset.drawn = "1";
+          box.dataset.drawnAt = String(Math.round(performance.now()));  // ms since navigation (benchmarks)
+        }
+      }] },
+    };
+    box.dataset.drawn = "";
+    itemPlot = new uPlot(opts, data, box);
+    box._chart = itemPlot;
+  }
+  new ResizeObserver(() => {
+    const box = $("item-chart");
+    if (itemPlot && box.clientWidth) itemPlot.setSize({ width: box.clientWidth, height: itemPlot.height });
+  }).observe($("item-chart"));
+
   async function chart(item, preloaded) {
     if (!current || item === "" || item === undefined) return;
     const box = $("item-chart");
@@ -68,23 +126,15 @@
       box.dataset.item = String(item);
       if (!numeric.length) {
         const text = rows.filter((r) => r.value_text).slice(0, 20).map((r) => `${r.time}: ${r.value_text}`).join(" · ");
+        clearChart(box);
         ML.emptyChart(box, `${s.label}: no numeric values${text ? " — " + text : ""}`);
         return;
       }
       const bySource = {};
       for (const r of numeric) (bySource[r.source] = bySource[r.source] || []).push(r);
-      const traces = Object.entries(bySource).map(([src, rs]) => ({
-        type: "scatter", mode: rs.length > 300 ? "lines" : "lines+markers", name: src, x: rs.map((r) => r.time), y: rs.map((r) => r.value),
-        line: { width: 1.6, shape: "linear" }, marker: { size: 6 },
-        hovertemplate: `%{x}<br><b>%{y}</b> ${s.unit || ""}<extra>${s.label}</extra>`,
-      }));
-      await ML.plot(box, traces, {
-        showlegend: traces.length > 1, xaxis: { type: "date" },
-        yaxis: { title: { text: `${s.label}${s.unit ? " (" + s.unit + ")" : ""}` } },
-        title: { text: "" },
-      });
+      drawItem(box, s, bySource);
       box.dataset.label = s.label;
-    } catch (e) { ML.emptyChart(box, e.message); }
+    } catch (e) { clearChart(box); ML.emptyChart(box, e.message); }
   }
 
   function table(id, data, empty) {
@@ -122,8 +172,8 @@
     const record = api(ds(`/patients/${sid}/record`));  // in flight while the charts draw
     record.catch(() => {});
     if (first) { $("item-select").value = String(first.itemid ?? first.label); await chart($("item-select").value, p.first_series); }
-    else ML.emptyChart("item-chart", "No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs)."));
-    await timeline(p.stays);
+    else { clearChart($("item-chart")); ML.emptyChart("item-chart", "No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs).")); }
+    try { await timeline(p.stays); } catch (e) { ML.emptyChart("timeline", e.message); }
     try {
       const r = await record;
       table("diagnoses", r.diagnoses, "No diagnoses recorded.");
