@@ -363,3 +363,76 @@ def test_unchanged_rebuild_does_not_rewrite_the_database(data_root, mimiclab_hom
     stamp = first.database.stat().st_mtime_ns, (first.build_dir / mf.MANIFEST).read_text()
     again = build("mimic-iv-ed-demo", source=src)
     assert again.loaded == [] and (again.database.stat().st_mtime_ns, (first.build_dir / mf.MANIFEST).read_text()) == stamp
+
+
+def _table_sums(db: Path) -> dict[str, tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {t: con.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM mimiciv_ed.{t}").fetchone()
+                for t in ("edstays", "triage", "vitalsign", "diagnosis", "medrecon", "pyxis")}
+    finally:
+        con.close()
+
+
+def _raw_sums(src: Path) -> dict[str, tuple]:
+    """Independent oracle: the typed database must hold exactly the raw rows (hash over every column)."""
+    out = {}
+    for t in ("edstays", "triage", "vitalsign", "diagnosis", "medrecon", "pyxis"):
+        cols = next(x for x in catalog.get("mimic-iv-ed-demo").tables("2.2") if x.name == t).columns_for("2.2")
+        spec = "{" + ", ".join(f"'{c.name}': '{c.type}'" for c in cols) + "}"
+        out[t] = duckdb.execute(
+            f"SELECT count(*), sum(hash(COLUMNS(*))) FROM read_csv('{src}/ed/{t}.csv.gz', header=true, "
+            f"auto_detect=false, columns={spec})").fetchone()
+    return out
+
+
+def test_native_rebuild_of_one_table_keeps_the_others_from_the_previous_database(data_root, mimiclab_home, tmp_path,
+                                                                                monkeypatch):
+    """Reloading one table copies the previous database and replaces that table only; the result holds exactly
+    the build's tables (an object left in the previous file is dropped) and equals the raw files."""
+    from mimiclab.store import duckdb_store
+
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src)
+    con = duckdb.connect(str(first.database))
+    con.execute("CREATE TABLE mimiciv_ed.left_over AS SELECT 1 AS x")
+    con.close()
+    with gzip.open(src / "ed" / "pyxis.csv.gz", "rt") as fh:
+        lines = fh.readlines()
+    with gzip.open(src / "ed" / "pyxis.csv.gz", "wt") as fh:
+        fh.writelines(lines[:101])
+    seen = {}
+    real_commit = duckdb_store.DatabaseWriter.commit
+
+    def spy(self, tables, current=frozenset(), extra_schemas=()):
+        seen.update(from_base=self.from_base, current=set(current))
+        return real_commit(self, tables, current, extra_schemas)
+
+    monkeypatch.setattr(duckdb_store.DatabaseWriter, "commit", spy)
+    res = build("mimic-iv-ed-demo", source=src)
+    assert res.loaded == ["mimiciv_ed.pyxis"]
+    assert seen["from_base"] and {"mimiciv_ed.edstays", "mimiciv_ed.triage", "mimiciv_ed.pyxis"} <= seen["current"]
+    assert _table_sums(res.database) == _raw_sums(src)
+    con = duckdb.connect(str(res.database), read_only=True)
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'left_over'").fetchone()[0] == 0
+    con.close()
+    # --force starts from an empty file and copies nothing from the previous one
+    forced = build("mimic-iv-ed-demo", source=src, force=True)
+    assert not seen["from_base"] and len(forced.loaded) == 6
+    assert _table_sums(forced.database) == _raw_sums(src)
+
+
+def test_unreadable_previous_database_is_rebuilt_from_parquet(data_root, mimiclab_home, tmp_path):
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src)
+    first.database.write_bytes(b"not a duckdb file" * 100)
+    with gzip.open(src / "ed" / "pyxis.csv.gz", "rt") as fh:
+        lines = fh.readlines()
+    with gzip.open(src / "ed" / "pyxis.csv.gz", "wt") as fh:
+        fh.writelines(lines[:51])
+    res = build("mimic-iv-ed-demo", source=src)
+    assert res.loaded == ["mimiciv_ed.pyxis"]
+    assert _table_sums(res.database) == _raw_sums(src)
+    assert not list(res.build_dir.rglob("*.tmp-*"))

@@ -3,7 +3,7 @@
 Layout of a build (``config.build_dir(slug, version)``)::
 
     parquet/<module>/<table>-<key>.parquet   content-addressed by source sha256 + column schema
-    <slug>.duckdb                            views named as mimic-code/BigQuery name them
+    <slug>.duckdb                            tables (or views) named as mimic-code/BigQuery name them
     manifest.json                            sources, checksums, row counts, status per table
 
 Every file reaches its final name by rename, and the database and manifest are replaced only after all
@@ -29,7 +29,7 @@ from mimiclab.checksums import sha256_file as sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.store import TableRef
-from mimiclab.store.duckdb_store import STORAGE, write_database
+from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 _HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
@@ -95,7 +95,8 @@ def build(
     result = BuildResult(out_dir, previous)  # manifest replaced below
     entries: dict[str, mf.TableEntry] = {}
     t_start = time.perf_counter()
-    con = connect(temp_dir=out_dir / "parquet")
+    con = connect(temp_dir=out_dir / "parquet")  # empty tables, and csv -> Parquet for views builds
+    staging = _Staging(out_dir / database_name(slug), storage, previous, out_dir, force)
     try:
         for table in ds.tables(ver):
             key = f"{ds.db_schema(table.module)}.{table.name}"
@@ -104,7 +105,7 @@ def build(
                 entries[key] = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
                 continue
             try:
-                entry, did_load = _build_table(con, ds, ver, table, src_dir, out_dir, old, force, emit)
+                entry, did_load = _build_table(con, staging, ds, ver, table, src_dir, out_dir, old, force, emit)
             except BuildError as exc:
                 result.failed[key] = str(exc)
                 emit("failed", key, error=str(exc))
@@ -121,28 +122,62 @@ def build(
                 result.warnings.append(
                     f"{key}: {entry.rows:,} rows, the catalog expects {entry.expected_rows:,} for {slug} {ver}"
                 )
+
+        if (previous is not None and previous.tables == entries and previous.storage == storage
+                and (out_dir / previous.database).exists() and not staging.loaded):
+            # Nothing changed: the database in place is exactly what a publish would write again.
+            staging.abort()
+            emit("done", None, seconds=round(time.perf_counter() - t_start, 3))
+            return result
+        emit("publishing", None, storage=storage)
+        manifest = mf.Manifest(
+            mimiclab_version=__version__, dataset=slug, version=ver, title=ds.title, family=ds.family,
+            source=str(src_dir.resolve()), synthetic=synthetic_info is not None, synthetic_info=synthetic_info,
+            database=database_name(slug), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            storage=storage, tables=entries,
+        )
+        publish(out_dir, ds, manifest, t_start, staging)
+    except BaseException:
+        staging.abort()
+        raise
     finally:
         con.close()
-
-    if (previous is not None and previous.tables == entries and previous.storage == storage
-            and (out_dir / previous.database).exists()):
-        # Nothing changed: the database in place is exactly what a publish would write again.
-        emit("done", None, seconds=round(time.perf_counter() - t_start, 3))
-        return result
-    emit("publishing", None, storage=storage)
-    manifest = mf.Manifest(
-        mimiclab_version=__version__, dataset=slug, version=ver, title=ds.title, family=ds.family,
-        source=str(src_dir.resolve()), synthetic=synthetic_info is not None, synthetic_info=synthetic_info,
-        database=database_name(slug), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        storage=storage, tables=entries,
-    )
-    publish(out_dir, ds, manifest, t_start)
     result.manifest = manifest
     emit("done", None, seconds=manifest.seconds)
     return result
 
 
-def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | None = None) -> None:
+class _Staging:
+    """The build's next database, opened on first use: an unchanged rebuild never copies or writes one."""
+
+    def __init__(self, path: Path, storage: str, previous: mf.Manifest | None, out_dir: Path, force: bool):
+        self.path, self.storage, self.previous, self.out_dir = path, storage, previous, out_dir
+        usable = previous is not None and previous.storage == "native" and storage == "native" and not force
+        self.base = out_dir / previous.database if usable else None
+        self.writer: DatabaseWriter | None = None
+        self.loaded: set[str] = set()  # schema.table loaded into the staging database by this build
+
+    def open(self) -> DatabaseWriter:
+        if self.writer is None:
+            self.writer = DatabaseWriter(self.path, storage=self.storage, base=self.base,
+                                         temp_dir=self.out_dir / "parquet")
+        return self.writer
+
+    def current(self, entries: dict[str, mf.TableEntry]) -> set[str]:
+        """Tables whose data the staging database already holds: loaded now, or unchanged since the base."""
+        kept = set()
+        if self.writer is not None and self.writer.from_base and self.previous is not None:
+            kept = {k for k, e in entries.items()
+                    if (old := self.previous.tables.get(k)) is not None and old.parquet == e.parquet}
+        return self.loaded | kept
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | None = None,
+            staging: _Staging | None = None) -> None:
     """Write database then manifest (each atomically), then drop Parquet files nothing refers to."""
     fam = ds.schema_family()
     unqualified = {m.db_schema for m in fam.modules if m.unqualified} if fam else set()
@@ -150,8 +185,9 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
         TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified)
         for e in manifest.tables.values()
     ]
-    write_database(out_dir / manifest.database, refs, extra_schemas=fam.extra_schemas if fam else (),
-                   storage=manifest.storage)
+    staging = staging or _Staging(out_dir / manifest.database, manifest.storage, None, out_dir, True)
+    writer = staging.open()
+    writer.commit(refs, current=staging.current(manifest.tables), extra_schemas=fam.extra_schemas if fam else ())
     if t_start is not None:
         manifest.seconds = round(time.perf_counter() - t_start, 3)
     mf.write(out_dir, manifest)
@@ -161,7 +197,7 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
             p.unlink(missing_ok=True)
 
 
-def _build_table(con, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
+def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
                  old: mf.TableEntry | None, force: bool, emit: Progress) -> tuple[mf.TableEntry, bool]:
     key = f"{ds.db_schema(table.module)}.{table.name}"
     cols = [(c.name, c.type) for c in table.columns_for(ver)]
@@ -183,17 +219,23 @@ def _build_table(con, ds: Dataset, ver: str, table: Table, src_dir: Path, out_di
         hashing = _HASH_POOL.submit(sha256, src.path)
     check_header(src, table, ver)
     emit("loading", key, size=src.size, file=src.rel)
-    staging = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
-    staging.parent.mkdir(parents=True, exist_ok=True)
+    part = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
+    part.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        rows = load_csv_to_parquet(con, src, table, ver, staging)
+        if staging.storage == "native":
+            # parsed once, straight into the next database; the Parquet file is written from that table
+            writer = staging.open()
+            rows = load_csv_to_parquet(writer.con, src, table, ver, part, into=writer.table_name(ds.db_schema(table.module), table.name))
+            staging.loaded.add(key)
+        else:
+            rows = load_csv_to_parquet(con, src, table, ver, part)
         if hashing is not None:
             digest = hashing.result()
         rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
-        os.replace(staging, out_dir / rel)
+        os.replace(part, out_dir / rel)
     finally:
-        staging.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     expected = _expected_rows(ds, ver, table)
     check = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(

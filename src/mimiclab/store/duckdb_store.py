@@ -1,7 +1,8 @@
 """Embedded DuckDB over Parquet: the default store.
 
-The database file holds only views (`mimiciv_hosp.admissions` -> read_parquet(...)), so it is tiny, is
-rebuilt in a second, and can be swapped atomically: a crashed build never leaves a half-built database.
+The database file holds DuckDB tables (default) or views over the build's Parquet files
+(`mimiciv_hosp.admissions` -> read_parquet(...)); either way it is written under a temporary name and
+swapped in atomically, so a crashed build never leaves a half-built database.
 A *sandboxed* connection (web SQL endpoint) may read only the build's Parquet folder and nothing else.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,49 +34,121 @@ def _ident(s: str) -> str:
 STORAGE = ("native", "views")
 
 
-def write_database(path: Path, tables: Iterable[TableRef], extra_schemas: Iterable[str] = (),
-                   storage: str = "native", memory_limit: str = "1500MB") -> None:
-    """Create the database at a temporary name, then rename it over `path` (atomic on POSIX).
+class DatabaseWriter:
+    """The next database file of a build, written under a temporary name; `commit()` renames it into place.
 
-    `native` copies each Parquet file into a DuckDB table: per-patient lookups and joins run several times
-    faster than on Parquet (DuckDB skips within its own row groups, not within Parquet's), at the cost of
-    a second copy on disk. `views` only points at the Parquet files: a tiny file, for low disk space.
+    `native` storage holds DuckDB tables (per-patient lookups and joins run several times faster than on
+    Parquet: DuckDB skips within its own row groups, not within Parquet's), at the cost of a second copy
+    on disk; `views` only points at the Parquet files. A native build starts from a copy of the previous
+    database (`base`), so reloading one table rewrites that table only, not every other table from its
+    Parquet file. Until `commit()`, the previous database is untouched and readers keep using it.
     """
-    if storage not in STORAGE:
-        raise ValueError(f"storage must be one of {STORAGE}, not {storage!r}")
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    for p in (tmp, Path(str(tmp) + ".wal")):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-    try:
-        con = duckdb.connect(str(tmp), config={"memory_limit": memory_limit, "preserve_insertion_order": True})
+
+    def __init__(self, path: Path, storage: str = "native", base: Path | None = None,
+                 memory_limit: str = "1500MB", threads: int | None = None, temp_dir: Path | None = None):
+        if storage not in STORAGE:
+            raise ValueError(f"storage must be one of {STORAGE}, not {storage!r}")
+        self.path, self.storage = Path(path), storage
+        self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        self._config = {"memory_limit": memory_limit, "preserve_insertion_order": True,
+                        "threads": threads or os.cpu_count() or 2}
+        self._temp_dir = temp_dir
+        self._remove_tmp()
+        self.con = None
+        self.from_base = False
+        if base is not None and storage == "native" and Path(base).exists():
+            try:
+                copy_file(Path(base), self.tmp)
+                self.con = self._connect()
+                self.from_base = True
+            except (OSError, duckdb.Error):  # unreadable or from another DuckDB version: start afresh
+                self.abort()
+        if self.con is None:
+            self.con = self._connect()
+        self._schemas: set[str] = set()
+
+    def _connect(self):
+        con = duckdb.connect(str(self.tmp), config=self._config)
         con.execute("SET enable_progress_bar=false")
+        if self._temp_dir is not None:
+            con.execute(f"SET temp_directory={_lit(self._temp_dir)}")
+        return con
+
+    def _schema(self, db_schema: str) -> None:
+        if db_schema not in self._schemas:
+            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(db_schema)}")
+            self._schemas.add(db_schema)
+
+    def table_name(self, db_schema: str, name: str) -> str:
+        """Quoted `schema.table` to load into, with its schema created."""
+        self._schema(db_schema)
+        return f"{_ident(db_schema)}.{_ident(name)}"
+
+    def commit(self, tables: Iterable[TableRef], current: set[str] = frozenset(),
+               extra_schemas: Iterable[str] = ()) -> None:
+        """Make the database hold exactly `tables`, then rename it over `path` (atomic on POSIX).
+
+        `current` names (`schema.table`) already hold their data in this file (loaded by this build or
+        kept from the base); every other native table is copied from its Parquet file.
+        """
+        con = self.con
         try:
-            made: set[str] = set()
             for schema in extra_schemas:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
+                self._schema(schema)
+            want: set[tuple[str, str]] = set()
             for t in tables:
-                if t.db_schema not in made:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(t.db_schema)}")
-                    made.add(t.db_schema)
-                kind = "TABLE" if storage == "native" else "VIEW"
-                con.execute(
-                    f"CREATE OR REPLACE {kind} {_ident(t.db_schema)}.{_ident(t.name)} AS "
-                    f"SELECT * FROM read_parquet({_lit(t.parquet)})"
-                )
+                target = self.table_name(t.db_schema, t.name)
+                want.add((t.db_schema, t.name))
+                if self.storage == "views":
+                    con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({_lit(t.parquet)})")
+                elif t.qualified not in current:
+                    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_parquet({_lit(t.parquet)})")
                 if t.unqualified:
-                    con.execute(
-                        f"CREATE OR REPLACE VIEW main.{_ident(t.name)} AS "
-                        f"SELECT * FROM {_ident(t.db_schema)}.{_ident(t.name)}"
-                    )
+                    want.add(("main", t.name))
+                    con.execute(f"CREATE OR REPLACE VIEW main.{_ident(t.name)} AS SELECT * FROM {target}")
+            # a base database may hold tables this build no longer has (or views it now has as tables)
+            rows = con.execute(
+                "SELECT schema_name, table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
+                "UNION ALL SELECT schema_name, view_name, 'VIEW' FROM duckdb_views() "
+                "WHERE database_name = current_database() AND NOT internal").fetchall()
+            for schema, name, kind in rows:
+                if (schema, name) not in want:
+                    con.execute(f"DROP {kind} IF EXISTS {_ident(schema)}.{_ident(name)}")
             con.execute("CHECKPOINT")
-        finally:
             con.close()
-        os.replace(tmp, path)
-    finally:
-        for p in (tmp, Path(str(tmp) + ".wal")):
+            self.con = None
+            os.replace(self.tmp, self.path)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; the previous database stays as it was."""
+        if self.con is not None:
+            with contextlib.suppress(Exception):
+                self.con.close()
+            self.con = None
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        for p in (self.tmp, Path(str(self.tmp) + ".wal")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy in the kernel (copy_file_range: a reflink on filesystems that share blocks), else by reading."""
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        left = os.fstat(fi.fileno()).st_size
+        try:
+            while left > 0:
+                n = os.copy_file_range(fi.fileno(), fo.fileno(), left)
+                if n == 0:
+                    break
+                left -= n
+        except (OSError, AttributeError):
+            left = -1
+    if left != 0:
+        shutil.copyfile(src, dst)
 
 
 class DuckDBStore(Store):
