@@ -120,6 +120,8 @@ def bench_chartevents(h: Harness) -> None:
         h.record("build", f"chartevents {ROWS:,} rows, {what}: peak memory of the build process", max(peaks), "MB",
                  target="< 2048 MB", met=max(peaks) < 2048)
     t_build = t_build["native"]
+    if not os.environ.get("MIMICLAB_BENCH_QUICK"):
+        _bigger(h, ROWS * 3, peak_20m=max(peaks))
 
     pandas_code = (
         "import pandas as pd, sys; df = pd.read_csv(sys.argv[1], compression='gzip'); "
@@ -133,6 +135,29 @@ def bench_chartevents(h: Harness) -> None:
                  note=f"pandas peak memory {peak:.0f} MB; ratio = pandas time / mimiclab time")
     finally:
         out.unlink(missing_ok=True)
+
+
+def _bigger(h: Harness, rows: int, peak_20m: float) -> None:
+    """Peak memory must not grow with the file: the same native build on three times the rows, one run."""
+    from mimiclab.synth import chartevents_file
+
+    src = WORK / f"chartevents-{rows}" / "icu"
+    f = src / "chartevents.csv.gz"
+    if not f.exists():
+        print(f"  generating {rows:,} chartevents rows into {f} (one-off)", flush=True)
+        chartevents_file(f, rows)
+    home = WORK / "home-chartevents-big"
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        wall, peak = _peak_child(
+            [sys.executable, "-m", "mimiclab", "build", "mimic-iv-synthetic", "--source", str(src.parent),
+             "--tables", "chartevents"], env=dict(os.environ, MIMICLAB_HOME=str(home)))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    h.record("build", f"chartevents {rows:,} rows ({f.stat().st_size / 2**20:.0f} MB gz), native (default): peak memory",
+             peak, "MB", baseline_name=f"same build, {ROWS:,} rows", baseline_value=peak_20m, target="< 2048 MB",
+             met=peak < 2048, note=f"build {wall:.1f} s; DuckDB's buffer pool is capped at 1 GB, so the peak "
+                                   "levels off instead of following the file size")
 
 
 def run(h: Harness) -> None:

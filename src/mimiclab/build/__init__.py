@@ -69,7 +69,7 @@ def build(
 ) -> BuildResult:
     """Build (or update) one dataset version. Tables outside the selection keep their previous state.
 
-    `storage`: "native" (default) also copies the typed tables into DuckDB's own format for fast lookups;
+    `storage`: "native" (default) also holds the typed tables in DuckDB's own format, for fast lookups;
     "views" keeps only the Parquet files, with views over them (half the disk).
     """
     if storage not in STORAGE:

@@ -45,11 +45,13 @@ class DatabaseWriter:
     """
 
     def __init__(self, path: Path, storage: str = "native", base: Path | None = None,
-                 memory_limit: str = "1500MB", threads: int | None = None, temp_dir: Path | None = None):
+                 memory_limit: str = "1GB", threads: int | None = None, temp_dir: Path | None = None):
         if storage not in STORAGE:
             raise ValueError(f"storage must be one of {STORAGE}, not {storage!r}")
         self.path, self.storage = Path(path), storage
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
+        # The buffer pool fills with the table being loaded until it hits this limit: the build's peak memory
+        # levels off here (about 1.2 GB RSS) instead of growing with the file (measured to 60M rows).
         self._config = {"memory_limit": memory_limit, "preserve_insertion_order": True,
                         "threads": threads or os.cpu_count() or 2}
         self._temp_dir = temp_dir
