@@ -172,11 +172,17 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     # switch the chart to creatinine; the plotted points must be the patient's creatinine values
     page.select_option("#item-select", "50912")
     page.wait_for_selector('#item-chart[data-item="50912"][data-drawn="1"]')
-    ys = page.evaluate("document.getElementById('item-chart')._chart.data.slice(1).flat().filter(v => v !== null)")
+    ys = page.evaluate("document.getElementById('item-chart')._chart.data.slice(1).flat().filter(v => v != null)")
     rows = raw.execute("SELECT strftime(charttime, '%Y-%m-%d %H:%M'), valuenum FROM hosp_labevents WHERE subject_id = ? "
                        "AND itemid = 50912 AND valuenum IS NOT NULL ORDER BY charttime", [sid]).fetchall()
     want = [r[1] for r in rows]
     assert sorted(ys) == sorted(want) and len(want) > 3
+    # the line breaks (a null row) wherever more than 7 days pass between two values, and nowhere else
+    breaks = page.evaluate("document.getElementById('item-chart')._chart.data[1].filter(v => v === null).length")
+    gaps = raw.execute("SELECT count(*) FROM (SELECT charttime - lag(charttime) OVER (ORDER BY charttime) AS d "
+                       "FROM hosp_labevents WHERE subject_id = ? AND itemid = 50912 AND valuenum IS NOT NULL) "
+                       "WHERE d > INTERVAL 7 DAY", [sid]).fetchone()[0]
+    assert breaks == gaps and gaps > 0
     # drawn, not just data: hover the highest point; the chart's legend shows that value and its time
     top = max(range(len(rows)), key=lambda i: rows[i][1])
     page.locator("#item-chart").scroll_into_view_if_needed()

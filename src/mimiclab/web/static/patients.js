@@ -66,7 +66,7 @@
     const d = new Date(ts * 1000);
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
   }
-  const fmtValue = (v, unit) => (v === null || v === undefined ? "–" : `${+v.toFixed(4)}${unit ? " " + unit : ""}`);
+  const fmtValue = (v, unit) => (v == null ? "–" : `${+v.toFixed(4)}${unit ? " " + unit : ""}`);
 
   const CHART_HEIGHT = 360;  // canvas and axes; the legend (values under the cursor) goes below
   let itemPlot = null;
@@ -74,12 +74,27 @@
     if (itemPlot) { itemPlot.destroy(); itemPlot = null; }
     box._chart = null;
   }
-  /** One x axis for all sources: every point kept, in time order; a source is null where another has a point. */
+  /** One x axis for all sources: every point kept, in time order. Where another source has the point a
+      series holds `undefined` (uPlot draws across it); a gap of more than GAP_DAYS in a series gets a `null`
+      row (uPlot breaks the line there), so separate stays are not joined by a line through weeks of nothing. */
+  const GAP_DAYS = 7;
   function aligned(bySource) {
     const names = Object.keys(bySource);
     const pts = names.flatMap((src, k) => bySource[src].map((r) => [secs(r.time), k, r.value]));
     pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
-    return [pts.map((p) => p[0]), ...names.map((_, k) => pts.map((p) => (p[1] === k ? p[2] : null)))];
+    const xs = [];
+    const ys = names.map(() => []);
+    const last = names.map(() => null);
+    const row = (x, k, v) => {
+      xs.push(x);
+      ys.forEach((col, j) => col.push(j === k ? v : undefined));
+    };
+    for (const [x, k, v] of pts) {
+      if (last[k] !== null && x - last[k] > GAP_DAYS * 86400) row((x + last[k]) / 2, k, null);
+      row(x, k, v);
+      last[k] = x;
+    }
+    return [xs, ...ys];
   }
   function drawItem(box, s, bySource) {
     clearChart(box);
@@ -95,7 +110,7 @@
       series: [{ label: "time", value: (u, ts) => fmtTime(ts) },
         ...names.map((src, k) => ({
           label: names.length > 1 ? `${s.label} · ${src}` : s.label, stroke: ML.colors[k % ML.colors.length], width: 1.6,
-          spanGaps: true, points: { show: !many, size: 6, fill: "#fff" }, value: (u, v) => fmtValue(v, unit),
+          spanGaps: false, points: { show: !many, size: 6, fill: "#fff" }, value: (u, v) => fmtValue(v, unit),
         }))],
       axes: [{ ...axis }, { ...axis, label: `${s.label}${unit ? " (" + unit + ")" : ""}`, labelFont: "12px system-ui, sans-serif", size: 60 }],
       cursor: { drag: { x: true, y: false } },
