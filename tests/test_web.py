@@ -464,6 +464,26 @@ def test_serve_generates_token_for_non_loopback_host(monkeypatch, home):
     assert "token" not in out[0] and seen["app"].state.token is None
 
 
+def test_serve_on_a_port_in_use_is_a_clear_error_not_a_crash(home):
+    """uvicorn exits without the app's shutdown when it cannot bind; the databases opened at startup are
+    closed anyway, so the command ends with its message and exit code 1 (not an abort from DuckDB)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "mimiclab", "serve", "--dataset", SLUG, "--port", str(port),
+                            "--no-browser"], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, MIMICLAB_HOME=str(home)))
+    assert r.returncode == 1, (r.returncode, r.stderr[-500:])
+    assert f"could not start on 127.0.0.1:{port}" in r.stdout + r.stderr
+    assert "terminate called" not in r.stderr
+
+
 def test_assets_are_local(client):
     """No page, script or stylesheet of ours refers to another host; plotly.js is served from the package.
 

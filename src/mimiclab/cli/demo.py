@@ -39,9 +39,6 @@ def demo_cmd(
                       soft_wrap=True)
         if not serve:
             return
-        try:
-            from mimiclab.web import serve as serve_web
-        except ImportError:
-            console.print("(the workbench is not available in this version)")
-            return
-        serve_web(dataset=res.slug, host=host, port=port, open_browser=browser)
+        from mimiclab.cli.web import run_workbench
+
+        run_workbench(dataset=res.slug, host=host, port=port, open_browser=browser)

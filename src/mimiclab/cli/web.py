@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from mimiclab.cli import app
-from mimiclab.cli._common import console, friendly_errors
+from mimiclab.cli._common import console, err_console, friendly_errors
 
 
 @app.command("serve")
@@ -17,8 +20,23 @@ def serve_cmd(
     token: str | None = typer.Option(None, "--token", help="Access token (generated when --host is not loopback)."),
 ) -> None:
     """Start the workbench: data dictionary, tables, patients, population, cohorts and SQL in your browser."""
+    with friendly_errors():
+        run_workbench(dataset=dataset, host=host, port=port, open_browser=not no_browser, token=token)
+
+
+def run_workbench(**kw) -> None:
+    """`web.serve`; when the server cannot start, print why and exit 1 at once.
+
+    After uvicorn fails to start (port in use), DuckDB's teardown at interpreter exit can abort the process
+    ("terminate called ...") about every other time. The workbench only reads and its databases are closed
+    by then, so the process leaves without that teardown, its message printed.
+    """
     from mimiclab import web
 
-    with friendly_errors():
-        web.serve(dataset=dataset, host=host, port=port, open_browser=not no_browser, token=token,
-                  echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    try:
+        web.serve(echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True), **kw)
+    except web.StartError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)

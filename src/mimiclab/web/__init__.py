@@ -63,8 +63,16 @@ def serve(dataset: str | None = None, host: str = DEFAULT_HOST, port: int = DEFA
     try:
         server.run()
     except SystemExit:  # uvicorn exits when it cannot bind
-        raise MimiclabError(f"the workbench could not start on {host}:{port} (port in use? try --port).") from None
+        raise StartError(f"the workbench could not start on {host}:{port} (port in use? try --port).") from None
     except OSError as exc:
-        raise MimiclabError(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Try --port.") from None
+        raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}. Try --port.") from None
+    finally:
+        # uvicorn skips the app's shutdown when it cannot bind: close the databases opened at startup here,
+        # or DuckDB aborts the process at exit ("terminate called ...") instead of exiting with the error.
+        app.state.workbench.close()
 
-__all__ = ["serve", "create_app", "DEFAULT_HOST", "DEFAULT_PORT"]
+class StartError(MimiclabError):
+    """The server could not listen (port in use, address not available)."""
+
+
+__all__ = ["serve", "create_app", "StartError", "DEFAULT_HOST", "DEFAULT_PORT"]

@@ -48,6 +48,8 @@ class Workbench:
         self._builds: list[Build] = []
         self._builds_key: tuple | None = None
         self._builds_checked = 0.0
+        self._closing = threading.Event()
+        self._warming: threading.Thread | None = None
 
     # -- builds ---------------------------------------------------------------------------------------
     def builds(self) -> list[Build]:
@@ -150,8 +152,9 @@ class Workbench:
                 self.api(slug).concepts  # noqa: B018 - loads the concept map
                 b = self.build(slug)
                 b.manifest.digest()
-                threading.Thread(target=self._touch, args=(slug, [t.qualified for t in b.manifest.loaded]),
-                                 daemon=True, name="mimiclab-warm").start()
+                self._warming = threading.Thread(target=self._touch, args=(slug, [t.qualified for t in b.manifest.loaded]),
+                                                 daemon=True, name="mimiclab-warm")
+                self._warming.start()
         except MimiclabError:
             pass  # not built: the pages explain it
 
@@ -159,12 +162,18 @@ class Workbench:
         """Read one row of each table once, in the background: the first patient opened is then as fast
         as the next (Parquet footers and DuckDB's caches are warm)."""
         for t in tables:
+            if self._closing.is_set():
+                return
             try:
                 self.store(slug).arrow(f"SELECT * FROM {qualify(t)} LIMIT 1")
             except MimiclabError:
                 return
 
     def close(self) -> None:
+        # A thread still inside DuckDB when the interpreter exits aborts the process: stop the warm-up first.
+        self._closing.set()
+        if self._warming is not None:
+            self._warming.join(timeout=30)
         with self._lock:
             for st in self._stores.values():
                 st.close()
