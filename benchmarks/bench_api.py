@@ -112,6 +112,15 @@ def synthetic_source(patients: int) -> Path:
 
 CHILD = textwrap.dedent("""
     import json, random, resource, sys, time
+
+    def peak_rss_mb():
+        # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) benchmark
+        # process it was started from, since Linux keeps ru_maxrss across fork + exec.
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import numpy as np
     import mimiclab
     src, n_items, n_tl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -140,13 +149,22 @@ CHILD = textwrap.dedent("""
     for i in idx[:50]:
         t = time.perf_counter(); ce[i %% len(ce)]; lat.append(time.perf_counter() - t)
     out["chartevents_getitem_ms"] = [x * 1000 for x in lat]
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     out["chartevents_rows"] = mimic.tables["mimiciv_icu.chartevents"]
     print(json.dumps(out))
 """)
 
 EXAMPLE_CHILD = textwrap.dedent("""
     import json, os, resource, sys, time
+
+    def peak_rss_mb():
+        # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) benchmark
+        # process it was started from, since Linux keeps ru_maxrss across fork + exec.
+        try:
+            with open("/proc/self/status") as fh:
+                return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cap = int(sys.argv[3]) * 1024 ** 3
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     import numpy as np, pandas as pd
@@ -169,7 +187,7 @@ EXAMPLE_CHILD = textwrap.dedent("""
     except MemoryError:
         where = files[len(out["loaded"])] if len(out["loaded"]) < len(files) else "(after loading)"
         out["failed"] = f"MemoryError after {time.perf_counter() - t0:.0f} s while reading {where}"
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(out))
 """)
 

@@ -275,6 +275,27 @@ def test_mimiciii_demo_cohort(data_root, home):
         Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [{"type": "diagnosis", "icd10": ["I50*"]}]})
 
 
+@pytest.mark.slow
+def test_mimiciii_pickers_use_the_family_names(data_root, home):
+    """The same picker code on MIMIC-III: icd9_code and its dictionary, care units, no ICD-10 or year groups."""
+    import mimiclab
+    from mimiclab.cohort.suggest import suggest_sql
+
+    src = data_root / "mimiciii-demo" / "1.4"
+    build("mimiciii-demo", source=src)
+    ds = mimiclab.open("mimiciii-demo")
+    got = ds.sql(*suggest_sql("mimiciii", "diagnosis", "icd9", "sepsis"))
+    r = lambda n: f"read_csv_auto('{src}/{n}.csv', sample_size=-1, all_varchar=true)"  # noqa: E731
+    want = duckdb.execute(f"""SELECT d.icd9_code, count(*) FROM {r('DIAGNOSES_ICD')} d JOIN {r('D_ICD_DIAGNOSES')} t
+        USING (icd9_code) WHERE t.long_title ILIKE '%sepsis%' GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
+    assert list(zip(got["value"], got["n"])) == want and len(want) > 0
+    units = ds.sql(*suggest_sql("mimiciii", "care_unit", "values"))
+    assert set(units["value"]) == {x[0] for x in duckdb.execute(
+        f"SELECT first_careunit FROM {r('ICUSTAYS')} UNION SELECT last_careunit FROM {r('ICUSTAYS')}").fetchall()}
+    assert suggest_sql("mimiciii", "diagnosis", "icd10", "") is None
+    assert suggest_sql("mimiciii", "year_group", "values", "") is None
+
+
 # ---------------------------------------------------------------- malformed specs
 
 

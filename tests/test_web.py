@@ -300,6 +300,37 @@ def test_cohort_run_attrition_matches_raw(client, raw):
     assert "hadm_id" in r["sql"]
 
 
+def test_cohort_pickers_offer_what_the_data_holds(client, raw):
+    """Picker values come from the data: categories and ICD codes with their row counts, most frequent first;
+    lab items from d_labitems; a parameter without a picker says so."""
+    crit = {c["name"]: {p["name"]: p["suggest"] for p in c["parameters"]} for c in client.get("/api/cohort/criteria").json()["criteria"]}
+    assert crit["diagnosis"]["icd10"] and crit["lab"]["labels"] and not crit["age"]["min"]
+    url = f"/api/datasets/{SLUG}/cohort/suggest"
+    got = client.get(url, params={"criterion": "admission_type", "param": "values"}).json()["suggestions"]
+    want = raw.execute("SELECT admission_type, count(*) FROM hosp_admissions GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    assert [(x["value"], x["n"]) for x in got] == [(v, n) for v, n in want]
+    got = client.get(url, params={"criterion": "diagnosis", "param": "icd10", "q": "hypertens"}).json()["suggestions"]
+    assert got and all("hypertens" in x["label"].lower() or x["value"].startswith("HYPERTENS") for x in got)
+    for x in got:  # each code's count is its number of diagnosis rows in the raw file
+        assert x["n"] == one(raw, "SELECT count(*) FROM hosp_diagnoses_icd WHERE icd_version = 10 AND icd_code = ?", [x["value"]])
+    assert [x["n"] for x in got] == sorted((x["n"] for x in got), reverse=True)
+    top = raw.execute("SELECT d.icd_code FROM hosp_diagnoses_icd d JOIN hosp_d_icd_diagnoses t USING (icd_code, icd_version) "
+                      "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+    assert got[0]["value"] == top
+    by_code = client.get(url, params={"criterion": "diagnosis", "param": "icd10", "q": "i1"}).json()["suggestions"]
+    assert by_code and all(x["value"].startswith("I1") for x in by_code)
+    labs = client.get(url, params={"criterion": "lab", "param": "labels", "q": "creatinine"}).json()["suggestions"]
+    creat = next(x for x in labs if x["value"] == "Creatinine")
+    ids = [r[0] for r in raw.execute("SELECT itemid FROM hosp_d_labitems WHERE label = 'Creatinine' ORDER BY 1").fetchall()]
+    assert creat["label"] == "itemid " + ", ".join(map(str, ids)) and 50912 in ids
+    item = client.get(url, params={"criterion": "lab", "param": "itemids", "q": "50912"}).json()["suggestions"]
+    assert item[0]["value"] == "50912" and item[0]["label"] == "Creatinine"
+    odd = client.get(url, params={"criterion": "diagnosis", "param": "icd10", "q": "%_'\\"}).json()
+    assert odd["supported"] and odd["suggestions"] == []  # LIKE wildcards and quotes are taken literally
+    none = client.get(url, params={"criterion": "age", "param": "min"}).json()
+    assert none == {"criterion": "age", "param": "min", "supported": False, "suggestions": []}
+
+
 def test_cohort_empty_invalid_and_spec_files(client):
     empty = dict(SPEC, include=[{"type": "age", "min": 200}])
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": empty}).json()

@@ -253,6 +253,34 @@ def test_cohort_builder_two_criteria_match_raw(browser, server, raw):
     assert not problems, problems
 
 
+def test_cohort_builder_code_picked_from_the_list(browser, server, raw):
+    """Point and click: type words, pick the ICD-10 code from the list the data offers, include it."""
+    page, _, problems = browser
+    go(page, server, f"/d/{SLUG}/cohort")
+    page.evaluate("localStorage.clear()")
+    go(page, server, f"/d/{SLUG}/cohort")
+    wait_js(page, "document.querySelector('#cohort-n').dataset.n !== undefined")
+    page.select_option("#cohort-unit", "admission")
+    page.select_option("#crit-type", "diagnosis")
+    page.click("#p-icd10")
+    page.keyboard.type("hypertens")
+    code = raw.execute("SELECT d.icd_code FROM hosp_diagnoses_icd d JOIN hosp_d_icd_diagnoses t USING (icd_code, icd_version) "
+                       "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+    option = page.locator(f'.suggest button[data-value="{code}"]')
+    option.wait_for()
+    assert "hypertens" in option.inner_text().lower()
+    shot(page, "cohort-picker")
+    option.click()
+    assert page.input_value("#p-icd10") == f"{code}, "
+    page.click("#crit-include")
+    wait_js(page, "document.querySelectorAll('#attrition-grid [data-n-after]').length === 2")
+    shown = page.eval_on_selector_all("#attrition-grid [data-n-after]", "els => els.map(e => +e.dataset.nAfter)")
+    want = raw.execute("SELECT count(DISTINCT hadm_id) FROM hosp_diagnoses_icd WHERE icd_version = 10 AND icd_code = ?",
+                       [code]).fetchone()[0]
+    assert shown[-1] == want and want > 0
+    assert not problems, problems
+
+
 def test_sql_query_and_error_state(browser, server, raw):
     page, _, problems = browser
     go(page, server, f"/d/{SLUG}/sql")

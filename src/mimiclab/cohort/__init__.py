@@ -24,11 +24,15 @@ from mimiclab.cohort import table1 as _table1
 from mimiclab.cohort.compile import Compiled, compile_spec, transpile
 from mimiclab.cohort.criteria import describe_criteria, lit
 from mimiclab.cohort.spec import CohortSpec, SpecError
+from mimiclab.cohort.suggest import SUGGESTED
 from mimiclab.errors import MimiclabError, QueryError
 
 __all__ = ["CRITERIA", "Cohort", "CohortSpec", "EmptyCohortError", "SpecError", "load_spec"]
 
 CRITERIA: list[dict[str, Any]] = describe_criteria()
+for _c in CRITERIA:  # parameters the builder offers a picker for (mimiclab.cohort.suggest)
+    for _p in _c["parameters"]:
+        _p["suggest"] = (_c["name"], _p["name"]) in SUGGESTED
 load_spec = S.load
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -53,6 +53,26 @@ def criteria() -> dict:
     return {"criteria": c.CRITERIA, "units": [{"name": "patient", "label": "patients"},
                                               {"name": "admission", "label": "admissions"},
                                               {"name": "stay", "label": "ICU stays"}]}
+
+
+@router.get("/datasets/{slug}/cohort/suggest", summary="Values a criterion parameter can take, from the data")
+def suggest(request: Request, slug: str, criterion: str = Query(max_length=40), param: str = Query(max_length=40),
+            q: str = Query("", max_length=100), limit: int = Query(20, ge=1, le=100)) -> dict:
+    """Picker entries for the builder form: `value` to insert, `label` to show, `n` rows in the data (or null)."""
+    from mimiclab.cohort.spec import SpecError
+    from mimiclab.cohort.suggest import suggest_sql
+
+    ds = dataset(wb(request), slug)
+    try:
+        made = suggest_sql(ds.family, criterion, param, q, limit)
+    except SpecError:  # a schema family without cohorts (OMOP)
+        made = None
+    if made is None:
+        return {"criterion": criterion, "param": param, "supported": False, "suggestions": []}
+    t = ds.arrow(*made)
+    rows = [{"value": str(v), "label": lab, "n": n} for v, lab, n in
+            zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist())]
+    return {"criterion": criterion, "param": param, "supported": True, "suggestions": rows}
 
 
 @router.post("/datasets/{slug}/cohort/run", summary="Run a cohort spec: attrition, Table 1, SQL, warnings")

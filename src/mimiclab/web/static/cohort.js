@@ -1,7 +1,7 @@
 /* Cohort builder: criteria from the cohort library by point and click; attrition and Table 1 update live. */
 "use strict";
 (() => {
-  const { api, ds, el, num, put, grid, slug } = ML;
+  const { api, ds, el, num, put, grid, qs, slug } = ML;
   const $ = (id) => document.getElementById(id);
   const KEY = `mimiclab.cohort.${slug}`;
   let library = [];
@@ -10,7 +10,38 @@
 
   function save() { try { localStorage.setItem(KEY, JSON.stringify(spec)); } catch (e) { /* private mode */ } }
 
-  function field(p) {
+  /** A list below a text parameter with values from the data (codes with titles, labels, categories, most
+      frequent first); clicking one puts it in place of the word being typed. */
+  function picker(input, criterion, param) {
+    const list = el("div.suggest", { role: "listbox", "aria-label": `${param} suggestions` });
+    list.hidden = true;
+    let asked = 0;
+    const token = () => input.value.split(",").pop().trim();
+    const refresh = ML.debounce(async () => {
+      const mine = ++asked;
+      try {
+        const r = await api(ds("/cohort/suggest") + qs({ criterion, param, q: token() }));
+        if (mine !== asked) return;
+        list.replaceChildren(...r.suggestions.map((x) => el("button.sugg", { type: "button", role: "option", "data-value": x.value, onclick: () => choose(x.value) },
+          el("b", x.value), x.label ? el("span.muted", x.label) : null, x.n !== null && x.n !== undefined ? el("span.n", num(x.n)) : null)));
+        list.hidden = !r.suggestions.length;
+      } catch (e) { list.hidden = true; }
+    }, 150);
+    function choose(v) {
+      const parts = input.value.split(",").map((x) => x.trim());
+      parts[parts.length - 1] = v;
+      input.value = parts.filter(Boolean).join(", ") + ", ";
+      asked++;  // an answer still on its way must not reopen the list
+      list.hidden = true;
+      input.focus();
+    }
+    input.addEventListener("input", refresh);
+    input.addEventListener("click", refresh);
+    input.addEventListener("keydown", (e) => { if (e.key === "Escape") list.hidden = true; });
+    return list;
+  }
+
+  function field(p, criterion) {
     const id = `p-${p.name}`;
     const req = p.required ? " *" : "";
     if (p.type === "bool") {
@@ -38,15 +69,19 @@
     const isList = p.type.startsWith("list[");
     const kind = isList ? p.type : p.type;
     const hint = { values: "comma-separated, e.g. EW EMER., URGENT", icd9: "e.g. 4280, 410*", icd10: "e.g. I50*, A41-A41", labels: "e.g. Creatinine, Lactate", itemids: "e.g. 50912", names: "e.g. vancomycin", codes: "NDC or formulary codes" }[p.name] || "";
-    return el("label", `${p.name.replace(/_/g, " ")}${req}`,
-      el("input", { id, type: /float|int/.test(p.type) && !isList ? "number" : "text", step: "any", "data-param": p.name, "data-kind": kind, placeholder: hint }));
+    const input = el("input", { id, type: /float|int/.test(p.type) && !isList ? "number" : "text", step: "any", "data-param": p.name, "data-kind": kind, placeholder: hint, autocomplete: "off" });
+    const label = el("label", `${p.name.replace(/_/g, " ")}${req}`, input);
+    if (!p.suggest) return label;
+    const box = el("div.pickfield", label, picker(input, criterion, p.name));
+    box.addEventListener("focusout", (e) => { if (!box.contains(e.relatedTarget)) box.lastChild.hidden = true; });
+    return box;
   }
 
   function showForm() {
     const c = library.find((x) => x.name === $("crit-type").value);
     if (!c) return;
     $("crit-help").textContent = c.description || "";
-    put("crit-params", ...c.parameters.map(field));
+    put("crit-params", ...c.parameters.map((p) => field(p, c.name)));
   }
 
   function readForm() {
