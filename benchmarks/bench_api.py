@@ -110,17 +110,20 @@ def synthetic_source(patients: int) -> Path:
     return dest
 
 
-CHILD = textwrap.dedent("""
+PEAK_RSS = '''
+def peak_rss_mb():
+    # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) benchmark
+    # process it was started from, since Linux keeps ru_maxrss across fork + exec.
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+'''
+
+CHILD = PEAK_RSS + textwrap.dedent("""
     import json, random, resource, sys, time
 
-    def peak_rss_mb():
-        # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) benchmark
-        # process it was started from, since Linux keeps ru_maxrss across fork + exec.
-        try:
-            with open("/proc/self/status") as fh:
-                return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
-        except (OSError, StopIteration):
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     import numpy as np
     import mimiclab
     src, n_items, n_tl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -154,17 +157,9 @@ CHILD = textwrap.dedent("""
     print(json.dumps(out))
 """)
 
-EXAMPLE_CHILD = textwrap.dedent("""
+EXAMPLE_CHILD = PEAK_RSS + textwrap.dedent("""
     import json, os, resource, sys, time
 
-    def peak_rss_mb():
-        # VmHWM is this process's own high-water mark; ru_maxrss would also count the (large) benchmark
-        # process it was started from, since Linux keeps ru_maxrss across fork + exec.
-        try:
-            with open("/proc/self/status") as fh:
-                return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM")) / 1024
-        except (OSError, StopIteration):
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cap = int(sys.argv[3]) * 1024 ** 3
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     import numpy as np, pandas as pd

@@ -222,13 +222,18 @@ def test_population_chart(browser, server, raw):
     assert not problems, problems
 
 
-def test_cohort_builder_two_criteria_match_raw(browser, server, raw):
-    page, _, problems = browser
+def fresh_cohort_builder(page, server, unit: str) -> None:
+    """The builder with no saved spec (it keeps the last one in localStorage), on the given unit."""
     go(page, server, f"/d/{SLUG}/cohort")
     page.evaluate("localStorage.clear()")
     go(page, server, f"/d/{SLUG}/cohort")
     wait_js(page, "document.querySelector('#cohort-n').dataset.n !== undefined")
-    page.select_option("#cohort-unit", "admission")
+    page.select_option("#cohort-unit", unit)
+
+
+def test_cohort_builder_two_criteria_match_raw(browser, server, raw):
+    page, _, problems = browser
+    fresh_cohort_builder(page, server, unit="admission")
     page.select_option("#crit-type", "age")
     page.fill("#p-min", "65")
     page.click("#crit-include")
@@ -256,11 +261,7 @@ def test_cohort_builder_two_criteria_match_raw(browser, server, raw):
 def test_cohort_builder_code_picked_from_the_list(browser, server, raw):
     """Point and click: type words, pick the ICD-10 code from the list the data offers, include it."""
     page, _, problems = browser
-    go(page, server, f"/d/{SLUG}/cohort")
-    page.evaluate("localStorage.clear()")
-    go(page, server, f"/d/{SLUG}/cohort")
-    wait_js(page, "document.querySelector('#cohort-n').dataset.n !== undefined")
-    page.select_option("#cohort-unit", "admission")
+    fresh_cohort_builder(page, server, unit="admission")
     page.select_option("#crit-type", "diagnosis")
     page.click("#p-icd10")
     page.keyboard.type("hypertens")
