@@ -43,3 +43,38 @@ def mimiclab_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "mimiclab-home"
     monkeypatch.setenv("MIMICLAB_HOME", str(home))
     return home
+
+
+def write_notes(dest: Path) -> list[dict]:
+    """A made-up MIMIC-IV-Note folder (note/discharge.csv.gz, note/radiology.csv.gz) for two demo patients.
+
+    The real notes are credentialed and not in the shared data. These texts have what real discharge
+    summaries have and CSV loaders trip on: newlines, commas and doubled quotes inside a quoted field.
+    Returns the notes as the workbench should show them (subject_id, time, title, subtitle, text).
+    """
+    import csv
+    import gzip
+
+    notes = {
+        "discharge": [
+            ("10000032-DS-21", 10000032, 22595853, "DS", 21, "2180-05-07 00:00:00", "2180-05-09 15:26:00",
+             'Name: ___\nChief Complaint: abdominal distention\n\nHistory: "worsening" ascites, "tense", paracentesis.'),
+            ("10000032-DS-22", 10000032, 22841357, "DS", 22, "2180-06-27 00:00:00", "2180-07-01 10:15:00",
+             "Discharge Diagnosis:\n1. Cirrhosis, decompensated\n2. Hyponatremia"),
+        ],
+        "radiology": [
+            ("10000032-RR-14", 10000032, 22595853, "RR", 14, "2180-05-06 21:19:00", "2180-05-06 23:32:00",
+             "EXAMINATION: Chest (PA and lateral)\nIMPRESSION: No acute process."),
+            ("10001217-RR-7", 10001217, None, "RR", 7, "2157-11-18 08:00:00", "2157-11-18 09:00:00",
+             "EXAMINATION: CT head\nIMPRESSION: Unremarkable."),
+        ],
+    }
+    header = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime", "storetime", "text"]
+    (dest / "note").mkdir(parents=True, exist_ok=True)
+    for table, rows in notes.items():
+        with gzip.open(dest / "note" / f"{table}.csv.gz", "wt", newline="") as fh:
+            w = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(["" if v is None else v for v in r] for r in rows)
+    return [{"subject_id": r[1], "time": r[5], "title": r[3], "subtitle": r[0], "text": r[7]}
+            for rows in notes.values() for r in rows]

@@ -331,6 +331,30 @@ def test_cohort_pickers_offer_what_the_data_holds(client, raw):
     assert none == {"criterion": "age", "param": "min", "supported": False, "suggestions": []}
 
 
+def test_patient_record_shows_notes_from_a_note_build(demo_dir, tmp_path_factory):
+    """With mimic-iv-note built beside the demo, a patient's record holds their notes, text intact (newlines,
+    commas, quotes), in time order; before that, it says how to get them."""
+    from conftest import write_notes
+
+    h = tmp_path_factory.mktemp("notes-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
+        build(SLUG, source=demo_dir)
+        with TestClient(create_app(dataset=SLUG), base_url=LOCAL) as c:
+            before = c.get(f"/api/datasets/{SLUG}/patients/10000032/record").json()["notes"]
+            assert not before["available"] and "mimiclab build mimic-iv-note" in before["hint"]
+        want = write_notes(h / "note-src")
+        res = build("mimic-iv-note", source=h / "note-src")
+        assert res.manifest.tables["mimiciv_note.discharge"].rows == 2
+        with TestClient(create_app(dataset=SLUG), base_url=LOCAL) as c:
+            got = c.get(f"/api/datasets/{SLUG}/patients/10000032/record").json()["notes"]
+            other = c.get(f"/api/datasets/{SLUG}/patients/10002428/record").json()["notes"]
+    mine = sorted((n for n in want if n["subject_id"] == 10000032), key=lambda n: n["time"])
+    assert got["available"] and [(n["time"], n["title"], n["subtitle"], n["text"]) for n in got["notes"]] == \
+        [(n["time"], n["title"], n["subtitle"], n["text"]) for n in mine]
+    assert other == {"available": True, "notes": [], "hint": None}
+
+
 def test_cohort_empty_invalid_and_spec_files(client):
     empty = dict(SPEC, include=[{"type": "age", "min": 200}])
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": empty}).json()

@@ -6,6 +6,7 @@ browser makes is recorded: none may leave 127.0.0.1. Screenshots go to docs/scre
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -30,9 +31,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="module")
-def server(demo_dir, tmp_path_factory):
-    """Demo built into a private home, workbench served by uvicorn in a thread on a free port."""
+@contextlib.contextmanager
+def serving(home: Path, builds):
+    """Builds made into `home` (a list of (slug, source)), the workbench served by uvicorn in a thread."""
     import uvicorn
 
     from mimiclab.build import build
@@ -40,24 +41,32 @@ def server(demo_dir, tmp_path_factory):
 
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium not installed") if os.environ.get("CI") != "true" else pytest.fail("no chromium")
-    home = tmp_path_factory.mktemp("webhome")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MIMICLAB_HOME", str(home))
-    build(SLUG, source=demo_dir)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(dataset=SLUG), host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    t.join(10)
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
+        for slug, src in builds:
+            build(slug, source=src)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        srv = uvicorn.Server(uvicorn.Config(create_app(dataset=SLUG), host="127.0.0.1", port=port, log_level="warning"))
+        t = threading.Thread(target=srv.run, daemon=True)
+        t.start()
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            srv.should_exit = True
+            t.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(demo_dir, tmp_path_factory):
+    """Demo built into a private home, workbench served on a free port."""
+    with serving(tmp_path_factory.mktemp("webhome"), [(SLUG, demo_dir)]) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +208,23 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "patients")
     page.set_viewport_size({"width": 1400, "height": 900})
+    assert not problems, problems
+
+
+def test_patient_notes_when_the_note_module_is_built(browser, demo_dir, tmp_path):
+    """Notes of a mimic-iv-note build (made-up texts: the real ones are credentialed) appear in the patient
+    explorer in time order, their line breaks and quotes intact."""
+    from conftest import write_notes
+
+    page, _, problems = browser
+    notes = write_notes(tmp_path / "note-src")
+    with serving(tmp_path / "home", [(SLUG, demo_dir), ("mimic-iv-note", tmp_path / "note-src")]) as url:
+        go(page, url, f"/d/{SLUG}/patients?subject_id=10000032")
+        page.wait_for_selector("#notes details.note")
+        shown = page.eval_on_selector_all("#notes details.note", "ds => ds.map(d => [d.querySelector('summary').innerText, d.querySelector('pre').textContent])")
+    want = sorted((n for n in notes if n["subject_id"] == 10000032), key=lambda n: n["time"])
+    assert [t for _, t in shown] == [n["text"] for n in want]
+    assert all(n["title"] in s and n["subtitle"] in s for (s, _), n in zip(shown, want))
     assert not problems, problems
 
 

@@ -174,6 +174,7 @@ def notes(w: Workbench, slug: str, subject_id: int) -> dict:
             f"{f'CAST({sub} AS VARCHAR)' if sub else 'NULL'} AS subtitle, {text} AS text FROM {table} "
             f"WHERE {pid} = ? ORDER BY time LIMIT 200", [subject_id]).to_pylist()
         items += [{k: jsonable(v) for k, v in r.items()} for r in rows]
+    items.sort(key=lambda n: (n["time"] is None, str(n["time"])))  # discharge and radiology notes interleaved
     hint = None
     if not available:
         hint = ("No notes: the note module is not built. MIMIC-IV notes are a separate credentialed dataset: "
