@@ -70,6 +70,8 @@ def run(h: Harness) -> None:
         "api: patient record (new patient each time)": f"{d}/patients/{{sid}}/record",
         "api: patient series (new patient each time)": f"{d}/patients/{{sid}}/series?item=50983",
         "api: cohort criteria": "/api/cohort/criteria",
+        "api: cohort picker (ICD-10 codes by words)": f"{d}/cohort/suggest?criterion=diagnosis&param=icd10&q=hypertens",
+        "api: cohort picker (drug names)": f"{d}/cohort/suggest?criterion=medication&param=names&q=vanc",
     }
     posts = {
         "api: sql": (f"{d}/sql", {"sql": "SELECT first_careunit, count(*) FROM mimiciv_icu.icustays GROUP BY 1"}),
