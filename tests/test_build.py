@@ -436,3 +436,23 @@ def test_unreadable_previous_database_is_rebuilt_from_parquet(data_root, mimicla
     assert res.loaded == ["mimiciv_ed.pyxis"]
     assert _table_sums(res.database) == _raw_sums(src)
     assert not list(res.build_dir.rglob("*.tmp-*"))
+
+
+def test_second_build_of_the_same_dataset_waits_for_the_first(data_root, mimiclab_home):
+    """Two builds of one version (two notebooks opening the same folder): the second waits for the first's
+    lock, then finds every table current; the database and manifest always come from one build."""
+    src = data_root / "mimic-iv-ed-demo" / "2.2"
+    first = build("mimic-iv-ed-demo", source=src)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(1.5)",
+         str(first.build_dir / "build.lock")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    events = []
+    t0 = time.monotonic()
+    again = build("mimic-iv-ed-demo", source=src, progress=lambda ev, key, **kw: events.append(ev))
+    waited = time.monotonic() - t0
+    holder.wait()
+    assert events[0] == "waiting" and waited >= 1.0
+    assert again.loaded == [] and len(again.skipped) == 6
+    assert json.loads((first.build_dir / mf.MANIFEST).read_text())["tables"].keys() == first.manifest.tables.keys()

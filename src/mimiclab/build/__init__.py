@@ -12,6 +12,7 @@ selected tables are done, so a crash or Ctrl-C midway leaves the previous build 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -20,6 +21,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from mimiclab import __version__, catalog, config
 from mimiclab.build import manifest as mf
@@ -32,6 +38,7 @@ from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
+LOCK = "build.lock"
 _HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
 
 Progress = Callable[..., None]  # progress(event, table_key, **info)
@@ -86,8 +93,34 @@ def build(
         )
     out_dir = Path(dest) if dest else config.build_dir(slug, ver)
     (out_dir / "parquet").mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out_dir)
     emit = progress or (lambda *a, **k: None)
+    with _one_build_at_a_time(out_dir, emit):
+        _remove_stale_temps(out_dir)
+        return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage)
+
+
+@contextlib.contextmanager
+def _one_build_at_a_time(out_dir: Path, emit: Progress):
+    """An exclusive lock on the build folder. A second build of the same version (another notebook opening
+    the same folder, a second terminal) waits for the first, then finds its tables current, instead of both
+    racing to rename a database and a manifest that then do not match."""
+    if fcntl is None:  # pragma: no cover - Windows: no advisory locks here
+        yield
+        return
+    with open(out_dir / LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            emit("waiting", None, lock=str(out_dir / LOCK))
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modules, tables, force: bool,
+           emit: Progress, storage: str) -> BuildResult:
 
     previous = mf.read(out_dir)
     selected = {id(t) for t in ds.tables(ver, modules=modules, names=tables)}

@@ -55,6 +55,8 @@ def build_cmd(
                 console.print(f"  [dim]unchanged {key}: {info['rows']:,} rows[/]")
             elif event == "missing":
                 console.print(f"  [yellow]not loaded[/] {key}: source file absent (empty typed table)")
+            elif event == "waiting":
+                status.update("waiting for another build of this dataset to finish")
             elif event == "publishing":
                 status.update(f"writing the database ({info['storage']} tables)")
             elif event == "failed":
