@@ -286,9 +286,10 @@ def test_sigkill_during_build_keeps_previous_build_and_next_run_cleans_up(data_r
     assert con.execute("SELECT count(*) FROM mimiciv_ed.vitalsign").fetchone()[0] == 1038
     con.close()
     assert json.loads((first.build_dir / mf.MANIFEST).read_text())["tables"]["mimiciv_ed.vitalsign"]["rows"] == 1038
+    (first.build_dir / "parquet" / f"duckdb_temp_{proc.pid}_0_storage_DEFAULT-0.tmp").write_bytes(b"spill")  # as DuckDB names them
     res = build("mimic-iv-ed-demo", source=src)
     assert res.manifest.tables["mimiciv_ed.vitalsign"].rows == 1038 * 3000
-    assert not list(first.build_dir.rglob("*.tmp-*"))
+    assert not list(first.build_dir.rglob("*.tmp-*")) and not list(first.build_dir.rglob("duckdb_temp_*"))
 
 
 def test_not_built_error_gives_the_command(mimiclab_home):

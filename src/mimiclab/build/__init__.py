@@ -314,14 +314,16 @@ def _synthetic_info(src_dir: Path) -> dict | None:
 
 
 def _remove_stale_temps(out_dir: Path) -> None:
-    """Temporary files of a build that was killed: never visible under a final name, safe to delete."""
-    for p in out_dir.rglob("*.tmp-*"):
-        try:
-            pid = int(p.name.rsplit(".tmp-", 1)[1].split(".")[0])
-        except ValueError:
-            pid = None
-        if pid is not None and pid != os.getpid() and _alive(pid):
-            continue  # another build of the same dataset is running right now
+    """Temporary files of a build that was killed: never visible under a final name, safe to delete.
+
+    Ours end in `.tmp-<pid>`; DuckDB's spill files (its temp_directory is parquet/) are
+    `duckdb_temp_<pid>_...`. The build lock is held, so only a process that is still alive may own one.
+    """
+    found = [(p, p.name.rsplit(".tmp-", 1)[1].split(".")[0]) for p in out_dir.rglob("*.tmp-*")]
+    found += [(p, p.name.split("_")[2] if p.name.count("_") >= 2 else "") for p in (out_dir / "parquet").glob("duckdb_temp_*")]
+    for p, pid in found:
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # a process that is still running (not a build of this version: it holds the lock)
         p.unlink(missing_ok=True)
 
 
