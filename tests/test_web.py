@@ -355,6 +355,31 @@ def test_patient_record_shows_notes_from_a_note_build(demo_dir, tmp_path_factory
     assert other == {"available": True, "notes": [], "hint": None}
 
 
+def test_big_ids_reach_the_browser_exactly(data_root, tmp_path_factory):
+    """OMOP's 64-bit person ids (many negative) exceed what a JavaScript number holds exactly: the API sends
+    them as strings, finds and opens patients by them, and says which item tables are not loaded."""
+    from mimiclab.web.core import JS_SAFE_INT, jsonable
+
+    assert jsonable(JS_SAFE_INT) == JS_SAFE_INT and jsonable(JS_SAFE_INT + 1) == str(JS_SAFE_INT + 1)
+    assert jsonable(-JS_SAFE_INT - 1) == str(-JS_SAFE_INT - 1) and jsonable(True) is True
+    src = data_root / "mimic-iv-demo-omop" / "0.9"
+    h = tmp_path_factory.mktemp("omop-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
+        build("mimic-iv-demo-omop", source=src)
+        with TestClient(create_app(dataset="mimic-iv-demo-omop"), base_url=LOCAL) as c:
+            d = "/api/datasets/mimic-iv-demo-omop"
+            listed = [p["subject_id"] for p in c.get(f"{d}/patients", params={"limit": 500}).json()["patients"]]
+            raw_ids = {r[0] for r in duckdb.execute(
+                f"SELECT DISTINCT person_id FROM read_csv('{src}/1_omop_data_csv/visit_occurrence.csv', all_varchar=true)").fetchall()}
+            assert set(listed) == raw_ids and any(x.startswith("-") for x in listed)
+            neg = next(x for x in listed if x.startswith("-"))
+            assert c.get(f"{d}/patients/find", params={"subject_id": neg}).json() == {"subject_id": neg}
+            s = c.get(f"{d}/patients/{neg}").json()
+            assert s["subject_id"] == neg and s["demographics"]["subject_id"] == neg
+            assert s["items_not_loaded"] == ["cdm.measurement", "cdm.observation"]  # files missing from this copy
+
+
 def test_cohort_empty_invalid_and_spec_files(client):
     empty = dict(SPEC, include=[{"type": "age", "min": 200}])
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": empty}).json()

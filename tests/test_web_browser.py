@@ -174,6 +174,7 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     page.wait_for_selector('#item-chart[data-drawn="1"]')
     assert page.input_value("#find-subject") == str(sid)
     assert f"#{sid}" in page.inner_text("#demographics")
+    assert "mimiciv_icu.chartevents" in page.inner_text("#items-note")  # why no vitals: not in this copy
     page.wait_for_selector('#timeline[data-drawn="1"]')
     wait_js(page, "document.querySelectorAll('#diagnoses tbody tr').length > 0")
     n_dx = raw.execute("SELECT count(*) FROM hosp_diagnoses_icd WHERE subject_id = ?", [sid]).fetchone()[0]

@@ -38,9 +38,10 @@ RECORD = ("admissions", "icustays", "transfers", "diagnoses", "procedures", "pre
 
 
 class FindQuery(BaseModel):
-    subject_id: int | None = Field(None, ge=0)
-    hadm_id: int | None = Field(None, ge=0)
-    stay_id: int | None = Field(None, ge=0)
+    # no lower bound: OMOP's 64-bit person and visit ids are negative as often as not
+    subject_id: int | None = Field(None)
+    hadm_id: int | None = Field(None)
+    stay_id: int | None = Field(None)
 
     @model_validator(mode="after")
     def _one(self):
@@ -76,15 +77,15 @@ def patient_list(request: Request, slug: str, limit: int = Query(50, ge=1, le=50
         f"SELECT a.{pid} AS subject_id, count(*) AS admissions, {'coalesce(max(i.n_icu), 0)' if icu_sql else '0'} AS icu_stays "
         f"FROM {adm} a {icu_sql} GROUP BY a.{pid} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}"
     ).to_pylist()
-    return {"patients": rows, "id_name": m.patient_id}
+    return {"patients": [{k: jsonable(v) for k, v in r.items()} for r in rows], "id_name": m.patient_id}
 
 
 @router.get("/datasets/{slug}/patients/find", summary="subject_id of a patient given subject_id, hadm_id or stay_id")
-def find(request: Request, slug: str, subject_id: int | None = Query(None, ge=0), hadm_id: int | None = Query(None, ge=0),
-         stay_id: int | None = Query(None, ge=0)) -> dict:
+def find(request: Request, slug: str, subject_id: int | None = Query(None), hadm_id: int | None = Query(None),
+         stay_id: int | None = Query(None)) -> dict:
     fq = FindQuery(subject_id=subject_id, hadm_id=hadm_id, stay_id=stay_id)
     sid = dataset(wb(request), slug).find_patient(subject_id=fq.subject_id, hadm_id=fq.hadm_id, stay_id=fq.stay_id)
-    return {"subject_id": int(sid)}
+    return {"subject_id": jsonable(int(sid))}
 
 
 @router.get("/datasets/{slug}/patients/{subject_id}", summary="Demographics, stays (timeline) and measured items")
@@ -93,10 +94,14 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
     stays = p.stays()
     items = p.items()
     first = _first_item(items)
+    ds = dataset(wb(request), slug)
+    absent = [src.table for src in ds.concepts.timeline if src.items
+              and getattr(ds.manifest.tables.get(src.table), "status", "not_loaded") != "loaded"]
     return {
         "first_item": first,
         "first_series": series_payload(p, first) if first is not None else None,
-        "subject_id": p.subject_id,
+        "items_not_loaded": absent,  # measured-item tables that are empty in this build (file not downloaded)
+        "subject_id": jsonable(p.subject_id),
         "demographics": {k: jsonable(v) for k, v in p.demographics.items()},
         "stays": frame_rows(stays),
         "items": frame_rows(items),

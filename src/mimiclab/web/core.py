@@ -196,9 +196,16 @@ def qualify(q: str) -> str:
 
 
 # -- Arrow -> JSON ------------------------------------------------------------------------------------
+JS_SAFE_INT = 2**53 - 1  # browsers parse JSON numbers as doubles: beyond this, digits are lost
+
+
 def jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, (bool, int, str)):
+    """A value as the pages can use it. Integers beyond 2^53 (OMOP's 64-bit person_id and visit ids) become
+    strings: as JSON numbers, JavaScript would round 4783904755296699562 to ...9000, a patient that does not exist."""
+    if v is None or isinstance(v, (bool, str)):
         return v
+    if isinstance(v, int):
+        return v if -JS_SAFE_INT <= v <= JS_SAFE_INT else str(v)
     if isinstance(v, float):
         return None if math.isnan(v) or math.isinf(v) else v
     if isinstance(v, dt.datetime):

@@ -183,6 +183,8 @@
     items.sort((a, b) => (b.numeric - a.numeric) || String(a.label).localeCompare(String(b.label)));
     $("item-filter").value = "";
     itemOptions("");
+    const absent = p.items_not_loaded || [];
+    put("items-note", absent.length ? `Not in this build (source file not downloaded): ${absent.join(", ")}` : "");
     const first = p.first_item !== null ? items.find((it) => String(it.itemid ?? it.label) === p.first_item) : items[0];
     const record = api(ds(`/patients/${sid}/record`));  // in flight while the charts draw
     record.catch(() => {});
@@ -213,7 +215,7 @@
   });
   $("item-select").addEventListener("change", () => chart($("item-select").value));
   $("item-filter").addEventListener("input", ML.debounce(() => itemOptions($("item-filter").value), 150));
-  $("patient-pick").addEventListener("change", () => { const v = $("patient-pick").value; if (v) { $("find-subject").value = v; open(+v); } });
+  $("patient-pick").addEventListener("change", () => { const v = $("patient-pick").value; if (v) { $("find-subject").value = v; open(v); } });
 
   async function load() {
     const want = new URLSearchParams(location.search);
@@ -222,7 +224,7 @@
       $("patient-pick").append(...r.patients.map((p) => el("option", { value: p.subject_id }, `${p.subject_id} · ${p.admissions} adm · ${p.icu_stays} ICU`)));
     }).catch(() => { /* the picker is a convenience */ });
     if (!sid) listing();
-    if (sid) { $("find-subject").value = sid; await open(+sid, false); }
+    if (sid) { $("find-subject").value = sid; await open(sid, false); }  // a string: OMOP ids exceed 2^53
     else if (want.get("hadm_id") || want.get("stay_id")) {
       $("find-hadm").value = want.get("hadm_id") || ""; $("find-stay").value = want.get("stay_id") || "";
       $("find-form").requestSubmit();
