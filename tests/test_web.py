@@ -325,6 +325,8 @@ def test_cohort_pickers_offer_what_the_data_holds(client, raw):
     assert creat["label"] == "itemid " + ", ".join(map(str, ids)) and 50912 in ids
     item = client.get(url, params={"criterion": "lab", "param": "itemids", "q": "50912"}).json()["suggestions"]
     assert item[0]["value"] == "50912" and item[0]["label"] == "Creatinine"
+    drip = client.get(url, params={"criterion": "medication", "param": "itemids", "q": "norepinephrine"}).json()["suggestions"]
+    assert ("221906", "Norepinephrine") in [(x["value"], x["label"]) for x in drip]  # d_items, as inputevents use it
     odd = client.get(url, params={"criterion": "diagnosis", "param": "icd10", "q": "%_'\\"}).json()
     assert odd["supported"] and odd["suggestions"] == []  # LIKE wildcards and quotes are taken literally
     none = client.get(url, params={"criterion": "age", "param": "min"}).json()

@@ -229,6 +229,24 @@ def test_patient_notes_when_the_note_module_is_built(browser, demo_dir, tmp_path
     assert not problems, problems
 
 
+def test_find_form_speaks_the_datasets_id_names(browser, data_root, tmp_path):
+    """MIMIC-III calls the ICU stay icustay_id: the form says so, and finds a patient by it."""
+    page, _, problems = browser
+    src = data_root / "mimiciii-demo" / "1.4"
+    sid, icustay = duckdb.execute(f"SELECT subject_id, icustay_id FROM read_csv_auto('{src}/ICUSTAYS.csv') "
+                                  "ORDER BY icustay_id LIMIT 1").fetchone()
+    with serving(tmp_path / "home", [("mimiciii-demo", src)]) as url:
+        go(page, url, "/d/mimiciii-demo/patients")
+        labels = page.eval_on_selector_all("#find-form label", "ls => ls.map(l => l.firstChild.textContent.trim())")
+        assert labels == ["subject_id", "hadm_id", "icustay_id"]
+        assert "icustay_id" in page.inner_text("#patient-state")
+        page.fill("#find-stay", str(icustay))
+        page.click("#find-form button[type=submit]")
+        page.wait_for_selector("#demographics .who")
+        assert page.inner_text("#demographics .who") == f"#{sid}"
+    assert not problems, problems
+
+
 def test_patient_not_found_state(browser, server):
     page, _, problems = browser
     go(page, server, f"/d/{SLUG}/patients?subject_id=1")

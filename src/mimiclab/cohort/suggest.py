@@ -18,7 +18,7 @@ SUGGESTED = {
     ("admission_type", "values"), ("admission_location", "values"), ("year_group", "values"),
     ("care_unit", "values"), ("diagnosis", "icd9"), ("diagnosis", "icd10"), ("procedure", "icd9"),
     ("procedure", "icd10"), ("lab", "labels"), ("lab", "itemids"), ("chart", "labels"), ("chart", "itemids"),
-    ("medication", "names"),
+    ("medication", "names"), ("medication", "itemids"),
 }
 
 
@@ -70,8 +70,8 @@ def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", lim
                f"FROM {t['table']} x LEFT JOIN {t['dictionary']} d ON {on} "
                f"{'WHERE ' + where if where else ''} GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}")
         return sql, params
-    if criterion in ("lab", "chart"):
-        d = n["lab" if criterion == "lab" else "chart"]["dictionary"]
+    if criterion in ("lab", "chart") or (criterion, param) == ("medication", "itemids"):
+        d = n["lab" if criterion == "lab" else "chart"]["dictionary"]  # ICU inputs are itemids of d_items too
         params = []
         cond = "label IS NOT NULL"
         if q:

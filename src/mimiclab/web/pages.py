@@ -108,7 +108,11 @@ def table_page(request: Request, slug: str, table: str):
 
 @router.get("/d/{slug}/patients", response_class=HTMLResponse)
 def patients_page(request: Request, slug: str):
-    return _dataset_page(request, slug, "patients")
+    """The find form labels its fields with this dataset's own id names (icustay_id in MIMIC-III, person_id
+    and visit ids in OMOP); the query parameters keep the API's names."""
+    m = _wb(request).api(slug).concepts
+    ids = {"subject_id": m.patient_id, "hadm_id": m.hadm_id, "stay_id": m.stay_id}
+    return _dataset_page(request, slug, "patients", ids=ids)
 
 
 @router.get("/d/{slug}/population", response_class=HTMLResponse)

@@ -5,6 +5,8 @@
   const { api, ds, el, num, put, grid, qs, slug } = ML;
   const $ = (id) => document.getElementById(id);
   let current = null;
+  /** This dataset's own names of the three ids (the form's labels): subject_id / icustay_id / person_id ... */
+  const idNames = () => [...document.querySelectorAll("#find-form label")].slice(0, 3).map((l) => l.firstChild.textContent.trim());
   let items = [];
 
   function kv(k, v) { return el("div.kv", el("span", k), el("b", v === null || v === undefined || v === "" ? "–" : String(v))); }
@@ -206,7 +208,7 @@
     e.preventDefault();
     const q = { subject_id: $("find-subject").value.trim(), hadm_id: $("find-hadm").value.trim(), stay_id: $("find-stay").value.trim() };
     const given = Object.entries(q).filter(([, v]) => v);
-    if (given.length !== 1) { put("patient-state", el("div.state.warn", "Enter exactly one of subject_id, hadm_id or stay_id.")); return; }
+    if (given.length !== 1) { const [a, b, c] = idNames(); put("patient-state", el("div.state.warn", `Enter exactly one of ${a}, ${b} or ${c}.`)); return; }
     try {
       const r = await api(ds("/patients/find") + qs(Object.fromEntries(given)));
       $("find-subject").value = r.subject_id; $("find-hadm").value = ""; $("find-stay").value = "";
@@ -229,7 +231,8 @@
       $("find-hadm").value = want.get("hadm_id") || ""; $("find-stay").value = want.get("stay_id") || "";
       $("find-form").requestSubmit();
     } else {
-      put("patient-state", el("div.state.info", "Enter a subject_id, hadm_id or stay_id above, or pick a patient from the list."));
+      const [a, b, c] = idNames();
+      put("patient-state", el("div.state.info", `Enter a ${a}, ${b} or ${c} above, or pick a patient from the list.`));
     }
     if (sid) listing();  // after the first chart: the picker is a convenience
   }
