@@ -205,6 +205,14 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     wait_js(page, "!document.querySelector('#item-chart .u-legend').innerText.includes('time–')")
     legend = page.inner_text("#item-chart .u-legend")
     assert rows[top][0] in legend and f"{rows[top][1]:g} mg/dL" in legend, legend
+    # in a gap the legend shows the nearest real value and its own time, never an empty "–"
+    gx, gy = page.evaluate("""() => { const u = document.getElementById('item-chart')._chart;
+        const i = u.data[1].indexOf(null); const r = u.over.getBoundingClientRect();
+        return [r.left + u.valToPos(u.data[0][i], 'x'), r.top + r.height / 2]; }""")
+    page.mouse.move(gx, gy, steps=4)
+    wait_js(page, f"document.querySelector('#item-chart .u-legend').innerText !== {legend!r}")
+    legend = page.inner_text("#item-chart .u-legend")
+    assert "–" not in legend and any(t in legend and f"{v:g} mg/dL" in legend for t, v in rows), legend
     page.set_viewport_size({"width": 1400, "height": 1250})
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "patients")

@@ -109,13 +109,17 @@
     const opts = {
       width: box.clientWidth || 800, height: CHART_HEIGHT,
       scales: { x: { time: true } },
-      series: [{ label: "time", value: (u, ts) => fmtTime(ts) },
+      series: [{ label: "time", value: (u, ts) => {
+        const i = (u.cursor.idxs || []).find((j, k) => k > 0 && j !== null && j !== undefined);
+        return fmtTime(i === undefined ? ts : u.data[0][i]);
+      } },
         ...names.map((src, k) => ({
           label: names.length > 1 ? `${s.label} · ${src}` : s.label, stroke: ML.colors[k % ML.colors.length], width: 1.6,
           spanGaps: false, points: { show: !many, size: 6, fill: "#fff" }, value: (u, v) => fmtValue(v, unit),
         }))],
       axes: [{ ...axis }, { ...axis, label: `${s.label}${unit ? " (" + unit + ")" : ""}`, labelFont: "12px system-ui, sans-serif", size: 60 }],
-      cursor: { drag: { x: true, y: false } },
+      // hovering a gap (or another source's point) shows the nearest real value, with that value's own time
+      cursor: { drag: { x: true, y: false }, hover: { skip: [null, undefined] } },
       hooks: { draw: [() => {
         if (box.dataset.drawn !== "1") {
           box.dataset.drawn = "1";
