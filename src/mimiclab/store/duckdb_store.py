@@ -108,7 +108,7 @@ class DatabaseWriter:
                 if t.unqualified:
                     want.add(("main", t.name))
                     con.execute(f"CREATE OR REPLACE VIEW main.{_ident(t.name)} AS SELECT * FROM {target}")
-            # a base database may hold tables this build no longer has (or views it now has as tables)
+            # a base database may hold tables or views this build no longer has
             rows = con.execute(
                 "SELECT schema_name, table_name, 'TABLE' FROM duckdb_tables() WHERE database_name = current_database() "
                 "UNION ALL SELECT schema_name, view_name, 'VIEW' FROM duckdb_views() "
