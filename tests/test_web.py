@@ -382,6 +382,16 @@ def test_big_ids_reach_the_browser_exactly(data_root, tmp_path_factory):
             assert s["items_not_loaded"] == ["cdm.measurement", "cdm.observation"]  # files missing from this copy
 
 
+def test_patient_page_of_a_dataset_without_patient_mapping_explains(data_root, tmp_path_factory):
+    h = tmp_path_factory.mktemp("ed-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
+        build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+        with TestClient(create_app(), base_url=LOCAL) as c:
+            r = c.get("/d/mimic-iv-ed-demo/patients", headers={"accept": "text/html"})
+    assert r.status_code == 404 and "no patient mapping for mimic-iv-ed-demo" in r.text and "Traceback" not in r.text
+
+
 def test_cohort_empty_invalid_and_spec_files(client):
     empty = dict(SPEC, include=[{"type": "age", "min": 200}])
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": empty}).json()

@@ -110,7 +110,16 @@ def table_page(request: Request, slug: str, table: str):
 def patients_page(request: Request, slug: str):
     """The find form labels its fields with this dataset's own id names (icustay_id in MIMIC-III, person_id
     and visit ids in OMOP); the query parameters keep the API's names."""
-    m = _wb(request).api(slug).concepts
+    from mimiclab.catalog import concepts
+
+    w = _wb(request)
+    family = w.build(slug).manifest.family
+    if family not in concepts.families():
+        built = ", ".join(b.slug for b in w.builds() if b.manifest.family in concepts.families())
+        return error_page(request, 404, f"The patient explorer has no patient mapping for {slug} (schema family "
+                          f"{family}). Its tables are in Dictionary, Tables, Population and SQL; patients can be "
+                          f"explored in a MIMIC-IV, MIMIC-III or OMOP build" + (f" (built here: {built})." if built else "."))
+    m = concepts.load(family)
     ids = {"subject_id": m.patient_id, "hadm_id": m.hadm_id, "stay_id": m.stay_id}
     return _dataset_page(request, slug, "patients", ids=ids)
 
