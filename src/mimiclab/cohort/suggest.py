@@ -22,9 +22,14 @@ SUGGESTED = {
 }
 
 
+def _escape(q: str) -> str:
+    """LIKE's wildcards (and the escape character) in `q` taken literally (used with ESCAPE '\\')."""
+    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like(q: str) -> str:
-    """`q` as an ILIKE pattern matching anywhere, with LIKE's wildcards taken literally."""
-    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    """`q` as an ILIKE pattern matching anywhere."""
+    return "%" + _escape(q) + "%"
 
 
 def _counted(expr: str, source: str, q: str, limit: int, label: str = "NULL", where: str = "") -> tuple[str, list]:
@@ -64,8 +69,7 @@ def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", lim
         if q:
             match = f"(x.{t['code']} ILIKE ? ESCAPE '\\' OR d.{t['title']} ILIKE ? ESCAPE '\\')"
             where = f"{where} AND {match}" if where else match
-            params += [q.replace(".", "").upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
-                       _like(q)]
+            params += [_escape(q.replace(".", "").upper()) + "%", _like(q)]  # codes are stored without dots
         sql = (f"SELECT x.{t['code']} AS value, max(d.{t['title']}) AS label, count(*) AS n "
                f"FROM {t['table']} x LEFT JOIN {t['dictionary']} d ON {on} "
                f"{'WHERE ' + where if where else ''} GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}")

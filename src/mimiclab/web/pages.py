@@ -114,8 +114,9 @@ def patients_page(request: Request, slug: str):
 
     w = _wb(request)
     family = w.build(slug).manifest.family
-    if family not in concepts.families():
-        built = ", ".join(b.slug for b in w.builds() if b.manifest.family in concepts.families())
+    mapped = set(concepts.families())
+    if family not in mapped:
+        built = ", ".join(b.slug for b in w.builds() if b.manifest.family in mapped)
         return error_page(request, 404, f"The patient explorer has no patient mapping for {slug} (schema family "
                           f"{family}). Its tables are in Dictionary, Tables, Population and SQL; patients can be "
                           f"explored in a MIMIC-IV, MIMIC-III or OMOP build" + (f" (built here: {built})." if built else "."))

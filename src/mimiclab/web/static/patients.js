@@ -71,10 +71,15 @@
   const fmtValue = (v, unit) => (v == null ? "–" : `${+v.toFixed(4)}${unit ? " " + unit : ""}`);
 
   const CHART_HEIGHT = 360;  // canvas and axes; the legend (values under the cursor) goes below
-  let itemPlot = null;
+  /** The item chart's uPlot instance lives on its box (`_chart`, which the browser tests read too). */
   function clearChart(box) {
-    if (itemPlot) { itemPlot.destroy(); itemPlot = null; }
+    if (box._chart) box._chart.destroy();
     box._chart = null;
+  }
+  function emptyItemChart(msg) {
+    const box = $("item-chart");
+    clearChart(box);
+    ML.emptyChart(box, msg);
   }
   /** One x axis for all sources: every point kept, in time order. Where another source has the point a
       series holds `undefined` (uPlot draws across it); a gap of more than GAP_DAYS in a series gets a `null`
@@ -128,12 +133,11 @@
       }] },
     };
     box.dataset.drawn = "";
-    itemPlot = new uPlot(opts, data, box);
-    box._chart = itemPlot;
+    box._chart = new uPlot(opts, data, box);
   }
   new ResizeObserver(() => {
     const box = $("item-chart");
-    if (itemPlot && box.clientWidth) itemPlot.setSize({ width: box.clientWidth, height: itemPlot.height });
+    if (box._chart && box.clientWidth) box._chart.setSize({ width: box.clientWidth, height: box._chart.height });
   }).observe($("item-chart"));
 
   async function chart(item, preloaded) {
@@ -147,15 +151,14 @@
       box.dataset.item = String(item);
       if (!numeric.length) {
         const text = rows.filter((r) => r.value_text).slice(0, 20).map((r) => `${r.time}: ${r.value_text}`).join(" · ");
-        clearChart(box);
-        ML.emptyChart(box, `${s.label}: no numeric values${text ? " — " + text : ""}`);
+        emptyItemChart(`${s.label}: no numeric values${text ? " — " + text : ""}`);
         return;
       }
       const bySource = {};
       for (const r of numeric) (bySource[r.source] = bySource[r.source] || []).push(r);
       drawItem(box, s, bySource);
       box.dataset.label = s.label;
-    } catch (e) { clearChart(box); ML.emptyChart(box, e.message); }
+    } catch (e) { emptyItemChart(e.message); }
   }
 
   function table(id, data, empty) {
@@ -195,7 +198,7 @@
     const record = api(ds(`/patients/${sid}/record`));  // in flight while the charts draw
     record.catch(() => {});
     if (first) { $("item-select").value = String(first.itemid ?? first.label); await chart($("item-select").value, p.first_series); }
-    else { clearChart($("item-chart")); ML.emptyChart("item-chart", "No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs).")); }
+    else emptyItemChart("No lab or charted values for this patient" + (p.has_icu ? "." : " (no ICU stay, and no labs)."));
     try { await timeline(p.stays); } catch (e) { ML.emptyChart("timeline", e.message); }
     try {
       const r = await record;
