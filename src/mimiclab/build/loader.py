@@ -42,6 +42,26 @@ def sql_literal(s: str | os.PathLike) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
 
+_GLOB = re.compile(r"([\[*?])")
+
+
+def exact_path(path: str | os.PathLike) -> str:
+    """`path` as a DuckDB file pattern that matches that one file only.
+
+    DuckDB's read_csv treats `[`, `*` and `?` as glob characters anywhere in the path, so a folder named
+    `ed[12]` would read `ed1/...` instead. Each becomes a one-character class (`[[]`, `[*]`, `[?]`).
+    """
+    return _GLOB.sub(r"[\1]", str(path))
+
+
+def check_exact_path(con, path: str | os.PathLike) -> None:
+    """Refuse to read anything but the named file: the manifest records that file's sha256."""
+    got = [r[0] for r in con.execute("SELECT file FROM glob(?)", [exact_path(path)]).fetchall()]
+    if got != [str(path)]:
+        raise BuildError(f"{path}: DuckDB would read {', '.join(got) or 'no file'} for this path; "
+                         f"rename the folder so its path has no glob characters ([, *, ?)")
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -51,9 +71,14 @@ def columns_struct(table: Table, version: str) -> str:
 
 
 def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
-    """read_csv over the source with the catalog's names and types, as PostgreSQL's COPY CSV would read it."""
+    """read_csv over the source with the catalog's names and types, as PostgreSQL's COPY CSV would read it.
+
+    Compression is named, not detected: DuckDB cuts the path at a `?` when it looks for the extension.
+    """
+    compression = "'gzip'" if src.compressed else "'none'"
     return (
-        f"read_csv({sql_literal(src.path)}, header=true, auto_detect=false, delim=',', quote='\"', "
+        f"read_csv({sql_literal(exact_path(src.path))}, compression={compression}, header=true, auto_detect=false, "
+        f"delim=',', quote='\"', "
         f"escape='\"', nullstr='', allow_quoted_nulls=false, strict_mode=true, "
         f"parallel=true, buffer_size={CSV_BUFFER_BYTES}, columns={columns_struct(table, version)})"
     )
@@ -78,6 +103,7 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     rg = row_group_size(estimate_rows(src))
     try:
+        check_exact_path(con, src.path)
         if into is None:
             row = con.execute(f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} "
                               f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
