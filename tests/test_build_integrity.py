@@ -58,3 +58,64 @@ def test_source_path_with_glob_characters_reads_exactly_the_named_file(data_root
         entry = res.manifest.tables[f"mimiciv_ed.{t}"]
         assert entry.sha256 == hashlib.sha256(f.read_bytes()).hexdigest()
         assert entry.rows == csv_rows(f) == _count(res.database, f"mimiciv_ed.{t}"), t
+
+
+# -- 2. a previously loaded table whose source is gone ------------------------------------------------------
+
+def _break(path: Path, how: str) -> None:
+    path.unlink()
+    if how == "directory":
+        path.mkdir()
+    elif how == "symlink_loop":
+        path.symlink_to(path.name)  # a link to itself: ELOOP on open
+
+
+@pytest.mark.parametrize("how", ["missing", "directory", "symlink_loop"])
+def test_rebuild_keeps_a_loaded_table_whose_source_is_gone(data_root, mimiclab_home, tmp_path, how):
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    want = csv_rows(src / "ed" / "triage.csv.gz")
+    first = build("mimic-iv-ed-demo", source=src)
+    _break(src / "ed" / "triage.csv.gz", how)
+    res = build("mimic-iv-ed-demo", source=src)
+    entry = res.manifest.tables["mimiciv_ed.triage"]
+    assert entry.status == "loaded" and entry.rows == want == _count(res.database, "mimiciv_ed.triage")
+    assert entry.sha256 == first.manifest.tables["mimiciv_ed.triage"].sha256  # still says what was loaded
+    assert entry.source_missing
+    assert "mimiciv_ed.triage" in res.gone
+    if how == "missing":
+        assert any("triage.csv.gz" in w and "--drop-missing" in w for w in res.warnings)
+    else:  # something is there, but not a readable file: a failure that names it
+        word = {"directory": "directory", "symlink_loop": "symlink"}[how]
+        assert word in res.failed["mimiciv_ed.triage"] and "triage.csv.gz" in res.failed["mimiciv_ed.triage"]
+    # the other tables are untouched
+    assert _count(res.database, "mimiciv_ed.edstays") == csv_rows(src / "ed" / "edstays.csv.gz")
+
+
+def test_drop_missing_empties_a_table_whose_source_is_gone(data_root, mimiclab_home, tmp_path):
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    build("mimic-iv-ed-demo", source=src)
+    (src / "ed" / "triage.csv.gz").unlink()
+    res = build("mimic-iv-ed-demo", source=src, drop_missing=True)
+    entry = res.manifest.tables["mimiciv_ed.triage"]
+    assert entry.status == "not_loaded" and _count(res.database, "mimiciv_ed.triage") == 0
+    assert res.missing == ["mimiciv_ed.triage"] and not res.gone
+
+
+def test_cli_rebuild_with_a_gone_source_says_so_and_keeps_rows(data_root, mimiclab_home, tmp_path):
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    want = csv_rows(src / "ed" / "pyxis.csv.gz")
+    first = build("mimic-iv-ed-demo", source=src)
+    (src / "ed" / "pyxis.csv.gz").unlink()
+    out = CliRunner().invoke(app, ["build", "mimic-iv-ed-demo", "--source", str(src)], env={"COLUMNS": "200"})
+    assert "pyxis" in out.output and "gone" in out.output
+    assert _count(first.database, "mimiciv_ed.pyxis") == want
+    out = CliRunner().invoke(app, ["build", "mimic-iv-ed-demo", "--source", str(src), "--drop-missing"])
+    assert out.exit_code == 0, out.output
+    assert _count(first.database, "mimiciv_ed.pyxis") == 0

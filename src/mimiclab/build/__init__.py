@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - Windows
 from mimiclab import __version__, catalog, config
 from mimiclab.build import manifest as mf
 from mimiclab.build.loader import connect, load_csv_to_parquet, write_empty_parquet
-from mimiclab.build.source import check_header, locate
+from mimiclab.build.source import check_header, locate, source_problem
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
@@ -51,6 +51,7 @@ class BuildResult:
     loaded: list[str] = field(default_factory=list)  # tables (re)loaded now
     skipped: list[str] = field(default_factory=list)  # unchanged since last build
     missing: list[str] = field(default_factory=list)  # selected, but no source file: empty typed table
+    gone: list[str] = field(default_factory=list)  # loaded before, source file gone now: previous rows kept
     failed: dict[str, str] = field(default_factory=dict)  # table -> error message
     warnings: list[str] = field(default_factory=list)
 
@@ -73,8 +74,13 @@ def build(
     dest: Path | None = None,
     progress: Progress | None = None,
     storage: str = "native",
+    drop_missing: bool = False,
 ) -> BuildResult:
     """Build (or update) one dataset version. Tables outside the selection keep their previous state.
+
+    A table loaded by an earlier build whose source file has gone keeps its rows (flagged `source_missing`,
+    listed in `gone`): a moved or half-deleted download must not empty a table silently. `drop_missing`
+    empties such tables instead.
 
     `storage`: "native" (default) also holds the typed tables in DuckDB's own format, for fast lookups;
     "views" keeps only the Parquet files, with views over them (half the disk).
@@ -96,7 +102,7 @@ def build(
     emit = progress or (lambda *a, **k: None)
     with _one_build_at_a_time(out_dir, emit):
         _remove_stale_temps(out_dir)
-        return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage)
+        return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage, drop_missing)
 
 
 @contextlib.contextmanager
@@ -120,7 +126,7 @@ def _one_build_at_a_time(out_dir: Path, emit: Progress):
 
 
 def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modules, tables, force: bool,
-           emit: Progress, storage: str) -> BuildResult:
+           emit: Progress, storage: str, drop_missing: bool = False) -> BuildResult:
 
     previous = mf.read(out_dir)
     selected = {id(t) for t in ds.tables(ver, modules=modules, names=tables)}
@@ -138,15 +144,26 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
                 entries[key] = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
                 continue
             try:
-                entry, did_load = _build_table(con, staging, ds, ver, table, src_dir, out_dir, old, force, emit)
+                entry, did_load = _build_table(con, staging, ds, ver, table, src_dir, out_dir, old, force, emit,
+                                               drop_missing)
             except BuildError as exc:
                 result.failed[key] = str(exc)
                 emit("failed", key, error=str(exc))
                 keep = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
-                entries[key] = keep.model_copy(update={"error": str(exc)}) if keep is old else \
-                    keep.model_copy(update={"status": "failed", "error": str(exc)})
+                gone = keep is old and old.status == "loaded" and locate(src_dir, table) is None
+                if gone:
+                    result.gone.append(key)
+                entries[key] = keep.model_copy(update={"error": str(exc), "source_missing": gone}) if keep is old \
+                    else keep.model_copy(update={"status": "failed", "error": str(exc)})
                 continue
             entries[key] = entry
+            if entry.source_missing:
+                result.gone.append(key)
+                result.warnings.append(
+                    f"{key}: its source file {entry.source_file} is gone from {src_dir}; the {entry.rows:,} rows "
+                    f"loaded before are kept (sha256 {(entry.sha256 or '')[:12]}). Restore the file, or rebuild "
+                    f"with --drop-missing to empty the table.")
+                continue
             if entry.status != "loaded":
                 result.missing.append(key)
             else:
@@ -231,12 +248,18 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
 
 
 def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
-                 old: mf.TableEntry | None, force: bool, emit: Progress) -> tuple[mf.TableEntry, bool]:
+                 old: mf.TableEntry | None, force: bool, emit: Progress,
+                 drop_missing: bool = False) -> tuple[mf.TableEntry, bool]:
     key = f"{ds.db_schema(table.module)}.{table.name}"
     cols = [(c.name, c.type) for c in table.columns_for(ver)]
     shash = mf.schema_hash(cols)
     src = locate(src_dir, table)
     if src is None:
+        if problem := source_problem(src_dir, table):
+            raise BuildError(f"{problem} [table {table.module}/{table.name}]")
+        if not drop_missing and old is not None and old.status == "loaded" and (out_dir / old.parquet).exists():
+            emit("gone", key, rows=old.rows, file=old.source_file)
+            return old.model_copy(update={"source_missing": True, "error": None}), False
         emit("missing", key)
         return _empty(con, ds, ver, table, out_dir), True
     could_skip = not force and old is not None and old.status == "loaded" and old.schema_hash == shash \
@@ -246,7 +269,7 @@ def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, sr
         digest = sha256(src.path)
         if digest == old.sha256:
             emit("skipped", key, rows=old.rows)
-            return old, False
+            return old.model_copy(update={"source_missing": False, "error": None}), False
     else:
         # Nothing to compare with: hash on another core while DuckDB loads (hashlib releases the GIL).
         hashing = _HASH_POOL.submit(sha256, src.path)

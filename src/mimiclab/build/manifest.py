@@ -35,6 +35,8 @@ class TableEntry(BaseModel):
     count_check: Literal["ok", "mismatch", "unknown"] = "unknown"
     seconds: float | None = None
     error: str | None = None
+    # loaded by an earlier build, but its source file has since gone: the rows are kept (--drop-missing drops them)
+    source_missing: bool = False
 
     @property
     def qualified(self) -> str:

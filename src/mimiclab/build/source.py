@@ -43,6 +43,23 @@ def locate(source: Path, table: Table) -> SourceFile | None:
     return None
 
 
+def source_problem(source: Path, table: Table) -> str | None:
+    """Why the table's path holds something that is not a readable file (a directory, a broken link or a
+    link loop), or None when nothing is there at all. Such a path is a mistake to report, not an absence."""
+    for ext in EXTENSIONS:
+        p = source / (table.file + ext)
+        if p.is_dir():
+            return f"{p}: is a directory, not a data file"
+        if p.is_symlink() and not p.exists():
+            try:
+                os.stat(p)
+                reason = "unreadable"
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+            return f"{p}: is a symlink that leads to no file ({reason})"
+        if p.exists() and not p.is_file():
+            return f"{p}: is not a regular file"
+    return None
 
 
 def read_header(src: SourceFile) -> list[str]:

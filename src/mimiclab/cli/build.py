@@ -38,6 +38,8 @@ def build_cmd(
     force: bool = typer.Option(False, "--force", help="Rebuild tables even if their source file is unchanged."),
     storage: str = typer.Option("native", "--storage", help="native: DuckDB tables (fast lookups, 2x disk); "
                                 "views: views over the Parquet files only."),
+    drop_missing: bool = typer.Option(False, "--drop-missing", help="Empty tables whose source file is gone "
+                                      "(default: keep the rows an earlier build loaded, with a warning)."),
 ) -> None:
     """Build a typed local database (Parquet + DuckDB) from csv files in PhysioNet's layout."""
     from mimiclab.build import build
@@ -53,6 +55,9 @@ def build_cmd(
                 console.print(f"  [green]loaded[/]  {key}: {info['rows']:,} rows in {info['seconds']:.2f} s {mark}")
             elif event == "skipped":
                 console.print(f"  [dim]unchanged {key}: {info['rows']:,} rows[/]")
+            elif event == "gone":
+                console.print(f"  [yellow]kept[/]    {key}: source file {info['file']} is gone; "
+                              f"{info['rows']:,} rows from the previous build kept", soft_wrap=True)
             elif event == "missing":
                 console.print(f"  [yellow]not loaded[/] {key}: source file absent (empty typed table)")
             elif event == "waiting":
@@ -65,13 +70,16 @@ def build_cmd(
 
         with status:
             result = build(slug, version=version, source=source, modules=_split(modules),
-                           tables=_split(tables), force=force, progress=progress, storage=storage)
+                           tables=_split(tables), force=force, progress=progress, storage=storage,
+                           drop_missing=drop_missing)
         m = result.manifest
         for w in result.warnings:
             err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
         console.print(
             f"[bold]{m.dataset} {m.version}[/]: {len(result.loaded)} loaded, {len(result.skipped)} unchanged, "
-            f"{len(result.missing)} not loaded (no source file), {len(result.failed)} failed"
+            f"{len(result.missing)} not loaded (no source file), "
+            + (f"{len(result.gone)} kept (source file gone), " if result.gone else "")
+            + f"{len(result.failed)} failed"
             + (" [magenta](synthetic data)[/]" if m.synthetic else "")
         )
         # soft_wrap: paths and commands stay on one line, whole, so they can be copied
@@ -116,6 +124,8 @@ def info_cmd(
         t = RichTable("table", "status", "rows", "expected", "parquet size")
         for key, e in m.tables.items():
             st = {"loaded": "[green]loaded[/]", "not_loaded": "[yellow]not loaded[/]", "failed": "[red]failed[/]"}[e.status]
+            if e.source_missing:
+                st += " [yellow](source file gone)[/]"
             size = (b.build_dir / e.parquet).stat().st_size if (b.build_dir / e.parquet).exists() else None
             t.add_row(key, st, f"{e.rows:,}", "" if e.expected_rows is None else f"{e.expected_rows:,}", _human(size))
         console.print(t)
