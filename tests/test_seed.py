@@ -201,12 +201,14 @@ def test_folder_is_rebuilt_only_when_its_files_change(home, demo_dir, tmp_path):
     b = MIMICDataset(src, files=["hosp/admissions", "hosp/patients"])
     assert man.stat().st_mtime_ns == stamp  # nothing changed: no build at all
     assert b._subject_ids == a._subject_ids
+    n_before = len(a)
     # drop one patient's admissions: the next construction rebuilds and sees the change
     raw = pd.read_csv(src / "hosp/admissions.csv.gz")
     gone = int(raw.subject_id.iloc[0])
     raw[raw.subject_id != gone].to_csv(src / "hosp/admissions.csv.gz", index=False, compression="gzip")
     c = MIMICDataset(src, files=["hosp/admissions", "hosp/patients"])
-    assert gone not in c._subject_ids and len(c) == len(a) - 1
+    assert gone not in c._subject_ids and len(c) == n_before - 1
+    assert len(a) == len(c)  # the first object follows the rebuild too
 
 
 def test_mimic_iii_demo_matches_the_example(home, data_root):

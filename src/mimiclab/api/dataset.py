@@ -8,6 +8,7 @@ pandas, polars or Arrow. One connection per thread (the store's), so the workben
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from functools import cached_property
@@ -31,6 +32,21 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from mimiclab.api.patient import Patient
+
+
+_ABANDONED: list = []  # stores inherited through fork(): kept alive so they are never finalized in the child
+
+
+def _stamp(build: Build) -> tuple:
+    """Identity of the build's current database and manifest files (inode, mtime, size)."""
+    out = []
+    for p in (build.database, build.build_dir / mf.MANIFEST):
+        try:
+            st = p.stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
 
 
 def open(name: str | os.PathLike, version: str | None = None) -> Dataset:  # noqa: A001 - mimiclab.open
@@ -115,7 +131,57 @@ class Dataset:
 
     def __init__(self, build: Build, store: DuckDBStore | None = None):
         self.build = build
-        self.store = store or build.open()  # the store caches Parquet footers for point lookups
+        self._own = store is None  # a store we opened is ours to reopen; a given one is its owner's
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._stamp = _stamp(build) if self._own else None
+        self._store = store or build.open()  # the store caches Parquet footers for point lookups
+        self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
+
+    @property
+    def store(self) -> DuckDBStore:
+        """The store, reopened first when the build changed on disk or this is a new (forked) process.
+
+        A rebuild renames a new database and manifest over the old ones; an open DuckDB file keeps reading
+        the old one, so every use compares the files' identity (two stat calls) and reopens on a change.
+        A forked child must not touch the parent's DuckDB instance (its threads and locks did not survive
+        the fork), so it opens its own.
+        """
+        if self._own and (self._pid != os.getpid() or self._stamp != _stamp(self.build)):
+            self._reopen()
+        return self._store
+
+    def _reopen(self) -> None:
+        with self._lock:
+            pid, forked = os.getpid(), self._pid != os.getpid()
+            if forked:
+                _ABANDONED.append(self._store)  # never closed nor freed here: that would touch the parent's instance
+                self._store, self._pid = None, pid
+            stamp = _stamp(self.build)
+            if self._store is not None and stamp == self._stamp:
+                return
+            build_dir = self.build.build_dir
+            man = mf.read(build_dir)
+            if man is not None and (build_dir / man.database).exists():
+                self.build = Build(build_dir, man)
+                self.__dict__.pop("concepts", None)
+            elif self._store is not None:  # mid-rename or removed: keep reading what we have
+                self._stamp = stamp
+                return
+            # the old store is dropped, not closed: another thread may be reading from it right now
+            self._store, self._stamp = self.build.open(), stamp
+            self.generation += 1
+
+    def __getstate__(self) -> dict:
+        """Pickled by build folder: the receiving process opens its own connection on first use."""
+        if not self._own:
+            raise TypeError("a Dataset over a store it was given cannot be pickled; pickle one from mimiclab.open")
+        return {"build": self.build}
+
+    def __setstate__(self, state: dict) -> None:
+        self.build = state["build"]
+        self._own, self._lock, self._pid = True, threading.Lock(), os.getpid()
+        self._stamp, self._store, self.generation = None, None, 0  # opened on first use
 
     # ------------------------------------------------------------------ identity
     @property
@@ -152,7 +218,8 @@ class Dataset:
                 f"{self.build.build_dir}>")
 
     def close(self) -> None:
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
     def __enter__(self) -> Dataset:
         return self

@@ -20,6 +20,7 @@ Differences, on purpose:
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -59,6 +60,7 @@ class _LazyTables(Mapping):
         self._cache: dict[str, pd.DataFrame] = {}
 
     def __getitem__(self, key: str) -> pd.DataFrame:
+        self._owner._live()
         if key not in self._owner._sql:
             raise UnknownNameError(f"no file {key!r} in this dataset." + suggest(key, self._owner.keys))
         if key not in self._cache:
@@ -104,12 +106,21 @@ class MIMICDataset:
         else:
             build = find(str(datapath), version)
         self._ds = Dataset(build)
+        self._pool = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self.data = _LazyTables(self)
+        self._setup(build)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, build: Build) -> None:
+        """Tables, lookup SQL, dtypes and patient ids of one build (again after a rebuild)."""
         ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
-        self._pool = None
+        self._manifest, self._gen = build.manifest, self._ds.generation
         for f, key in zip(self.files, self.keys, strict=True):
             qualified = self._qualified(build, ds_cat, str(f))
             entry = build.manifest.tables[qualified]
@@ -121,9 +132,32 @@ class MIMICDataset:
             self._parquet[key] = str((build.build_dir / entry.parquet).resolve())
             self._sql[key], self._conv[key] = self._select(key)
         self._subject_ids: list[int] = self._ids()
+        self.data._cache.clear()
+
+    def _live(self) -> None:
+        """Before each use: a forked child gets its own threads (the parent's pool did not survive the
+        fork; the Dataset opens its own connection), and a newer build of the data is picked up."""
+        if self._pid != os.getpid():
+            self._pool, self._pid, self._lock = None, os.getpid(), threading.Lock()
+        ds = self._ds
+        ds.store  # noqa: B018 - reopens the store when the build changed or the process is new
+        if ds.generation != self._gen:
+            with self._lock:
+                if ds.generation != self._gen:
+                    if ds.manifest != self._manifest:
+                        self._setup(ds.build)
+                    self._gen = ds.generation
+
+    def __getstate__(self) -> dict:
+        """Pickled by build and file names (for DataLoader workers, joblib): no connection, no threads."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_pool", "_lock", "data")}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._pool, self._pid, self._lock = None, os.getpid(), threading.Lock()
         self.data = _LazyTables(self)
 
-    # ------------------------------------------------------------------ setup
     def _qualified(self, build: Build, ds_cat, name: str) -> str:
         from mimiclab.api import folder as fo
 
@@ -218,6 +252,7 @@ class MIMICDataset:
         return self._ds
 
     def __len__(self) -> int:
+        self._live()
         return len(self._subject_ids)
 
     def __iter__(self):
@@ -231,6 +266,7 @@ class MIMICDataset:
             i = idx.__index__()
         except AttributeError:
             raise TypeError(f"MIMICDataset indices must be integers or slices, not {type(idx).__name__}") from None
+        self._live()
         n = len(self._subject_ids)
         if i < -n or i >= n:
             raise IndexError(f"index {idx} out of range for {n} patients")
@@ -242,6 +278,7 @@ class MIMICDataset:
         return [(c, str(d)) for c, d in t.dtypes.items()]
 
     def __repr__(self) -> str:
+        self._live()
         out = ""
         for key in self.keys:
             cols = self._dtypes(key)
@@ -255,6 +292,7 @@ class MIMICDataset:
         """100-bin histogram of a column over the whole file, as the example draws it (numbers, times),
         or a bar per value for text. Saved at dpi 600, transparent, when `savepath` is given (drawn on a
         non-interactive canvas, and the matplotlib Figure is returned); else shown with plt.show()."""
+        self._live()
         if key not in self._tables:
             raise UnknownNameError(f"no file {key!r} in this dataset." + suggest(key, self.keys))
         dist = self._ds.distribution(self._tables[key], column, bins=100,

@@ -153,6 +153,26 @@ def copy_file(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def connect_private(path: Path, config: dict[str, Any]):
+    """A read-only connection to `path` in an instance of its own (an in-memory one with the file attached).
+
+    duckdb.connect(path) reuses the process's cached instance for that path while any connection to it is
+    alive, and that instance keeps reading the file it first opened: after a rebuild has renamed a new
+    database over the path, every later open in the same process would see the old data. An attached file
+    is opened afresh, so each store reads the database that is at the path when it is opened.
+    """
+    config = {k: v for k, v in config.items() if k != "access_mode"}
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        con.execute(f"ATTACH {_lit(Path(path))} AS {_ident(Path(path).stem)} (READ_ONLY)")
+        con.execute(f"USE {_ident(Path(path).stem)}")
+        con.execute("DETACH memory")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
 class DuckDBStore(Store):
     backend = "duckdb"
     dialect = "duckdb"
@@ -169,7 +189,7 @@ class DuckDBStore(Store):
             config["memory_limit"] = memory_limit
         try:
             if sandbox_dir is None:
-                self._con = duckdb.connect(str(self.path), read_only=True, config=config)
+                self._con = connect_private(self.path, config)
             else:
                 # A private in-memory instance with the file attached: DuckDB shares one instance per file
                 # within a process, so locking settings on that shared instance would also sandbox every

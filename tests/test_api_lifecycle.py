@@ -1,0 +1,81 @@
+"""Lifecycles of the Python API: rebuilds while a Dataset is open, forks, pickles, other processes.
+
+Every count is checked against DuckDB's own csv reader over the raw file (no mimiclab code).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import mimiclab
+from mimiclab import MIMICDataset
+from mimiclab.build import build
+
+# the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
+
+def raw_count(path: Path, where: str = "true") -> int:
+    """Oracle: rows of a raw csv.gz, read by DuckDB's own csv reader."""
+    return duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{path}', header=true) WHERE {where}").fetchone()[0]
+
+
+def raw_ids(path: Path) -> list[int]:
+    return [r[0] for r in duckdb.execute(
+        f"SELECT DISTINCT subject_id FROM read_csv_auto('{path}', header=true) ORDER BY 1").fetchall()]
+
+
+# ---------------------------------------------------------------------- 1. rebuilds in the same process
+
+def test_a_rebuild_in_the_same_process_is_seen_by_new_and_open_datasets(mimiclab_home, demo_dir):
+    """The issue's own sequence: a MIMICDataset of admissions, then one with icustays (which rebuilds the
+    folder's database), then mimiclab.open of the folder (which builds everything)."""
+    a = MIMICDataset(demo_dir, ["hosp/admissions"])
+    assert len(a[0].data["hosp/admissions"]) > 0
+    b = MIMICDataset(demo_dir, ["hosp/admissions", "icu/icustays"])
+    stays = demo_dir / "icu" / "icustays.csv.gz"
+    assert b._subject_ids == raw_ids(stays)
+    for i in (0, len(b) - 1):
+        sample = b[i]
+        assert len(sample.data["icu/icustays"]) == raw_count(stays, f"subject_id = {sample.subject_id}") > 0
+    ds = mimiclab.open(demo_dir)
+    for table, rel in (("mimiciv_icu.icustays", "icu/icustays"), ("mimiciv_hosp.labevents", "hosp/labevents"),
+                       ("mimiciv_hosp.admissions", "hosp/admissions")):
+        want = raw_count(demo_dir / f"{rel}.csv.gz")
+        assert ds.sql(f"SELECT count(*) AS n FROM {table}")["n"][0] == want > 0, table
+        assert ds.table(table).count() == want
+    # the first, long-lived objects see the new build too
+    assert a.dataset.sql("SELECT count(*) AS n FROM mimiciv_icu.icustays")["n"][0] == raw_count(stays)
+    assert len(a[0].data["hosp/admissions"]) == raw_count(
+        demo_dir / "hosp/admissions.csv.gz", f"subject_id = {a[0].subject_id}")
+
+
+def test_an_open_dataset_follows_a_rebuild_with_changed_data(mimiclab_home, demo_dir, tmp_path):
+    src = tmp_path / "mimic-iv-demo" / "2.2"
+    (src / "hosp").mkdir(parents=True)
+    adm = src / "hosp" / "admissions.csv.gz"
+    shutil.copy2(demo_dir / "hosp/admissions.csv.gz", adm)
+    shutil.copy2(demo_dir / "hosp/patients.csv.gz", src / "hosp/patients.csv.gz")
+    build("mimic-iv-demo", source=src, tables=["hosp/admissions", "hosp/patients"])
+    ds = mimiclab.open("mimic-iv-demo")
+    seed = MIMICDataset("mimic-iv-demo", ["hosp/admissions", "hosp/patients"])
+    before = raw_count(adm)
+    assert ds.table("admissions").count() == before and len(seed) == len(raw_ids(adm))
+    gone = raw_ids(adm)[0]
+    duckdb.execute(f"COPY (SELECT * FROM read_csv_auto('{demo_dir / 'hosp/admissions.csv.gz'}', header=true, "
+                   f"all_varchar=true) WHERE subject_id <> '{gone}') TO '{adm}' (HEADER, COMPRESSION gzip)")
+    res = build("mimic-iv-demo", source=src, tables=["hosp/admissions", "hosp/patients"])
+    assert not res.failed and res.loaded == ["mimiciv_hosp.admissions"]
+    after = raw_count(adm)
+    assert after < before
+    assert ds.table("admissions").count() == after  # the open Dataset reopened the new database
+    assert ds.tables["mimiciv_hosp.admissions"] == after  # ... and reads the new manifest
+    assert len(seed) == len(raw_ids(adm)) and gone not in seed._subject_ids
+    sid = seed[0].subject_id
+    assert len(seed[0].data["hosp/admissions"]) == raw_count(adm, f"subject_id = {sid}")
+    fresh = mimiclab.open("mimic-iv-demo")
+    assert fresh.table("admissions").count() == after
