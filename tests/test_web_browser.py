@@ -48,7 +48,7 @@ def serving(home: Path, builds):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        srv = uvicorn.Server(uvicorn.Config(create_app(dataset=SLUG), host="127.0.0.1", port=port, log_level="warning"))
+        srv = uvicorn.Server(uvicorn.Config(create_app(dataset=SLUG, token=None), host="127.0.0.1", port=port, log_level="warning"))
         t = threading.Thread(target=srv.run, daemon=True)
         t.start()
         for _ in range(200):
@@ -217,6 +217,59 @@ def test_patient_explorer_find_and_switch_chart_item(browser, server, raw):
     page.evaluate("window.scrollTo(0, 0)")
     shot(page, "patients")
     page.set_viewport_size({"width": 1400, "height": 900})
+    assert not problems, problems
+
+
+def chart_state(page) -> dict:
+    """What the item menu says and what the chart draws."""
+    return page.evaluate("""() => { const s = document.getElementById('item-select'), box = document.getElementById('item-chart');
+        const o = s.options[s.selectedIndex]; const u = box._chart;
+        return {menu: s.value, menuText: o ? o.text : null, options: [...s.options].map((x) => x.text),
+                item: box.dataset.item, drawn: box.dataset.drawn, label: u ? u.series[1].label : null,
+                ys: u ? u.data.slice(1).flat().filter((v) => v != null) : []}; }""")
+
+
+def test_item_filter_charts_what_the_menu_says(browser, server, raw):
+    """Typing in the item filter picks the best match (exact, then prefix) and the chart follows the menu;
+    the chart opens on a common clinical item (creatinine: this copy has no chartevents, so no heart rate)."""
+    page, _, problems = browser
+    sid = raw.execute("SELECT subject_id FROM hosp_labevents GROUP BY 1 HAVING count(*) FILTER (WHERE itemid = 50813) >= 3 "
+                      "AND count(*) FILTER (WHERE itemid = 50954) > count(*) FILTER (WHERE itemid = 50813) "
+                      "AND count(*) FILTER (WHERE itemid = 50912) > 0 ORDER BY 1 LIMIT 1").fetchone()[0]
+    go(page, server, f"/d/{SLUG}/patients?subject_id={sid}")
+    page.wait_for_selector('#item-chart[data-drawn="1"]')
+    st = chart_state(page)
+    assert st["menu"] == st["item"] == "50912" and st["label"] == "Creatinine", st  # not the most frequent item
+
+    def values(itemid):
+        return sorted(r[0] for r in raw.execute("SELECT valuenum FROM hosp_labevents WHERE subject_id = ? AND itemid = ? "
+                                                "AND valuenum IS NOT NULL", [sid, itemid]).fetchall())
+
+    # this patient has more Lactate Dehydrogenase than Lactate values: the exact match still comes first
+    page.fill("#item-filter", "lactate")
+    wait_js(page, "document.getElementById('item-chart').dataset.item === '50813' && "
+                  "document.getElementById('item-chart').dataset.drawn === '1'")
+    st = chart_state(page)
+    assert st["menu"] == "50813" and st["options"][0].startswith("Lactate (") and st["label"] == "Lactate", st
+    assert any(o.startswith("Lactate Dehydrogenase") for o in st["options"][1:]), st
+    assert sorted(st["ys"]) == values(50813)
+    # pick another item, then type: the chart follows the menu, never keeps the previous item
+    page.fill("#item-filter", "")
+    page.select_option("#item-select", "50954")
+    page.wait_for_selector('#item-chart[data-item="50954"][data-drawn="1"]')
+    page.fill("#item-filter", "creatinine")
+    wait_js(page, "document.getElementById('item-select').value !== '50954'")
+    wait_js(page, "document.getElementById('item-chart').dataset.item === document.getElementById('item-select').value "
+                  "&& document.getElementById('item-chart').dataset.drawn === '1'")
+    st = chart_state(page)
+    assert st["menu"] == "50912" and st["menuText"].startswith("Creatinine (") and st["label"] == "Creatinine", st
+    assert sorted(st["ys"]) == values(50912)
+    # nothing matches: the menu says so and the chart shows no stale item
+    page.fill("#item-filter", "zzzz")
+    page.wait_for_selector('#item-chart[data-drawn="empty"]')
+    st = chart_state(page)
+    assert st["menu"] == "" and "no item matches" in st["menuText"] and "zzzz" in page.inner_text("#item-chart"), st
+    page.fill("#item-filter", "")
     assert not problems, problems
 
 

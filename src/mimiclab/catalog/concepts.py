@@ -107,6 +107,9 @@ class ConceptMap(_Model):
     spans: dict[str, Span]  # admission, icustay, transfer
     timeline: tuple[TimelineSource, ...]
     cohort: dict | None = None  # names the cohort compiler needs (interpreted by mimiclab.cohort)
+    # items a chart opens on, best first (itemid or label): a clinician expects creatinine or heart rate, not
+    # whatever was measured most often
+    default_items: tuple[str, ...] = ()
 
     def table(self, name: str) -> PatientTable:
         try:

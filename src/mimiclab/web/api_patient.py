@@ -93,8 +93,8 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
     p = wb(request).patient(slug, subject_id)
     stays = p.stays()
     items = p.items()
-    first = _first_item(items)
     ds = dataset(wb(request), slug)
+    first = _first_item(items, ds.concepts.default_items)
     absent = [src.table for src in ds.concepts.timeline if src.items
               and getattr(ds.manifest.tables.get(src.table), "status", "not_loaded") != "loaded"]
     return {
@@ -132,13 +132,27 @@ def series(request: Request, slug: str, subject_id: int, item: str = Query(..., 
     return series_payload(wb(request).patient(slug, subject_id), item)
 
 
-def _first_item(items) -> str | None:
-    """The item the page charts first: the one with most numeric values (what the item picker puts on top)."""
-    if items is None or not len(items) or "numeric" not in items.columns:
-        return None
-    it = items.sort_values(["numeric", "label"], ascending=[False, True], kind="stable").iloc[0]
+def _item_key(it) -> str:
+    """The key the page and /series use for an item row: its itemid, else its label."""
     key = it["itemid"] if it["itemid"] is not None and str(it["itemid"]) not in ("<NA>", "nan") else it["label"]
     return str(int(key)) if isinstance(key, (int, float)) or str(key).isdigit() else str(key)
+
+
+def _first_item(items, preferred: tuple[str, ...] = ()) -> str | None:
+    """The item the page charts first: the first of the family's `default_items` (heart rate, creatinine, ...)
+    the patient has numeric values of, else the one with most numeric values."""
+    if items is None or not len(items) or "numeric" not in items.columns:
+        return None
+    rows = [it for _, it in items.sort_values(["numeric", "label"], ascending=[False, True], kind="stable").iterrows()
+            if it["numeric"] > 0] or [items.iloc[0]]
+    keys = [_item_key(it) for it in rows]
+    labels = [str(it["label"]).lower() for it in rows]
+    for want in preferred:
+        if want in keys:
+            return want
+        if want.lower() in labels:
+            return keys[labels.index(want.lower())]
+    return keys[0]
 
 
 def series_payload(p, item: str) -> dict:

@@ -47,16 +47,43 @@
     });
   }
 
+  /** How well an item matches the filter text: 0 exact label or itemid, 1 label starts with it, 2 a word of
+      the label starts with it, 3 anywhere in the label, 4 in the itemid or source only; null: no match. */
+  function rank(it, f) {
+    const label = String(it.label ?? "").toLowerCase();
+    const id = String(it.itemid ?? "");
+    if (label === f || id === f) return 0;
+    if (label.startsWith(f)) return 1;
+    if ((" " + label.replace(/[^a-z0-9]+/g, " ")).includes(" " + f.replace(/[^a-z0-9]+/g, " ").trim())) return 2;
+    if (label.includes(f)) return 3;
+    if (`${id} ${it.source}`.toLowerCase().includes(f)) return 4;
+    return null;
+  }
+
+  /** Fill the item menu. Without a filter the current choice stays; with one, the best match (exact, then
+      prefix: "lactate" -> Lactate before Lactate Dehydrogenase) is chosen. Returns the chosen item ("" if none). */
   function itemOptions(filter) {
-    const f = (filter || "").toLowerCase();
+    const f = (filter || "").trim().toLowerCase();
     const sel = $("item-select");
     const keep = sel.value;
-    const shown = items.filter((it) => !f || `${it.label} ${it.itemid} ${it.source}`.toLowerCase().includes(f));
-    const groups = {};
-    for (const it of shown) (groups[it.source] = groups[it.source] || []).push(it);
-    sel.replaceChildren(...Object.entries(groups).map(([src, its]) => el("optgroup", { label: src },
+    const shown = !f ? items : items.map((it) => [rank(it, f), it]).filter(([r]) => r !== null)
+      .sort((a, b) => a[0] - b[0]).map(([, it]) => it);  // stable: most values first within a rank
+    if (!shown.length) {
+      sel.replaceChildren(el("option", { value: "" }, `no item matches “${filter.trim()}”`));
+      sel.disabled = true;
+      return "";
+    }
+    sel.disabled = false;
+    const groups = new Map();  // sources in the order of their best match
+    for (const it of shown) {
+      if (!groups.has(it.source)) groups.set(it.source, []);
+      groups.get(it.source).push(it);
+    }
+    sel.replaceChildren(...[...groups].map(([src, its]) => el("optgroup", { label: src },
       its.map((it) => el("option", { value: it.itemid ?? it.label }, `${it.label || it.itemid} (${num(it.numeric)}${it.unit ? " · " + it.unit : ""})`)))));
-    if (keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+    if (!f && keep && [...sel.options].some((o) => o.value === keep)) sel.value = keep;
+    else sel.selectedIndex = 0;
+    return sel.value;
   }
 
   /* Lab and vital series are drawn with uPlot (50 kB, canvas): it is on screen long before plotly.js (1 MB)
@@ -140,11 +167,15 @@
     if (box._chart && box.clientWidth) box._chart.setSize({ width: box.clientWidth, height: box._chart.height });
   }).observe($("item-chart"));
 
+  let chartSeq = 0;  // only the latest request draws: the chart always shows what the menu says
   async function chart(item, preloaded) {
     if (!current || item === "" || item === undefined) return;
     const box = $("item-chart");
+    const seq = ++chartSeq;
+    box.dataset.want = String(item);
     try {
       const s = preloaded || await api(ds(`/patients/${current}/series`) + qs({ item }));
+      if (seq !== chartSeq) return;
       const cols = s.series.columns;
       const rows = s.series.rows.map((r) => Object.fromEntries(cols.map((c, i) => [c, r[i]])));
       const numeric = rows.filter((r) => r.value !== null && r.time);
@@ -158,7 +189,7 @@
       for (const r of numeric) (bySource[r.source] = bySource[r.source] || []).push(r);
       drawItem(box, s, bySource);
       box.dataset.label = s.label;
-    } catch (e) { emptyItemChart(e.message); }
+    } catch (e) { if (seq === chartSeq) emptyItemChart(e.message); }
   }
 
   function table(id, data, empty) {
@@ -223,7 +254,16 @@
     } catch (err) { $("patient").hidden = true; put("patient-state", el("div.state.error", err.message)); }
   });
   $("item-select").addEventListener("change", () => chart($("item-select").value));
-  $("item-filter").addEventListener("input", ML.debounce(() => itemOptions($("item-filter").value), 150));
+  $("item-filter").addEventListener("input", ML.debounce(() => {
+    const text = $("item-filter").value;
+    const item = itemOptions(text);
+    if (!item) {
+      chartSeq++;  // a request still in flight must not draw over this
+      $("item-chart").dataset.item = "";
+      $("item-chart").dataset.want = "";
+      emptyItemChart(`No item of this patient matches “${text.trim()}”. Clear the filter to see them all.`);
+    } else if (item !== $("item-chart").dataset.want) chart(item);
+  }, 150));
   $("patient-pick").addEventListener("change", () => { const v = $("patient-pick").value; if (v) { $("find-subject").value = v; open(v); } });
 
   async function load() {
