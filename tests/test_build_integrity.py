@@ -119,3 +119,51 @@ def test_cli_rebuild_with_a_gone_source_says_so_and_keeps_rows(data_root, mimicl
     out = CliRunner().invoke(app, ["build", "mimic-iv-ed-demo", "--source", str(src), "--drop-missing"])
     assert out.exit_code == 0, out.output
     assert _count(first.database, "mimiciv_ed.pyxis") == 0
+
+
+# -- 3. declared primary keys are checked --------------------------------------------------------------------
+
+def _duplicate_rows(path: Path, picks: list[int]) -> list[list[str]]:
+    """Append copies of the given data rows (0-based) to a csv.gz; return the rows copied."""
+    with gzip.open(path, "rt", newline="") as fh:
+        rows = list(csv.reader(fh))
+    extra = [rows[1 + i] for i in picks]
+    with gzip.open(path, "wt", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows + extra)
+    return extra
+
+
+@pytest.mark.parametrize("storage", ["native", "views"])
+def test_duplicate_primary_key_stops_the_table_naming_key_and_rows(data_root, mimiclab_home, tmp_path, storage):
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src, storage=storage)
+    before = _count(first.database, "mimiciv_ed.edstays")
+    copied = _duplicate_rows(src / "ed" / "edstays.csv.gz", [3, 3, 10])  # stay 3 three times, stay 10 twice
+    # diagnosis: primary key (stay_id, seq_num); the same stay with another seq_num is no duplicate
+    with gzip.open(src / "ed" / "diagnosis.csv.gz", "rt", newline="") as fh:
+        diag = list(csv.reader(fh))
+    same_stay = list(diag[1])
+    same_stay[2] = "99"  # seq_num
+    with gzip.open(src / "ed" / "diagnosis.csv.gz", "wt", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(diag + [same_stay])
+    res = build("mimic-iv-ed-demo", source=src, storage=storage)
+    err = res.failed["mimiciv_ed.edstays"]
+    # hand-worked: 2 key values repeated; 3 + 2 = 5 rows share them
+    assert "primary key (stay_id)" in err and "5 rows share 2 key values" in err, err
+    assert f"stay_id={copied[0][2]}" in err and "3 times" in err, err
+    assert "edstays.csv.gz" in err
+    assert _count(res.database, "mimiciv_ed.edstays") == before  # the previous rows stay
+    assert "mimiciv_ed.diagnosis" not in res.failed
+    assert _count(res.database, "mimiciv_ed.diagnosis") == len(diag)  # header + 1 added row
+
+
+def test_duplicate_composite_primary_key_is_caught(data_root, mimiclab_home, tmp_path):
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    _duplicate_rows(src / "ed" / "diagnosis.csv.gz", [0])
+    res = build("mimic-iv-ed-demo", source=src)
+    err = res.failed["mimiciv_ed.diagnosis"]
+    assert "primary key (stay_id, seq_num)" in err and "2 rows share 1 key value" in err, err
+    assert res.manifest.tables["mimiciv_ed.diagnosis"].status == "failed"
+    assert _count(res.database, "mimiciv_ed.diagnosis") == 0  # never loaded before: empty, flagged failed

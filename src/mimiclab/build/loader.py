@@ -108,10 +108,12 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
             row = con.execute(f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} "
                               f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
             rows = int(row[0]) if row else 0
+            check_primary_key(con, f"read_parquet({sql_literal(tmp)})", src, table)
         else:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {read_csv_sql(src, table, version)}")
+                check_primary_key(con, into, src, table)
                 row = con.execute(f"COPY {into} TO {sql_literal(tmp)} ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
                 rows = int(row[0]) if row else 0
                 con.execute("COMMIT")
@@ -126,6 +128,38 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return rows
+
+
+def check_primary_key(con, relation: str, src: SourceFile, table: Table) -> None:
+    """BuildError when the catalog's primary key repeats in `relation`: one aggregate over the key columns.
+
+    A repeated key makes every join on it count rows twice (a cohort then lists a patient twice), so the
+    table is refused rather than loaded with a warning. Rows with a NULL single-column key are not counted.
+    Measured on a 20M-row table: see docs/architecture.md (build checks).
+    """
+    if not table.primary_key:
+        return
+    cols = [quote_ident(c) for c in table.primary_key]
+    if len(cols) == 1:
+        probe = f"SELECT count({cols[0]}) - count(DISTINCT {cols[0]}) FROM {relation}"
+    else:
+        probe = f"SELECT count(*) - count(DISTINCT ({', '.join(cols)})) FROM {relation}"
+    (extra,) = con.execute(probe).fetchone()
+    if not extra:
+        return
+    # only on failure: which key values repeat, and the most repeated one as an example
+    keys = ", ".join(cols)
+    groups, rows, example, times = con.execute(
+        f"SELECT count(*), sum(n), arg_max(k, n), max(n) FROM ("
+        f"SELECT {keys}, struct_pack({keys}) AS k, count(*) AS n FROM {relation} "
+        f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols) if len(cols) == 1 else 'true'} "
+        f"GROUP BY ALL HAVING count(*) > 1)").fetchone()
+    shown = ", ".join(f"{k}={v}" for k, v in example.items())
+    raise BuildError(
+        f"{src.path}: primary key ({', '.join(table.primary_key)}) is not unique: {rows:,} rows share "
+        f"{groups:,} key value{'s' if groups != 1 else ''} (e.g. {shown} appears {times:,} times). "
+        f"Not loaded: a repeated key makes joins count rows twice. Is the file a concatenation or a "
+        f"re-export? [table {table.module}/{table.name}]")
 
 
 def estimate_rows(src: SourceFile, sample: int = 1 << 18) -> int:
