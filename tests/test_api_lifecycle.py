@@ -79,3 +79,78 @@ def test_an_open_dataset_follows_a_rebuild_with_changed_data(mimiclab_home, demo
     assert len(seed[0].data["hosp/admissions"]) == raw_count(adm, f"subject_id = {sid}")
     fresh = mimiclab.open("mimic-iv-demo")
     assert fresh.table("admissions").count() == after
+
+
+# ---------------------------------------------------------------------- 3. forks, spawns, pickles
+
+FILES = ["hosp/admissions", "icu/icustays"]
+_INHERITED = None  # the parent's MIMICDataset, reached by forked workers through fork() itself
+
+
+def _rows(ds, i: int) -> tuple[int, dict[str, int]]:
+    s = ds[i]
+    return s.subject_id, {k: len(v) for k, v in s.data.items()}
+
+
+def _rows_inherited(i: int) -> tuple[int, dict[str, int]]:
+    return _rows(_INHERITED, i)
+
+
+def _expected(demo_dir: Path, ds, idx) -> list[tuple[int, dict[str, int]]]:
+    """Oracle: each patient's rows per file, counted over the raw csv.gz."""
+    out = []
+    for i in idx:
+        sid = ds._subject_ids[i]
+        out.append((sid, {k: raw_count(demo_dir / f"{k}.csv.gz", f"subject_id = {sid}") for k in FILES}))
+    return out
+
+
+@pytest.fixture()
+def used_seed(mimiclab_home, demo_dir):
+    """A MIMICDataset the parent has already used (connection open, thread pool started)."""
+    ds = MIMICDataset(demo_dir, FILES)
+    assert len(ds[0].data["icu/icustays"]) > 0 and len(ds[1].data["hosp/admissions"]) > 0
+    return ds
+
+
+def test_pickle_round_trip_gives_the_same_samples(used_seed, demo_dir):
+    import pickle
+
+    blob = pickle.dumps(used_seed)
+    assert len(blob) < 100_000  # paths, names and ids: no data, no connection
+    copy = pickle.loads(blob)
+    idx = [0, 5, len(used_seed) - 1]
+    assert [_rows(copy, i) for i in idx] == _expected(demo_dir, used_seed, idx)
+    assert list(copy.data["hosp/admissions"].columns) == list(used_seed.data["hosp/admissions"].columns)
+    dpickle = pickle.loads(pickle.dumps(used_seed.dataset))
+    assert dpickle.table("icustays").count() == raw_count(demo_dir / "icu/icustays.csv.gz")
+
+
+def test_forked_workers_use_the_parents_dataset(used_seed, demo_dir):
+    import multiprocessing as mp
+
+    global _INHERITED
+    _INHERITED = used_seed
+    idx = list(range(0, len(used_seed), 9))
+    try:
+        with mp.get_context("fork").Pool(2) as pool:
+            got = pool.map_async(_rows_inherited, idx).get(timeout=60)  # hung forever before
+            via_pickle = pool.starmap_async(_rows, [(used_seed, i) for i in idx[:3]]).get(timeout=60)
+    finally:
+        _INHERITED = None
+    assert got == _expected(demo_dir, used_seed, idx)
+    assert via_pickle == got[:3]
+    assert _rows(used_seed, idx[-1]) == got[-1]  # the parent still works after its children
+
+
+def test_spawned_workers_and_joblib(used_seed, demo_dir):
+    import multiprocessing as mp
+
+    from joblib import Parallel, delayed
+
+    idx = [0, 7, len(used_seed) - 1]
+    want = _expected(demo_dir, used_seed, idx)
+    with mp.get_context("spawn").Pool(2) as pool:
+        assert pool.starmap_async(_rows, [(used_seed, i) for i in idx]).get(timeout=120) == want
+    got = Parallel(n_jobs=2, backend="loky", timeout=120)(delayed(_rows)(used_seed, i) for i in idx)
+    assert got == want
