@@ -319,10 +319,24 @@ class SQL(_Criterion):
     @field_validator("query")
     @classmethod
     def _select(cls, q: str) -> str:
+        """One reading statement, checked like the workbench's SQL page: it is pasted inside the cohort's
+        own statement, so anything after it (a closed bracket, a `;`) would run as the spec's author wrote."""
+        import sqlglot
+
+        from mimiclab.errors import QueryError
+        from mimiclab.store import sqlguard
+
         q = q.strip().rstrip(";").strip()
-        if not re.match(r"(?is)^\s*(select|with)\b", q):
+        if not re.match(r"(?is)^\s*(select|with|from)\b", q):
             raise ValueError("query must be a SELECT (or WITH ... SELECT) returning ids")
-        return q
+        try:
+            checked = sqlguard.check(q)
+            sqlglot.parse_one(f"SELECT * FROM ({checked}) q", read="duckdb")  # must stay one sub-query
+        except QueryError as exc:
+            raise ValueError(str(exc)) from None
+        except (sqlglot.errors.SqlglotError, RecursionError):
+            raise ValueError("query must be one SELECT that can stand inside brackets") from None
+        return checked
 
     def describe(self) -> str:
         return "Custom SQL"
@@ -390,19 +404,37 @@ class CohortSpec(_Model):
 
 # ---------------------------------------------------------------- loading with line numbers
 
-def _lines(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
-    """Map every key path (('include', 0, 'above'), ...) to its 1-based line in the source."""
-    out = {} if out is None else out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
-            out[path + (key,)] = k.start_mark.line + 1
-            _lines(v, path + (key,), out)
-            out[path + (key,)] = k.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _lines(v, path + (i,), out)
+# A spec is a few hundred nodes. Aliases are shared in the composed graph but expanded by every walk over it
+# (line tracking, pydantic): a "billion laughs" of nine nested aliases is 10^9 nodes, a recursive one never
+# ends. Walks are bounded by this many visited nodes (aliases counted as expanded).
+MAX_NODES = 100_000
+
+
+def _lines(node: yaml.Node, source: str = "<spec>", limit: int = MAX_NODES) -> dict[tuple, int]:
+    """Map every key path (('include', 0, 'above'), ...) to its 1-based line in the source.
+
+    Iterative and budgeted: SpecError once more than `limit` nodes are visited, which only aliases can cause."""
+    out: dict[tuple, int] = {}
+    seen = 0
+    stack: list[tuple[yaml.Node, tuple, frozenset]] = [(node, (), frozenset())]
+    while stack:
+        n, path, parents = stack.pop()
+        seen += 1
+        if seen > limit or id(n) in parents:
+            what = "refers to itself" if id(n) in parents else f"expands to more than {limit:,} values"
+            raise SpecError(f"{source}, line {n.start_mark.line + 1}: YAML anchors/aliases (&name, *name) in this "
+                            f"spec {what}; write the criteria out instead of aliasing them.")
+        out.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            below = parents | {id(n)}
+            for k, v in reversed(n.value):
+                key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+                out[path + (key,)] = k.start_mark.line + 1
+                stack.append((v, path + (key,), below))
+        elif isinstance(n, yaml.SequenceNode):
+            below = parents | {id(n)}
+            for i in range(len(n.value) - 1, -1, -1):
+                stack.append((n.value[i], path + (i,), below))
     return out
 
 
@@ -479,12 +511,14 @@ def loads(text: str, source: str = "<spec>") -> CohortSpec:
     """Parse YAML or JSON text (JSON is read by the same line-tracking loader)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines = _lines(node, source) if node is not None else {}  # bounded: before anything expands aliases
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark else ""
         raise SpecError(f"{source}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}") from None
-    lines = _lines(node) if node is not None else {}
+    except RecursionError:  # PyYAML composes recursively: thousands of nested brackets
+        raise SpecError(f"{source}: nested too deeply to be a cohort spec.") from None
     return validate(data, source, lines, text)
 
 

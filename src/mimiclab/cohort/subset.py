@@ -17,14 +17,15 @@ to a temporary name then renamed. A re-run gives byte-identical files.
 from __future__ import annotations
 
 import contextlib
-import csv
-import datetime as dt
 import gzip
 import os
-import shutil
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from mimiclab import catalog
 from mimiclab.checksums import sha256_file
@@ -127,42 +128,32 @@ def _id_sources(cohort: Cohort) -> tuple[dict[str, str], Callable[[], None]]:
 
 
 def _write_table(store, sql: str, dest: Path) -> None:
+    """Stream the rows from the store into gzip'd CSV written by Python (the database never writes files,
+    so this works on a sandboxed store), under a temporary name renamed into place when complete."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_csv = dest.with_name(f".{dest.name}.tmp-{os.getpid()}.csv")
     tmp_gz = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    opts = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     try:
-        con = getattr(store, "connection", None)
-        if con is not None:
-            lit = "'" + str(tmp_csv).replace("'", "''") + "'"
-            con.execute(f"COPY ({sql}) TO {lit} (FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"', "
-                        f"NULLSTR '', DATEFORMAT '%Y-%m-%d', TIMESTAMPFORMAT '{TS_FORMAT}')")
-        else:  # any other Store: Arrow batches through Python's csv module
-            _write_csv_python(store.arrow(sql), tmp_csv)
-        with open(tmp_csv, "rb") as src, open(tmp_gz, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
-                shutil.copyfileobj(src, gz, 1 << 20)
+        with store.stream(sql) as reader, open(tmp_gz, "wb") as raw, \
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
+            gz.write((",".join(_field(n) for n in reader.schema.names) + "\n").encode())
+            for batch in reader:
+                if batch.num_rows:
+                    pacsv.write_csv(_as_written(batch), gz, opts)
         os.replace(tmp_gz, dest)
     finally:
-        tmp_csv.unlink(missing_ok=True)
         tmp_gz.unlink(missing_ok=True)
 
 
-def _write_csv_python(table, path: Path) -> None:
-    def fmt(v):
-        if v is None:
-            return ""
-        if isinstance(v, dt.datetime):
-            return v.strftime(TS_FORMAT)
-        if isinstance(v, float):
-            return repr(v)
-        return v
-
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(table.column_names)
-        for batch in table.to_batches():
-            for row in zip(*(col.to_pylist() for col in batch.columns)):
-                w.writerow([fmt(v) for v in row])
+def _field(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"' if any(ch in name for ch in ',"\n\r') else name
 
 
-
+def _as_written(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Timestamps as MIMIC writes them (no fraction), everything else as Arrow writes it."""
+    cols = []
+    for col in batch.columns:
+        if pa.types.is_timestamp(col.type):
+            col = pc.strftime(pc.cast(col, pa.timestamp("s", col.type.tz), safe=False), format=TS_FORMAT)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)

@@ -7,8 +7,10 @@ implemented; a new backend implements `Store` and a `publish` step for build out
 
 from __future__ import annotations
 
+import contextlib
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,27 @@ class Store(ABC):
     def scalar(self, query: str, params: Sequence[Any] | dict | None = None) -> Any:
         t = self.arrow(query, params)
         return t.column(0)[0].as_py() if t.num_rows else None
+
+    @contextlib.contextmanager
+    def stream(self, query: str, params: Sequence[Any] | dict | None = None,
+               batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
+        """Record batches of a query. Stores that can stream from the database override this."""
+        t = self.arrow(query, params)
+        yield pa.RecordBatchReader.from_batches(t.schema, t.to_batches(batch_rows))
+
+    def capped(self, query: str, max_rows: int, params: Sequence[Any] | dict | None = None
+               ) -> tuple[pa.Table, bool, float]:
+        """(first max_rows rows, whether there were more, seconds): reads only as far as the cap."""
+        t0 = time.perf_counter()
+        with self.stream(query, params) as reader:
+            batches, n = [], 0
+            for batch in reader:
+                batches.append(batch)
+                n += batch.num_rows
+                if n > max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+        return table.slice(0, max_rows), table.num_rows > max_rows, time.perf_counter() - t0
 
     @abstractmethod
     def columns(self, qualified: str) -> list[tuple[str, str]]:

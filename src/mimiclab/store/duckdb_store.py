@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 
 from mimiclab.errors import QueryError
 from mimiclab.store import Store, TableRef
+from mimiclab.store import work as _work
 
 
 def _lit(s: str | os.PathLike) -> str:
@@ -204,7 +206,13 @@ class DuckDBStore(Store):
         # Parquet footers are read once per file instead of once per query: per-patient lookups touch
         # dozens of files and would otherwise spend most of their time re-reading metadata.
         self._con.execute("SET parquet_metadata_cache=true")
+        self.sandboxed = sandbox_dir is not None
+        self._private_tmp: str | None = None
         if sandbox_dir is not None:
+            # DuckDB always allows its temp folder (default `<cwd>/.tmp`, readable by anyone who can write
+            # there): spill to a private folder of this store's own instead, removed on close.
+            self._private_tmp = tempfile.mkdtemp(prefix="mimiclab-sandbox-")
+            self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
             self._con.execute(f"SET allowed_directories=[{_lit(str(Path(sandbox_dir).resolve()) + os.sep)}]")
             self._con.execute("SET enable_external_access=false")
             self._con.execute("SET autoinstall_known_extensions=false")
@@ -224,22 +232,85 @@ class DuckDBStore(Store):
         """This thread's DuckDB connection, for relational-API use (lazy relations, .pl(), .arrow())."""
         return self._cursor()
 
-    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
-        cur = self._cursor()
-        timer = None
-        if self.max_seconds:
-            timer = threading.Timer(self.max_seconds, cur.interrupt)
-            timer.start()
+    def _one_reading_statement(self, cur, query: str) -> None:
+        """Sandboxed stores run exactly one SELECT/EXPLAIN per call (DuckDB's own parser decides): nothing
+        can be appended after a statement the caller built, whatever a user put inside it."""
         try:
-            rel = cur.sql(query, params=params) if params is not None else cur.sql(query)
-            return rel.to_arrow_table() if rel is not None else pa.table({})
-        except duckdb.InterruptException:
-            raise QueryError(f"query cancelled after {self.max_seconds:g} s time limit") from None
+            stmts = cur.extract_statements(query)
         except duckdb.Error as exc:
             raise QueryError(str(exc).split("\n\n")[0]) from None
+        if len(stmts) != 1:
+            raise QueryError(f"one statement at a time (found {len(stmts)}).")
+        if stmts[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+            raise QueryError(f"{stmts[0].type.name} statements are not allowed here: this connection is read-only.")
+
+    def _limit(self) -> tuple[float | None, _work.Work | None]:
+        """Seconds this query may take: the store's own limit, shortened by the current request's budget."""
+        w = _work.current()
+        limit = self.max_seconds
+        if w is not None:
+            w.check()
+            left = w.remaining()
+            if left is not None:
+                limit = left if limit is None else min(limit, left)
+        return limit, w
+
+    @contextlib.contextmanager
+    def _guarded(self, cur, query: str):
+        """Statement check (sandbox), time limit and cancellation around one query on `cur`."""
+        if self.sandboxed:
+            self._one_reading_statement(cur, query)
+        limit, w = self._limit()
+        timer = None
+        if limit is not None:
+            timer = threading.Timer(max(limit, 0.001), cur.interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            with (w.interruptible(cur.interrupt) if w is not None else contextlib.nullcontext()):
+                try:
+                    yield
+                except duckdb.InterruptException:
+                    raise self._stopped(w, limit) from None
+                except (duckdb.Error, OSError, pa.ArrowException) as exc:  # a reader's errors come as Arrow's
+                    if "interrupt" in str(exc).lower():
+                        raise self._stopped(w, limit) from None
+                    raise QueryError(str(exc).split("\n\n")[0].strip()) from None
         finally:
             if timer is not None:
                 timer.cancel()
+
+    @staticmethod
+    def _stopped(w: _work.Work | None, limit: float | None) -> QueryError:
+        if w is not None and w.reason:
+            return _work.Cancelled(w.reason)
+        return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
+                          "LIMIT, or aggregate first.")
+
+    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
+        cur = self._cursor()
+        with self._guarded(cur, query):
+            rel = cur.sql(query, params=params) if params is not None else cur.sql(query)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+
+    @contextlib.contextmanager
+    def stream(self, query: str, params: Sequence[Any] | dict | None = None,
+               batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
+        """A reader of the query's record batches as DuckDB produces them (the whole result never sits in
+        memory); the time limit and cancellation cover reading them. Leaving the block frees the query."""
+        cur = self._cursor()  # this thread's connection (it sees tables registered on it); finish
+        # reading before running another query on this thread
+        with self._guarded(cur, query):
+            rel = cur.sql(query, params=params) if params is not None else cur.sql(query)
+            if rel is None:
+                yield pa.RecordBatchReader.from_batches(pa.schema([]), [])
+            else:
+                reader = rel.to_arrow_reader(batch_rows)
+                try:
+                    yield reader
+                finally:
+                    with contextlib.suppress(Exception):
+                        reader.close()
 
     def columns(self, qualified: str) -> list[tuple[str, str]]:
         schema, _, name = qualified.rpartition(".")
@@ -253,3 +324,5 @@ class DuckDBStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
+        if getattr(self, "_private_tmp", None):
+            shutil.rmtree(self._private_tmp, ignore_errors=True)

@@ -1,8 +1,9 @@
 """/api/cohort: the criterion library for the form, run a spec (attrition, Table 1, SQL), save/load specs,
 download the report and the subset as zip files.
 
-Running goes through the build's sandboxed store. The report and subset write files, so they run on a
-separate read-only (not sandboxed) store of the build, into a temporary folder that is zipped and removed.
+Everything runs on the build's sandboxed store (through the workbench's Dataset) as heavy work: time-limited,
+queued, stopped when the client leaves. The report and subset are written by Python (never by the database)
+into a private temporary folder that is zipped and removed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from mimiclab.errors import MimiclabError
 from mimiclab.web.api_data import wb
 from mimiclab.web.api_patient import dataset
 from mimiclab.web.core import frame_rows
@@ -56,9 +56,15 @@ def criteria() -> dict:
 
 
 @router.get("/datasets/{slug}/cohort/suggest", summary="Values a criterion parameter can take, from the data")
-def suggest(request: Request, slug: str, criterion: str = Query(max_length=40), param: str = Query(max_length=40),
-            q: str = Query("", max_length=100), limit: int = Query(20, ge=1, le=100)) -> dict:
+async def suggest(request: Request, slug: str, criterion: str = Query(max_length=40),
+                  param: str = Query(max_length=40), q: str = Query("", max_length=100),
+                  limit: int = Query(20, ge=1, le=100)) -> dict:
     """Picker entries for the builder form: `value` to insert, `label` to show, `n` rows in the data (or null)."""
+    return await wb(request).heavy(request, lambda: _suggest(request, slug, criterion, param, q, limit),
+                                   what="the picker")
+
+
+def _suggest(request: Request, slug: str, criterion: str, param: str, q: str, limit: int) -> dict:
     from mimiclab.cohort.spec import SpecError
     from mimiclab.cohort.suggest import suggest_sql
 
@@ -76,9 +82,13 @@ def suggest(request: Request, slug: str, criterion: str = Query(max_length=40), 
 
 
 @router.post("/datasets/{slug}/cohort/run", summary="Run a cohort spec: attrition, Table 1, SQL, warnings")
-def run(request: Request, slug: str, body: SpecIn) -> dict:
-    c = _cohort_mod()
+async def run(request: Request, slug: str, body: SpecIn) -> dict:
     spec = _load(body.spec)
+    return await wb(request).heavy(request, lambda: _run(request, slug, spec), what="the cohort")
+
+
+def _run(request: Request, slug: str, spec) -> dict:
+    c = _cohort_mod()
     ds = dataset(wb(request), slug)
     empty = None
     try:
@@ -123,34 +133,38 @@ def _zip_folder(folder: Path, prefix: str) -> bytes:
     return buf.getvalue()
 
 
-def _export(request: Request, slug: str, body: SpecIn, what: str) -> Response:
+def _export(request: Request, slug: str, spec, what: str) -> bytes:
     c = _cohort_mod()
+    ds = dataset(wb(request), slug)  # the sandboxed store: the files below are written by Python
+    name = _name(spec)
+    cohort = c.Cohort.run(ds, spec)
+    with tempfile.TemporaryDirectory(prefix="mimiclab-web-") as tmp:
+        out = Path(tmp) / name
+        if what == "report":
+            cohort.report(out)
+        else:
+            cohort.subset(out)
+        return _zip_folder(out, f"{name}-{what}")
+
+
+def _name(spec) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-") or "cohort"
+
+
+async def _export_response(request: Request, slug: str, body: SpecIn, what: str) -> Response:
     spec = _load(body.spec)
-    build = wb(request).build(slug)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-") or "cohort"
-    cohort = c.Cohort.run(build, spec)  # opens its own read-only store: writing files needs file access
-    try:
-        with tempfile.TemporaryDirectory(prefix="mimiclab-web-") as tmp:
-            out = Path(tmp) / name
-            if what == "report":
-                cohort.report(out)
-            else:
-                try:
-                    cohort.subset(out)
-                except ModuleNotFoundError:
-                    raise MimiclabError("subset export is not available in this mimiclab version.") from None
-            data = _zip_folder(out, f"{name}-{what}")
-    finally:
-        cohort.close()
+    w = wb(request)
+    data = await w.heavy(request, lambda: _export(request, slug, spec, what), what=f"the cohort {what}",
+                         seconds=w.limits.export_seconds)
     return Response(data, media_type="application/zip",
-                    headers={"content-disposition": f'attachment; filename="{name}-{what}.zip"'})
+                    headers={"content-disposition": f'attachment; filename="{_name(spec)}-{what}.zip"'})
 
 
 @router.post("/datasets/{slug}/cohort/report", summary="The cohort report (ids, attrition, Table 1, flow, html) as zip")
-def report(request: Request, slug: str, body: SpecIn) -> Response:
-    return _export(request, slug, body, "report")
+async def report(request: Request, slug: str, body: SpecIn) -> Response:
+    return await _export_response(request, slug, body, "report")
 
 
 @router.post("/datasets/{slug}/cohort/subset", summary="The cohort's rows in PhysioNet's layout (csv.gz) as zip")
-def subset(request: Request, slug: str, body: SpecIn) -> Response:
-    return _export(request, slug, body, "subset")
+async def subset(request: Request, slug: str, body: SpecIn) -> Response:
+    return await _export_response(request, slug, body, "subset")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Literal
+import tempfile
+from typing import Any, Literal
 
 import pyarrow as pa
 from fastapi import APIRouter, Query, Request
@@ -283,13 +284,19 @@ def _order(sort: str | None, desc: bool, types: dict, default: tuple[str, ...] =
 
 
 @router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
-def rows(request: Request, slug: str, table: str,
+async def rows(request: Request, slug: str, table: str,
          f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),
          q: str = Query("", max_length=200, description="text search over the text columns"),
          sort: str | None = None, desc: bool = False,
          limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
-    w, b, t, st, key, types = _table_ctx(request, slug, table)
     filters = parse_filters(f)
+    return await wb(request).heavy(request, lambda: _rows(request, slug, table, filters, q, sort, desc, limit, offset),
+                                   what="the table view")
+
+
+def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str, sort: str | None, desc: bool,
+          limit: int, offset: int) -> dict:
+    w, b, t, st, key, types = _table_ctx(request, slug, table)
     where, params = _where(filters, types, q)
     _check_values(filters, types, st)
     order = _order(sort, desc, types, t.primary_key)
@@ -304,12 +311,17 @@ def rows(request: Request, slug: str, table: str,
 
 
 @router.get("/datasets/{slug}/tables/{table}/stats", summary="Per-column statistics of a (filtered) table")
-def stats(request: Request, slug: str, table: str, column: str, f: list[str] = Query([]),
-          q: str = Query("", max_length=200)) -> dict:
+async def stats(request: Request, slug: str, table: str, column: str, f: list[str] = Query([]),
+                q: str = Query("", max_length=200)) -> dict:
+    filters = parse_filters(f)
+    return await wb(request).heavy(request, lambda: _stats(request, slug, table, column, filters, q),
+                                   what="the column statistics")
+
+
+def _stats(request: Request, slug: str, table: str, column: str, filters: list[Filter], q: str) -> dict:
     w, b, t, st, key, types = _table_ctx(request, slug, table)
     if column not in types:
         raise QueryError(f"no column {column!r} in {key}.")
-    filters = parse_filters(f)
     where, params = _where(filters, types, q)
     typ = types[column]
     c = quote(column)
@@ -329,35 +341,84 @@ def stats(request: Request, slug: str, table: str, column: str, f: list[str] = Q
 
 
 @router.get("/datasets/{slug}/tables/{table}/export.csv", summary="The filtered, sorted table view as CSV")
-def export_csv(request: Request, slug: str, table: str, f: list[str] = Query([]), q: str = Query("", max_length=200),
-               sort: str | None = None, desc: bool = False) -> StreamingResponse:
-    w, b, t, st, key, types = _table_ctx(request, slug, table)
+async def export_csv(request: Request, slug: str, table: str, f: list[str] = Query([]),
+                     q: str = Query("", max_length=200), sort: str | None = None, desc: bool = False):
     filters = parse_filters(f)
-    where, params = _where(filters, types, q)
-    _check_values(filters, types, st)
-    order = _order(sort, desc, types)
-    sql = f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {w.limits.csv_rows}"
-    table_ = st.arrow(sql, params)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)
-    return csv_response(table_, f"{name}.csv")
+    b, t = wb(request).table(slug, table)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", qualified(catalog.get(b.slug), t))
+
+    def query() -> tuple[str, list]:
+        w, b, t, st, key, types = _table_ctx(request, slug, table)
+        where, params = _where(filters, types, q)
+        _check_values(filters, types, st)
+        return f"SELECT * FROM {qualify(key)} {where} {_order(sort, desc, types)}", params
+
+    return await csv_export(request, slug, query, f"{name}.csv")
 
 
-def csv_response(t: pa.Table, filename: str) -> StreamingResponse:
-    def gen():
-        buf = io.StringIO()
-        wr = csv.writer(buf)
-        wr.writerow(t.column_names)
-        for batch in t.to_batches(max_chunksize=5000):
-            cols = [c.to_pylist() for c in batch.columns]
-            for r in range(batch.num_rows):
-                wr.writerow(["" if col[r] is None else jsonable(col[r]) for col in cols])
-            yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-        yield buf.getvalue()
+async def csv_export(request: Request, slug: str, query: Any, filename: str) -> StreamingResponse:
+    """A query's result as a CSV download, written in full before the first byte is sent, so that the row,
+    size and time caps end in a clear error rather than a silently cut file. `query` is (sql, params) or a
+    function returning it (run in the worker, when it needs the database)."""
+    w = wb(request)
+    lim = w.limits
 
-    return StreamingResponse(gen(), media_type="text/csv; charset=utf-8",
-                             headers={"content-disposition": f'attachment; filename="{filename}"'})
+    def make():
+        sql, params = query() if callable(query) else query
+        return write_csv(w.store(slug), sql, params, lim)
+
+    spool, rows, more = await w.heavy(request, make, what="the CSV export", seconds=lim.export_seconds)
+
+    def chunks():
+        try:
+            while True:
+                block = spool.read(1 << 20)
+                if not block:
+                    return
+                yield block
+        finally:
+            spool.close()
+
+    headers = {"content-disposition": f'attachment; filename="{filename}"', "x-mimiclab-rows": str(rows)}
+    if more:
+        headers["x-mimiclab-truncated"] = f"only the first {lim.csv_rows:,} rows"
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def write_csv(st, sql: str, params: list | None, lim) -> tuple[Any, int, bool]:
+    """(spooled file at offset 0, rows written, whether rows were left out at the row cap). Refuses, with
+    the cap in the message, an export larger than `lim.csv_bytes`; the time limit interrupts the query and
+    this loop alike (the current Work)."""
+    from mimiclab.store.work import current
+
+    work = current()
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+b")
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
+    wr = csv.writer(text)
+    n, more = 0, False
+    try:
+        with st.stream(sql, params, batch_rows=5000) as reader:
+            wr.writerow(reader.schema.names)
+            for batch in reader:
+                if work is not None:
+                    work.check()
+                take = min(batch.num_rows, lim.csv_rows - n)
+                cols = [c.to_pylist() for c in batch.columns]
+                for r in range(take):
+                    wr.writerow(["" if col[r] is None else jsonable(col[r]) for col in cols])
+                n += take
+                if spool.tell() > lim.csv_bytes:
+                    raise QueryError(f"the export is larger than {lim.csv_bytes // 2**20:,} MB, the workbench's limit: "
+                                     "filter the rows or select fewer columns (or use `mimiclab sql` / Python).")
+                if take < batch.num_rows:
+                    more = True
+                    break
+        text.detach()
+        spool.seek(0)
+        return spool, n, more
+    except BaseException:
+        spool.close()
+        raise
 
 
 # -- population ---------------------------------------------------------------------------------------
@@ -370,9 +431,13 @@ class DistributionQuery(BaseModel):
 
 
 @router.get("/datasets/{slug}/distribution", summary="Histogram or bar counts of a column, optionally grouped")
-def distribution(request: Request, slug: str, table: str, column: str, by: str | None = None,
-                 bins: int = Query(30, ge=2, le=200), top: int = Query(25, ge=2, le=100)) -> dict:
+async def distribution(request: Request, slug: str, table: str, column: str, by: str | None = None,
+                       bins: int = Query(30, ge=2, le=200), top: int = Query(25, ge=2, le=100)) -> dict:
     dq = DistributionQuery(table=table, column=column, by=by or None, bins=bins, top=top)
+    return await wb(request).heavy(request, lambda: _distribution(request, slug, dq), what="the distribution")
+
+
+def _distribution(request: Request, slug: str, dq: DistributionQuery) -> dict:
     w, b, t, st, key, types = _table_ctx(request, slug, dq.table)
     for c in (dq.column, dq.by):
         if c is not None and c not in types:

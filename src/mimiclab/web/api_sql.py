@@ -1,24 +1,20 @@
 """/api/.../sql: read-only SQL with a row cap and a time limit, plus example queries per schema family.
 
-Two walls: sqlguard refuses anything but one reading statement, and the statement runs on the build's
-sandboxed store (read-only database, no file or network access, settings locked). Results stream out of
-DuckDB and stop at the row cap, so `SELECT * FROM chartevents` costs only the rows shown.
+Two walls: the statement check (store.sqlguard) refuses anything but one reading statement, and the
+statement runs on the build's sandboxed store (read-only database, no file or network access, settings
+locked, one statement per call). Results stream out of the store and stop at the row cap, so
+`SELECT * FROM chartevents` costs only the rows shown; the run counts as heavy work (queued, time-limited,
+stopped when the client leaves).
 """
 
 from __future__ import annotations
 
-import threading
-import time
-
-import duckdb
-import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from mimiclab import catalog
-from mimiclab.errors import QueryError
-from mimiclab.web import sqlguard
-from mimiclab.web.api_data import csv_response, wb
+from mimiclab.store import sqlguard
+from mimiclab.web.api_data import csv_export, wb
 from mimiclab.web.core import arrow_rows
 
 router = APIRouter(prefix="/api", tags=["sql"])
@@ -29,59 +25,22 @@ class SqlIn(BaseModel):
     max_rows: int | None = Field(None, ge=1, le=100_000)
 
 
-def run_capped(store, sql: str, max_rows: int, max_seconds: float) -> tuple[pa.Table, bool, float]:
-    """(first max_rows rows, whether more existed, seconds). Interrupted after max_seconds."""
-    checked = sqlguard.check(sql)
-    cur = store.connection.cursor()  # own connection: interrupt hits only this query
-    timer = threading.Timer(max_seconds, cur.interrupt)
-    t0 = time.perf_counter()
-    timer.start()
-    try:
-        rel = cur.sql(checked)
-        if rel is None:
-            return pa.table({}), False, time.perf_counter() - t0
-        reader = rel.to_arrow_reader(2048)
-        batches, n = [], 0
-        for batch in reader:
-            batches.append(batch)
-            n += batch.num_rows
-            if n > max_rows:
-                break
-        table = pa.Table.from_batches(batches, schema=reader.schema)
-        truncated = table.num_rows > max_rows
-        return table.slice(0, max_rows), truncated, time.perf_counter() - t0
-    except duckdb.InterruptException:
-        raise QueryError(f"the query was stopped at the {max_seconds:g} s time limit; "
-                         "add a WHERE clause or a LIMIT, or aggregate first.") from None
-    except duckdb.Error as exc:
-        if "interrupt" in str(exc).lower():
-            raise QueryError(f"the query was stopped at the {max_seconds:g} s time limit; "
-                             "add a WHERE clause or a LIMIT, or aggregate first.") from None
-        raise QueryError(str(exc).split("\n\n")[0].strip()) from None
-    finally:
-        timer.cancel()
-        try:
-            cur.close()
-        except duckdb.Error:
-            pass
-
-
 @router.post("/datasets/{slug}/sql", summary="Run one read-only statement; rows capped, time limited")
-def run_sql(request: Request, slug: str, body: SqlIn) -> dict:
+async def run_sql(request: Request, slug: str, body: SqlIn) -> dict:
     w = wb(request)
     cap = min(body.max_rows or w.limits.sql_rows, w.limits.sql_rows)
-    table, truncated, secs = run_capped(w.store(slug), body.sql, cap, w.limits.sql_seconds)
+    checked = sqlguard.check(body.sql)
+    table, truncated, secs = await w.heavy(request, lambda: w.store(slug).capped(checked, cap), what="the query")
     out = arrow_rows(table)
     out.update({"row_count": table.num_rows, "truncated": truncated, "max_rows": cap,
                 "seconds": round(secs, 4), "time_limit": w.limits.sql_seconds})
     return out
 
 
-@router.get("/datasets/{slug}/sql.csv", summary="The same statement's result as CSV (larger row cap)")
-def sql_csv(request: Request, slug: str, sql: str = Query(..., max_length=sqlguard.MAX_SQL_CHARS)):
-    w = wb(request)
-    table, _, _ = run_capped(w.store(slug), sql, w.limits.csv_rows, w.limits.sql_seconds)
-    return csv_response(table, f"{slug}-query.csv")
+@router.get("/datasets/{slug}/sql.csv", summary="The same statement's result as CSV (row, size and time caps)")
+async def sql_csv(request: Request, slug: str, sql: str = Query(..., max_length=sqlguard.MAX_SQL_CHARS)):
+    checked = sqlguard.check(sql)
+    return await csv_export(request, slug, (checked, None), f"{slug}-query.csv")
 
 
 EXAMPLES: dict[str, list[dict]] = {
@@ -148,5 +107,7 @@ EXAMPLES: dict[str, list[dict]] = {
 def examples(request: Request, slug: str) -> dict:
     b = wb(request).build(slug)
     fam = catalog.get(b.slug).family or ""
+    lim = wb(request).limits
     return {"family": fam, "examples": EXAMPLES.get(fam, []),
-            "limits": {"rows": wb(request).limits.sql_rows, "seconds": wb(request).limits.sql_seconds}}
+            "limits": {"rows": lim.sql_rows, "seconds": lim.sql_seconds, "csv_rows": lim.csv_rows,
+                       "csv_mb": lim.csv_bytes // 2**20, "export_seconds": lim.export_seconds}}

@@ -1,4 +1,13 @@
-"""What every route shares: the built datasets, one sandboxed store per build, and Arrow -> JSON.
+"""What every route shares: the built datasets, one sandboxed store per build, heavy work, and Arrow -> JSON.
+
+The web layer reaches data only through `Workbench.store()` (the build's sandboxed store: read-only, no file
+or network access, one reading statement per call, time-limited) and `Workbench.api()` (a Dataset over that
+same store). `Workbench.build()` hands routes a read-only description of a build that cannot open a
+connection, so no route can obtain an unsandboxed one.
+
+Heavy requests (SQL, exports, cohorts, distributions) run through `Workbench.heavy()`: at most a few at a
+time (light requests such as pages and patient lookups never queue behind them), each with one deadline for
+all its queries, and stopped when the client goes away or the server stops.
 
 Builds are re-read from $MIMICLAB_HOME when their manifests change, so a dataset built while the
 workbench runs shows up on the next page load without a restart.
@@ -9,12 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
+import anyio
 import pyarrow as pa
 
 from mimiclab import catalog, config
@@ -22,7 +35,11 @@ from mimiclab.build import registry
 from mimiclab.build.registry import Build
 from mimiclab.catalog import CatalogError, Table
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
+from mimiclab.build.manifest import Manifest
 from mimiclab.store.duckdb_store import DuckDBStore
+from mimiclab.store.work import Cancelled, Work
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,9 +47,32 @@ class Limits:
     """Caps on what one request may cost. The SQL page shows them to the user."""
 
     sql_rows: int = 5_000  # rows returned to the page
-    sql_seconds: float = 10.0  # per statement, then interrupted
+    sql_seconds: float = 10.0  # a request's queries together, then interrupted
     csv_rows: int = 1_000_000  # rows in one CSV export
+    csv_bytes: int = 256 * 2**20  # size of one CSV export
+    export_seconds: float = 30.0  # one CSV export, cohort report or subset, from first query to last byte
     page_rows: int = 500  # table browser page size cap
+    heavy_jobs: int = max(2, os.cpu_count() or 2)  # heavy requests running at once; the rest wait
+    heavy_wait: float = 30.0  # how long a heavy request waits for its turn before "busy"
+
+
+class BusyError(MimiclabError):
+    """Too many heavy requests are waiting; the client should try again shortly (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class BuiltDataset:
+    """What routes may know of a build: identity, manifest and folder. It cannot open a connection (routes
+    get data only through the workbench's sandboxed store)."""
+
+    slug: str
+    version: str
+    manifest: Manifest
+    build_dir: Path
+
+    @classmethod
+    def of(cls, b: Build) -> BuiltDataset:
+        return cls(b.slug, b.version, b.manifest, b.build_dir)
 
 
 class Workbench:
@@ -50,9 +90,15 @@ class Workbench:
         self._builds_checked = 0.0
         self._closing = threading.Event()
         self._warming: threading.Thread | None = None
+        self._heavy_slots: anyio.Semaphore | None = None
+        self._works: set[Work] = set()
 
     # -- builds ---------------------------------------------------------------------------------------
-    def builds(self) -> list[Build]:
+    def builds(self) -> list[BuiltDataset]:
+        """Completed builds (read-only views)."""
+        return [BuiltDataset.of(b) for b in self._registry_builds()]
+
+    def _registry_builds(self) -> list[Build]:
         """Completed builds; re-scanned at most once a second, and only re-read when a manifest changed."""
         now = time.monotonic()
         if now - self._builds_checked < 1.0 and self._builds_key is not None:
@@ -67,12 +113,15 @@ class Workbench:
             self._builds_checked = now
         return self._builds
 
-    def build(self, slug: str) -> Build:
-        """Newest build of `slug`; NotBuiltError (with the command to build it) or CatalogError otherwise."""
-        cands = [b for b in self.builds() if b.slug == slug]
+    def _build(self, slug: str) -> Build:
+        cands = [b for b in self._registry_builds() if b.slug == slug]
         if cands:
             return sorted(cands, key=lambda b: registry._vkey(b.version))[-1]
         return registry.find(slug)  # raises the helpful error
+
+    def build(self, slug: str) -> BuiltDataset:
+        """Newest build of `slug`; NotBuiltError (with the command to build it) or CatalogError otherwise."""
+        return BuiltDataset.of(self._build(slug))
 
     def current(self, slug: str | None = None) -> str | None:
         """The dataset a page should show: asked for, else the default, else the first built."""
@@ -89,7 +138,7 @@ class Workbench:
     # -- stores ---------------------------------------------------------------------------------------
     def store(self, slug: str) -> DuckDBStore:
         """The sandboxed, read-only store of a build: every workbench query goes through it."""
-        b = self.build(slug)
+        b = self._build(slug)
         key = (b.slug, b.version, b.manifest.built_at)
         with self._lock:
             st = self._stores.get(key)
@@ -103,7 +152,7 @@ class Workbench:
         """A mimiclab.api Dataset over the sandboxed store, so the explorer and a notebook agree."""
         from mimiclab.api import Dataset
 
-        b = self.build(slug)
+        b = self.build(slug)  # the read-only view: this Dataset can only use the sandboxed store below
         if not b.manifest.family:
             raise MimiclabError(f"{slug} has no tables, so no patients.")
         key = (b.slug, b.version, b.manifest.built_at)
@@ -169,9 +218,67 @@ class Workbench:
             except MimiclabError:
                 return
 
+    # -- heavy work -----------------------------------------------------------------------------------
+    async def heavy(self, request: Any, fn: Callable[[], T], *, what: str, seconds: float | None = None) -> T:
+        """Run `fn` in a worker thread as one Work: after waiting for one of `heavy_jobs` slots, within
+        `seconds` for all its queries together, stopped if the client disconnects or the server stops."""
+        if self._closing.is_set():
+            raise Cancelled("the workbench is stopping.")
+        if self._heavy_slots is None:
+            self._heavy_slots = anyio.Semaphore(self.limits.heavy_jobs)
+        slots = self._heavy_slots
+        try:
+            with anyio.fail_after(self.limits.heavy_wait):
+                await slots.acquire()
+        except TimeoutError:
+            raise BusyError(f"the workbench is busy with {self.limits.heavy_jobs} other heavy requests; "
+                            "try again in a moment.") from None
+        work = Work(seconds or self.limits.sql_seconds, what)
+        self._works.add(work)
+        outcome: dict[str, Any] = {}
+
+        def call() -> T:
+            with work.running():
+                return fn()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, request, work)
+                try:
+                    outcome["value"] = await anyio.to_thread.run_sync(call)
+                except Exception as exc:  # re-raised below, outside the task group (no ExceptionGroup)
+                    outcome["error"] = exc
+                tg.cancel_scope.cancel()
+        finally:
+            work.done()
+            self._works.discard(work)
+            slots.release()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    @staticmethod
+    async def _watch(request: Any, work: Work) -> None:
+        while work.reason is None:
+            if request is not None and await request.is_disconnected():
+                work.cancel(f"{work.what} was stopped: the client went away.")
+                return
+            await anyio.sleep(0.2)
+
+    def cancel_all(self, reason: str = "the workbench is stopping.") -> None:
+        """Stop every running heavy request (server shutdown)."""
+        self._closing.set()
+        for w in list(self._works):
+            w.cancel(reason)
+
+    @property
+    def running(self) -> int:
+        """Heavy requests running now (tests and /api/health use it)."""
+        return len(self._works)
+
     def close(self) -> None:
         # A thread still inside DuckDB when the interpreter exits aborts the process: stop the warm-up first.
-        self._closing.set()
+        self.cancel_all()
         if self._warming is not None:
             self._warming.join(timeout=30)
         with self._lock:
@@ -255,5 +362,5 @@ def _isna(x) -> bool:
         return False
 
 
-__all__ = ["Workbench", "Limits", "arrow_rows", "frame_rows", "jsonable", "quote", "qualify", "qualified",
+__all__ = ["Workbench", "Limits", "BuiltDataset", "BusyError", "arrow_rows", "frame_rows", "jsonable", "quote", "qualify", "qualified",
            "MimiclabError", "NotBuiltError", "QueryError", "CatalogError"]

@@ -1,8 +1,10 @@
-"""A statement check for the workbench's SQL endpoint, in front of the sandboxed store.
+"""The statement check for SQL that comes from a user: the workbench's SQL page and a cohort's `sql` criterion.
 
-The store already refuses writes, file access, ATTACH, INSTALL and setting changes (read-only database,
-external access disabled, configuration locked). This check is a second, independent wall with clearer
-messages: exactly one statement, of a reading kind, that names no file-reading table function.
+The sandboxed store already refuses writes, file access, ATTACH, INSTALL and setting changes (read-only
+database, external access disabled, configuration locked) and runs one statement per call. This check is a
+second, independent wall with clearer messages: exactly one statement, of a reading kind, that names no
+file-reading function, file path or file-backed SUMMARIZE/DESCRIBE. Input it cannot parse (unterminated
+strings, brackets nested beyond reason) is refused with a message, never an internal error.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ _DENY_NAMES = {"glob", "sniff_csv", "query", "query_table", "getenv", "read_text
                "from_csv_auto", "csv_scan", "parquet_scan", "json_scan", "delta_scan", "iceberg_scan",
                "duckdb_secrets", "which_secret", "enable_profiling", "checkpoint", "force_checkpoint"}
 _EXPLAIN = re.compile(r"^\s*explain(\s+analyze)?\s+", re.IGNORECASE)
-_FILEISH = re.compile(r"[/\\]|\.(csv|tsv|parquet|json|jsonl|ndjson|txt|gz|zst|db|duckdb|sqlite|xlsx?)$", re.I)
+# A quoted "table" that looks like a path or URL is a file scan in DuckDB (`FROM '/etc/passwd'`).
+_FILEISH = re.compile(r"[/\\:~.]")
+MAX_NESTING = 200  # brackets deeper than any real query; deeper input would exhaust the parser's recursion
 
 
 def _fname(f: exp.Func) -> str:
@@ -50,11 +54,18 @@ def check(sql: str) -> str:
     log = logging.getLogger("sqlglot")
     level = log.level
     log.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is our business, not the log's
+    if _nesting(body) > MAX_NESTING:
+        raise QueryError(f"brackets are nested more than {MAX_NESTING} deep: simplify the query.")
     try:
         statements = [s for s in sqlglot.parse(body, read="duckdb") if s is not None]
-    except sqlglot.errors.ParseError as exc:
+    except sqlglot.errors.TokenError:
+        raise QueryError("could not read the query: a string or quoted name is not closed "
+                         "(check the quotes).") from None
+    except sqlglot.errors.SqlglotError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise QueryError(f"could not parse the query: {first}") from None
+    except RecursionError:
+        raise QueryError("the query is nested too deeply to check: simplify it.") from None
     finally:
         log.setLevel(level)
     if len(statements) != 1:
@@ -66,6 +77,9 @@ def check(sql: str) -> str:
             kind = str(stmt.this).upper()
         raise QueryError(f"{kind} statements are not allowed here: the workbench is read-only "
                          "(SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN).")
+    if isinstance(stmt, (exp.Summarize, exp.Describe)) and isinstance(stmt.this, exp.Literal):
+        raise QueryError(f"{stmt.key.upper()} of a file ({stmt.this.name!r}) is not allowed here: "
+                         "name a table of the dataset.")
     if stmt.find(exp.Into) is not None or stmt.args.get("into") is not None:
         raise QueryError("SELECT ... INTO is not allowed: the workbench is read-only.")
     for node in stmt.walk():
@@ -81,3 +95,15 @@ def check(sql: str) -> str:
             if node.this.quoted and _FILEISH.search(node.name or ""):
                 raise QueryError(f"reading files ({node.name!r}) is not allowed here: query the dataset's tables.")
     return text.rstrip().rstrip(";").rstrip()
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting (outside nothing: a rough bound, strings included, is enough here)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch == "(" or ch == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif (ch == ")" or ch == "]") and depth:
+            depth -= 1
+    return deepest
