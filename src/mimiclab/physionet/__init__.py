@@ -181,9 +181,13 @@ def download(
                 part = final.with_name(final.name + PART)
                 needed += f.size - (part.stat().st_size if part.is_file() else 0)
         check_space(dest, max(needed, 0))
-        dest.mkdir(parents=True, exist_ok=True)
-        if not (dest / SUMS).is_file():
-            _write_atomic(dest / SUMS, plan.sums_text)
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            if not (dest / SUMS).is_file():
+                _write_atomic(dest / SUMS, plan.sums_text)
+        except OSError as exc:
+            raise PhysioNetError(f"cannot write the download to {dest}: {exc.strerror or exc}; "
+                                 "choose another place with --dest.") from None
 
         sink: Callable[[Event], None] | None
         ctx: contextlib.AbstractContextManager

@@ -46,23 +46,51 @@ class Plan:
         return all(f.size is not None for f in self.files)
 
 
+# Longest name one folder entry may have on common file systems (bytes), and a bound on the whole relative path
+# well under PATH_MAX once joined to a destination: longer ones could only fail later, at write time.
+MAX_NAME = 255
+MAX_PATH = 1024
+
+
+def _unsafe(path: str) -> str | None:
+    """Why a listed path cannot be written safely under the destination, or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "a control character (NUL, newline, ...)"
+    if path.startswith("/") or "\\" in path or ".." in PurePosixPath(path).parts:
+        return "a path outside the dataset folder"
+    if len(path.encode("utf-8")) > MAX_PATH:
+        return f"a path longer than {MAX_PATH} bytes"
+    if any(len(part.encode("utf-8")) > MAX_NAME for part in path.split("/")):
+        return f"a file or folder name longer than {MAX_NAME} bytes"
+    if any(part in ("", ".") for part in path.split("/")):
+        return "an empty or '.' path component"
+    return None
+
+
 def parse_sums(text: str | bytes, origin: str = SUMS) -> dict[str, str]:
-    """`<sha256>  <path>` per line (sha256sum's text or binary mode) -> {path: sha256}."""
+    """`<sha256>  <path>` per line (sha256sum's text or binary mode) -> {path: sha256}.
+
+    Every path must be writable under the destination as is: a hostile or damaged list fails here, naming
+    the line, instead of as an OS error half way through a download."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise PhysioNetError(f"{origin} is not text; is the mirror serving the right file?") from None
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), 1):
+    # split on newlines only: str.splitlines() would also split on \r, \x1c, \u2028 ... inside a name
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         m = _LINE.match(line)
         if not m:
             raise PhysioNetError(f"{origin} line {n} is not '<sha256>  <path>': {line[:80]!r}")
         path = m.group(2).removeprefix("./")
-        if path.startswith("/") or ".." in PurePosixPath(path).parts:
-            raise PhysioNetError(f"{origin} line {n} names an unsafe path: {path!r}")
+        why = _unsafe(path)
+        if why:
+            shown = path if len(path) <= 80 else path[:77] + "..."
+            raise PhysioNetError(f"{origin} line {n} names an unsafe path ({why}): {shown!r}")
         out[path] = m.group(1).lower()
     if not out:
         raise PhysioNetError(f"{origin} lists no files.")

@@ -180,9 +180,10 @@ class Transfer:
                         self.stop.set()
                     except _Stopped:
                         outcomes.append(Outcome(f.path, "failed", error="stopped"))
-                    except PhysioNetError as exc:
-                        outcomes.append(Outcome(f.path, "failed", error=str(exc)))
-                        self.progress(Event("fail", f.path, message=str(exc)))
+                    except (PhysioNetError, OSError) as exc:
+                        msg = str(exc) if isinstance(exc, PhysioNetError) else _os_message(exc)
+                        outcomes.append(Outcome(f.path, "failed", error=msg))
+                        self.progress(Event("fail", f.path, message=msg))
         except BaseException:
             self.stop.set()  # workers see it at the next chunk and leave their .part files resumable
             ex.shutdown(wait=True, cancel_futures=True)
@@ -289,6 +290,12 @@ def _hash_prefix(h, part: Path, n: int, chunk: int) -> None:
                 break
             h.update(b)
             left -= len(b)
+
+
+def _os_message(exc: OSError) -> str:
+    """A disk-side failure (no space, a file where a folder must go, permissions) as one line naming the path."""
+    where = f" at {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
 
 
 class _Stopped(Exception):
