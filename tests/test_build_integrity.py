@@ -167,3 +167,77 @@ def test_duplicate_composite_primary_key_is_caught(data_root, mimiclab_home, tmp
     assert "primary key (stay_id, seq_num)" in err and "2 rows share 1 key value" in err, err
     assert res.manifest.tables["mimiciv_ed.diagnosis"].status == "failed"
     assert _count(res.database, "mimiciv_ed.diagnosis") == 0  # never loaded before: empty, flagged failed
+
+
+# -- 4. database and manifest always agree -------------------------------------------------------------------
+
+def test_kill_between_database_rename_and_manifest_write_is_repaired_on_open(data_root, mimiclab_home, tmp_path,
+                                                                            monkeypatch):
+    from typer.testing import CliRunner
+
+    from mimiclab.build import manifest as mf
+    from mimiclab.build.registry import find
+    from mimiclab.cli import app
+
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src)
+    _truncate(src / "ed" / "edstays.csv.gz", 10)
+
+    def killed(*a, **k):  # the process dies right after the database was renamed into place
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as mp:
+        mp.setattr(mf, "write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            build("mimic-iv-ed-demo", source=src)
+    db_rows = _count(first.database, "mimiciv_ed.edstays")
+    assert db_rows == 10  # the new database is in place ...
+    import json
+    stale = json.loads((first.build_dir / mf.MANIFEST).read_text())
+    assert stale["tables"]["mimiciv_ed.edstays"]["rows"] == 222  # ... and the manifest on disk is the old one
+    # opening the build notices and repairs: manifest and database agree again
+    b = find("mimic-iv-ed-demo")
+    assert b.manifest.tables["mimiciv_ed.edstays"].rows == db_rows == 10
+    on_disk = json.loads((first.build_dir / mf.MANIFEST).read_text())
+    assert on_disk["tables"]["mimiciv_ed.edstays"]["rows"] == 10
+    assert on_disk["tables"]["mimiciv_ed.edstays"]["sha256"] == hashlib.sha256(
+        (src / "ed" / "edstays.csv.gz").read_bytes()).hexdigest()
+    out = CliRunner().invoke(app, ["info", "mimic-iv-ed-demo"], env={"COLUMNS": "200"})
+    line = next(ln for ln in out.output.splitlines() if "mimiciv_ed.edstays" in ln)
+    assert " 10 " in line, line
+    # and the next build finds every table current (the repaired manifest describes the database)
+    again = build("mimic-iv-ed-demo", source=src)
+    assert again.loaded == [] and again.manifest.tables["mimiciv_ed.edstays"].rows == 10
+
+
+def test_kill_during_rebuild_detected_inside_the_build_itself(data_root, mimiclab_home, tmp_path, monkeypatch):
+    """The repair also happens when the next thing to run is a build (it holds the lock)."""
+    from mimiclab.build import manifest as mf
+
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src)
+    _truncate(src / "ed" / "triage.csv.gz", 5)
+    with monkeypatch.context() as mp:
+        mp.setattr(mf, "write", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            build("mimic-iv-ed-demo", source=src)
+    res = build("mimic-iv-ed-demo", source=src)
+    assert res.loaded == []
+    import json
+    on_disk = json.loads((first.build_dir / mf.MANIFEST).read_text())
+    assert on_disk["tables"]["mimiciv_ed.triage"]["rows"] == 5 == _count(first.database, "mimiciv_ed.triage")
+
+
+def test_database_touched_by_another_client_is_not_mistaken_for_a_mismatch(data_root, mimiclab_home):
+    from mimiclab.build import manifest as mf
+
+    first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+    before = (first.build_dir / mf.MANIFEST).read_text()
+    con = duckdb.connect(str(first.database))  # a user's own writable session bumps the file's mtime
+    con.execute("CREATE TABLE main.scratch AS SELECT 1 AS x")
+    con.close()
+    m = mf.read(first.build_dir)
+    assert m.tables == first.manifest.tables
+    assert (first.build_dir / mf.MANIFEST).read_text() == before

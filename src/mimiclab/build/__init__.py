@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
-LOCK = "build.lock"
+LOCK = mf.LOCK
 _HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
 
 Progress = Callable[..., None]  # progress(event, table_key, **info)
@@ -177,6 +178,8 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
                 and (out_dir / previous.database).exists() and not staging.loaded):
             # Nothing changed: the database in place is exactly what a publish would write again.
             staging.abort()
+            if _stale_on_disk(out_dir, previous):
+                mf.write(out_dir, previous)  # read() repaired it from the database; we hold the lock
             emit("done", None, seconds=round(time.perf_counter() - t_start, 3))
             return result
         emit("publishing", None, storage=storage)
@@ -237,9 +240,14 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
     ]
     staging = staging or _Staging(out_dir / manifest.database, manifest.storage, None, out_dir, True)
     writer = staging.open()
-    writer.commit(refs, current=staging.current(manifest.tables), extra_schemas=fam.extra_schemas if fam else ())
     if t_start is not None:
         manifest.seconds = round(time.perf_counter() - t_start, 3)
+    manifest.generation = uuid.uuid4().hex
+    manifest.database_stat = None
+    writer.con.execute(mf.embed_sql(manifest))  # the database carries its own manifest: see manifest.read
+    writer.commit(refs, current=staging.current(manifest.tables), extra_schemas=fam.extra_schemas if fam else ())
+    st = (out_dir / manifest.database).stat()
+    manifest.database_stat = (st.st_size, st.st_mtime_ns)
     mf.write(out_dir, manifest)
     keep = {(out_dir / e.parquet).resolve() for e in manifest.tables.values()}
     for p in (out_dir / "parquet").rglob("*.parquet"):
@@ -301,6 +309,14 @@ def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, sr
     )
     emit("loaded", key, rows=rows, seconds=entry.seconds, expected=expected, check=check)
     return entry, True
+
+
+def _stale_on_disk(out_dir: Path, manifest: mf.Manifest) -> bool:
+    try:
+        on_disk = mf.Manifest.model_validate_json((out_dir / mf.MANIFEST).read_text())
+    except (OSError, ValueError):
+        return True
+    return on_disk.generation != manifest.generation or on_disk.database_stat != manifest.database_stat
 
 
 def _empty(con, ds: Dataset, ver: str, table: Table, out_dir: Path) -> mf.TableEntry:
