@@ -154,3 +154,40 @@ def test_spawned_workers_and_joblib(used_seed, demo_dir):
         assert pool.starmap_async(_rows, [(used_seed, i) for i in idx]).get(timeout=120) == want
     got = Parallel(n_jobs=2, backend="loky", timeout=120)(delayed(_rows)(used_seed, i) for i in idx)
     assert got == want
+
+
+# ---------------------------------------------------------------------- 2. a plain Jupyter kernel
+
+NOTEBOOK = [
+    "import importlib.util\nassert importlib.util.find_spec('ipywidgets') is None  # a plain kernel",
+    "import mimiclab\nfrom mimiclab import MIMICDataset\nfrom mimiclab.build import build",
+    "res = build('mimic-iv-demo', source=DEMO, tables=['hosp/patients'])\nassert not res.failed",
+    "ds = mimiclab.open(DEMO)\n"
+    "print('icustays', ds.sql('SELECT count(*) AS n FROM mimiciv_icu.icustays')['n'][0])\n"
+    "print('labevents', ds.table('labevents').count())",
+    "m = MIMICDataset(DEMO, ['hosp/admissions', 'icu/icustays'])\nprint('patients', len(m))\n"
+    "print('first', m[0].subject_id, len(m[0].data['icu/icustays']))",
+]
+
+
+def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, demo_dir):
+    """DuckDB refuses to change its progress bar setting in a kernel without ipywidgets; the API must work
+    there anyway, and show its own build progress as notebook output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    setup = f"import os\nos.environ['MIMICLAB_HOME'] = {str(mimiclab_home)!r}\nDEMO = {str(demo_dir)!r}"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *NOTEBOOK]])
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()  # raises on a cell's error
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.output_type == "stream")
+    got = dict(line.split(" ", 1) for line in text.splitlines() if line.split(" ", 1)[0] in
+               ("icustays", "labevents", "patients", "first"))
+    stays, labs = demo_dir / "icu/icustays.csv.gz", demo_dir / "hosp/labevents.csv.gz"
+    assert int(got["icustays"]) == raw_count(stays) > 0
+    assert int(got["labevents"]) == raw_count(labs) > 0
+    assert int(got["patients"]) == len(raw_ids(stays))
+    sid, n = map(int, got["first"].split())
+    assert sid == raw_ids(stays)[0] and n == raw_count(stays, f"subject_id = {sid}")
+    # the folder build showed its progress as a notebook display (text, no widget), updated in place
+    shown = [o for o in nb.cells[4].outputs if o.output_type in ("display_data", "update_display_data")]
+    assert shown and "mimic-iv-demo" in shown[-1]["data"]["text/plain"]
+    assert all("application/vnd.jupyter.widget-view+json" not in o["data"] for o in shown)

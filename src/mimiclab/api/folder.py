@@ -158,7 +158,8 @@ def ensure_built(folder: Path, tables: list[Table] | None = None) -> Build:
         if current:
             return Build(out, man)
     res = build(ds.slug, version=version, source=folder, dest=out,
-                tables=[f"{t.module}/{t.name}" for t in wanted])
+                tables=[f"{t.module}/{t.name}" for t in wanted],
+                progress=notebook_progress(f"{ds.slug} {version} from {folder}", len(wanted)))
     if res.failed:
         first = next(iter(res.failed.values()))
         raise MimiclabError(f"could not build {folder}: {first}")
@@ -170,6 +171,58 @@ def ensure_built(folder: Path, tables: list[Table] | None = None) -> Build:
     tmp.write_text(json.dumps({**old, **stamp_now}, indent=1))
     os.replace(tmp, out / STAMP)
     return Build(out, res.manifest)
+
+
+class _Status:
+    """One line of build status, shown as text and as an HTML <progress> bar (no ipywidgets needed)."""
+
+    def __init__(self, text: str, done: int, total: int):
+        self.text, self.done, self.total = text, done, total
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return (f'<progress value="{self.done}" max="{max(self.total, 1)}" style="width:12em"></progress> '
+                f"<code>{html.escape(self.text)}</code>")
+
+
+def notebook_progress(what: str, total: int):
+    """A build progress callback for a Jupyter kernel: one display, updated in place, opened on the first
+    table actually loaded (a build that finds everything current shows nothing). None elsewhere: scripts
+    stay quiet (the CLI draws its own progress with rich)."""
+    ip = getattr(__import__("sys").modules.get("IPython"), "get_ipython", lambda: None)()
+    if ip is None or getattr(ip, "kernel", None) is None:
+        return None
+    from IPython.display import display
+
+    state: dict = {"done": 0, "handle": None, "loaded": 0, "missing": 0}
+
+    def show(text: str) -> None:
+        status = _Status(text if text.startswith("Built") else f"Building {what}: {text}", state["done"], total)
+        if state["handle"] is None:
+            state["handle"] = display(status, display_id=True)
+        else:
+            state["handle"].update(status)
+
+    def progress(event: str, key: str | None, **info) -> None:
+        if event in ("loaded", "skipped", "missing", "failed", "gone"):
+            state["done"] += 1
+            if event in ("loaded", "missing"):
+                state[event] += 1
+        if event == "loading":
+            show(f"{state['done']}/{total} tables, loading {info.get('file') or key}")
+        elif event == "waiting":
+            show("waiting for another build of the same folder to finish")
+        elif event == "publishing" and state["handle"] is not None:
+            show(f"{state['done']}/{total} tables, writing the database")
+        elif event == "done" and state["handle"] is not None:
+            miss = f", {state['missing']} without a file" if state["missing"] else ""
+            show(f"Built {what} in {info.get('seconds', 0):g} s: {state['loaded']} tables loaded{miss}")
+
+    return progress
 
 
 def _newly_present(folder: Path, man: mf.Manifest, wanted: list[Table], ds: Dataset) -> bool:

@@ -18,6 +18,7 @@ import duckdb
 from mimiclab.build.source import SourceFile
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
+from mimiclab.store.duckdb_store import no_progress_bar
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2"
 # DuckDB's CSV buffer (default 32 MiB). 8 MiB measured 10% faster on a 20M-row chartevents.csv.gz with 2
@@ -87,7 +88,7 @@ def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
 def connect(threads: int | None = None, memory_limit: str = "1500MB", temp_dir: Path | None = None):
     con = duckdb.connect(config={"threads": threads or os.cpu_count() or 2, "memory_limit": memory_limit,
                                  "preserve_insertion_order": True})
-    con.execute("SET enable_progress_bar=false")
+    no_progress_bar(con)  # a plain SET raises in Jupyter without ipywidgets
     if temp_dir is not None:
         con.execute(f"SET temp_directory={sql_literal(temp_dir)}")
     return con

@@ -36,6 +36,14 @@ def _ident(s: str) -> str:
 STORAGE = ("native", "views")
 
 
+def no_progress_bar(con) -> None:
+    """Turn off DuckDB's own progress bar where it is on (plain Python: a text bar on the terminal, which
+    would garble the CLI's rich progress). In a Jupyter kernel it is off already, and any SET of it raises
+    there unless ipywidgets is installed (DuckDB checks for its widget first), so it is left alone."""
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]:
+        con.execute("SET enable_progress_bar=false")
+
+
 class DatabaseWriter:
     """The next database file of a build, written under a temporary name; `commit()` renames it into place.
 
@@ -73,7 +81,7 @@ class DatabaseWriter:
 
     def _connect(self):
         con = duckdb.connect(str(self.tmp), config=self._config)
-        con.execute("SET enable_progress_bar=false")
+        no_progress_bar(con)
         if self._temp_dir is not None:
             con.execute(f"SET temp_directory={_lit(self._temp_dir)}")
         return con

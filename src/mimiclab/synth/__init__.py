@@ -77,7 +77,8 @@ def _connect(tmp: Path, seed: int, patients: int) -> duckdb.DuckDBPyConnection:
         "threads": min(os.cpu_count() or 2, 4), "memory_limit": "1GB", "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
-    con.execute("SET enable_progress_bar = false")
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]:  # SET raises in Jupyter
+        con.execute("SET enable_progress_bar = false")
     for m in _sql.macros(seed, _n_providers(patients), _n_caregivers(patients)):
         con.execute(m)
     return con
