@@ -12,6 +12,9 @@ the Wget/libwfdb User-Agent rule, 401 vs 403) and injectable faults.
     srv.faults.corrupt("ed/triage.csv.gz", offset=10, times=1)
     srv.faults.missing.add("ed/triage.csv.gz")
     srv.faults.rate = 50_000                      # bytes/s per connection (slow trickle)
+    srv.faults.overclaim["ed/triage.csv.gz"] = 10  # announce 10 bytes more than sent, then close (every serve)
+    srv.faults.ignore_range.add("ed/triage.csv.gz")   # answer Range requests with 200 and the whole file
+    srv.faults.shift_range["ed/triage.csv.gz"] = -100  # answer Range bytes=a- with 206 bytes (a-100)-...
     srv.bytes_served["ed/triage.csv.gz"]
 
 Run as a script (benchmarks): `python tests/physionet_server.py ROOT [--rate BPS]` prints the URL.
@@ -43,6 +46,9 @@ class Faults:
     statuses: dict[str, list[tuple[int, float | None]]] = field(default_factory=lambda: defaultdict(list))
     corruptions: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # absolute offsets
     missing: set[str] = field(default_factory=set)
+    overclaim: dict[str, int] = field(default_factory=dict)  # extra bytes announced, never sent
+    ignore_range: set[str] = field(default_factory=set)
+    shift_range: dict[str, int] = field(default_factory=dict)  # serve a Range request from the wrong offset
     rate: float | None = None  # bytes per second per connection
     random_cut: float = 0.0  # probability that a serve is cut at a random offset
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -66,6 +72,9 @@ class Faults:
             self.statuses.clear()
             self.corruptions.clear()
             self.missing.clear()
+            self.overclaim.clear()
+            self.ignore_range.clear()
+            self.shift_range.clear()
             self.rate = None
             self.random_cut = 0.0
 
@@ -233,6 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
         size = target.stat().st_size
         start, end = 0, size - 1
         rng = self.headers.get("Range")
+        if rel in s.faults.ignore_range:
+            rng = None
         code = 200
         if rng and rng.startswith("bytes="):
             a, _, b = rng[6:].split(",")[0].partition("-")
@@ -248,13 +259,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._record(status=416)
                 return self._send_simple(416, b"", {"Content-Range": f"bytes */{size}"})
             code = 206
+            start = min(max(0, start + s.faults.shift_range.get(rel, 0)), end)
         length = end - start + 1
+        extra = s.faults.overclaim.get(rel, 0)
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
+        self.send_header("Content-Length", str(length + extra))
         self.send_header("Accept-Ranges", "bytes")
         if code == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Range", f"bytes {start}-{end + extra}/{size + extra}")
         self.end_headers()
         self._record(status=code, start=start)
         if self.command == "HEAD":
@@ -286,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
                         s._count(rel, n)
                 except OSError:
                     pass
+            if extra:
+                self._hangup()
             return
         chunk = s.chunk if rate is None else max(1, min(s.chunk, int(rate / 20) or 1))
         t0 = time.monotonic()
@@ -311,13 +326,17 @@ class _Handler(BaseHTTPRequestHandler):
                     ahead = sent / rate - (time.monotonic() - t0)
                     if ahead > 0:
                         time.sleep(ahead)
-        if cut is not None and stop_at <= end:
-            try:
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self.close_connection = True
+        if (cut is not None and stop_at <= end) or extra:
+            self._hangup()
+
+    def _hangup(self) -> None:
+        """Close the connection mid-body (the client sees fewer bytes than Content-Length announced)."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
 
 
 def _sums(base: Path) -> str:

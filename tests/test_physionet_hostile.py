@@ -76,3 +76,92 @@ def test_dest_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "dest").write_text("not a folder")
     with pytest.raises(PhysioNetError, match="cannot write the download to"):
         download("hostile", "1", mirror=str(mirror), dest=tmp_path / "dest", progress=False)
+
+
+# --- servers that lie about lengths and ranges ------------------------------------------------------------
+REL = "ed/triage.csv.gz"
+
+
+def _guard(limit: int = 12):
+    """Progress sink that fails the test instead of letting a retry loop run forever."""
+    retries: list[str] = []
+
+    def sink(e):
+        if e.kind == "retry":
+            retries.append(e.message)
+            if len(retries) > limit:
+                raise AssertionError(f"retrying forever: {retries[-3:]}")
+    return sink, retries
+
+
+def _gets(srv, rel: str = REL) -> int:
+    return sum(1 for r in srv.requests if r["method"] == "GET" and r["path"].endswith("/" + rel))
+
+
+def _fetch(srv, dest, sink, **kw):
+    from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER
+
+    from mimiclab.physionet.credentials import Credentials
+
+    return download(CRED_SLUG, CRED_VERSION, tables="triage", mirror=srv.url, dest=dest, progress=sink,
+                    credentials_=Credentials(USER, PASSWORD), retry=kw.pop("retry", FAST), **kw)
+
+
+def test_overclaimed_length_ignoring_range_completes(physionet, data_root, tmp_path):
+    """Content-Length 10 bytes larger than the body, Range ignored (the reported 74-GETs loop): the bytes
+    that came are the whole file (its sha256 matches), so it is accepted at once."""
+    from fixtures_physionet import sums_of
+
+    physionet.faults.overclaim[REL] = 10
+    physionet.faults.ignore_range.add(REL)
+    sink, _ = _guard()
+    _fetch(physionet, tmp_path / "d", sink)
+    got = tmp_path / "d" / REL
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == sums_of(data_root)[REL]
+    assert _gets(physionet) == 1
+
+
+def test_truncating_server_that_ignores_range_is_given_up_on(physionet, data_root, tmp_path):
+    """Every answer stops at the same byte and restarts from 0: moving bytes, but never further."""
+    physionet.faults.ignore_range.add(REL)
+    for _ in range(200):
+        physionet.faults.cut(REL, 3000)
+    sink, _ = _guard()
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as ei:
+        _fetch(physionet, tmp_path / "d", sink)
+    assert time.monotonic() - t0 < 5
+    msg = str(ei.value)
+    assert REL in msg and "without progress" in msg and "byte 3000" in msg and "ignored" in msg, msg
+    assert _gets(physionet) <= FAST.attempts + 1
+    assert not (tmp_path / "d" / REL).exists()
+
+
+def test_overclaiming_truncating_server_is_given_up_on(physionet, tmp_path):
+    """Announces 10 bytes more than the file has and stops at byte 3000 each time, Range honoured."""
+    physionet.faults.overclaim[REL] = 10
+    for _ in range(200):
+        physionet.faults.cut(REL, 3000)
+    sink, _ = _guard()
+    with pytest.raises(DownloadError) as ei:
+        _fetch(physionet, tmp_path / "d", sink)
+    msg = str(ei.value)
+    assert REL in msg and "without progress" in msg, msg
+    assert _gets(physionet) <= FAST.attempts + 2
+
+
+def test_wrong_range_answer_is_refused_not_written(physionet, tmp_path):
+    """A 206 for another offset than asked: never appended as if it were ours; given up with what happened."""
+    physionet.faults.cut(REL, 3000)  # first answer: 3000 bytes, then Range bytes=3000- ...
+    physionet.faults.shift_range[REL] = -1000  # ... is answered with bytes 2000-
+    sink, _ = _guard()
+    with pytest.raises(DownloadError) as ei:
+        _fetch(physionet, tmp_path / "d", sink)
+    msg = str(ei.value)
+    assert REL in msg and "bytes=3000-" in msg and "2000" in msg, msg
+    assert _gets(physionet) <= FAST.attempts + 2
+    assert not (tmp_path / "d" / REL).exists()
+    # the part file kept only what was right: a fixed server finishes it
+    physionet.faults.clear()
+    _fetch(physionet, tmp_path / "d", sink)
+    assert physionet.requests[-1]["range"] == "bytes=3000-"

@@ -40,8 +40,9 @@ _FATAL = (AuthError, AccessDeniedError, InsecureAuthError)  # stop everything: n
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff doubles from `backoff` up to `max_backoff`; `attempts` counts consecutive tries that moved no
-    bytes (progress resets it, so a flaky but moving connection is never abandoned)."""
+    """Backoff doubles from `backoff` up to `max_backoff`; `attempts` counts consecutive tries that got the
+    partial file no further than before (progress resets it, so a flaky but moving connection is never
+    abandoned, and a server that re-sends the same first bytes forever is)."""
 
     attempts: int = 6
     backoff: float = 0.5
@@ -208,7 +209,10 @@ class Transfer:
         final.parent.mkdir(parents=True, exist_ok=True)
         moved = 0
         mismatches = 0
-        idle = 0  # consecutive attempts that moved no bytes
+        # Progress is a new high-water mark of the part file, not bytes moved: a server that ignores Range and
+        # drops at the same byte moves bytes on every attempt without ever getting further.
+        best = part.stat().st_size if part.exists() else 0
+        idle = 0  # consecutive attempts that got no further than `best`
         while True:
             if self.stop.is_set():
                 raise _Stopped()
@@ -216,16 +220,22 @@ class Transfer:
                 got, digest = self._fetch(f, part)
                 moved += got
             except TransientError as exc:
-                got = getattr(exc, "moved", 0)
-                moved += got
-                idle = 0 if got else idle + 1
-                if idle >= self.retry.attempts:
-                    raise UnreachableError(f"{f.path}: gave up after {idle} attempts without progress ({exc})") from None
-                delay = self.retry.delay(max(idle, 1), exc.retry_after)
-                self.progress(Event("retry", f.path, message=f"{exc}; retrying in {delay:.1f} s"))
-                if self.stop.wait(delay):
-                    raise _Stopped() from None
-                continue
+                moved += getattr(exc, "moved", 0)
+                if getattr(exc, "digest", None) == f.sha256:
+                    # the server announced more bytes than the file has; what came is the whole, verified file
+                    digest = f.sha256
+                else:
+                    reached = getattr(exc, "reached", 0)
+                    idle = 0 if reached > best else idle + 1
+                    best = max(best, reached)
+                    if idle >= self.retry.attempts:
+                        raise UnreachableError(
+                            f"gave up after {idle} attempts without progress (stuck at byte {best}): {exc}") from None
+                    delay = self.retry.delay(max(idle, 1), exc.retry_after)
+                    self.progress(Event("retry", f.path, message=f"{exc}; retrying in {delay:.1f} s"))
+                    if self.stop.wait(delay):
+                        raise _Stopped() from None
+                    continue
             except NotFoundError as exc:
                 raise NotFoundError(f"{f.path}: listed in SHA256SUMS.txt but not available: {exc}") from None
             if digest == f.sha256:
@@ -235,6 +245,7 @@ class Transfer:
                 return Outcome(f.path, "fetched", moved)
             # wrong bytes: never let them reach the final path; start over once
             part.unlink(missing_ok=True)
+            best = 0
             mismatches += 1
             if mismatches >= 2:
                 raise ChecksumError(
@@ -244,22 +255,32 @@ class Transfer:
             self.progress(Event("retry", f.path, message="checksum mismatch; downloading the file again"))
 
     def _fetch(self, f: PlannedFile, part: Path) -> tuple[int, str]:
-        """Append to `part` from its current length; return (bytes moved, sha256 of the whole part)."""
+        """Append to `part` from its current length; return (bytes moved, sha256 of the whole part).
+
+        A TransientError leaving here carries `moved`, `reached` (the part's length) and, when the whole part
+        was hashed, `digest`, and says what the server did (announced length, Range ignored or answered wrong)."""
         offset = part.stat().st_size if part.exists() else 0
         if f.size is not None and offset > f.size:
             part.unlink()
             offset = 0
+        asked = offset
         moved = 0
         h = hashlib.sha256()
+        hashed = False  # h covers the whole part (prefix included)
+        ignored = False
+        total = None
         try:
             with self.source.stream(f.path, offset, self.chunk) as s:
-                if s.start != offset:  # server ignored Range (or answered another one): start over
-                    offset = 0
-                    mode = "wb"
+                if s.start != offset and s.start != 0:
+                    raise TransientError(f"asked the server for bytes={offset}- and it answered with "
+                                         f"bytes {s.start}-; nothing of that answer was written")
+                if s.start != offset:  # server ignored Range: start over
+                    ignored, offset, mode = True, 0, "wb"
                 else:
                     mode = "ab"
                     if offset:
                         _hash_prefix(h, part, offset, self.chunk)
+                hashed = True
                 total = s.total if s.total is not None else f.size
                 self.progress(Event("start", f.path, offset, total))
                 with open(part, mode, buffering=0) as out:
@@ -271,13 +292,23 @@ class Transfer:
                         if self.stop.is_set():
                             raise _Stopped()
             if total is not None and offset + moved < total:  # body ended early without an error
-                raise TransientError(f"{f.path}: connection closed at byte {offset + moved} of {total}")
+                raise TransientError(f"connection closed at byte {offset + moved} of {total}")
         except RangeNotSatisfiable:
             # the part already holds at least the whole file: judge it by its checksum
             return 0, sha256_file(part)
         except TransientError as exc:
-            exc.moved = moved  # type: ignore[attr-defined]
-            raise
+            reached = offset + moved
+            if hashed and total is not None and reached < total:
+                what = (f"the server announced {total} bytes and the connection ended at byte {reached}"
+                        + (f" (it ignored the Range request for bytes={asked}- and sent the file from byte 0)"
+                           if ignored else ""))
+                err = TransientError(what, exc.retry_after)
+            else:
+                err = exc
+            err.moved = moved  # type: ignore[attr-defined]
+            err.reached = reached if hashed else offset  # type: ignore[attr-defined]
+            err.digest = h.hexdigest() if hashed else None  # type: ignore[attr-defined]
+            raise err from None
         return moved, h.hexdigest()
 
 
