@@ -135,8 +135,11 @@ def check_primary_key(con, relation: str, src: SourceFile, table: Table) -> None
     """BuildError when the catalog's primary key repeats in `relation`: one aggregate over the key columns.
 
     A repeated key makes every join on it count rows twice (a cohort then lists a patient twice), so the
-    table is refused rather than loaded with a warning. Rows with a NULL single-column key are not counted.
-    Measured on a 20M-row table: see docs/architecture.md (build checks).
+    table is refused rather than loaded with a warning. One column: count(DISTINCT key); several: count
+    DISTINCT of their 64-bit hash (20-30% faster than of the tuple), and only if that finds fewer values
+    than rows (a duplicate, or a hash collision) an exact GROUP BY decides. Measured on a 13.9M-row
+    synthetic chartevents with (stay_id, itemid, charttime) as key: 1.7 s against 9.2 s to parse the
+    csv.gz (docs/architecture.md). Rows whose single-column key is NULL are not counted.
     """
     if not table.primary_key:
         return
@@ -144,17 +147,19 @@ def check_primary_key(con, relation: str, src: SourceFile, table: Table) -> None
     if len(cols) == 1:
         probe = f"SELECT count({cols[0]}) - count(DISTINCT {cols[0]}) FROM {relation}"
     else:
-        probe = f"SELECT count(*) - count(DISTINCT ({', '.join(cols)})) FROM {relation}"
+        probe = f"SELECT count(*) - count(DISTINCT hash({', '.join(cols)})) FROM {relation}"
     (extra,) = con.execute(probe).fetchone()
     if not extra:
         return
-    # only on failure: which key values repeat, and the most repeated one as an example
+    # rare: which key values repeat (exactly), and the most repeated one as an example
     keys = ", ".join(cols)
+    where = f"{cols[0]} IS NOT NULL" if len(cols) == 1 else "true"
     groups, rows, example, times = con.execute(
         f"SELECT count(*), sum(n), arg_max(k, n), max(n) FROM ("
-        f"SELECT {keys}, struct_pack({keys}) AS k, count(*) AS n FROM {relation} "
-        f"WHERE {' AND '.join(f'{c} IS NOT NULL' for c in cols) if len(cols) == 1 else 'true'} "
-        f"GROUP BY ALL HAVING count(*) > 1)").fetchone()
+        f"SELECT struct_pack({keys}) AS k, count(*) AS n FROM {relation} WHERE {where} "
+        f"GROUP BY {keys} HAVING count(*) > 1)").fetchone()
+    if not groups:
+        return  # only a hash collision
     shown = ", ".join(f"{k}={v}" for k, v in example.items())
     raise BuildError(
         f"{src.path}: primary key ({', '.join(table.primary_key)}) is not unique: {rows:,} rows share "
