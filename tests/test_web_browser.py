@@ -308,6 +308,65 @@ def test_find_form_speaks_the_datasets_id_names(browser, data_root, tmp_path):
     assert not problems, problems
 
 
+ED = ("mimic-iv-ed-demo", "2.2")
+OMOP = ("mimic-iv-demo-omop", "0.9")
+
+
+def test_dataset_without_patients_keeps_the_chosen_dataset(browser, demo_dir, data_root, tmp_path):
+    """ED has no patient mapping: its Patients page stays on ED (menu, links, selector), says why, and links
+    to the builds where patients can be explored; choosing one opens the same page there."""
+    page, _, problems = browser
+    ed = ED[0]
+    with serving(tmp_path / "home", [(SLUG, demo_dir), (ed, data_root.joinpath(*ED))]) as url:
+        go(page, url, f"/d/{ed}/patients")
+        assert page.input_value("#dataset-select") == ed
+        hrefs = page.eval_on_selector_all(".mainnav a[data-nav]", "as => as.map((a) => a.getAttribute('href'))")
+        assert len(hrefs) == 6 and all(h.startswith(f"/d/{ed}/") for h in hrefs), hrefs
+        nav = page.locator('.mainnav a[data-nav="patients"]')
+        assert "na" in nav.get_attribute("class").split() and "no patient mapping" in nav.get_attribute("title")
+        assert "no patient mapping for mimic-iv-ed-demo" in page.inner_text("#error-state")
+        assert page.locator(f'#elsewhere a[href="/d/{SLUG}/patients"]').count() == 1
+        shot(page, "no-patients")
+        # the dataset's other pages keep it too, and their menu says where Patients will not work
+        go(page, url, f"/d/{ed}/dictionary")
+        assert page.input_value("#dataset-select") == ed
+        assert "na" in page.get_attribute('.mainnav a[data-nav="patients"]', "class").split()
+        assert "na" not in page.get_attribute('.mainnav a[data-nav="dictionary"]', "class").split()
+        # choosing another dataset from the explanation opens the same page there
+        go(page, url, f"/d/{ed}/patients")
+        page.select_option("#dataset-select", SLUG)
+        page.wait_for_url(f"**/d/{SLUG}/patients")
+        page.wait_for_selector("#find-form")
+        assert "na" not in page.get_attribute('.mainnav a[data-nav="patients"]', "class").split()
+    assert not [p for p in problems if p.startswith("page error")], problems
+    problems.clear()  # the explanation answers 404: the browser logs it as a failed resource
+
+
+def test_cohort_page_says_up_front_where_cohorts_cannot_run(browser, demo_dir, data_root, tmp_path):
+    """On OMOP and ED every cohort run fails: the page says so before any form, and where it works."""
+    page, _, problems = browser
+    with serving(tmp_path / "home", [(SLUG, demo_dir), (ED[0], data_root.joinpath(*ED)),
+                                     (OMOP[0], data_root.joinpath(*OMOP))]) as url:
+        for slug, family in ((OMOP[0], "omop"), (ED[0], "mimiciv_ed")):
+            # the premise: running any spec there fails
+            r = page.request.post(f"{url}/api/datasets/{slug}/cohort/run", data={"spec": {"name": "x", "unit": "patient"}})
+            assert r.status == 400 and "not supported" in r.json()["error"]
+            go(page, url, f"/d/{slug}/cohort")
+            note = page.inner_text("#cohort-unsupported")
+            assert f"Cohorts cannot be built on {slug} (schema family {family})" in note, note
+            assert page.locator("#crit-type, #crit-include").count() == 0  # no form whose every run fails
+            assert page.locator(f'#cohort-unsupported a[href="/d/{SLUG}/cohort"]').count() == 1
+            assert page.input_value("#dataset-select") == slug
+            assert "na" in page.get_attribute('.mainnav a[data-nav="cohort"]', "class").split()
+            if family == "omop":
+                shot(page, "cohort-unsupported")
+        go(page, url, f"/d/{SLUG}/cohort")
+        page.wait_for_selector("#crit-type option", state="attached")
+        assert page.locator("#cohort-unsupported").count() == 0
+        assert "na" not in page.get_attribute('.mainnav a[data-nav="cohort"]', "class").split()
+    assert not problems, problems
+
+
 def test_patient_not_found_state(browser, server):
     page, _, problems = browser
     go(page, server, f"/d/{SLUG}/patients?subject_id=1")
@@ -411,6 +470,8 @@ def test_sql_query_and_error_state(browser, server, raw):
 def test_not_built_and_api_pages(browser, server):
     page, _, problems = browser
     go(page, server, "/d/mimiciv/patients")
+    assert page.input_value("#dataset-select") == "mimiciv"  # the menu stays on the dataset asked for
+    assert page.locator('.mainnav a[data-nav="patients"].active').get_attribute("href") == "/d/mimiciv/patients"
     assert "Not built yet" in page.inner_text("#error-state")
     assert "mimiclab build mimiciv" in page.inner_text("#error-state")
     shot(page, "not-built")

@@ -36,6 +36,38 @@ def _wb(request: Request):
     return request.app.state.workbench
 
 
+FAMILY_NAMES = {"mimiciv": "MIMIC-IV", "mimiciii": "MIMIC-III", "omop": "OMOP"}
+
+
+def unsupported(w, slug: str | None) -> dict[str, str]:
+    """Pages of the menu that cannot work on this build (no patient mapping, no cohort names for its schema
+    family), each with the reason: the menu marks them and the page says so instead of failing later."""
+    from mimiclab.catalog import concepts
+    from mimiclab.cohort.criteria import families as cohort_families
+
+    try:
+        family = w.build(slug).manifest.family if slug else None
+    except (NotBuiltError, CatalogError):
+        return {}
+    def names(fams: list[str]) -> str:
+        known = [FAMILY_NAMES.get(f, f) for f in sorted(fams, key=lambda f: (list(FAMILY_NAMES) + [f]).index(f))]
+        return ", ".join(known[:-1]) + " or " + known[-1] if len(known) > 1 else "".join(known)
+
+    out = {}
+    if family not in concepts.families():
+        out["patients"] = (f"The patient explorer has no patient mapping for {slug} (schema family {family}): it "
+                           f"works on a {names(concepts.families())} build.")
+    if family not in cohort_families():
+        out["cohort"] = (f"Cohorts cannot be built on {slug} (schema family {family}): the cohort builder works on "
+                         f"a {names(cohort_families())} build.")
+    return out
+
+
+def elsewhere(w, page: str) -> list[str]:
+    """Built datasets where `page` works (offered as links when it does not work on this one)."""
+    return [b.slug for b in w.builds() if page not in unsupported(w, b.slug)]
+
+
 def render(request: Request, template: str, page: str, slug: str | None = None, status: int = 200,
            **ctx) -> HTMLResponse:
     w = _wb(request)
@@ -44,11 +76,14 @@ def render(request: Request, template: str, page: str, slug: str | None = None, 
     build = next((b for b in built if b["slug"] == current), None)
     html = env.get_template(template).render(
         page=page, slug=current, build=build, built=built, nav=NAV, version=__version__,
-        plotly=page in PLOTLY_PAGES, **ctx)
+        plotly=page in PLOTLY_PAGES, na=unsupported(w, current) if build else {}, **ctx)
     return HTMLResponse(html, status_code=status)
 
 
-def error_page(request: Request, status: int, message: str, exc: Exception | None = None) -> HTMLResponse:
+def error_page(request: Request, status: int, message: str, exc: Exception | None = None,
+               title: str | None = None, page: str = "error", **ctx) -> HTMLResponse:
+    """The error explained, inside the dataset the user chose: its menu and dataset selector stay on it (and
+    `page` keeps the menu entry, so choosing another dataset opens the same page there)."""
     commands = []
     slug = request.path_params.get("slug") if hasattr(request, "path_params") else None
     if isinstance(exc, NotBuiltError) and slug:
@@ -57,9 +92,13 @@ def error_page(request: Request, status: int, message: str, exc: Exception | Non
             commands = (["mimiclab demo"] if ds.is_demo else []) + [f"mimiclab download {slug}", f"mimiclab build {slug}"]
         except CatalogError:
             pass
-    title = "Not built yet" if isinstance(exc, NotBuiltError) else ("Not found" if status == 404 else "Something went wrong")
-    return render(request, "error.html", "error", slug=None, status=status, title=title, message=message,
-                  commands=commands, code=status)
+    parts = request.url.path.strip("/").split("/") if hasattr(request, "url") else []
+    if page == "error" and len(parts) >= 3 and parts[0] == "d" and parts[2] in dict(NAV):
+        page = parts[2]
+    title = title or ("Not built yet" if isinstance(exc, NotBuiltError)
+                      else ("Not found" if status == 404 else "Something went wrong"))
+    return render(request, "error.html", page, slug=slug, status=status, title=title, message=message,
+                  commands=commands, code=status, **ctx)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -114,12 +153,11 @@ def patients_page(request: Request, slug: str):
 
     w = _wb(request)
     family = w.build(slug).manifest.family
-    mapped = set(concepts.families())
-    if family not in mapped:
-        built = ", ".join(b.slug for b in w.builds() if b.manifest.family in mapped)
-        return error_page(request, 404, f"The patient explorer has no patient mapping for {slug} (schema family "
-                          f"{family}). Its tables are in Dictionary, Tables, Population and SQL; patients can be "
-                          f"explored in a MIMIC-IV, MIMIC-III or OMOP build" + (f" (built here: {built})." if built else "."))
+    why = unsupported(w, slug).get("patients")
+    if why:
+        return error_page(request, 404, why + " Its tables are in Dictionary, Tables, Population and SQL.",
+                          title="No patient explorer for this dataset", page="patients",
+                          elsewhere=elsewhere(w, "patients"))
     m = concepts.load(family)
     ids = {"subject_id": m.patient_id, "hadm_id": m.hadm_id, "stay_id": m.stay_id}
     return _dataset_page(request, slug, "patients", ids=ids)
@@ -132,7 +170,12 @@ def population_page(request: Request, slug: str):
 
 @router.get("/d/{slug}/cohort", response_class=HTMLResponse)
 def cohort_page(request: Request, slug: str):
-    return _dataset_page(request, slug, "cohort")
+    """On a dataset the cohort compiler has no names for (OMOP, ED) the page says so up front, with the
+    builds where it works, instead of a form whose every run fails."""
+    w = _wb(request)
+    w.build(slug)
+    why = unsupported(w, slug).get("cohort")
+    return _dataset_page(request, slug, "cohort", why=why, elsewhere=elsewhere(w, "cohort") if why else [])
 
 
 @router.get("/d/{slug}/sql", response_class=HTMLResponse)
