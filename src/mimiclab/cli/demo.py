@@ -18,6 +18,7 @@ def demo_cmd(
     browser: bool = typer.Option(True, "--browser/--no-browser", help="Open the workbench in a browser."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8765, "--port"),
+    no_token: bool = typer.Option(False, "--no-token", help="Serve without an access token (loopback only)."),
 ) -> None:
     """The MIMIC-IV demo (100 patients, open data) in the workbench, ready to explore."""
     from mimiclab.demo import prepare
@@ -41,4 +42,4 @@ def demo_cmd(
             return
         from mimiclab.cli.web import run_workbench
 
-        run_workbench(dataset=res.slug, host=host, port=port, open_browser=browser)
+        run_workbench(dataset=res.slug, host=host, port=port, open_browser=browser, no_token=no_token)

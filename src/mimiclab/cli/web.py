@@ -17,11 +17,16 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback requires a token."),
     port: int = typer.Option(8765, "--port", "-p", help="Port to listen on."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser tab."),
-    token: str | None = typer.Option(None, "--token", help="Access token (generated when --host is not loopback)."),
+    token: str | None = typer.Option(None, "--token", envvar="MIMICLAB_TOKEN", show_envvar=True,
+                                     help="Access token (default: a new one each start). Prefer $MIMICLAB_TOKEN "
+                                          "or --token-file: the command line is visible to every user in `ps`."),
+    token_file: str | None = typer.Option(None, "--token-file", help="Read the access token from this file (mode 600)."),
+    no_token: bool = typer.Option(False, "--no-token", help="No token (loopback only): every user of this machine can open it."),
 ) -> None:
     """Start the workbench: data dictionary, tables, patients, population, cohorts and SQL in your browser."""
     with friendly_errors():
-        run_workbench(dataset=dataset, host=host, port=port, open_browser=not no_browser, token=token)
+        run_workbench(dataset=dataset, host=host, port=port, open_browser=not no_browser, token=token,
+                      token_file=token_file, no_token=no_token)
 
 
 def run_workbench(**kw) -> None:

@@ -118,9 +118,11 @@ def parse(body: TextIn) -> dict:
         data = yaml.safe_load(body.text)
     except yaml.YAMLError as exc:
         raise c.SpecError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise c.SpecError("not valid YAML: nested too deeply.") from None
     if not isinstance(data, dict):
         raise c.SpecError("a spec file is a mapping with unit, include and exclude.")
-    spec = c.load_spec(data)
+    spec = c.load_spec(body.text)  # the text again: line numbers in errors, and YAML aliases bounded
     return {"spec": spec.model_dump(mode="json", exclude_none=True)}
 
 

@@ -54,6 +54,11 @@ def _access_steps(ds: catalog.Dataset) -> list[dict]:
 # -- datasets -----------------------------------------------------------------------------------------
 @router.get("/datasets", summary="Built datasets, and those available on PhysioNet with how to get them")
 def list_datasets(request: Request) -> dict:
+    """`built` first (what the home page leads with), each with the pages that cannot work on it and why;
+    `available`: what PhysioNet publishes and is not built here; `local`: generated on this machine (synthetic),
+    never listed as a PhysioNet download."""
+    from mimiclab.web.pages import unsupported
+
     w = wb(request)
     built = []
     for b in w.builds():
@@ -71,11 +76,16 @@ def list_datasets(request: Request) -> dict:
             "not_loaded": [{"table": t.qualified, "status": t.status, "error": t.error,
                             "expected_rows": t.expected_rows} for t in m.not_loaded],
             "demo_of": ds.demo_of if ds else None,
+            "unsupported": unsupported(w, b.slug),
         })
     have = {b["slug"] for b in built}
-    available = []
+    available, local = [], []
     for ds in catalog.datasets():
         if ds.slug in have:
+            continue
+        if ds.access == "local":
+            local.append({"slug": ds.slug, "title": ds.title, "access": ds.access,
+                          "commands": ["mimiclab demo --synthetic"]})
             continue
         v = ds.version()
         available.append({
@@ -85,7 +95,7 @@ def list_datasets(request: Request) -> dict:
             "modules": list(ds.modules_for()), "demo_of": ds.demo_of, "commands": _human_cmd(ds),
             "steps": _access_steps(ds),
         })
-    return {"built": built, "available": available, "default": w.current()}
+    return {"built": built, "available": available, "local": local, "default": w.current()}
 
 
 @router.get("/datasets/{slug}", summary="One built dataset: manifest summary and per-table status")
@@ -323,6 +333,7 @@ def _stats(request: Request, slug: str, table: str, column: str, filters: list[F
     if column not in types:
         raise QueryError(f"no column {column!r} in {key}.")
     where, params = _where(filters, types, q)
+    _check_values(filters, types, st)
     typ = types[column]
     c = quote(column)
     src = f"(SELECT {c} AS v FROM {qualify(key)} {where})"

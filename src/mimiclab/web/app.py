@@ -19,13 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mimiclab import __version__
 from mimiclab.catalog import CatalogError
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
 from mimiclab.web import security
-from mimiclab.web.core import Limits, Workbench
+from mimiclab.web.core import BusyError, Limits, Workbench
 
 HERE = Path(__file__).parent
 log = logging.getLogger("mimiclab.web")
@@ -34,6 +35,8 @@ log = logging.getLogger("mimiclab.web")
 def _status(exc: Exception) -> int:
     if isinstance(exc, (NotBuiltError, CatalogError)):
         return 404
+    if isinstance(exc, BusyError):
+        return 503
     if isinstance(exc, QueryError):
         return 400
     return 400
@@ -61,13 +64,7 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
     app.state.token = token
     guard = security.Guard(token)
 
-    @app.middleware("http")
-    async def _security(request: Request, call_next):
-        t0 = time.perf_counter()
-        refused = guard.check(request)
-        response = refused if refused is not None else await call_next(request)
-        response.headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
-        return security.add_headers(response)
+    app.add_middleware(_Secure, guard=guard)
 
     async def _error(request: Request, exc: Exception, status: int, message: str):
         if _wants_html(request):
@@ -104,6 +101,15 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
             msg = f"nothing here: {request.url.path}"
         return await _error(request, exc, exc.status_code, msg)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError):
+        # only input can nest this deep (brackets, YAML): a bad request, not a server fault
+        return await _error(request, exc, 400, "the input is nested too deeply to read; simplify it.")
+
+    @app.exception_handler(OverflowError)
+    async def _too_big(request: Request, exc: OverflowError):
+        return await _error(request, exc, 400, f"a number in the input is too large ({exc}).")
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s", request.url.path)
@@ -136,6 +142,31 @@ def create_app(dataset: str | None = None, token: str | None = None, limits: Lim
     app.include_router(pages.router)
 
     return app
+
+
+class _Secure:
+    """The security guard and headers as plain ASGI middleware (not BaseHTTPMiddleware, which hides the
+    client's disconnect from the routes: heavy work must see it to stop)."""
+
+    def __init__(self, app, guard: security.Guard):
+        self.app, self.guard = app, guard
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["server-timing"] = f"app;dur={(time.perf_counter() - t0) * 1000:.1f}"
+                for k, v in security.SECURITY_HEADERS.items():
+                    headers.setdefault(k, v)
+            await send(message)
+
+        refused = self.guard.check(Request(scope, receive))
+        await (refused or self.app)(scope, receive, send_with_headers)
 
 
 @lru_cache(maxsize=1)

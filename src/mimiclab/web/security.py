@@ -1,9 +1,15 @@
-"""Local and safe by default: loopback-only Host, an access token off loopback, strict CSP, no cross-site writes.
+"""Local and safe by default: an access token (like Jupyter's), loopback-only Host without one, strict CSP,
+no cross-site requests to the API.
 
+* Every local user of a shared machine can reach 127.0.0.1, so `mimiclab serve` requires a token by default,
+  on loopback too (`--no-token` opts out, and only where the address resolves to loopback). The token comes
+  from `--token`, `$MIMICLAB_TOKEN` or `--token-file` (argv is visible to every user in `ps`), else is made up.
+* With a token every request must carry it: `Authorization: Bearer`, `X-Mimiclab-Token`, the cookie set after
+  a first `?token=` visit, or the `token` query parameter.
 * Without a token the workbench answers only requests whose Host is a loopback name, so a web page that
   re-points its own domain at 127.0.0.1 (DNS rebinding) cannot read the data.
-* With a token (required for any non-loopback bind) every request must carry it: `Authorization: Bearer`,
-  `X-Mimiclab-Token`, the cookie set after a first `?token=` visit, or the `token` query parameter.
+* The API answers no cross-site request (`Sec-Fetch-Site: cross-site`), GET included: a CSV export is work
+  and data, whoever's page asks for it.
 * Every response carries a Content-Security-Policy that allows only this origin: no CDN, no inline script,
   no connection anywhere else.
 """
@@ -12,7 +18,10 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
 import secrets
+import socket
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from starlette.requests import Request
@@ -57,8 +66,49 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def binds_loopback(host: str) -> bool:
+    """Whether binding `host` listens on loopback only: decided from the addresses it resolves to, not its
+    name (`localhost.localdomain` maps to a network address on some machines)."""
+    h = host.strip("[]")
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        pass
+    try:
+        addrs = {ai[4][0] for ai in socket.getaddrinfo(h, None, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+class TokenError(ValueError):
+    """A token file that cannot be used (missing, empty, readable by others)."""
+
+
+def resolve_token(token: str | None = None, token_file: str | os.PathLike | None = None,
+                  no_token: bool = False) -> str | None:
+    """The token to require: none with `no_token`, else the one given, else the first line of `token_file`,
+    else a new random one."""
+    if no_token:
+        return None
+    if token:
+        return token.strip()
+    if token_file:
+        p = Path(token_file).expanduser()
+        try:
+            text = p.read_text(encoding="utf-8").strip().splitlines()
+        except OSError as exc:
+            raise TokenError(f"cannot read the token file {p}: {exc.strerror or exc}") from None
+        if not text or not text[0].strip():
+            raise TokenError(f"the token file {p} is empty.")
+        if os.name == "posix" and p.stat().st_mode & 0o077:
+            raise TokenError(f"the token file {p} is readable by other users: run `chmod 600 {p}`.")
+        return text[0].strip()
+    return new_token()
 
 
 def _host_name(host_header: str) -> str:
@@ -93,8 +143,10 @@ class Guard:
         if self.token is None and not is_loopback(host):
             return _deny(request, 403, f"Host {host!r} refused: this workbench answers only on localhost. "
                                        "Start it with --host and a --token to share it.")
+        site = request.headers.get("sec-fetch-site")
+        if site == "cross-site" and request.url.path.startswith("/api/"):
+            return _deny(request, 403, "cross-site request refused: the workbench's API answers its own pages only.")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
-            site = request.headers.get("sec-fetch-site")
             origin = request.headers.get("origin")
             if site == "cross-site" or (origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host")):
                 return _deny(request, 403, "cross-site request refused.")
