@@ -60,11 +60,53 @@ def as_int(value, what: str = "id") -> int:
     raise UnknownNameError(f"{what} must be an integer, got {value!r}")
 
 
-def frame(table):
-    """Arrow -> pandas with integer columns as nullable Int64: ids with gaps stay exact (float64 would
-    round OMOP's 64-bit ids) and keep one dtype whatever the patient."""
+def frame(table, int_dtypes: dict[str, str] | None = None, blank_text_as_null: bool = False):
+    """Arrow -> pandas, the one dtype policy of every frame the API returns (docs/api.md):
+
+    * integers of every width -> nullable ``Int64``: ids with gaps stay exact (float64 would round OMOP's
+      64-bit ids), one dtype whatever the rows, and no int16 that wraps around (``anchor_year * 365``);
+    * DATE -> ``datetime64[us]`` like TIMESTAMP, so dates and times compare and subtract alike;
+    * DECIMAL/HUGEINT (DuckDB's ``sum()`` of integers, numeric literals) -> ``Int64`` when whole and within
+      64 bits, else ``float64``: numbers, never ``decimal.Decimal`` objects;
+    * text, floats, timestamps: pandas' own conversion.
+
+    ``int_dtypes`` overrides integer columns by name (MIMICDataset: read_csv's int64, or float64 when the
+    file has empty cells); ``blank_text_as_null`` reads "" as missing, as read_csv does.
+    """
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.compute as pc
 
+    overrides = int_dtypes or {}
+    arrays, names = [], []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        t = col.type
+        if name in overrides and (pa.types.is_integer(t) or pa.types.is_decimal(t)):
+            col = col.cast(pa.int64() if overrides[name] == "int64" else pa.float64())
+        elif pa.types.is_date(t):
+            col = col.cast(pa.timestamp("us"))
+        elif pa.types.is_decimal(t):
+            col = _decimal_to_number(col)
+        elif blank_text_as_null and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, t), col)
+        arrays.append(col)
+        names.append(name)
     ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}
-    return table.to_pandas(types_mapper=lambda t: pd.Int64Dtype() if t in ints else None)
+    df = pa.table(arrays, names=names).to_pandas(
+        types_mapper=lambda t: pd.Int64Dtype() if t in ints else pd.UInt64Dtype() if t == pa.uint64() else None)
+    for name, how in overrides.items():
+        if how == "int64" and name in df.columns and isinstance(df[name].dtype, pd.Int64Dtype):
+            df[name] = df[name].to_numpy(dtype="int64")
+    return df
+
+
+def _decimal_to_number(col):
+    """A whole-number decimal that fits in int64 becomes int64; anything else float64."""
+    import pyarrow as pa
+
+    if col.type.scale == 0:
+        try:
+            return col.cast(pa.int64())  # safe cast: raises rather than wraps when a value does not fit
+        except (pa.ArrowInvalid, OverflowError):
+            pass
+    return col.cast(pa.float64(), safe=False)

@@ -8,6 +8,7 @@ pandas, polars or Arrow. One connection per thread (the store's), so the workben
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog
-from mimiclab.api._common import UnknownNameError, as_int, ident, qname, suggest
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, qname, suggest
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import Build, find
 from mimiclab.catalog import concepts
@@ -32,6 +33,19 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from mimiclab.api.patient import Patient
+
+
+_OVERFLOW = re.compile(r"Overflow in (addition|subtraction|multiplication|negation) of (INT8|INT16|INT32)")
+
+
+def _with_hint(exc: QueryError) -> QueryError:
+    """DuckDB computes in a column's own type, and MIMIC keeps several columns as SMALLINT (as mimic-code
+    does): `anchor_year * 365` overflows. Say so, and how to write it."""
+    if _OVERFLOW.search(str(exc)):
+        return QueryError(f"{exc} DuckDB computes in the column's own type, and some MIMIC columns are small "
+                          f"integers (SMALLINT: anchor_age, anchor_year, seq_num, ...): cast first, e.g. "
+                          f"CAST(anchor_year AS INTEGER) * 365.")
+    return exc
 
 
 _ABANDONED: list = []  # stores inherited through fork(): kept alive so they are never finalized in the child
@@ -112,10 +126,10 @@ class Relation:
         return int(self._ds.store.scalar(f"SELECT count(*) FROM ({self.sql})"))
 
     def arrow(self) -> pa.Table:
-        return self._ds.store.arrow(self.sql)
+        return self._ds.arrow(self.sql)
 
     def df(self) -> pd.DataFrame:
-        return self.arrow().to_pandas()
+        return frame(self.arrow())
 
     def pl(self):
         import polars as pl
@@ -293,11 +307,16 @@ class Dataset:
         return Relation(self, f"SELECT * FROM {qname(q)}", q)
 
     def sql(self, query: str, params: Sequence[Any] | dict | None = None) -> pd.DataFrame:
-        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names) and return a pandas DataFrame."""
-        return self.store.df(query, params)
+        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names) and return a pandas DataFrame
+        (dtypes: see ``frame`` in api/_common.py and docs/api.md)."""
+        return frame(self.arrow(query, params))
 
     def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
-        return self.store.arrow(query, params)
+        """Run SQL and return Arrow, with DuckDB's own types."""
+        try:
+            return self.store.arrow(query, params)
+        except QueryError as exc:
+            raise _with_hint(exc) from None
 
     def fetch(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
         """The API's own queries (point lookups): like store.arrow but planned once, not twice."""

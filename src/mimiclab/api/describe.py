@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mimiclab.api._common import ident, qname
+from mimiclab.api._common import frame, ident, qname
 from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,7 +141,7 @@ def distribution(ds: Dataset, table: str, column: str, by: str | None = None, bi
         label = "CASE WHEN list_contains($keep, CAST({c} AS VARCHAR)) THEN CAST({c} AS VARCHAR) ELSE '(other)' END"
         sql = (f"SELECT {gsel}{label.format(c=c)} AS value, count(*) AS count FROM {tbl} "
                f"WHERE {c} IS NOT NULL GROUP BY ALL")
-        df = ds.store.df(sql, {"keep": keep}) if keep else pd.DataFrame(columns=gcols + ["value", "count"])
+        df = frame(ds.store.arrow(sql, {"keep": keep})) if keep else pd.DataFrame(columns=gcols + ["value", "count"])
         order = {v: i for i, v in enumerate(keep + (["(other)"] if other else []))}
         df["_o"] = df["value"].map(order)
         df = df.sort_values(gcols + ["_o"], kind="stable").drop(columns="_o").reset_index(drop=True)
@@ -155,7 +155,7 @@ def distribution(ds: Dataset, table: str, column: str, by: str | None = None, bi
             edges = histogram_edges(float(lo), float(hi), int(bins))
             sql = (f"SELECT {gsel}{bin_index_sql('x', int(bins))} AS bin, count(*) AS count FROM "
                    f"(SELECT {g + ', ' if g else ''}{x} AS x FROM {tbl} WHERE {c} IS NOT NULL) GROUP BY ALL")
-            counts = ds.store.df(sql, {"edges": [float(e) for e in edges]})
+            counts = frame(ds.store.arrow(sql, {"edges": [float(e) for e in edges]}))
             groups = sorted(counts[byc].dropna().unique().tolist()) + ([None] if counts[byc].isna().any() else []) \
                 if byc else [None]
             rows = []

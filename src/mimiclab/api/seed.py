@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mimiclab import catalog
-from mimiclab.api._common import MissingFileError, UnknownNameError, ident, lit, suggest
+from mimiclab.api._common import MissingFileError, UnknownNameError, frame, ident, lit, suggest
 from mimiclab.api.dataset import Dataset
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import Build, find
@@ -168,7 +168,8 @@ class MIMICDataset:
 
     def _select(self, key: str) -> tuple[str, dict[str, str]]:
         """The lookup SQL (plain, so DuckDB only prunes and decodes) and per-column conversions that give
-        read_csv's dtypes where the data defines them: int64, or float64 when the file has empty cells."""
+        read_csv's dtypes where the data defines them: int64, or float64 when the file has empty cells
+        (every other type follows the API's policy, see _convert)."""
         src = lit(self._parquet[key])
         cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({src})").to_pylist()
         nulls = {r["path_in_schema"]: r["n"] for r in self._ds.store.arrow(
@@ -182,10 +183,6 @@ class MIMICDataset:
                 if n is None:
                     n = self._ds.store.scalar(f"SELECT count(*) - count({ident(name)}) FROM read_parquet({src})")
                 conv[name] = "float64" if n else "int64"
-            elif typ == "DATE":
-                conv[name] = "timestamp"
-            elif typ == "VARCHAR":
-                conv[name] = "text"
         if self._ds.manifest.storage == "native":
             # DuckDB's own table: far faster point lookups; rowid is the row's position, i.e. its line in the file
             sql = f"SELECT rowid AS __row__, * FROM {self._tables[key]}"
@@ -195,26 +192,11 @@ class MIMICDataset:
         return sql, conv
 
     def _convert(self, key: str, t) -> pd.DataFrame:
-        """Arrow -> pandas with the dtypes above; rows in file order, indexed by their row in the file."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        t = t.sort_by("__row__")
-        conv = self._conv[key]
-        arrays = []
-        for name, col in zip(t.column_names, t.columns, strict=True):
-            how = conv.get(name)
-            if how == "int64":
-                col = col.cast(pa.int64())
-            elif how == "float64":
-                col = col.cast(pa.float64())
-            elif how == "timestamp":
-                col = col.cast(pa.timestamp("us"))
-            elif how == "text":  # read_csv reads a quoted empty field ("") as NaN too
-                col = pc.if_else(pc.equal(col, ""), pa.scalar(None, col.type), col)
-            arrays.append(col)
-        df = pa.table(arrays, names=t.column_names).to_pandas()
-        df.index = df.pop("__row__").to_numpy()
+        """Arrow -> pandas by the API's one dtype policy (api/_common.frame), with read_csv's integers
+        (int64, or float64 for a file with empty cells) and "" as NaN; rows in file order, indexed by
+        their row in the file."""
+        df = frame(t.sort_by("__row__"), int_dtypes=self._conv[key], blank_text_as_null=True)
+        df.index = df.pop("__row__").to_numpy(dtype="int64")
         return df
 
     def _ids(self) -> list[int]:
