@@ -241,3 +241,81 @@ def test_database_touched_by_another_client_is_not_mistaken_for_a_mismatch(data_
     m = mf.read(first.build_dir)
     assert m.tables == first.manifest.tables
     assert (first.build_dir / mf.MANIFEST).read_text() == before
+
+
+# -- 5. leftovers of a killed build ----------------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _plant_leftovers(build_dir: Path, db: Path, pids: list[int]) -> list[Path]:
+    """What `kill -9` leaves mid-build: the next database's copy and its WAL, a table half-written to
+    Parquet, a manifest being written, DuckDB's spill file."""
+    out = []
+    for pid in pids:
+        out += [db.with_name(f"{db.name}.tmp-{pid}"), db.with_name(f"{db.name}.tmp-{pid}.wal"),
+                build_dir / "parquet" / "ed" / f"edstays.staging.tmp-{pid}",
+                build_dir / f"manifest.json.tmp-{pid}",
+                build_dir / "parquet" / f"duckdb_temp_{pid}_0_storage_DEFAULT-0.tmp"]
+    for p in out:
+        p.write_bytes(b"x" * 100_000)
+    return out
+
+
+def _info_total(home: Path) -> str:
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+
+    out = CliRunner().invoke(app, ["info"], env={"MIMICLAB_HOME": str(home), "COLUMNS": "250"})
+    assert out.exit_code == 0, out.output
+    return next(ln for ln in out.output.splitlines() if "mimic-iv-ed-demo" in ln)
+
+
+def test_info_never_counts_and_removes_leftovers_of_a_killed_build(data_root, mimiclab_home):
+    import os
+
+    from mimiclab.build.registry import find
+
+    first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+    b = find("mimic-iv-ed-demo")
+    # independent: every file of the finished build, summed before anything is planted
+    size_before = sum(p.stat().st_size for p in first.build_dir.rglob("*") if p.is_file())
+    line_before = _info_total(mimiclab_home)
+    # a dead build's pid, and a pid that is alive but was reused by a process that is not building here
+    planted = _plant_leftovers(first.build_dir, first.database, [_dead_pid(), os.getppid()])
+    assert b.size_bytes() == size_before
+    assert _info_total(mimiclab_home) == line_before  # size column unchanged
+    assert not [p for p in planted if p.exists()]  # and info removed them: no build holds the lock
+    assert _count(first.database, "mimiciv_ed.edstays") == 222
+
+
+def test_leftovers_are_kept_while_a_live_build_holds_the_lock(data_root, mimiclab_home):
+    import subprocess
+    import sys
+
+    from mimiclab.build.registry import find
+
+    first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+    size_before = find("mimic-iv-ed-demo").size_bytes()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+         str(first.build_dir / "build.lock")], stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        planted = _plant_leftovers(first.build_dir, first.database, [holder.pid])
+        line = _info_total(mimiclab_home)
+        assert all(p.exists() for p in planted)  # a live build's files are left alone ...
+        assert find("mimic-iv-ed-demo").size_bytes() == size_before  # ... and still not counted
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert line == _info_total(mimiclab_home)
+    assert not [p for p in planted if p.exists()]

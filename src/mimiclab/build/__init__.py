@@ -352,18 +352,49 @@ def _synthetic_info(src_dir: Path) -> dict | None:
         return {"synthetic": True}
 
 
+def is_leftover(path: Path) -> bool:
+    """A temporary file of a build (ours end in `.tmp-<pid>[.wal]`; DuckDB's spill files in parquet/ are
+    `duckdb_temp_<pid>_...`): never part of a finished build, so never counted in its size."""
+    return ".tmp-" in path.name or path.name.startswith("duckdb_temp_")
+
+
+def remove_leftovers(out_dir: Path) -> bool:
+    """Delete what killed builds left in `out_dir`, unless a live build holds its lock (then its temporary
+    files are in use). True when the folder was checked."""
+    if fcntl is None or not (out_dir / LOCK).exists():  # pragma: no cover - Windows
+        return False
+    try:
+        fh = open(out_dir / LOCK, "a+")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        try:
+            _remove_stale_temps(out_dir)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    return True
+
+
 def _remove_stale_temps(out_dir: Path) -> None:
     """Temporary files of a build that was killed: never visible under a final name, safe to delete.
 
-    Ours end in `.tmp-<pid>`; DuckDB's spill files (its temp_directory is parquet/) are
-    `duckdb_temp_<pid>_...`. The build lock is held, so only a process that is still alive may own one.
+    Called with the build lock held, so no other build of this folder is running: every build temporary
+    (next database and its WAL, Parquet being written, manifest being written, DuckDB spill files) is
+    stale whatever its pid, and a pid since reused by an unrelated process must not keep it forever. Only
+    files written outside the lock (the folder stamp of mimiclab.open(folder)) are kept while their
+    writer's pid is alive.
     """
-    found = [(p, p.name.rsplit(".tmp-", 1)[1].split(".")[0]) for p in out_dir.rglob("*.tmp-*")]
-    found += [(p, p.name.split("_")[2] if p.name.count("_") >= 2 else "") for p in (out_dir / "parquet").glob("duckdb_temp_*")]
-    for p, pid in found:
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-            continue  # a process that is still running (not a build of this version: it holds the lock)
-        p.unlink(missing_ok=True)
+    for p in [*out_dir.rglob("*.tmp-*"), *(out_dir / "parquet").glob("duckdb_temp_*")]:
+        if p.name.startswith("folder-stamp.json.tmp-"):
+            pid = p.name.rsplit(".tmp-", 1)[1].split(".")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue
+        with contextlib.suppress(IsADirectoryError, FileNotFoundError, PermissionError):
+            p.unlink()
 
 
 def _alive(pid: int) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,16 @@ class Build:
         return self.build_dir / "parquet"
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.build_dir.rglob("*") if p.is_file())
+        """Bytes of the finished build; temporary files of a running or killed build are not counted."""
+        from mimiclab.build import is_leftover
+
+        total = 0
+        for p in self.build_dir.rglob("*"):
+            if not is_leftover(p):
+                with contextlib.suppress(OSError):  # a temp file may vanish while we look
+                    if p.is_file():
+                        total += p.stat().st_size
+        return total
 
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None) -> DuckDBStore:
         return DuckDBStore(self.database, sandbox_dir=self.parquet_dir if sandbox else None,

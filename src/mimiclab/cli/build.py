@@ -97,9 +97,12 @@ def info_cmd(
 ) -> None:
     """What is built, where, how big, with row counts and not-loaded tables flagged."""
     from mimiclab import config
+    from mimiclab.build import remove_leftovers
     from mimiclab.build.registry import builds, find
 
     with friendly_errors():
+        for folder in (config.home() / "db").glob("*/*/"):
+            remove_leftovers(folder)  # what killed builds left; skipped where a build is running
         if slug is None:
             all_builds = builds()
             console.print(f"MIMICLAB_HOME: {config.home()}")
