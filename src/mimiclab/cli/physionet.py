@@ -43,7 +43,9 @@ def access(
             if not st.ok:
                 raise typer.Exit(2)
             return
-        creds = credentials.load()
+        from mimiclab.physionet.mirror import resolve_with_login
+
+        creds = resolve_with_login(mirror)[1] or credentials.load()
         table = Table(title="PhysioNet datasets")
         for col in ("dataset", "version", "access", "now" if check else "page"):
             table.add_column(col)

@@ -81,11 +81,11 @@ def _split(v: list[str] | str | None) -> list[str] | None:
 @contextlib.contextmanager
 def _source(slug: str, version: str, mirror, credentials_: Credentials | None, jobs: int,
             trace: Callable[[str], None] | None, timeout: float, send_auth: bool):
-    base = mirror_mod.resolve(mirror)
+    base, url_login = mirror_mod.resolve_with_login(mirror)
     if not isinstance(base, str):
         yield mirror_mod.LocalSource(base, slug, version)
         return
-    c = credentials_ if credentials_ is not None else credentials.load(httpx.URL(base).host)
+    c = credentials_ or url_login or credentials.load(httpx.URL(base).host)
     with make_client(c, timeout=timeout, jobs=jobs, trace=trace, preemptive=send_auth) as client:
         yield mirror_mod.RemoteSource(base, slug, version, client)
 

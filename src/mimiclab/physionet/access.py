@@ -117,12 +117,13 @@ def check_access(slug: str, version: str | None = None, *, credentials: Credenti
     from mimiclab.physionet.plan import lookup
 
     ds, version = lookup(slug, version)  # CatalogError with suggestions for unknown slugs
-    base = mirror_mod.resolve(mirror)
+    base, url_login = mirror_mod.resolve_with_login(mirror)
     if not isinstance(base, str):
         src = mirror_mod.LocalSource(base, slug, version)
         if src.size("SHA256SUMS.txt") is None:
             return AccessStatus(slug, version, "not-found", f"{src.label} has no SHA256SUMS.txt.")
         return AccessStatus(slug, version, "open", f"local folder {src.label}")
+    credentials = credentials or url_login
     if credentials is None and use_stored:
         credentials = creds_mod.load(httpx.URL(base).host)
 
@@ -174,8 +175,9 @@ def check_all(*, credentials: Credentials | None = None, mirror: str | None = No
     from concurrent.futures import ThreadPoolExecutor
 
     if credentials is None:
-        base = mirror_mod.resolve(mirror)
-        credentials = creds_mod.load(httpx.URL(base).host if isinstance(base, str) else creds_mod.DEFAULT_HOST)
+        base, credentials = mirror_mod.resolve_with_login(mirror)
+        credentials = credentials or creds_mod.load(
+            httpx.URL(base).host if isinstance(base, str) else creds_mod.DEFAULT_HOST)
     dss = [d for d in catalog.datasets() if d.access in ("open", "credentialed")]
     with ThreadPoolExecutor(max_workers=8) as ex:
         return list(ex.map(lambda d: check_access(d.slug, credentials=credentials, mirror=mirror,

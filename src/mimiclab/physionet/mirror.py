@@ -10,12 +10,15 @@ import contextlib
 import email.utils
 import os
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from mimiclab import redact
+from mimiclab.physionet.credentials import Credentials
 from mimiclab.physionet.errors import (
     AccessDeniedError,
     AuthError,
@@ -51,22 +54,49 @@ class Stream:
 
 
 def resolve(mirror: str | os.PathLike | None = None) -> str | Path:
-    """The source to use: argument, else $MIMICLAB_PHYSIONET_URL, else https://physionet.org."""
+    """The source to use: argument, else $MIMICLAB_PHYSIONET_URL, else https://physionet.org.
+    A URL comes back without any `user:password@` (see resolve_with_login)."""
+    return resolve_with_login(mirror)[0]
+
+
+def resolve_with_login(mirror: str | os.PathLike | None = None) -> tuple[str | Path, Credentials | None]:
+    """The source, and the login a mirror URL carried as `https://user:password@host/` (percent-decoded).
+
+    The login is taken out of the URL here, once: the URL that plans, errors and traces print never holds it,
+    and the password goes the way of every other PhysioNet password (Basic auth over HTTPS or loopback only)."""
     value = mirror if mirror not in (None, "") else os.environ.get("MIMICLAB_PHYSIONET_URL") or DEFAULT_URL
     if isinstance(value, Path):
-        return value
+        return value, None
     value = str(value)
     if value.startswith(("http://", "https://")):
-        return value.rstrip("/")
+        return _split_login(value)
     if value.startswith("file://"):
         value = value[len("file://"):]
     path = Path(value).expanduser()
     if not path.is_dir():
         raise PhysioNetError(
-            f"mirror {value!r} is neither an http(s) URL nor an existing folder; give a URL standing in for "
+            f"mirror {redact.url(value)!r} is neither an http(s) URL nor an existing folder; give a URL standing in for "
             "https://physionet.org or a folder laid out as <slug>/<version>/<path>."
         )
-    return path.resolve()
+    return path.resolve(), None
+
+
+def _split_login(value: str) -> tuple[str, Credentials | None]:
+    scheme, _, rest = value.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" not in authority:
+        if "@" in tail:
+            raise PhysioNetError(
+                f"mirror URL {redact.url(value)!r} cannot be read: if its password holds / ? # or @, write them "
+                "percent-encoded (%2F %3F %23 %40), or leave the login out of the URL and use `mimiclab login`.")
+        return value.rstrip("/"), None
+    userinfo, _, hostport = authority.rpartition("@")
+    user, sep, password = userinfo.partition(":")
+    base = f"{scheme}://{hostport}{tail}".rstrip("/")
+    if not sep or not user:
+        return base, None
+    return base, Credentials(urllib.parse.unquote(user), urllib.parse.unquote(password), "mirror URL")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -9,7 +9,6 @@ see the old tables or the new ones, never a half-loaded schema. `PostgresStore` 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from mimiclab import redact as _redact
 from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.store import Store, TableRef
 
@@ -41,16 +41,27 @@ def _ident(name: str) -> str:
 
 
 def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", re.sub(r"(password=)\S+", r"\1***", dsn))
+    """The DSN without its password, for messages (parsed by libpq's rules: see mimiclab.redact)."""
+    return _redact.dsn(dsn)
+
+
+def _error_text(exc: BaseException, dsn: str) -> str:
+    """A driver message with every spelling of the DSN's password taken out."""
+    return _redact.scrub(str(exc).strip(), *_redact.dsn_secrets(dsn))
 
 
 def connect(dsn: str):
     psycopg = _psycopg()
+    if _redact.conninfo(dsn) is None:
+        # libpq's parse errors quote the text around the problem, which may be part of a password
+        raise MimiclabError(
+            "the PostgreSQL connection string could not be parsed (not shown: it may hold a password). Use "
+            "key=value pairs with values containing spaces or quotes in single quotes (password='a b\\'c'), "
+            "or a postgresql://user:password@host/db URL with special characters percent-encoded.")
     try:
         return psycopg.connect(dsn)
     except psycopg.Error as exc:
-        raise MimiclabError(f"cannot connect to PostgreSQL at {redact(dsn)}: {str(exc).strip()}") from None
+        raise MimiclabError(f"cannot connect to PostgreSQL at {redact(dsn)}: {_error_text(exc, dsn)}") from None
 
 
 def publish_postgres(dsn: str, tables: Iterable[tuple[TableRef, list[tuple[str, str]]]],
@@ -79,7 +90,7 @@ def publish_postgres(dsn: str, tables: Iterable[tuple[TableRef, list[tuple[str, 
                     con.execute(f"ALTER SCHEMA {_ident(staging)} RENAME TO {_ident(schema)}")
                     con.execute(f"DROP SCHEMA IF EXISTS {_ident(schema + _OLD)} CASCADE")
             except psycopg.Error as exc:
-                raise MimiclabError(f"loading schema {schema} into PostgreSQL failed: {str(exc).strip()}; "
+                raise MimiclabError(f"loading schema {schema} into PostgreSQL failed: {_error_text(exc, dsn)}; "
                                     f"the previous tables are unchanged") from None
     return counts
 
@@ -108,7 +119,7 @@ class PostgresStore(Store):
     dialect = "postgres"
 
     def __init__(self, dsn: str, *, read_only: bool = True, max_seconds: float | None = None):
-        self.dsn = dsn
+        self._dsn = _redact.Secret(dsn, redact(dsn))  # repr, vars() and tracebacks show the masked form
         self._con = connect(dsn)
         self._con.autocommit = True
         if read_only:
@@ -121,7 +132,7 @@ class PostgresStore(Store):
         try:
             cur = self._con.execute(query, params)
         except psycopg.Error as exc:
-            raise QueryError(str(exc).strip().splitlines()[0]) from None
+            raise QueryError(_error_text(exc, self._dsn.reveal()).splitlines()[0]) from None
         if cur.description is None:
             return pa.table({})
         names = [d.name for d in cur.description]
@@ -134,6 +145,14 @@ class PostgresStore(Store):
         t = self.arrow("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
                        "AND table_name = %s ORDER BY ordinal_position", [schema or "public", name])
         return list(zip(t.column("column_name").to_pylist(), t.column("data_type").to_pylist(), strict=True))
+
+    @property
+    def dsn(self) -> str:
+        """The connection string with its password masked (the real one is not kept in a readable attribute)."""
+        return str(self._dsn)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.dsn!r})"
 
     def close(self) -> None:
         self._con.close()
