@@ -205,3 +205,25 @@ def test_dataset_cohort_equals_build_run(demo):
     direct = Cohort.run(demo, spec)
     assert via_api.ids.equals(direct.ids) and via_api.attrition.equals(direct.attrition)
     assert via_api.table1.equals(direct.table1) and via_api.sql == direct.sql
+
+
+def test_subset_out_must_be_new_or_empty_and_force_replaces_it_whole(home, demo, tmp_path):
+    """A stale file left in --out would be loaded by a later `mimiclab build --source`: refused without
+    --force; with --force the folder is replaced as a whole (no stale file survives)."""
+    spec = REPO / "examples" / "cohorts" / "heart_failure_admissions.yaml"
+    out = tmp_path / "sub"
+    (out / "hosp").mkdir(parents=True)
+    (out / "hosp" / "omr.csv.gz").write_bytes(b"stale")
+    res = cli(home, "subset", spec, "--out", out)
+    assert res.exit_code == 1 and "not empty" in res.output and "--force" in res.output, res.output
+    assert (out / "hosp" / "omr.csv.gz").read_bytes() == b"stale"  # nothing touched
+    res = cli(home, "subset", spec, "--out", out, "--force")
+    assert res.exit_code == 0, res.output
+    listed = {line.split("  ")[1] for line in (out / "SHA256SUMS.txt").read_text().splitlines()}
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {"SHA256SUMS.txt"}
+    assert on_disk == listed and (out / "hosp" / "omr.csv.gz").read_bytes() != b"stale"
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    res = cli(home, "subset", spec, "--out", f)
+    assert res.exit_code == 1 and "is a file" in res.output and "Traceback" not in res.output

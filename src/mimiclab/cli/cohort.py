@@ -105,12 +105,16 @@ def subset_cmd(
     spec: Path = SPEC_ARG,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the subset in PhysioNet's layout."),
     dataset: str = DATASET_OPT,
+    force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
 ) -> None:
     """Export a cohort's rows in PhysioNet's layout (csv.gz per table) with its report and SHA256SUMS.txt."""
     with friendly_errors():
+        from mimiclab.cohort.subset import check_out
+
+        check_out(out, force)  # before the cohort runs: say at once what is wrong with --out
         c = _run(spec, dataset)
         _show_attrition(c)
         with console.status("writing tables", spinner="dots"):
-            c.subset(out)
+            c.subset(out, force=force)
         console.print(f"subset of {len(c):,} {c.spec.unit_label} written to {escape(str(out))}", highlight=False)
         console.print(f"build it: mimiclab build {c.manifest.dataset} --source {escape(str(out))}", highlight=False)

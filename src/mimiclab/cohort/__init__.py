@@ -156,11 +156,12 @@ class Cohort:
 
         return report.write(self, out)
 
-    def subset(self, out: str | Path) -> Path:
-        """Export the cohort's rows in PhysioNet's layout (csv.gz per table) + report + SHA256SUMS.txt."""
+    def subset(self, out: str | Path, force: bool = False) -> Path:
+        """Export the cohort's rows in PhysioNet's layout (csv.gz per table) + report + SHA256SUMS.txt into a
+        new or empty folder (`force` replaces a non-empty one)."""
         from mimiclab.cohort import subset
 
-        return subset.export(self, out)
+        return subset.export(self, out, force=force)
 
     def close(self) -> None:
         if self._owns_store:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from mimiclab.checksums import sha256_file
 from mimiclab.cohort.compile import transpile
 from mimiclab.cohort.report import write as write_report
 from mimiclab.cohort.report import write_atomic
+from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:
     from mimiclab.catalog import Table
@@ -67,9 +69,41 @@ def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, st
     return f"t.{table.patient_key} IN ({ids_from['subject_id']})"
 
 
-def export(cohort: Cohort, out: Path | str) -> Path:
+def check_out(out: Path | str, force: bool = False) -> Path:
+    """The subset's folder, if it may be written: new, empty, or (with `force`) to be replaced."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise MimiclabError(f"--out {out} is a file; give a folder for the subset.")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise MimiclabError(f"--out {out} is not empty: a build of it would load the files already there with the "
+                            "subset's. Choose a new folder, or add --force to replace this one.")
+    return out
+
+
+def export(cohort: Cohort, out: Path | str, force: bool = False) -> Path:
+    """Write the subset into `out`, which must be new or empty (`force` replaces it). Everything is written
+    into a temporary sibling folder first and renamed into place, so `out` never holds a mix of this subset
+    and older files (which `mimiclab build --source` would load as if they belonged to it)."""
+    out = check_out(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)
+    try:
+        _export(cohort, tmp)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _export(cohort: Cohort, out: Path) -> Path:
     m = cohort.manifest
     ds = catalog.get(m.dataset)
     store = cohort.store
