@@ -40,3 +40,20 @@ def test_quickstart_runs_top_to_bottom(data_root, tmp_path, monkeypatch):
     figures = {p.name for p in (tmp_path / "figures").iterdir()}
     assert {"doses.png", "age.html", "admission_type.png", "creatinine.png", "stays.html"} <= figures
     assert len(ns["timeline"]) > 0 and ns["p3"].subject_id == 10006
+
+
+def test_api_doc_runs(data_root, tmp_path, monkeypatch):
+    """docs/api.md's examples run too (on the demo built into a private home)."""
+    import warnings
+
+    from mimiclab.build import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions", "hosp/patients"])
+    doc = DOC.with_name("api.md")
+    ns: dict = {"__name__": "api_doc"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, code in enumerate(re.findall(r"^```python\n(.*?)^```", doc.read_text(), flags=re.S | re.M), 1):
+            exec(compile(code, f"{doc.name} block {i}", "exec"), ns)
+    assert i >= 1 and ns["mimic"].sql("SELECT count(*) AS n FROM ids", frames={"ids": ns["ids"]})["n"][0] == 2

@@ -7,17 +7,19 @@ pandas, polars or Arrow. One connection per thread (the store's), so the workben
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import warnings
+import weakref
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, qname, suggest
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import Build, find
 from mimiclab.catalog import concepts
@@ -96,7 +98,7 @@ class Relation:
     @property
     def relation(self):
         """The DuckDB relation (this thread's connection), for the full relational API."""
-        return self._ds.store.connection.sql(self.sql)
+        return self._ds._session().connection.sql(self.sql)
 
     @property
     def columns(self) -> list[str]:
@@ -123,7 +125,7 @@ class Relation:
         return self.limit(n).df()
 
     def count(self) -> int:
-        return int(self._ds.store.scalar(f"SELECT count(*) FROM ({self.sql})"))
+        return int(self._ds.arrow(f"SELECT count(*) FROM ({self.sql})").column(0)[0].as_py())
 
     def arrow(self) -> pa.Table:
         return self._ds.arrow(self.sql)
@@ -150,6 +152,7 @@ class Dataset:
         self._pid = os.getpid()
         self._stamp = _stamp(build) if self._own else None
         self._store = store or build.open()  # the store caches Parquet footers for point lookups
+        self._prepared: weakref.WeakSet = weakref.WeakSet()  # connections whose search_path is set
         self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
 
     @property
@@ -178,7 +181,8 @@ class Dataset:
             man = mf.read(build_dir)
             if man is not None and (build_dir / man.database).exists():
                 self.build = Build(build_dir, man)
-                self.__dict__.pop("concepts", None)
+                for cached in ("concepts", "search_path", "_ambiguous"):
+                    self.__dict__.pop(cached, None)
             elif self._store is not None:  # mid-rename or removed: keep reading what we have
                 self._stamp = stamp
                 return
@@ -196,6 +200,7 @@ class Dataset:
         self.build = state["build"]
         self._own, self._lock, self._pid = True, threading.Lock(), os.getpid()
         self._stamp, self._store, self.generation = None, None, 0  # opened on first use
+        self._prepared = weakref.WeakSet()
 
     # ------------------------------------------------------------------ identity
     @property
@@ -306,17 +311,87 @@ class Dataset:
         q = self.resolve(name)
         return Relation(self, f"SELECT * FROM {qname(q)}", q)
 
-    def sql(self, query: str, params: Sequence[Any] | dict | None = None) -> pd.DataFrame:
-        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names) and return a pandas DataFrame
-        (dtypes: see ``frame`` in api/_common.py and docs/api.md)."""
-        return frame(self.arrow(query, params))
+    def sql(self, query: str, params: Sequence[Any] | dict | None = None, *,
+            frames: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names, or unqualified ones such as
+        ``admissions``) and return a pandas DataFrame (dtypes: docs/api.md).
 
-    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
-        """Run SQL and return Arrow, with DuckDB's own types."""
+        ``frames`` maps names to pandas/polars DataFrames or Arrow tables that the query can read like
+        tables (``frames={"ids": df}`` then ``... FROM ids JOIN admissions ...``), for this query only.
+        """
+        return frame(self.arrow(query, params, frames=frames))
+
+    def arrow(self, query: str, params: Sequence[Any] | dict | None = None, *,
+              frames: dict[str, Any] | None = None) -> pa.Table:
+        """Like ``sql``, as Arrow with DuckDB's own types."""
+        store = self._session()
+        if self._ambiguous:
+            self._check_ambiguous(query, frames or {})
+        con = store.connection  # this thread's: the frames are seen by this query only
+        registered = []
         try:
-            return self.store.arrow(query, params)
+            for name, df in (frames or {}).items():
+                try:
+                    con.register(name, df)
+                except Exception as exc:  # noqa: BLE001 - DuckDB raises several kinds for a bad object
+                    raise QueryError(f"frames[{name!r}] must be a pandas or polars DataFrame or an Arrow table, "
+                                     f"not {type(df).__name__} ({str(exc).splitlines()[0]})") from None
+                registered.append(name)
+            return store.arrow(query, params)
         except QueryError as exc:
             raise _with_hint(exc) from None
+        finally:
+            for name in registered:
+                with contextlib.suppress(Exception):
+                    con.unregister(name)
+
+    # ------------------------------------------------------------------ names as users write them
+    @cached_property
+    def search_path(self) -> list[str]:
+        """The schemas an unqualified table name is looked up in, in the catalog's module order
+        (mimiciv_hosp before mimiciv_icu, ...); ``main`` (OMOP's unqualified views) is searched too."""
+        schemas = list(dict.fromkeys(e.db_schema for e in self.manifest.tables.values()))
+        if self.family:
+            order = {m.db_schema: i for i, m in enumerate(catalog.family(self.family).modules)}
+            schemas.sort(key=lambda s: order.get(s, len(order)))
+        return schemas
+
+    @cached_property
+    def _ambiguous(self) -> dict[str, list[str]]:
+        """Table names found in more than one schema: unqualified, they would silently mean the first."""
+        by_name: dict[str, list[str]] = {}
+        for key, e in sorted(self.manifest.tables.items()):
+            by_name.setdefault(e.table.lower(), []).append(key)
+        return {n: keys for n, keys in by_name.items() if len(keys) > 1}
+
+    def _check_ambiguous(self, query: str, frames: dict) -> None:
+        low = query.lower()
+        if not any(n in low for n in self._ambiguous):
+            return
+        import duckdb
+
+        try:
+            refs = duckdb.get_table_names(query, qualified=True)  # DuckDB's parser: CTE names are not refs
+        except duckdb.Error:
+            return  # let the query itself report the syntax error
+        shadowed = {n.lower() for n in frames}
+        for ref in refs:
+            name = ref.split(" AS ")[0].strip().strip('"').lower()
+            if name in self._ambiguous and name not in shadowed:
+                keys = self._ambiguous[name]
+                raise QueryError(f"table {name!r} is in {len(keys)} schemas of {self.slug}: write "
+                                 f"{' or '.join(keys)}.")
+
+    def _session(self) -> DuckDBStore:
+        """The store, with this thread's connection looking up unqualified names in the search path."""
+        store = self.store
+        if self._own:
+            con = store.connection
+            if con not in self._prepared:
+                with contextlib.suppress(Exception):
+                    con.execute("SET search_path=" + lit(",".join(self.search_path)))
+                self._prepared.add(con)
+        return store
 
     def fetch(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
         """The API's own queries (point lookups): like store.arrow but planned once, not twice."""
