@@ -123,7 +123,15 @@ def test_home_lists_demo_and_available(browser, server):
     card = page.locator(f'article.ds[data-slug="{SLUG}"]')
     card.wait_for()
     assert "mimiciv_icu.chartevents" in card.inner_text()  # the not-loaded table is flagged
-    assert page.locator("table.avail").inner_text().count("mimiclab download") >= 5
+    avail = page.inner_text("#available")
+    assert avail.count("mimiclab download") >= 5
+    # built datasets lead; synthetic data is never offered as a PhysioNet download
+    assert card.bounding_box()["y"] < page.locator("#available").bounding_box()["y"]
+    assert "mimic-iv-synthetic" not in avail and "mimic-iv-synthetic" in page.inner_text("#local")
+    # the credentialing steps every credentialed dataset shares are written once, not once per row
+    text = page.eval_on_selector("#available", "e => e.textContent")
+    assert text.count("CITI") == 1 and page.locator("#available tr[data-slug]").count() >= 10
+    assert page.evaluate("document.getElementById('available').getBoundingClientRect().height") < 1500
     shot(page, "home")
     assert not problems, problems
 
