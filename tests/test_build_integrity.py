@@ -319,3 +319,92 @@ def test_leftovers_are_kept_while_a_live_build_holds_the_lock(data_root, mimicla
         holder.wait()
     assert line == _info_total(mimiclab_home)
     assert not [p for p in planted if p.exists()]
+
+
+# -- 6. the version comes from evidence, never from the catalog's default ------------------------------------
+
+def _recompress(path: Path, lines: list[str] | None = None) -> None:
+    """Rewrite a csv.gz (optionally with other lines): same data, a different byte size than published."""
+    with gzip.open(path, "rt", newline="") as fh:
+        old = fh.read().splitlines(keepends=True)
+    with gzip.open(path, "wt", newline="", compresslevel=1) as fh:
+        fh.writelines(old if lines is None else lines)
+
+
+def _full_like(data_root: Path, dest: Path, d_labitems_extra: int = 0) -> Path:
+    """A folder in MIMIC-IV's (full dataset's) shape: the demo's files, recompressed so no size matches the
+    demo's published sizes. Its dictionaries are MIMIC-IV 2.2's own (d_labitems: 1,622 rows; 3.1 has 1,650)."""
+    shutil.copytree(data_root / "mimic-iv-demo" / "2.2", dest, ignore=shutil.ignore_patterns("README.txt", "demo_*"))
+    for p in dest.rglob("*.csv.gz"):
+        _recompress(p)
+    if d_labitems_extra:
+        f = dest / "hosp" / "d_labitems.csv.gz"
+        with gzip.open(f, "rt", newline="") as fh:
+            lines = fh.read().splitlines(keepends=True)
+        lines += [f"{990000 + i},Made-up item {i},Blood,Chemistry\n" for i in range(d_labitems_extra)]
+        _recompress(f, lines)
+    return dest
+
+
+OTHER_DICTIONARIES = ("icu/caregiver.csv.gz", "icu/d_items.csv.gz", "hosp/provider.csv.gz", "hosp/d_hcpcs.csv.gz",
+                      "hosp/d_icd_diagnoses.csv.gz", "hosp/d_icd_procedures.csv.gz")
+
+
+def test_full_mimic_iv_2_2_folder_without_version_is_2_2_not_the_default(data_root, mimiclab_home, tmp_path):
+    from mimiclab import catalog
+
+    src = _full_like(data_root, tmp_path / "mimiciv")
+    assert catalog.get("mimiciv").default_version == "3.1"  # the trap: the catalog's default is 3.1
+    assert csv_rows(src / "hosp" / "d_labitems.csv.gz") == 1622  # independent: what 2.2 publishes
+    res = build("mimiciv", source=src, tables=["patients", "d_labitems"])
+    assert res.manifest.version == "2.2" and "/2.2" in str(res.build_dir)
+
+
+def test_full_mimic_iv_3_1_folder_is_recognised_as_3_1(data_root, mimiclab_home, tmp_path):
+    src = _full_like(data_root, tmp_path / "mimiciv", d_labitems_extra=28)
+    for p in OTHER_DICTIONARIES:  # the demo's copies are 2.2's; a 3.1 folder would have 3.1's
+        (src / p).unlink()
+    assert csv_rows(src / "hosp" / "d_labitems.csv.gz") == 1650
+    res = build("mimiciv", source=src, tables=["d_labitems"])
+    assert res.manifest.version == "3.1"
+
+
+def test_folder_without_evidence_asks_for_version(data_root, mimiclab_home, tmp_path):
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+    from mimiclab.errors import MimiclabError
+
+    src = _full_like(data_root, tmp_path / "mimiciv", d_labitems_extra=5)  # 1,627 rows: neither version
+    for p in OTHER_DICTIONARIES:
+        (src / p).unlink()
+    with pytest.raises(MimiclabError, match=r"--version") as exc:
+        build("mimiciv", source=src)
+    assert "2.2" in str(exc.value) and "3.1" in str(exc.value) and "d_labitems" in str(exc.value)
+    assert not (mimiclab_home / "db" / "mimiciv").exists()  # nothing built under a guessed version
+    out = CliRunner().invoke(app, ["build", "mimiciv", "--source", str(src)], env={"COLUMNS": "200"})
+    assert out.exit_code == 1 and "--version" in out.output and "Traceback" not in out.output
+    res = build("mimiciv", source=src, version="2.2", tables=["patients"])  # saying it works
+    assert res.manifest.version == "2.2"
+
+
+def test_conflicting_evidence_is_an_error_not_a_guess(data_root, mimiclab_home, tmp_path):
+    from mimiclab.errors import MimiclabError
+
+    src = _full_like(data_root, tmp_path / "mimiciv", d_labitems_extra=28)  # d_labitems says 3.1 ...
+    # ... caregiver (15,468 rows) says 2.2
+    with pytest.raises(MimiclabError, match="--version"):
+        build("mimiciv", source=src)
+
+
+def test_open_folder_of_full_2_2_is_labelled_2_2(data_root, mimiclab_home, tmp_path):
+    import mimiclab
+    from mimiclab.api.folder import detect
+
+    src = _full_like(data_root, tmp_path / "mimiciv")
+    ds, version = detect(src)
+    assert (ds.slug, version) == ("mimiciv", "2.2")
+    # the real demo folder is still the demo, 2.2, with no flag
+    ds, version = detect(data_root / "mimic-iv-demo" / "2.2")
+    assert (ds.slug, version) == ("mimic-iv-demo", "2.2")
+    assert mimiclab.open(data_root / "mimic-iv-ed-demo" / "2.2").version == "2.2"

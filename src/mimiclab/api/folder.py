@@ -19,6 +19,7 @@ from mimiclab.build import SYNTHETIC_MARKER, build
 from mimiclab.build import manifest as mf
 from mimiclab.build.registry import Build
 from mimiclab.build.source import EXTENSIONS, locate, normalize_column, read_header
+from mimiclab.build.version import resolve as resolve_version
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
 
@@ -75,7 +76,7 @@ def detect(folder: Path) -> tuple[Dataset, str]:
                 return ds, v.version
     full = [d for d in members if d.demo_of is None and "synthetic" not in d.slug] or members
     ds = full[0]
-    return ds, _version_by_headers(folder, ds)
+    return ds, resolve_version(ds, folder)  # from evidence (headers, row counts); asks when it cannot tell
 
 
 def _version_by_headers(folder: Path, ds: Dataset) -> str:

@@ -32,6 +32,7 @@ from mimiclab import __version__, catalog, config
 from mimiclab.build import manifest as mf
 from mimiclab.build.loader import connect, load_csv_to_parquet, write_empty_parquet
 from mimiclab.build.source import check_header, locate, source_problem
+from mimiclab.build.version import resolve as resolve_version
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
@@ -98,10 +99,13 @@ def build(
             f"source folder {src_dir} does not exist. Download first (mimiclab download {slug} --version {ver}) "
             f"or point --source at a folder in PhysioNet's layout."
         )
+    if source is not None:
+        # a folder of unknown provenance: its version from evidence, not the catalog's default
+        ver = resolve_version(ds, src_dir, version)
     out_dir = Path(dest) if dest else config.build_dir(slug, ver)
-    (out_dir / "parquet").mkdir(parents=True, exist_ok=True)
     emit = progress or (lambda *a, **k: None)
-    with _one_build_at_a_time(out_dir, emit):
+    # private to the user (0700/0600) whatever the umask: DuckDB and pyarrow create files we do not open
+    with config.private_files(out_dir / "parquet"), _one_build_at_a_time(out_dir, emit):
         _remove_stale_temps(out_dir)
         return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage, drop_missing)
 

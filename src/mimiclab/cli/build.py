@@ -31,7 +31,8 @@ def _human(n: float | None) -> str:
 @app.command("build")
 def build_cmd(
     slug: str = typer.Argument(..., help="Dataset slug, e.g. mimic-iv-demo (see `mimiclab datasets`)."),
-    version: str = typer.Option(None, "--version", "-v", help="Dataset version (default: the catalog's)."),
+    version: str = typer.Option(None, "--version", "-v", help="Dataset version (default: with --source, decided "
+                                "from the folder's files, or asked for; else the catalog's latest)."),
     source: Path = typer.Option(None, "--source", help="Folder in PhysioNet's layout (default: mimiclab's download folder)."),
     modules: str = typer.Option(None, "--modules", help="Comma-separated modules, e.g. hosp,icu."),
     tables: str = typer.Option(None, "--tables", help="Comma-separated tables, e.g. admissions,patients."),
