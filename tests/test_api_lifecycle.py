@@ -167,6 +167,7 @@ NOTEBOOK = [
     "print('labevents', ds.table('labevents').count())",
     "m = MIMICDataset(DEMO, ['hosp/admissions', 'icu/icustays'])\nprint('patients', len(m))\n"
     "print('first', m[0].subject_id, len(m[0].data['icu/icustays']))",
+    "m.plot_distribution('hosp/admissions', 'race', savepath='race.png')",
 ]
 
 
@@ -175,7 +176,8 @@ def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, de
     there anyway, and show its own build progress as notebook output."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    setup = f"import os\nos.environ['MIMICLAB_HOME'] = {str(mimiclab_home)!r}\nDEMO = {str(demo_dir)!r}"
+    setup = (f"import os\nos.environ['MIMICLAB_HOME'] = {str(mimiclab_home)!r}\nDEMO = {str(demo_dir)!r}\n"
+             f"os.chdir({str(mimiclab_home.parent)!r})")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *NOTEBOOK]])
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()  # raises on a cell's error
     text = "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.output_type == "stream")
@@ -191,3 +193,6 @@ def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, de
     shown = [o for o in nb.cells[4].outputs if o.output_type in ("display_data", "update_display_data")]
     assert shown and "mimic-iv-demo" in shown[-1]["data"]["text/plain"]
     assert all("application/vnd.jupyter.widget-view+json" not in o["data"] for o in shown)
+    # the datathon's plot call shows its figure once (not again as the cell's value)
+    images = [o for o in nb.cells[6].outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 1 and not any(o.output_type == "execute_result" for o in nb.cells[6].outputs)

@@ -145,7 +145,7 @@ def test_files_as_string_with_suffix_and_lazy_data(home, demo_dir):
 
 def test_plot_distribution_saves_the_examples_histogram(seed, example, tmp_path):
     out = tmp_path / "doses.png"
-    fig = seed.plot_distribution("hosp/prescriptions", "doses_per_24_hrs", savepath=out)
+    fig = seed.plot_distribution("hosp/prescriptions", "doses_per_24_hrs", savepath=out, return_fig=True)
     assert out.stat().st_size > 1000
     ax = fig.axes[0]
     heights = [p.get_height() for p in ax.patches]
@@ -156,11 +156,39 @@ def test_plot_distribution_saves_the_examples_histogram(seed, example, tmp_path)
 
 
 def test_plot_distribution_of_text_has_one_bar_per_value(seed, example, tmp_path):
-    fig = seed.plot_distribution("hosp/admissions", "admission_type", savepath=tmp_path / "t.png")
+    fig = seed.plot_distribution("hosp/admissions", "admission_type", savepath=tmp_path / "t.png", return_fig=True)
     counts = example.data["hosp/admissions"]["admission_type"].value_counts()
     bars = fig.axes[0].patches
     assert len(bars) == len(counts)
     assert sorted(int(b.get_height()) for b in bars) == sorted(counts.tolist())
+
+
+def test_plot_distribution_draws_like_the_datathon_class_and_returns_nothing(seed, example, tmp_path):
+    """The datathon class: plt.figure(figsize=(10, 6)), plt.xticks(rotation=45), shown, nothing returned
+    (a returned Figure is drawn a second time by Jupyter)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    assert seed.plot_distribution("hosp/admissions", "race", savepath=tmp_path / "race.png") is None
+    assert seed.plot_distribution("hosp/admissions", "race") is None
+    assert plt.get_fignums() == before  # a non-interactive backend: shown figures are closed, none pile up
+    assert (tmp_path / "race.png").stat().st_size > 1000
+    fig = seed.plot_distribution("hosp/admissions", "race", return_fig=True)
+    try:
+        assert tuple(fig.get_size_inches()) == (10, 6)
+        labels = fig.axes[0].get_xticklabels()
+        races = example.data["hosp/admissions"]["race"].value_counts()
+        assert sorted(t.get_text() for t in labels) == sorted(races.index)
+        assert {t.get_rotation() for t in labels} == {45}
+        assert sorted(int(b.get_height()) for b in fig.axes[0].patches) == sorted(races.tolist())
+        hist = seed.plot_distribution("hosp/prescriptions", "doses_per_24_hrs", return_fig=True)
+        assert tuple(hist.get_size_inches()) == (10, 6)
+        assert {t.get_rotation() for t in hist.axes[0].get_xticklabels()} == {45}
+    finally:
+        plt.close("all")
 
 
 def test_unknown_column_and_key_suggest(seed):

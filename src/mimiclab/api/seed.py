@@ -270,25 +270,23 @@ class MIMICDataset:
                 out += f"  `{c}` with {d} datatype\n"
         return out[:-1] if out.endswith("\n") else out
 
-    def plot_distribution(self, key: str, column: str, savepath: str | os.PathLike | None = None):
-        """100-bin histogram of a column over the whole file, as the example draws it (numbers, times),
-        or a bar per value for text. Saved at dpi 600, transparent, when `savepath` is given (drawn on a
-        non-interactive canvas, and the matplotlib Figure is returned); else shown with plt.show()."""
+    def plot_distribution(self, key: str, column: str, savepath: str | os.PathLike | None = None, *,
+                          return_fig: bool = False):
+        """Drawn as the datathon class draws it: ``plt.figure(figsize=(10, 6))``, a 100-bin histogram over
+        the whole file (numbers, times) or a bar per value (text), x labels rotated 45 degrees; saved at
+        dpi 600, transparent, when `savepath` is given; then shown. Returns None, as the class does (a
+        returned Figure would be drawn twice in Jupyter); ``return_fig=True`` returns the matplotlib Figure
+        instead of showing it. ``dataset.plot_distribution`` gives the interactive plotly figure."""
         self._live()
         if key not in self._tables:
             raise UnknownNameError(f"no file {key!r} in this dataset." + suggest(key, self.keys))
         dist = self._ds.distribution(self._tables[key], column, bins=100,
                                      kind="categorical" if self._is_text(key, column) else "numeric", top=10**9)
-        if savepath is not None:
-            from matplotlib.figure import Figure
+        import matplotlib
+        import matplotlib.pyplot as plt
 
-            fig = Figure()
-            ax = fig.add_subplot()
-        else:
-            import matplotlib.pyplot as plt
-
-            fig = plt.figure()
-            ax = fig.gca()
+        fig = plt.figure(figsize=(10, 6))
+        ax = fig.gca()
         if dist.attrs["kind"] == "numeric":
             edges = list(dist["bin_start"]) + list(dist["bin_end"].iloc[-1:])
             if len(dist):
@@ -304,12 +302,14 @@ class MIMICDataset:
             ax.bar(dist["value"].tolist(), dist["count"].tolist())
         ax.set_xlabel(column.title())
         ax.set_ylabel("Number of Patients")
+        ax.tick_params(axis="x", labelrotation=45)
         if savepath is not None:
             fig.savefig(str(savepath), dpi=600, transparent=True, bbox_inches="tight")
+        if return_fig:
             return fig
-        import matplotlib.pyplot as plt
-
         plt.show()
+        if matplotlib.get_backend().lower() in {"agg", "pdf", "svg", "ps", "cairo", "template"}:
+            plt.close(fig)  # shown nowhere: do not let figures pile up in scripts and servers
         return None
 
     def _is_text(self, key: str, column: str) -> bool:
