@@ -47,4 +47,7 @@ _register()
 
 
 def main() -> None:
+    from mimiclab import config
+
+    config.private_process()  # everything this command writes is private to the user (umask 077)
     app()

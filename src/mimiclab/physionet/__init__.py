@@ -167,7 +167,8 @@ def download(
     ds, version = lookup(slug, version)
     dest = Path(dest).expanduser() if dest else config.raw_dir(slug, version)
     send_auth = ds is None or ds.access != "open"
-    with _source(slug, version, mirror, credentials_, jobs, trace, timeout, send_auth) as src:
+    # credentialed data: every folder and file made from here on is private to the user (0700/0600)
+    with config.private_files(), _source(slug, version, mirror, credentials_, jobs, trace, timeout, send_auth) as src:
         plan = plan_download(slug, version, modules, tables, dest, mirror=mirror, jobs=jobs, _src=src)
         if on_plan:
             on_plan(plan)
@@ -182,7 +183,7 @@ def download(
                 needed += f.size - (part.stat().st_size if part.is_file() else 0)
         check_space(dest, max(needed, 0))
         try:
-            dest.mkdir(parents=True, exist_ok=True)
+            config.private_dir(dest)
             if not (dest / SUMS).is_file():
                 _write_atomic(dest / SUMS, plan.sums_text)
         except OSError as exc:

@@ -142,7 +142,7 @@ def store(creds: Credentials) -> str:
         except Exception:
             pass  # a backend that exists but fails (locked, headless): fall back to the file
     path = credentials_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    config.private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

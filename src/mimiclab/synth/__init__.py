@@ -149,7 +149,9 @@ def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFA
         raise MimiclabError("patients must be at least 1")
     dest = Path(dest)
     tabs = _tables(version, tables)
-    dest.mkdir(parents=True, exist_ok=True)
+    from mimiclab import config
+
+    config.private_dir(dest)  # 0700 like every folder mimiclab makes (see config.private_files)
     tmp = dest / ".synth-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
