@@ -116,6 +116,9 @@ def test_cli_rebuild_with_a_gone_source_says_so_and_keeps_rows(data_root, mimicl
     out = CliRunner().invoke(app, ["build", "mimic-iv-ed-demo", "--source", str(src)], env={"COLUMNS": "200"})
     assert "pyxis" in out.output and "gone" in out.output
     assert _count(first.database, "mimiciv_ed.pyxis") == want
+    info = CliRunner().invoke(app, ["info", "mimic-iv-ed-demo"], env={"COLUMNS": "200"})
+    line = next(ln for ln in info.output.splitlines() if "mimiciv_ed.pyxis" in ln)
+    assert "source file gone" in line and f"{want:,}" in line, line
     out = CliRunner().invoke(app, ["build", "mimic-iv-ed-demo", "--source", str(src), "--drop-missing"])
     assert out.exit_code == 0, out.output
     assert _count(first.database, "mimiciv_ed.pyxis") == 0

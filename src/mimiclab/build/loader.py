@@ -109,7 +109,7 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
             row = con.execute(f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} "
                               f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
             rows = int(row[0]) if row else 0
-            check_primary_key(con, f"read_parquet({sql_literal(tmp)})", src, table)
+            check_primary_key(con, f"read_parquet({sql_literal(exact_path(tmp))})", src, table)
         else:
             con.execute("BEGIN TRANSACTION")
             try:
