@@ -421,8 +421,8 @@ def _lines(node: yaml.Node, source: str = "<spec>", limit: int = MAX_NODES) -> d
         n, path, parents = stack.pop()
         seen += 1
         if seen > limit or id(n) in parents:
-            what = "refers to itself" if id(n) in parents else f"expands to more than {limit:,} values"
-            raise SpecError(f"{source}, line {n.start_mark.line + 1}: YAML anchors/aliases (&name, *name) in this "
+            what = "refer to themselves" if id(n) in parents else f"expand to more than {limit:,} values"
+            raise SpecError(f"{source}, line {n.start_mark.line + 1}: the YAML aliases (*name of an &name) in this "
                             f"spec {what}; write the criteria out instead of aliasing them.")
         out.setdefault(path, n.start_mark.line + 1)
         if isinstance(n, yaml.MappingNode):
