@@ -9,8 +9,21 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+class _Console(Console):
+    """A rich Console that wraps text to the width of a terminal, and never elsewhere: in a log, a CI job or a
+    pipe, rich would assume 80 columns and break every longer message mid-sentence (or mid-path)."""
+
+    @property
+    def soft_wrap(self) -> bool:  # print()'s default; checked per call: stdout may change (redirects, tests)
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 @contextlib.contextmanager

@@ -111,6 +111,11 @@ def info_cmd(
                 console.print("nothing built yet: run `mimiclab demo` or `mimiclab build <slug> --source DIR`")
                 return
             t = RichTable("dataset", "version", "tables", "not loaded", "rows", "size", "built", "data")
+            # the name is what the user types next: never truncated; in a narrow terminal the other columns
+            # fold (wrap mid-word) rather than lose characters to an ellipsis
+            t.columns[0].no_wrap, t.columns[0].min_width = True, max(len(b.manifest.dataset) for b in all_builds)
+            for col in t.columns[1:]:
+                col.overflow = "fold"
             for b in all_builds:
                 m = b.manifest
                 t.add_row(m.dataset, m.version, str(len(m.loaded)), str(len(m.not_loaded)),
