@@ -411,3 +411,26 @@ def test_open_folder_of_full_2_2_is_labelled_2_2(data_root, mimiclab_home, tmp_p
     ds, version = detect(data_root / "mimic-iv-demo" / "2.2")
     assert (ds.slug, version) == ("mimic-iv-demo", "2.2")
     assert mimiclab.open(data_root / "mimic-iv-ed-demo" / "2.2").version == "2.2"
+
+
+def test_process_dying_between_database_rename_and_manifest_write(data_root, mimiclab_home, tmp_path):
+    """The same, with a process that really dies there (os._exit: no finally, no cleanup)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mimiclab.build import manifest as mf
+    from mimiclab.build.registry import find
+
+    src = tmp_path / "ed"
+    shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
+    first = build("mimic-iv-ed-demo", source=src)
+    _truncate(src / "ed" / "medrecon.csv.gz", 3)
+    code = ("import os, sys; import mimiclab.build.manifest as mf; mf.write = lambda *a, **k: os._exit(9); "
+            "from mimiclab.build import build; build('mimic-iv-ed-demo', source=sys.argv[1])")
+    proc = subprocess.run([sys.executable, "-c", code, str(src)], env=os.environ.copy())
+    assert proc.returncode == 9
+    assert json.loads((first.build_dir / mf.MANIFEST).read_text())["tables"]["mimiciv_ed.medrecon"]["rows"] != 3
+    assert find("mimic-iv-ed-demo").manifest.tables["mimiciv_ed.medrecon"].rows == 3 == _count(
+        first.database, "mimiciv_ed.medrecon")
