@@ -169,6 +169,8 @@ class Dataset:
         return self._store
 
     def _reopen(self) -> None:
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()  # the parent's may have been held by one of its threads at fork()
         with self._lock:
             pid, forked = os.getpid(), self._pid != os.getpid()
             if forked:
