@@ -64,7 +64,7 @@ def test_unwritable_target_names_the_file(tmp_path):
     sha = hashlib.sha256(data).hexdigest()
     mirror = _mirror(tmp_path, f"{sha}  sub/f.csv\n".encode(), {"sub/f.csv": data})
     dest = tmp_path / "dest"
-    dest.mkdir()
+    dest.mkdir(mode=0o700)
     (dest / "sub").write_text("a file where a folder must go")
     with pytest.raises(DownloadError, match="sub/f.csv"):
         download("hostile", "1", mirror=str(mirror), dest=dest, progress=False, retry=FAST)
@@ -165,3 +165,16 @@ def test_wrong_range_answer_is_refused_not_written(physionet, tmp_path):
     physionet.faults.clear()
     _fetch(physionet, tmp_path / "d", sink)
     assert physionet.requests[-1]["range"] == "bytes=3000-"
+
+
+def test_oversized_checksum_list_is_refused_before_filling_memory(physionet, tmp_path, monkeypatch):
+    """A SHA256SUMS.txt far larger than any real one (a server streaming garbage) stops at a bound."""
+    from mimiclab.physionet import mirror
+
+    monkeypatch.setattr(mirror, "MAX_SMALL", 1000)  # the real demo list is ~3 KB
+    with pytest.raises(PhysioNetError, match="larger than") as ei:
+        download("mimic-iv-demo", "2.2", mirror=physionet.url, dest=tmp_path / "d", progress=False)
+    assert "SHA256SUMS.txt" in str(ei.value)
+    with pytest.raises(PhysioNetError, match="larger than"):
+        download("mimic-iv-demo", "2.2", mirror=str(physionet.root), dest=tmp_path / "e", progress=False)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()

@@ -19,24 +19,33 @@ _QUERY_SECRET = re.compile(r"((?:^|[?&])(?:ssl)?password=)(.*?)(?=&[A-Za-z_]+=|#
 HIDDEN_DSN = "<connection string not shown: it could not be parsed and may hold a password>"
 
 
+def split_url(value: str) -> tuple[str, str, str] | None:
+    """(`scheme:`, authority, rest) of a URL, the authority ending at the first / ? # or \\ (as WHATWG and libpq
+    read it); None if `value` is not `scheme://...`. Shared by masking and by mimiclab's own URL handling."""
+    m = _URL.match(value)
+    if not m:
+        return None
+    scheme, rest = m.groups()
+    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
+    return scheme, rest[:end], rest[end:]
+
+
 def url(value: str) -> str:
     """`value` with the password of its userinfo (and any password= query parameter) replaced by ***.
 
     Anything between `//` and the last `@` of the authority is userinfo. An `@` that only comes after a `/`,
     `?` or `#` may end a password holding that character (not a valid URL, but typed by someone), so then
     everything up to the last `@` is hidden: a confusing message is better than a leaked password."""
-    m = _URL.match(value)
-    if not m:
+    parts = split_url(value)
+    if parts is None:
         return value
-    scheme, rest = m.groups()
-    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
+    scheme, authority, tail = parts
     if "@" in authority:
         userinfo, _, hostport = authority.rpartition("@")
         user, sep, _ = userinfo.partition(":")
         authority = f"{user}{sep and ':' + MASK}@{hostport}"
     elif "@" in tail:
-        return f"{scheme}//{MASK}@{rest.rpartition('@')[2]}"
+        return f"{scheme}//{MASK}@{tail.rpartition('@')[2]}"
     query_at = tail.find("?")
     if query_at >= 0:
         tail = tail[:query_at] + _QUERY_SECRET.sub(lambda q: q.group(1) + MASK, tail[query_at:])
@@ -71,15 +80,15 @@ def conninfo(value: str) -> dict[str, str] | None:
 def dsn_secrets(value: str) -> list[str]:
     """The passwords a connection string holds (URL userinfo, query or key=value), to scrub from messages."""
     out: list[str] = []
-    m = _URL.match(value.strip())
-    if m:
-        rest = m.group(2)
-        end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-        userinfo = rest[:end].rpartition("@")[0] or rest.rpartition("@")[0]
-        if "@" not in rest[:end] and userinfo:
-            out.append(userinfo)  # malformed: hide all of it (see url())
-        elif ":" in userinfo:
-            out.append(userinfo.split(":", 1)[1])
+    parts = split_url(value.strip())
+    if parts:
+        _, authority, tail = parts
+        if "@" in authority:
+            userinfo = authority.rpartition("@")[0]
+            if ":" in userinfo:
+                out.append(userinfo.split(":", 1)[1])
+        elif "@" in tail:
+            out.append(authority + tail.rpartition("@")[0])  # malformed: all of it may be secret (see url())
         out += [v for k, v in urllib.parse.parse_qsl(urllib.parse.urlsplit(value.strip()).query)
                 if k.lower() in SECRET_KEYS]
     parsed = conninfo(value)

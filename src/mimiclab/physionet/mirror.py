@@ -28,6 +28,9 @@ from mimiclab.physionet.errors import (
 
 DEFAULT_URL = "https://physionet.org"
 CHUNK = 1 << 20
+# read() is for small text files (SHA256SUMS.txt: ~100 bytes a file, MIMIC-CXR's 377k files ~40 MB); a larger
+# answer is a wrong or hostile file, refused before it fills memory
+MAX_SMALL = 256 << 20
 
 
 class TransientError(PhysioNetError):
@@ -82,9 +85,7 @@ def resolve_with_login(mirror: str | os.PathLike | None = None) -> tuple[str | P
 
 
 def _split_login(value: str) -> tuple[str, Credentials | None]:
-    scheme, _, rest = value.partition("://")
-    end = min((i for i in (rest.find(c) for c in "/?#\\") if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
+    scheme, authority, tail = redact.split_url(value) or ("", "", value)
     if "@" not in authority:
         if "@" in tail:
             raise PhysioNetError(
@@ -93,7 +94,7 @@ def _split_login(value: str) -> tuple[str, Credentials | None]:
         return value.rstrip("/"), None
     userinfo, _, hostport = authority.rpartition("@")
     user, sep, password = userinfo.partition(":")
-    base = f"{scheme}://{hostport}{tail}".rstrip("/")
+    base = f"{scheme}//{hostport}{tail}".rstrip("/")
     if not sep or not user:
         return base, None
     return base, Credentials(urllib.parse.unquote(user), urllib.parse.unquote(password), "mirror URL")
@@ -112,6 +113,10 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def _too_big(where: str) -> str:
+    return f"{where} is larger than {MAX_SMALL >> 20} MB: not a checksum list; is the mirror serving the right file?"
 
 
 class LocalSource:
@@ -141,6 +146,8 @@ class LocalSource:
         p = self._path(rel)
         if not p.is_file():
             raise NotFoundError(f"{p} not found in the local mirror {self.root}.")
+        if p.stat().st_size > MAX_SMALL:
+            raise PhysioNetError(_too_big(str(p)))
         return p.read_bytes()
 
     def size(self, rel: str) -> int | None:
@@ -212,10 +219,15 @@ class RemoteSource:
 
     def read(self, rel: str) -> bytes:
         with self._send("GET", rel) as r:
+            buf = bytearray()
             try:
-                return r.read()
+                for b in r.iter_raw():
+                    buf += b
+                    if len(buf) > MAX_SMALL:
+                        raise PhysioNetError(_too_big(self.url(rel)))
             except httpx.HTTPError as exc:
                 raise TransientError(f"connection problem fetching {rel}: {type(exc).__name__}") from None
+            return bytes(buf)
 
     def size(self, rel: str) -> int | None:
         with self._send("HEAD", rel) as r:
