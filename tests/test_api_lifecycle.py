@@ -6,6 +6,7 @@ Every count is checked against DuckDB's own csv reader over the raw file (no mim
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import duckdb
@@ -177,7 +178,7 @@ def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, de
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     setup = (f"import os\nos.environ['MIMICLAB_HOME'] = {str(mimiclab_home)!r}\nDEMO = {str(demo_dir)!r}\n"
-             f"os.chdir({str(mimiclab_home.parent)!r})")
+             f"os.chdir({str(mimiclab_home.parent)!r})\nimport sys\nassert sys.executable == {sys.executable!r}")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *NOTEBOOK]])
     nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()  # raises on a cell's error
     text = "".join(o.get("text", "") for c in nb.cells for o in c.outputs if o.output_type == "stream")
