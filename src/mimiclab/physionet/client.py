@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import httpx
 
-from mimiclab import __version__
+from mimiclab import __version__, redact
 from mimiclab.physionet.credentials import Credentials
 from mimiclab.physionet.errors import InsecureAuthError
 
@@ -101,12 +101,12 @@ def make_client(
         _guard_request(request)
         if trace:
             hdrs = "; ".join(f"{k}: {v}" for k, v in redact_headers(request.headers))
-            trace(f"> {request.method} {request.url.copy_with(username=None, password=None)}  [{hdrs}]")
+            trace(f"> {request.method} {redact.url(str(request.url))}  [{hdrs}]")
 
     def log_response(response: httpx.Response) -> None:
         if trace:
             hdrs = "; ".join(f"{k}: {v}" for k, v in redact_headers(response.headers))
-            trace(f"< {response.status_code} {response.request.url.copy_with(username=None, password=None)}  [{hdrs}]")
+            trace(f"< {response.status_code} {redact.url(str(response.request.url))}  [{hdrs}]")
 
     if transport is None:
         from mimiclab.physionet.fasthttp import FastTransport, proxies_configured

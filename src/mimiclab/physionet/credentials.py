@@ -26,7 +26,7 @@ DEFAULT_HOST = "physionet.org"
 class Credentials:
     username: str
     _password: str = field(repr=False)
-    source: str = "given"  # env | netrc | keyring | file | prompt | given
+    source: str = "given"  # env | netrc | keyring | file | prompt | given | mirror URL
 
     @property
     def password(self) -> str:
