@@ -199,3 +199,14 @@ def test_malformed_login_url_is_refused_without_showing_it():
     with pytest.raises(PhysioNetError, match="percent-encoded") as ei:
         download(CRED_SLUG, CRED_VERSION, mirror="https://carol:pa/ss#wo@mirror.example.org/", progress=False)
     _assert_clean(str(ei.value), "pa/ss#wo")
+
+
+def test_raw_at_signs_in_url_password():
+    """`@` typed into a URL password without percent-encoding: libpq splits at the last @, so do we."""
+    from mimiclab.store.postgres_store import redact as pg_redact
+
+    for pw in ("p@ss@word", "p@ss:w@rd"):
+        shown = pg_redact(f"postgresql://alice:{pw}@db.example.org:5432/mimic")
+        assert shown == "postgresql://alice:***@db.example.org:5432/mimic"
+        for part in ("ss@word", "ss:w", "w@rd", pw):
+            assert part not in shown
