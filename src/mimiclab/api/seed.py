@@ -302,7 +302,8 @@ class MIMICDataset:
             ax.bar(dist["value"].tolist(), dist["count"].tolist())
         ax.set_xlabel(column.title())
         ax.set_ylabel("Number of Patients")
-        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():  # 45 degrees as the class does, each label ending at its tick
+            label.set(rotation=45, horizontalalignment="right", rotation_mode="anchor")
         if savepath is not None:
             fig.savefig(str(savepath), dpi=600, transparent=True, bbox_inches="tight")
         if return_fig:
