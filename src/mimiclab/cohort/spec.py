@@ -29,7 +29,7 @@ class SpecError(MimiclabError, ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # 1e999 is inf: refused, never compiled
 
 
 class Window(_Model):
