@@ -175,8 +175,8 @@ NOTEBOOK = [
 def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, demo_dir):
     """DuckDB refuses to change its progress bar setting in a kernel without ipywidgets; the API must work
     there anyway, and show its own build progress as notebook output."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient  # test extras: nbclient, nbformat, ipykernel (and no ipywidgets)
+    import nbformat
     setup = (f"import os\nos.environ['MIMICLAB_HOME'] = {str(mimiclab_home)!r}\nDEMO = {str(demo_dir)!r}\n"
              f"os.chdir({str(mimiclab_home.parent)!r})\nimport sys\nassert sys.executable == {sys.executable!r}")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in [setup, *NOTEBOOK]])
