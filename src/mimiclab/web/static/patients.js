@@ -8,6 +8,7 @@
   /** This dataset's own names of the three ids (the form's labels): subject_id / icustay_id / person_id ... */
   const idNames = () => [...document.querySelectorAll("#find-form label")].slice(0, 3).map((l) => l.firstChild.textContent.trim());
   let items = [];
+  let lastItem = "";  // the item last charted
 
   function kv(k, v) { return el("div.kv", el("span", k), el("b", v === null || v === undefined || v === "" ? "–" : String(v))); }
 
@@ -65,7 +66,7 @@
   function itemOptions(filter) {
     const f = (filter || "").trim().toLowerCase();
     const sel = $("item-select");
-    const keep = sel.value;
+    const keep = sel.value || lastItem;  // after "no item matches", clearing the filter brings the last item back
     const shown = !f ? items : items.map((it) => [rank(it, f), it]).filter(([r]) => r !== null)
       .sort((a, b) => a[0] - b[0]).map(([, it]) => it);  // stable: most values first within a rank
     if (!shown.length) {
@@ -172,6 +173,7 @@
     if (!current || item === "" || item === undefined) return;
     const box = $("item-chart");
     const seq = ++chartSeq;
+    lastItem = String(item);
     box.dataset.want = String(item);
     try {
       const s = preloaded || await api(ds(`/patients/${current}/series`) + qs({ item }));
