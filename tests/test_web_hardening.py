@@ -438,3 +438,88 @@ def test_infinite_and_deep_numbers_and_specs_are_400(client):
     r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.patients/stats",
                    params={"column": "anchor_age", "f": "anchor_age:gt:1e999"})
     assert r.status_code == 400 and "SMALLINT" in r.json()["error"]
+
+
+# ------------------------------------------------------------------------------------------- review findings
+INJECT_LABEL = ("x\rstep_1 AS (SELECT * FROM step_0 WHERE error(query('SELECT 42 AS x')) IS NULL), junk AS "
+                "(SELECT $Q$")
+INJECT_QUERY = "SELECT subject_id FROM mimiciv_hosp.patients WHERE gender <> '$Q$ AS z FROM (SELECT 1 --'"
+
+
+def test_a_label_or_value_cannot_leave_its_sql_comment(client, home, tmp_path):
+    """Titles go into `-- ` comments of the compiled SQL: DuckDB ends a comment at \\r too."""
+    from mimiclab.build.registry import find
+    from mimiclab.cohort import Cohort
+
+    spec = {"name": "x", "unit": "patient", "include": [{"type": "sql", "label": INJECT_LABEL, "query": INJECT_QUERY}]}
+    r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": spec})
+    # the label stays a label: the criterion runs as written (every patient's gender differs from that text)
+    assert r.status_code == 200 and r.json()["n"] == 100 and "Invalid Input" not in r.text, r.text[:300]
+    target = tmp_path / "pwned.csv"
+    evil = dict(spec, include=[{"type": "sql", "query": INJECT_QUERY,
+                                "label": f"x\r; COPY (SELECT 1) TO '{target}'; WITH q AS (SELECT $Q$"}])
+    Cohort.run(find(SLUG), evil, allow_empty=True).close()  # the CLI's path: a Build
+    assert not target.exists()
+    vals = {"name": "v", "unit": "admission",
+            "include": [{"type": "admission_type", "values": ["EW EMER.\r) OR error(query('SELECT 42')) IS NULL --"]}]}
+    r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": vals})
+    assert r.status_code in (200, 400) and "Invalid Input" not in r.text and "syntax" not in r.text.lower(), r.text[:300]
+
+
+def test_cli_cohorts_run_sandboxed(home):
+    from mimiclab.build.registry import find
+    from mimiclab.cohort import Cohort
+
+    c = Cohort.run(find(SLUG), {"name": "all", "unit": "patient", "include": [{"type": "age", "min": 0}]})
+    try:
+        assert c.store.sandboxed
+    finally:
+        c.close()
+
+
+def test_huge_values_are_capped_by_size_not_only_rows(home):
+    with TestClient(create_app(dataset=SLUG, limits=Limits(sql_bytes=8 * 2**20, csv_bytes=8 * 2**20)),
+                    base_url=LOCAL) as c:
+        t0 = time.monotonic()
+        r = c.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT repeat('x', 1000000) AS s FROM range(1500)"})
+        assert r.status_code == 200 and r.json()["truncated"] and len(r.content) < 20 * 2**20
+        r = c.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": "SELECT repeat('x', 1000000) AS s FROM range(1200)"})
+        assert r.status_code == 400 and "larger than" in r.json()["error"]
+        assert time.monotonic() - t0 < 15
+
+
+def test_explain_runs_only_what_a_select_would(home):
+    from mimiclab.build.registry import find
+    from mimiclab.errors import QueryError
+
+    st = find(SLUG).open(sandbox=True, max_seconds=5)
+    try:
+        for q in ("EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", "EXPLAIN ANALYZE SET VARIABLE x = 42",
+                  "EXPLAIN ANALYZE CREATE TEMP MACRO m() AS 1"):
+            with pytest.raises(QueryError):
+                st.arrow(q)
+        assert st.arrow("EXPLAIN SELECT count(*) FROM mimiciv_hosp.admissions").num_rows == 1
+    finally:
+        st.close()
+
+
+def test_settings_and_local_paths_are_not_queryable(client):
+    for q in ("SELECT * FROM duckdb_settings()", "SELECT current_setting('temp_directory')",
+              "SELECT * FROM pragma_database_size()", "SELECT * FROM duckdb_databases()"):
+        r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": q})
+        assert r.status_code == 400 and "/tmp" not in r.text, (q, r.text[:200])
+
+
+def test_unbuildable_yaml_values_are_400(client):
+    for text in ("unit: patient\nname: 2001-13-45\n", "unit: patient\nname: " + "9" * 5000 + "\n"):
+        r = client.post("/api/cohort/parse", json={"text": text})
+        assert r.status_code == 400 and r.json()["kind"] == "SpecError", r.text[:200]
+
+
+def test_same_site_pages_and_null_origins_are_refused(client):
+    r = client.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": "SELECT 1"}, headers={"sec-fetch-site": "same-site"})
+    assert r.status_code == 403
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT 1"}, headers={"origin": "null"})
+    assert r.status_code == 403
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT 1"}, headers={"sec-fetch-site": "same-origin"})
+    assert r.status_code == 200

@@ -45,9 +45,10 @@ class Build:
                         total += p.stat().st_size
         return total
 
-    def open(self, *, sandbox: bool = False, max_seconds: float | None = None) -> DuckDBStore:
+    def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
+             memory_limit: str | None = None) -> DuckDBStore:
         return DuckDBStore(self.database, sandbox_dir=self.parquet_dir if sandbox else None,
-                           max_seconds=max_seconds)
+                           max_seconds=max_seconds, memory_limit=memory_limit)
 
 
 def builds() -> list[Build]:

@@ -57,7 +57,9 @@ def _resolve(target: Any, spec: CohortSpec):
     if hasattr(target, "store") and hasattr(target, "manifest"):  # mimiclab.api Dataset
         return target.store, target.manifest, getattr(target, "build", None), False
     if hasattr(target, "open") and hasattr(target, "manifest"):  # registry Build
-        return target.open(), target.manifest, target, True
+        # sandboxed: a spec file may come from anyone, and nothing a cohort does needs files (reports and
+        # subsets are written by Python)
+        return target.open(sandbox=True), target.manifest, target, True
     raise TypeError(f"Cohort.run needs a Dataset, a registry Build or a dataset slug, not {type(target).__name__}")
 
 

@@ -519,6 +519,8 @@ def loads(text: str, source: str = "<spec>") -> CohortSpec:
         raise SpecError(f"{source}{where}: not valid YAML/JSON: {getattr(exc, 'problem', exc)}") from None
     except RecursionError:  # PyYAML composes recursively: thousands of nested brackets
         raise SpecError(f"{source}: nested too deeply to be a cohort spec.") from None
+    except (ValueError, TypeError) as exc:  # a value YAML cannot build: 2001-13-45 as a date, 5000-digit ints
+        raise SpecError(f"{source}: not valid YAML/JSON: {exc}") from None
     return validate(data, source, lines, text)
 
 

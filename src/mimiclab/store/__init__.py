@@ -55,19 +55,28 @@ class Store(ABC):
         t = self.arrow(query, params)
         yield pa.RecordBatchReader.from_batches(t.schema, t.to_batches(batch_rows))
 
-    def capped(self, query: str, max_rows: int, params: Sequence[Any] | dict | None = None
-               ) -> tuple[pa.Table, bool, float]:
-        """(first max_rows rows, whether there were more, seconds): reads only as far as the cap."""
+    def capped(self, query: str, max_rows: int, params: Sequence[Any] | dict | None = None,
+               max_bytes: int | None = None) -> tuple[pa.Table, bool, float]:
+        """(first rows, whether there were more, seconds): reads only as far as `max_rows` rows and, if given,
+        about `max_bytes` of Arrow data (a few huge values must not fill memory before the row cap)."""
         t0 = time.perf_counter()
-        with self.stream(query, params) as reader:
-            batches, n = [], 0
+        with self.stream(query, params, batch_rows=64 if max_bytes else 2048) as reader:
+            batches, n, size, more = [], 0, 0, False
             for batch in reader:
+                if max_bytes is not None and size + batch.nbytes > max_bytes:
+                    # keep the share of this batch that fits (rows of one batch are of similar size), at least one row
+                    keep = max(0 if n else 1, batch.num_rows * (max_bytes - size) // max(batch.nbytes, 1))
+                    batches.append(batch.slice(0, keep))
+                    n += keep
+                    more = True
+                    break
                 batches.append(batch)
                 n += batch.num_rows
+                size += batch.nbytes
                 if n > max_rows:
                     break
             table = pa.Table.from_batches(batches, schema=reader.schema)
-        return table.slice(0, max_rows), table.num_rows > max_rows, time.perf_counter() - t0
+        return table.slice(0, max_rows), more or table.num_rows > max_rows, time.perf_counter() - t0
 
     @abstractmethod
     def columns(self, qualified: str) -> list[tuple[str, str]]:

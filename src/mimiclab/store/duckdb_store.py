@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -249,8 +250,14 @@ class DuckDBStore(Store):
             raise QueryError(str(exc).split("\n\n")[0]) from None
         if len(stmts) != 1:
             raise QueryError(f"one statement at a time (found {len(stmts)}).")
-        if stmts[0].type not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
-            raise QueryError(f"{stmts[0].type.name} statements are not allowed here: this connection is read-only.")
+        kind = stmts[0].type
+        if kind == duckdb.StatementType.EXPLAIN:  # EXPLAIN runs what it explains (ANALYZE): check that instead
+            m = re.match(r"\s*explain\s+(analy[sz]e\s+)?", query, re.IGNORECASE)
+            inner = cur.extract_statements(query[m.end():]) if m else []
+            kind = inner[0].type if len(inner) == 1 else None
+        if kind != duckdb.StatementType.SELECT:
+            name = stmts[0].type.name if kind is not None else "this EXPLAIN"
+            raise QueryError(f"{name} statements are not allowed here: this connection is read-only.")
 
     def _limit(self) -> tuple[float | None, _work.Work | None]:
         """Seconds this query may take: the store's own limit, shortened by the current request's budget."""

@@ -24,10 +24,13 @@ _ALLOWED = (exp.Select, exp.SetOperation, exp.Describe, exp.Show, exp.Values, ex
 
 # Table functions and scalar functions that reach outside the database (files, network, environment).
 _DENY_PREFIXES = ("read_", "parquet_", "sqlite_", "postgres_", "mysql_", "iceberg_", "delta_", "st_read",
-                  "json_execute", "load_", "install_")
+                  "json_execute", "load_", "install_", "pragma_")
 _DENY_NAMES = {"glob", "sniff_csv", "query", "query_table", "getenv", "read_text", "read_blob", "httpfs",
                "from_csv_auto", "csv_scan", "parquet_scan", "json_scan", "delta_scan", "iceberg_scan",
-               "duckdb_secrets", "which_secret", "enable_profiling", "checkpoint", "force_checkpoint"}
+               "duckdb_secrets", "which_secret", "enable_profiling", "checkpoint", "force_checkpoint",
+               # settings and files of this machine (paths, memory), not the dataset's business
+               "duckdb_settings", "current_setting", "duckdb_databases", "duckdb_extensions",
+               "duckdb_temporary_files", "getvariable", "duckdb_memory", "duckdb_log", "duckdb_logs"}
 _EXPLAIN = re.compile(r"^\s*explain(\s+analyze)?\s+", re.IGNORECASE)
 # A quoted "table" that looks like a path or URL is a file scan in DuckDB (`FROM '/etc/passwd'`).
 _FILEISH = re.compile(r"[/\\:~.]")
@@ -40,13 +43,13 @@ def _fname(f: exp.Func) -> str:
     return f.sql_name().lower()
 
 
-def check(sql: str) -> str:
+def check(sql: str, max_chars: int | None = MAX_SQL_CHARS) -> str:
     """Return the statement (stripped of a trailing ';') if it is one read-only query, else raise QueryError."""
     text = (sql or "").strip()
     if not text:
         raise QueryError("the query is empty: write a SELECT statement.")
-    if len(text) > MAX_SQL_CHARS:
-        raise QueryError(f"the query is longer than {MAX_SQL_CHARS:,} characters.")
+    if max_chars is not None and len(text) > max_chars:
+        raise QueryError(f"the query is longer than {max_chars:,} characters.")
     body = text
     m = _EXPLAIN.match(body)
     if m:

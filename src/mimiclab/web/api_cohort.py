@@ -120,6 +120,8 @@ def parse(body: TextIn) -> dict:
         raise c.SpecError(f"not valid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:
         raise c.SpecError("not valid YAML: nested too deeply.") from None
+    except (ValueError, TypeError) as exc:  # a value YAML cannot build (2001-13-45 as a date, huge integers)
+        raise c.SpecError(f"not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise c.SpecError("a spec file is a mapping with unit, include and exclude.")
     spec = c.load_spec(body.text)  # the text again: line numbers in errors, and YAML aliases bounded

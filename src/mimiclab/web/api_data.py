@@ -403,24 +403,27 @@ def write_csv(st, sql: str, params: list | None, lim) -> tuple[Any, int, bool]:
     from mimiclab.store.work import current
 
     work = current()
+    too_big = (f"the export is larger than {lim.csv_bytes // 2**20:,} MB, the workbench's limit: filter the rows or "
+               "select fewer columns (or use `mimiclab sql` / Python).")
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+b")
     text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
     wr = csv.writer(text)
     n, more = 0, False
     try:
-        with st.stream(sql, params, batch_rows=5000) as reader:
+        with st.stream(sql, params, batch_rows=256) as reader:
             wr.writerow(reader.schema.names)
             for batch in reader:
                 if work is not None:
                     work.check()
+                if spool.tell() + batch.nbytes > 2 * lim.csv_bytes:  # refuse before formatting a huge batch
+                    raise QueryError(too_big)
                 take = min(batch.num_rows, lim.csv_rows - n)
                 cols = [c.to_pylist() for c in batch.columns]
                 for r in range(take):
                     wr.writerow(["" if col[r] is None else jsonable(col[r]) for col in cols])
                 n += take
                 if spool.tell() > lim.csv_bytes:
-                    raise QueryError(f"the export is larger than {lim.csv_bytes // 2**20:,} MB, the workbench's limit: "
-                                     "filter the rows or select fewer columns (or use `mimiclab sql` / Python).")
+                    raise QueryError(too_big)
                 if take < batch.num_rows:
                     more = True
                     break

@@ -47,6 +47,8 @@ class Limits:
     """Caps on what one request may cost. The SQL page shows them to the user."""
 
     sql_rows: int = 5_000  # rows returned to the page
+    sql_bytes: int = 32 * 2**20  # result size returned to the page (Arrow bytes; a few huge values stop early)
+    memory: str = "4GB"  # DuckDB memory of the workbench's stores (queries beyond it fail, the machine lives)
     sql_seconds: float = 10.0  # a request's queries together, then interrupted
     csv_rows: int = 1_000_000  # rows in one CSV export
     csv_bytes: int = 256 * 2**20  # size of one CSV export
@@ -145,7 +147,8 @@ class Workbench:
             if st is None:
                 for old in [k for k in self._stores if k[:2] == key[:2]]:
                     self._stores.pop(old).close()
-                st = self._stores[key] = b.open(sandbox=True, max_seconds=self.limits.sql_seconds)
+                st = self._stores[key] = b.open(sandbox=True, max_seconds=self.limits.sql_seconds,
+                                                memory_limit=self.limits.memory)
         return st
 
     def api(self, slug: str):

@@ -144,11 +144,12 @@ class Guard:
             return _deny(request, 403, f"Host {host!r} refused: this workbench answers only on localhost. "
                                        "Start it with --host and a --token to share it.")
         site = request.headers.get("sec-fetch-site")
-        if site == "cross-site" and request.url.path.startswith("/api/"):
+        # same-site includes other ports of 127.0.0.1: another local web app is not this workbench's page
+        if site in ("cross-site", "same-site") and request.url.path.startswith("/api/"):
             return _deny(request, 403, "cross-site request refused: the workbench's API answers its own pages only.")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
-            if site == "cross-site" or (origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host")):
+            if site in ("cross-site", "same-site") or (origin and urlsplit(origin).netloc != request.headers.get("host")):
                 return _deny(request, 403, "cross-site request refused.")
         if self.token is None:
             return None
