@@ -36,7 +36,7 @@ def _demo_files(src: Path) -> list[tuple[str, Path]]:
 def bench_demo(h: Harness) -> None:
     import duckdb
 
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     src = data_root() / "mimic-iv-demo" / "2.2"
     files = _demo_files(src)

@@ -32,8 +32,8 @@ TABLES = ["patients", "admissions", "icustays", "labevents", "d_labitems", "diag
 def _data(patients: int) -> tuple[Path, Path]:
     """Synthetic source + build, reused across runs (MIMICLAB_BENCH_DATA or /work/bench-data, else _work)."""
     from mimiclab import synth
-    from mimiclab.build import build
-    from mimiclab.build import manifest as mf
+    from mimiclab.load import build
+    from mimiclab.load import manifest as mf
 
     root = Path(os.environ.get("MIMICLAB_BENCH_DATA", "/work/bench-data"))
     if not root.is_dir():
@@ -78,8 +78,8 @@ def pandas_cohort(src: Path) -> set[int]:
 
 
 def run(h: Harness) -> None:
-    from mimiclab.build import manifest as mf
-    from mimiclab.build.registry import Build
+    from mimiclab.load import manifest as mf
+    from mimiclab.sources.registry import Build
     from mimiclab.cohort import Cohort
 
     patients = 1000 if h.quick else 10_000

@@ -25,8 +25,8 @@ SLUG = "mimic-iv-demo"
 def _home():
     home = WORK / "web-home"
     os.environ["MIMICLAB_HOME"] = str(home)
-    from mimiclab.build import build
-    from mimiclab.build.registry import builds
+    from mimiclab.load import build
+    from mimiclab.sources.registry import builds
 
     if not any(b.slug == SLUG for b in builds()):
         build(SLUG, source=data_root() / SLUG / "2.2")
@@ -97,7 +97,7 @@ def run(h: Harness) -> None:
         # baseline: the table page's query in plain DuckDB
         import duckdb
 
-        from mimiclab.build.registry import find
+        from mimiclab.sources.registry import find
 
         b = find(SLUG)
         pq = next((b.build_dir / e.parquet) for e in b.manifest.tables.values() if e.table == "labevents")

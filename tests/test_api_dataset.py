@@ -14,7 +14,7 @@ import pytest
 
 import mimiclab
 from mimiclab.api import Dataset, UnknownNameError
-from mimiclab.build import build
+from mimiclab.load import build
 from mimiclab.errors import NotBuiltError
 
 # the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
@@ -180,7 +180,7 @@ def test_not_built_names_the_command(home):
 
 
 def test_open_a_raw_folder_or_a_build_folder(home, data_root, ds, tmp_path):
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
 
     folder = data_root / "mimiciii-demo" / "1.4"
     assert mimiclab.open(folder).build.build_dir == find("mimiciii-demo").build_dir  # built already: reused

@@ -14,7 +14,7 @@ import pytest
 
 import mimiclab
 from mimiclab import MIMICDataset
-from mimiclab.build import build
+from mimiclab.load import build
 
 # the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
@@ -161,7 +161,7 @@ def test_spawned_workers_and_joblib(used_seed, demo_dir):
 
 NOTEBOOK = [
     "import sys\nsys.modules['ipywidgets'] = None  # a plain kernel, even where ipywidgets is installed",
-    "import mimiclab\nfrom mimiclab import MIMICDataset\nfrom mimiclab.build import build",
+    "import mimiclab\nfrom mimiclab import MIMICDataset\nfrom mimiclab.load import build",
     "res = build('mimic-iv-demo', source=DEMO, tables=['hosp/patients'])\nassert not res.failed",
     "ds = mimiclab.open(DEMO)\n"
     "print('icustays', ds.sql('SELECT count(*) AS n FROM mimiciv_icu.icustays')['n'][0])\n"

@@ -12,8 +12,8 @@ import pytest
 
 import mimiclab
 from mimiclab.api import Dataset
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build
 from mimiclab.errors import QueryError
 from test_api_dataset import home  # noqa: F401 - the three demos, built once per session
 

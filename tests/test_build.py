@@ -16,9 +16,9 @@ import duckdb
 import pytest
 
 from mimiclab import catalog
-from mimiclab.build import build
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import find
+from mimiclab.load import build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import find
 from mimiclab.errors import NotBuiltError
 
 DEMOS = [
@@ -241,7 +241,7 @@ def test_interrupt_midway_leaves_previous_build_usable(data_root, mimiclab_home,
     src = data_root / "mimic-iv-ed-demo" / "2.2"
     first = build("mimic-iv-ed-demo", source=src)
     manifest_before = (first.build_dir / mf.MANIFEST).read_text()
-    import mimiclab.build as b
+    import mimiclab.load as b
 
     calls = {"n": 0}
     real = b.load_csv_to_parquet
@@ -275,7 +275,7 @@ def test_sigkill_during_build_keeps_previous_build_and_next_run_cleans_up(data_r
         fh.write(header + "\n")
         for _ in range(3000):
             fh.write("\n".join(body) + "\n")
-    proc = subprocess.Popen([sys.executable, "-c", "from mimiclab.build import build; import sys; "
+    proc = subprocess.Popen([sys.executable, "-c", "from mimiclab.load import build; import sys; "
                              f"build('mimic-iv-ed-demo', source={str(src)!r})"], env=os.environ.copy())
     deadline = time.time() + 60
     while time.time() < deadline and not list(first.build_dir.rglob("*.tmp-*")):
@@ -326,8 +326,8 @@ def test_row_groups_sized_for_patient_lookups(demo_dir, mimiclab_home):
     """Row-group size follows the estimated row count (about 64 groups), within [16k, 123k] rows."""
     import pyarrow.parquet as pq
 
-    from mimiclab.build.loader import MAX_ROW_GROUP, MIN_ROW_GROUP, estimate_rows, row_group_size
-    from mimiclab.build.source import locate
+    from mimiclab.load.loader import MAX_ROW_GROUP, MIN_ROW_GROUP, estimate_rows, row_group_size
+    from mimiclab.load.source import locate
 
     table = next(t for t in catalog.get("mimic-iv-demo").tables() if t.name == "labevents")
     src = locate(demo_dir, table)

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mimiclab.build import build
+from mimiclab.load import build
 
 ED = ("edstays", "triage", "vitalsign", "diagnosis", "medrecon", "pyxis")
 
@@ -178,8 +178,8 @@ def test_kill_between_database_rename_and_manifest_write_is_repaired_on_open(dat
                                                                             monkeypatch):
     from typer.testing import CliRunner
 
-    from mimiclab.build import manifest as mf
-    from mimiclab.build.registry import find
+    from mimiclab.load import manifest as mf
+    from mimiclab.sources.registry import find
     from mimiclab.cli import app
 
     src = tmp_path / "ed"
@@ -216,7 +216,7 @@ def test_kill_between_database_rename_and_manifest_write_is_repaired_on_open(dat
 
 def test_kill_during_rebuild_detected_inside_the_build_itself(data_root, mimiclab_home, tmp_path, monkeypatch):
     """The repair also happens when the next thing to run is a build (it holds the lock)."""
-    from mimiclab.build import manifest as mf
+    from mimiclab.load import manifest as mf
 
     src = tmp_path / "ed"
     shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
@@ -234,7 +234,7 @@ def test_kill_during_rebuild_detected_inside_the_build_itself(data_root, mimicla
 
 
 def test_database_touched_by_another_client_is_not_mistaken_for_a_mismatch(data_root, mimiclab_home):
-    from mimiclab.build import manifest as mf
+    from mimiclab.load import manifest as mf
 
     first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
     before = (first.build_dir / mf.MANIFEST).read_text()
@@ -284,7 +284,7 @@ def _info_total(home: Path) -> str:
 def test_info_never_counts_and_removes_leftovers_of_a_killed_build(data_root, mimiclab_home):
     import os
 
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
 
     first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
     b = find("mimic-iv-ed-demo")
@@ -303,7 +303,7 @@ def test_leftovers_are_kept_while_a_live_build_holds_the_lock(data_root, mimicla
     import subprocess
     import sys
 
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
 
     first = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
     size_before = find("mimic-iv-ed-demo").size_bytes()
@@ -420,15 +420,15 @@ def test_process_dying_between_database_rename_and_manifest_write(data_root, mim
     import subprocess
     import sys
 
-    from mimiclab.build import manifest as mf
-    from mimiclab.build.registry import find
+    from mimiclab.load import manifest as mf
+    from mimiclab.sources.registry import find
 
     src = tmp_path / "ed"
     shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)
     first = build("mimic-iv-ed-demo", source=src)
     _truncate(src / "ed" / "medrecon.csv.gz", 3)
-    code = ("import os, sys; import mimiclab.build.manifest as mf; mf.write = lambda *a, **k: os._exit(9); "
-            "from mimiclab.build import build; build('mimic-iv-ed-demo', source=sys.argv[1])")
+    code = ("import os, sys; import mimiclab.load.manifest as mf; mf.write = lambda *a, **k: os._exit(9); "
+            "from mimiclab.load import build; build('mimic-iv-ed-demo', source=sys.argv[1])")
     proc = subprocess.run([sys.executable, "-c", code, str(src)], env=os.environ.copy())
     assert proc.returncode == 9
     assert json.loads((first.build_dir / mf.MANIFEST).read_text())["tables"]["mimiciv_ed.medrecon"]["rows"] != 3

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mimiclab.build import build
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build, find
+from mimiclab.load import build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build, find
 from mimiclab.cohort import CRITERIA, Cohort, EmptyCohortError, SpecError
 from mimiclab.cohort.criteria import race_group_sql
 

@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mimiclab.build import build
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build, find
+from mimiclab.load import build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build, find
 from mimiclab.cli import app
 from mimiclab.cohort import Cohort
 from mimiclab.cohort.compile import compile_spec, transpile

@@ -31,13 +31,14 @@ def dsn():
 
 
 def test_publish_ed_demo_matches_raw_and_types(dsn, data_root, mimiclab_home):
-    from mimiclab.build import build
-    from mimiclab.build.postgres import to_postgres
+    from mimiclab.load import build
+    from mimiclab.load.postgres import to_postgres
+    from mimiclab.sources.registry import find
     from mimiclab.store.postgres_store import PostgresStore
 
     src = data_root / "mimic-iv-ed-demo" / "2.2"
     build("mimic-iv-ed-demo", source=src)
-    counts = to_postgres("mimic-iv-ed-demo", dsn)
+    counts = to_postgres(find("mimic-iv-ed-demo"), dsn)
     with PostgresStore(dsn) as pg:
         for key, n in counts.items():
             raw = duckdb.execute(
@@ -58,12 +59,13 @@ def test_publish_ed_demo_matches_raw_and_types(dsn, data_root, mimiclab_home):
 
 
 def test_republish_swaps_atomically(dsn, data_root, mimiclab_home):
-    from mimiclab.build import build
-    from mimiclab.build.postgres import to_postgres
+    from mimiclab.load import build
+    from mimiclab.load.postgres import to_postgres
+    from mimiclab.sources.registry import find
 
     build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
-    to_postgres("mimic-iv-ed-demo", dsn)
-    to_postgres("mimic-iv-ed-demo", dsn)  # second time: replaces the schema, leaves no staging schema behind
+    to_postgres(find("mimic-iv-ed-demo"), dsn)
+    to_postgres(find("mimic-iv-ed-demo"), dsn)  # second time: replaces the schema, leaves no staging schema behind
     with psycopg.connect(dsn) as con:
         schemas = {r[0] for r in con.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mimiciv_ed%'")}
     assert schemas == {"mimiciv_ed"}
@@ -81,7 +83,7 @@ def test_bad_dsn_is_a_clear_error_without_password(mimiclab_home, data_root):
 def test_publish_cli_never_prints_the_password(dsn, data_root, mimiclab_home):
     from typer.testing import CliRunner
 
-    from mimiclab.build import build
+    from mimiclab.load import build
     from mimiclab.cli import app
 
     build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")

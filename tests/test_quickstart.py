@@ -46,7 +46,7 @@ def test_api_doc_runs(data_root, tmp_path, monkeypatch):
     """docs/api.md's examples run too (on the demo built into a private home)."""
     import warnings
 
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
     build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions", "hosp/patients"])

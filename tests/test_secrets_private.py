@@ -38,7 +38,7 @@ def _modes(root: Path) -> dict[str, str]:
 
 
 def test_download_and_build_are_private_under_umask_022(data_root, tmp_path, permissive_umask):
-    from mimiclab.build import build
+    from mimiclab.load import build
     from mimiclab.physionet import download
     from mimiclab.physionet.credentials import Credentials, store
 

@@ -201,7 +201,7 @@ def test_unknown_column_and_key_suggest(seed):
 def test_built_dataset_by_name_and_not_built(home, demo_dir, seed):
     with pytest.raises(NotBuiltError, match="mimiclab build mimic-iv-demo"):
         MIMICDataset("mimic-iv-demo", files=FILES)
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     build("mimic-iv-demo", source=demo_dir, tables=["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"])
     by_name = MIMICDataset("mimic-iv-demo", files=FILES)
@@ -253,8 +253,8 @@ def test_mimic_iii_demo_matches_the_example(home, data_root):
 
 def test_a_registered_build_of_the_same_folder_is_reused(home, demo_dir):
     """`mimiclab demo` / `mimiclab build --source DIR` already built this folder: no second copy."""
-    from mimiclab.build import build
-    from mimiclab.build.registry import find
+    from mimiclab.load import build
+    from mimiclab.sources.registry import find
 
     build("mimic-iv-demo", source=demo_dir, tables=["hosp/admissions", "hosp/patients"])
     ds = MIMICDataset(demo_dir, files=["hosp/admissions", "hosp/patients"])
@@ -264,7 +264,7 @@ def test_a_registered_build_of_the_same_folder_is_reused(home, demo_dir):
 def test_views_build_gives_the_same_samples_as_native(demo_dir, home, tmp_path):
     """`--storage views` reads the Parquet files (row order by file_row_number), native reads DuckDB tables
     (row order by rowid): both must give the example class's rows and index."""
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     views = build("mimic-iv-demo", source=demo_dir, dest=tmp_path / "views", storage="views",
                   tables=["admissions", "prescriptions"])

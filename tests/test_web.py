@@ -17,7 +17,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from mimiclab.build import build
+from mimiclab.load import build
 from mimiclab.synth import generate
 from mimiclab.web import create_app
 from mimiclab.web.core import Limits

@@ -36,7 +36,7 @@ def serving(home: Path, builds):
     """Builds made into `home` (a list of (slug, source)), the workbench served by uvicorn in a thread."""
     import uvicorn
 
-    from mimiclab.build import build
+    from mimiclab.load import build
     from mimiclab.web import create_app
 
     if not Path(CHROMIUM).exists():

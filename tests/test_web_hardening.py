@@ -21,7 +21,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from mimiclab.build import build
+from mimiclab.load import build
 from mimiclab.web import create_app
 from mimiclab.web.core import Limits
 
@@ -86,7 +86,7 @@ def test_every_sql_and_spec_endpoint_refuses_file_access_and_smuggling(client, t
 
 def test_the_sandboxed_store_itself_refuses_what_the_statement_check_would(home, tmp_path):
     """The second wall on its own: the store the workbench uses, called directly (no sqlguard)."""
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
 
     st = find(SLUG).open(sandbox=True, max_seconds=5)
@@ -105,7 +105,7 @@ def test_the_sandboxed_store_itself_refuses_what_the_statement_check_would(home,
 
 
 def test_a_file_in_the_cwd_temp_folder_is_not_readable(home, tmp_path, monkeypatch):
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
 
     monkeypatch.chdir(tmp_path)
@@ -448,7 +448,7 @@ INJECT_QUERY = "SELECT subject_id FROM mimiciv_hosp.patients WHERE gender <> '$Q
 
 def test_a_label_or_value_cannot_leave_its_sql_comment(client, home, tmp_path):
     """Titles go into `-- ` comments of the compiled SQL: DuckDB ends a comment at \\r too."""
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.cohort import Cohort
 
     spec = {"name": "x", "unit": "patient", "include": [{"type": "sql", "label": INJECT_LABEL, "query": INJECT_QUERY}]}
@@ -467,7 +467,7 @@ def test_a_label_or_value_cannot_leave_its_sql_comment(client, home, tmp_path):
 
 
 def test_cli_cohorts_run_sandboxed(home):
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.cohort import Cohort
 
     c = Cohort.run(find(SLUG), {"name": "all", "unit": "patient", "include": [{"type": "age", "min": 0}]})
@@ -489,7 +489,7 @@ def test_huge_values_are_capped_by_size_not_only_rows(home):
 
 
 def test_explain_runs_only_what_a_select_would(home):
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
 
     st = find(SLUG).open(sandbox=True, max_seconds=5)

@@ -19,7 +19,7 @@ CATALOG = Path(__file__).resolve().parents[1] / "src" / "mimiclab" / "catalog" /
 @pytest.fixture(scope="module")
 def client(data_root, demo_dir, tmp_path_factory):
     """mimic-iv-demo and mimic-iv-ed-demo built into a private home; the workbench without a token."""
-    from mimiclab.build import build
+    from mimiclab.load import build
     from mimiclab.web import create_app
 
     with pytest.MonkeyPatch.context() as mp:

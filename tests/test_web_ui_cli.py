@@ -30,7 +30,7 @@ def test_messages_are_not_wrapped_when_not_a_terminal(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def home_with_builds(data_root, tmp_path_factory):
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     home = tmp_path_factory.mktemp("cli-home")
     with pytest.MonkeyPatch.context() as mp:

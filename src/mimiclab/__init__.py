@@ -16,6 +16,11 @@ __all__ = ["__version__", "Dataset", "MIMICDataset", "PatientSample", "Patient"]
 
 
 def __getattr__(name: str):
+    if name == "build":  # mimiclab.build(slug, source=...): the loader, without importing it up front
+        from mimiclab.load import build
+
+        globals()["build"] = build
+        return build
     if name in _API:
         from mimiclab import api
 
@@ -26,4 +31,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | _API)
+    return sorted(set(globals()) | _API | {"build"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimiclab import catalog, config
-from mimiclab.build import BuildResult, build
+from mimiclab.load import BuildResult, build
 
 DEMO_SLUG = "mimic-iv-demo"
 SYNTH_SLUG = "mimic-iv-synthetic"

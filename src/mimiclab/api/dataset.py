@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog
 from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build, find
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build, find
 from mimiclab.catalog import concepts
 from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.store.duckdb_store import DuckDBStore

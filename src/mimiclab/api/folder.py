@@ -15,11 +15,11 @@ import os
 from pathlib import Path
 
 from mimiclab import catalog, config
-from mimiclab.build import SYNTHETIC_MARKER, build
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build
-from mimiclab.build.source import EXTENSIONS, locate, normalize_column, read_header
-from mimiclab.build.version import resolve as resolve_version
+from mimiclab.load import SYNTHETIC_MARKER, build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build
+from mimiclab.load.source import EXTENSIONS, locate, normalize_column, read_header
+from mimiclab.load.version import resolve as resolve_version
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
 
@@ -241,7 +241,7 @@ def _registered_build(folder: Path, ds: Dataset, version: str, wanted: list[Tabl
     that has not been modified since that build."""
     import datetime as dt
 
-    from mimiclab.build.registry import builds
+    from mimiclab.sources.registry import builds
 
     resolved = str(folder.resolve())
     for b in builds():

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from mimiclab import catalog
 from mimiclab.api._common import MissingFileError, UnknownNameError, frame, ident, lit, suggest
 from mimiclab.api.dataset import Dataset
-from mimiclab.build import manifest as mf
-from mimiclab.build.registry import Build, find
-from mimiclab.build.source import EXTENSIONS
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build, find
+from mimiclab.load.source import EXTENSIONS
 from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:  # pragma: no cover

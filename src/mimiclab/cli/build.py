@@ -43,7 +43,7 @@ def build_cmd(
                                       "(default: keep the rows an earlier build loaded, with a warning)."),
 ) -> None:
     """Build a typed local database (Parquet + DuckDB) from csv files in PhysioNet's layout."""
-    from mimiclab.build import build
+    from mimiclab.load import build
 
     with friendly_errors():
         status = console.status("starting", spinner="dots")
@@ -98,8 +98,8 @@ def info_cmd(
 ) -> None:
     """What is built, where, how big, with row counts and not-loaded tables flagged."""
     from mimiclab import config
-    from mimiclab.build import remove_leftovers
-    from mimiclab.build.registry import builds, find
+    from mimiclab.load import remove_leftovers
+    from mimiclab.sources.registry import builds, find
 
     with friendly_errors():
         for folder in (config.home() / "db").glob("*/*/"):
@@ -149,7 +149,7 @@ def sql_cmd(
     limit: int = typer.Option(1000, "--limit", help="Rows shown in table format (0 = all)."),
 ) -> None:
     """Run SQL on a built dataset and print the result."""
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
     from mimiclab.errors import MimiclabError
 
     with friendly_errors():
@@ -182,12 +182,13 @@ def publish_cmd(
     version: str = typer.Option(None, "--version", "-v"),
 ) -> None:
     """Copy a built dataset into PostgreSQL (mimic-code's schema, table and type names)."""
-    from mimiclab.build.postgres import to_postgres
+    from mimiclab.load.postgres import to_postgres
+    from mimiclab.sources.registry import find
     from mimiclab.store.postgres_store import redact
 
     with friendly_errors():
         with console.status(f"loading into {redact(postgres)}"):
-            counts = to_postgres(slug, postgres, version=version,
+            counts = to_postgres(find(slug, version), postgres,
                                  progress=lambda key, n: console.print(f"  [green]loaded[/] {key}: {n:,} rows"))
         console.print(f"[bold]{len(counts)} tables[/] in {redact(postgres)}, "
                       f"{sum(counts.values()):,} rows", soft_wrap=True)

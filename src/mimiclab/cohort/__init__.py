@@ -46,7 +46,7 @@ class EmptyCohortError(MimiclabError):
 
 def _resolve(target: Any, spec: CohortSpec):
     """(store, manifest, build or None, owns_store) from a Build, Dataset-like object or slug."""
-    from mimiclab.build.registry import find
+    from mimiclab.sources.registry import find
 
     if target is None:
         if not spec.dataset:

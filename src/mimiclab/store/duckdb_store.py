@@ -36,6 +36,15 @@ def _ident(s: str) -> str:
 
 STORAGE = ("native", "views")
 
+# A forked child (DataLoader workers, multiprocessing) inherits the parent's objects but not its threads: if
+# the child's garbage collector finalized an inherited DuckDB connection or Arrow buffer caught in a reference
+# cycle, it would run C++ destructors for threads that do not exist there (seen: a segfault in the child's
+# first gc pass). Inherited objects are frozen out of the child's collector instead; they are the parent's.
+if hasattr(os, "register_at_fork"):
+    import gc as _gc
+
+    os.register_at_fork(after_in_child=_gc.freeze)
+
 
 def no_progress_bar(con) -> None:
     """Turn off DuckDB's own progress bar where it is on (plain Python: a text bar on the terminal, which

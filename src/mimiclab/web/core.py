@@ -31,11 +31,11 @@ import anyio
 import pyarrow as pa
 
 from mimiclab import catalog, config
-from mimiclab.build import registry
-from mimiclab.build.registry import Build
+from mimiclab.sources import registry
+from mimiclab.sources.registry import Build
 from mimiclab.catalog import CatalogError, Table
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
-from mimiclab.build.manifest import Manifest
+from mimiclab.load.manifest import Manifest
 from mimiclab.store.duckdb_store import DuckDBStore
 from mimiclab.store.work import Cancelled, Work
 

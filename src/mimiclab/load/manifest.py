@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 MANIFEST = "manifest.json"
-LOCK = "build.lock"  # held by a running build of this folder (see mimiclab.build)
+LOCK = "build.lock"  # held by a running build of this folder (see mimiclab.load)
 EMBEDDED = "mimiclab_manifest"  # macro in the database's main schema returning the manifest it was published with
 SCHEMA_VERSION = 1
 

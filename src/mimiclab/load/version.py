@@ -21,8 +21,8 @@ from pathlib import Path
 
 import duckdb
 
-from mimiclab.build.loader import connect, read_csv_sql
-from mimiclab.build.source import SourceFile, locate, normalize_column, read_header
+from mimiclab.load.loader import connect, read_csv_sql
+from mimiclab.load.source import SourceFile, locate, normalize_column, read_header
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
 

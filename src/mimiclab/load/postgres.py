@@ -5,20 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mimiclab import catalog
-from mimiclab.build.registry import find
 from mimiclab.store import TableRef
 
 
-def to_postgres(slug: str, dsn: str, version: str | None = None,
-                progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
-    """Copy every table of the build of `slug` into PostgreSQL (same schema and table names).
+def to_postgres(b, dsn: str, progress: Callable[[str, int], None] | None = None) -> dict[str, int]:
+    """Copy every table of a finished build (`mimiclab.sources.registry.find(slug)`) into PostgreSQL (same
+    schema and table names).
 
     Tables that were not loaded (no source file) are created empty, as in the DuckDB build, so SQL that
     mentions them still runs.
     """
     from mimiclab.store.postgres_store import publish_postgres
 
-    b = find(slug, version)
     tables = {(t.module, t.name): t for t in catalog.get(b.slug).tables(b.version)}
     items = []
     for e in b.manifest.tables.values():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from mimiclab.build.source import SourceFile
+from mimiclab.load.source import SourceFile
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
 from mimiclab.store.duckdb_store import no_progress_bar

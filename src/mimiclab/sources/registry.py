@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimiclab import catalog, config
-from mimiclab.build import manifest as mf
+from mimiclab.load import manifest as mf
 from mimiclab.errors import NotBuiltError
 from mimiclab.store.duckdb_store import DuckDBStore
 
@@ -35,7 +35,7 @@ class Build:
 
     def size_bytes(self) -> int:
         """Bytes of the finished build; temporary files of a running or killed build are not counted."""
-        from mimiclab.build import is_leftover
+        from mimiclab.load import is_leftover
 
         total = 0
         for p in self.build_dir.rglob("*"):

@@ -29,10 +29,10 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 from mimiclab import __version__, catalog, config
-from mimiclab.build import manifest as mf
-from mimiclab.build.loader import connect, load_csv_to_parquet, write_empty_parquet
-from mimiclab.build.source import check_header, locate, source_problem
-from mimiclab.build.version import resolve as resolve_version
+from mimiclab.load import manifest as mf
+from mimiclab.load.loader import connect, load_csv_to_parquet, write_empty_parquet
+from mimiclab.load.source import check_header, locate, source_problem
+from mimiclab.load.version import resolve as resolve_version
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import BuildError, MimiclabError
