@@ -1,17 +1,23 @@
 """The store: where built tables live and how SQL reaches them.
 
-One small interface (`Store`) so that the layers above (API, cohorts, web) never care whether the data
-sits in embedded DuckDB over Parquet (default), PostgreSQL, or PhysioNet's BigQuery. Only DuckDB is
-implemented; a new backend implements `Store` and a `publish` step for build output.
+One interface (`Store`) so that the layers above (API, cohorts, web) never care whether the data sits in
+embedded DuckDB (default), PostgreSQL, or PhysioNet's BigQuery.
+
+SQL is written once: every query mimiclab itself writes is spelled in DuckDB's dialect with `$name` (or `?`)
+parameters and run with `portable=True`; the store renders it for its own dialect and parameter style
+(sqlglot; cached, so a query is translated once per process). SQL a user typed is run as written
+(`portable=False`, the default): on PostgreSQL it is PostgreSQL's SQL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
@@ -31,36 +37,65 @@ class TableRef:
         return f"{self.db_schema}.{self.name}"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a store can do beyond running a query; the layers above ask instead of checking the backend."""
+
+    stream: bool = True  # stream() yields batches as the database produces them
+    time_limit: bool = True  # queries stop at max_seconds / the current Work's deadline, and on cancel
+    register_frames: bool = False  # register(name, table): a DataFrame/Arrow table becomes queryable by name
+    fulltext: bool = False  # a text index makes word search over notes cheap
+    dry_run: bool = False  # the bytes a query would scan are known before it runs (BigQuery)
+
+
+Params = Sequence[Any] | dict | None
+
+
 class Store(ABC):
-    """A read connection to one built dataset."""
+    """A read connection to one dataset (or a workspace of linked ones)."""
 
     backend: str = "abstract"
     dialect: str = "duckdb"  # sqlglot dialect name of the SQL this store runs
+    paramstyle: str = "dollar"  # how parameters are written after rendering: dollar ($name, ?), pyformat, at (@name)
+    capabilities: Capabilities = Capabilities()
+    max_seconds: float | None = None
+
+    def render(self, query: str) -> str:
+        """A query written in DuckDB's spelling, in this store's dialect and parameter style."""
+        return render(query, self.dialect)
 
     @abstractmethod
-    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
-        """Run a query, return an Arrow table (the common currency of the layers above)."""
+    def arrow(self, query: str, params: Params = None, *, portable: bool = False) -> pa.Table:
+        """Run a query, return an Arrow table (the common currency of the layers above). `portable`: the
+        query is mimiclab's own, in DuckDB's spelling, to be rendered for this store."""
 
-    def df(self, query: str, params: Sequence[Any] | dict | None = None):
-        return self.arrow(query, params).to_pandas()
+    def df(self, query: str, params: Params = None, *, portable: bool = False):
+        return self.arrow(query, params, portable=portable).to_pandas()
 
-    def scalar(self, query: str, params: Sequence[Any] | dict | None = None) -> Any:
-        t = self.arrow(query, params)
+    def scalar(self, query: str, params: Params = None, *, portable: bool = False) -> Any:
+        t = self.arrow(query, params, portable=portable)
         return t.column(0)[0].as_py() if t.num_rows else None
 
+    def register(self, name: str, table: pa.Table) -> None:
+        """Make an Arrow table queryable as `name` on this thread's connection (capabilities.register_frames)."""
+        raise NotImplementedError(f"the {self.backend} store cannot query a DataFrame directly")
+
+    def unregister(self, name: str) -> None:
+        raise NotImplementedError(f"the {self.backend} store cannot query a DataFrame directly")
+
     @contextlib.contextmanager
-    def stream(self, query: str, params: Sequence[Any] | dict | None = None,
-               batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
+    def stream(self, query: str, params: Params = None, batch_rows: int = 8192, *,
+               portable: bool = False) -> Iterator[pa.RecordBatchReader]:
         """Record batches of a query. Stores that can stream from the database override this."""
-        t = self.arrow(query, params)
+        t = self.arrow(query, params, portable=portable)
         yield pa.RecordBatchReader.from_batches(t.schema, t.to_batches(batch_rows))
 
-    def capped(self, query: str, max_rows: int, params: Sequence[Any] | dict | None = None,
-               max_bytes: int | None = None) -> tuple[pa.Table, bool, float]:
+    def capped(self, query: str, max_rows: int, params: Params = None,
+               max_bytes: int | None = None, *, portable: bool = False) -> tuple[pa.Table, bool, float]:
         """(first rows, whether there were more, seconds): reads only as far as `max_rows` rows and, if given,
         about `max_bytes` of Arrow data (a few huge values must not fill memory before the row cap)."""
         t0 = time.perf_counter()
-        with self.stream(query, params, batch_rows=64 if max_bytes else 2048) as reader:
+        with self.stream(query, params, batch_rows=64 if max_bytes else 2048, portable=portable) as reader:
             batches, n, size, more = [], 0, 0, False
             for batch in reader:
                 if max_bytes is not None and size + batch.nbytes > max_bytes:
@@ -90,3 +125,25 @@ class Store(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_MATERIALIZED = re.compile(r"\bAS\s+MATERIALIZED\s*\(", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def render(query: str, dialect: str) -> str:
+    """`query` (DuckDB spelling, `$name`/`?` parameters) in `dialect`: PostgreSQL gets `%(name)s`/`%s`,
+    BigQuery `@name`/`?`. Cached: the layers above send the same few hundred texts over and over."""
+    if dialect == "duckdb":
+        return query
+    import sqlglot
+
+    if dialect == "bigquery":  # no materialization hint in BigQuery; it plans CTEs itself
+        query = _MATERIALIZED.sub("AS (", query)
+    try:
+        out = sqlglot.transpile(query, read="duckdb", write=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)
+    except sqlglot.errors.SqlglotError as exc:
+        from mimiclab.errors import QueryError
+
+        raise QueryError(f"this query cannot be written for {dialect}: {str(exc).splitlines()[0]}") from None
+    return ";\n".join(out)

@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from mimiclab.errors import QueryError
-from mimiclab.store import Store, TableRef
+from mimiclab.store import Capabilities, Store, TableRef
 from mimiclab.store import work as _work
 
 
@@ -196,6 +196,8 @@ def connect_private(path: Path, config: dict[str, Any]):
 class DuckDBStore(Store):
     backend = "duckdb"
     dialect = "duckdb"
+    paramstyle = "dollar"
+    capabilities = Capabilities(stream=True, time_limit=True, register_frames=True, fulltext=False)
 
     def __init__(self, path: Path, *, sandbox_dir: Path | None = None, max_seconds: float | None = None,
                  threads: int | None = None, memory_limit: str | None = None):
@@ -311,7 +313,7 @@ class DuckDBStore(Store):
         return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
                           "LIMIT, or aggregate first.")
 
-    def arrow(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
+    def arrow(self, query: str, params: Sequence[Any] | dict | None = None, *, portable: bool = False) -> pa.Table:
         cur = self._cursor()
         with self._guarded(cur, query):
             rel = cur.sql(query, params=params) if params is not None else cur.sql(query)
@@ -319,7 +321,7 @@ class DuckDBStore(Store):
 
     @contextlib.contextmanager
     def stream(self, query: str, params: Sequence[Any] | dict | None = None,
-               batch_rows: int = 8192) -> Iterator[pa.RecordBatchReader]:
+               batch_rows: int = 8192, *, portable: bool = False) -> Iterator[pa.RecordBatchReader]:
         """A reader of the query's record batches as DuckDB produces them (the whole result never sits in
         memory); the time limit and cancellation cover reading them. Leaving the block frees the query."""
         cur = self._cursor()  # this thread's connection (it sees tables registered on it); finish
@@ -335,6 +337,13 @@ class DuckDBStore(Store):
                 finally:
                     with contextlib.suppress(Exception):
                         reader.close()
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self._cursor().register(name, table)
+
+    def unregister(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self._cursor().unregister(name)
 
     def columns(self, qualified: str) -> list[tuple[str, str]]:
         schema, _, name = qualified.rpartition(".")
