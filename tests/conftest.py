@@ -78,3 +78,63 @@ def write_notes(dest: Path) -> list[dict]:
             w.writerows(["" if v is None else v for v in r] for r in rows)
     return [{"subject_id": r[1], "time": r[5], "title": r[3], "subtitle": r[0], "text": r[7]}
             for rows in notes.values() for r in rows]
+
+
+# ------------------------------------------------------------------------------------------- backends
+PG_ADMIN = os.environ.get("MIMICLAB_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("duckdb", "postgres")
+
+
+def _pg_admin():
+    """A connection to the local PostgreSQL server; in CI a missing server fails instead of skipping."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}")
+
+
+@pytest.fixture(scope="session")
+def demo_build(demo_dir: Path, tmp_path_factory):
+    """The MIMIC-IV demo built once per session into its own $MIMICLAB_HOME (a registry Build: absolute paths,
+    usable whatever $MIMICLAB_HOME a test sets later)."""
+    home = tmp_path_factory.mktemp("backend-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
+        from mimiclab.load import build
+        from mimiclab.sources.registry import find
+
+        build("mimic-iv-demo", source=demo_dir)
+        yield find("mimic-iv-demo")
+
+
+@pytest.fixture(scope="session")
+def pg_demo_url(demo_build):
+    """The same build published into a throwaway PostgreSQL database (dropped at the end of the session)."""
+    import uuid
+
+    from mimiclab.load.postgres import to_postgres
+
+    admin = _pg_admin()
+    name = f"mimiclab_backend_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        to_postgres(demo_build, url)
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_source(request, demo_build):
+    """The demo as a Source on each backend: a local DuckDB build, and the same data on PostgreSQL. Tests that
+    compare API, cohort and web results with independent SQL take this fixture, so they run on both."""
+    if request.param == "duckdb":
+        return demo_build
+    from mimiclab.sources import open_postgres
+
+    return open_postgres(request.getfixturevalue("pg_demo_url"), "mimic-iv-demo", "2.2")

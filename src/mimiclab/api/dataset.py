@@ -65,11 +65,17 @@ def _stamp(build: Build) -> tuple:
     return tuple(out)
 
 
-def open(name: str | os.PathLike, version: str | None = None) -> Dataset:  # noqa: A001 - mimiclab.open
+def open(name: str | os.PathLike, version: str | None = None, **kw: Any) -> Dataset:  # noqa: A001 - mimiclab.open
     """Open a dataset: a catalog slug that has been built (``"mimic-iv-demo"``), a build folder (with
-    manifest.json), or a folder in PhysioNet's layout (built on first use under $MIMICLAB_HOME/folders).
+    manifest.json), a folder in PhysioNet's layout (built on first use under $MIMICLAB_HOME/folders), a
+    PostgreSQL database (``"postgresql://user@host/mimic"``, as `mimiclab publish` filled it; ``dataset=``
+    names one) or PhysioNet's BigQuery (``"bigquery://<billing-project>/mimiciv-3.1"``).
     A slug that is not built raises NotBuiltError with the command that builds it."""
+    from mimiclab import sources
     from mimiclab.api import folder as fo
+
+    if sources.is_url(name):
+        return Dataset(sources.open_source(str(name), version, **kw))
 
     path = Path(name)
     looks_like_path = isinstance(name, os.PathLike) or os.sep in str(name) or path.is_dir()

@@ -1,2 +1,159 @@
-"""The read side: what the user opened. Which builds exist and opening one (registry); the loading that
-makes them lives apart, in mimiclab.load."""
+"""The read side: what the user opened, whatever holds it.
+
+A *source* is what the layers above (api, cohort, web) receive: an identity (dataset, version), a manifest
+(the status and row count of each table: from manifest.json for a local build, from the server for
+PostgreSQL and BigQuery) and `open()`, which gives a `Store` (sandboxed on request). The family's concept
+mapping and the catalog follow from the dataset. Local DuckDB builds are `registry.Build`; servers are
+`RemoteSource`. The loading that makes local builds lives apart, in mimiclab.load.
+
+    open_source("mimic-iv-demo")                          a built slug (newest version)
+    open_source("/path/to/build-or-physionet-folder")     handled by mimiclab.api.open (folders build on use)
+    open_source("postgresql://user@host/mimic")           what `mimiclab publish` put there
+    open_source("bigquery://my-billing-project/mimiciv-3.1")   PhysioNet's BigQuery, no download
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mimiclab import __version__, catalog
+from mimiclab.errors import MimiclabError
+from mimiclab.load import manifest as mf
+from mimiclab.store import Store
+
+
+class Source(Protocol):
+    """What `mimiclab.open`, cohorts and the workbench need of a dataset, whatever backend holds it."""
+
+    @property
+    def slug(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def manifest(self) -> mf.Manifest: ...
+
+    def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
+             memory_limit: str | None = None) -> Store: ...
+
+
+def is_url(target: object) -> bool:
+    return isinstance(target, str) and target.split("://", 1)[0].lower() in ("postgresql", "postgres", "bigquery")
+
+
+@dataclass
+class RemoteSource:
+    """A dataset on a server (PostgreSQL, BigQuery): a manifest made from the server's own catalog."""
+
+    slug: str
+    version: str
+    manifest: mf.Manifest
+    opener: Callable[..., Store]
+    where: str  # for messages, secrets masked
+    backend: str
+    build_dir: Path | None = None  # no local folder
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
+             memory_limit: str | None = None) -> Store:
+        return self.opener(sandbox=sandbox, max_seconds=max_seconds)
+
+    def size_bytes(self) -> int:
+        return 0
+
+    @property
+    def database(self) -> str:
+        return self.where
+
+    def __repr__(self) -> str:
+        return f"<RemoteSource {self.slug} {self.version} on {self.where}>"
+
+
+def manifest_from_tables(slug: str, version: str, rows: dict[str, int | None], backend: str, where: str,
+                         title: str | None = None) -> mf.Manifest:
+    """A manifest for a server's copy of a dataset: every catalog table, loaded when the server has it."""
+    ds = catalog.get(slug)
+    ver = ds.version(version).version
+    tables: dict[str, mf.TableEntry] = {}
+    for t in ds.tables(ver):
+        schema = ds.db_schema(t.module)
+        key = f"{schema}.{t.name}"
+        n = rows.get(key)
+        tables[key] = mf.TableEntry(module=t.module, table=t.name, db_schema=schema, parquet="",
+                                    status="loaded" if key in rows else "not_loaded", rows=int(n or 0))
+    return mf.Manifest(mimiclab_version=__version__, dataset=ds.slug, version=ver, title=title or ds.title,
+                       family=ds.family, source=where, database=where, backend=backend, storage=backend,
+                       built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), tables=tables)
+
+
+def open_postgres(url: str, slug: str | None = None, version: str | None = None,
+                  max_seconds: float | None = None) -> RemoteSource:
+    """The dataset `mimiclab publish` put into this PostgreSQL database (the first, or `slug`)."""
+    from mimiclab.store.postgres_store import PostgresStore, redact
+
+    probe = PostgresStore(url)
+    try:
+        published = probe.manifests() if hasattr(probe, "manifests") else []
+        if slug is not None:
+            published = [m for m in published if m.get("dataset") == slug]
+        if version is not None:
+            published = [m for m in published if m.get("version") == version]
+        if published:
+            man = mf.Manifest.model_validate(published[0]["manifest"])
+        else:
+            if slug is None:
+                raise MimiclabError(f"{redact(url)} holds no dataset published by mimiclab: run `mimiclab publish "
+                                    "<dataset> --postgres <url>`, or name the dataset: "
+                                    "mimiclab.open(url, dataset='mimiciv', version='3.1').")
+            counts = probe.tables() if hasattr(probe, "tables") else {}
+            man = manifest_from_tables(slug, version or catalog.get(slug).version().version, counts, "postgres",
+                                       redact(url))
+    finally:
+        probe.close()
+
+    def opener(*, sandbox: bool = False, max_seconds: float | None = max_seconds) -> Store:
+        kw: dict[str, Any] = {"max_seconds": max_seconds}
+        if sandbox:
+            kw["sandboxed"] = True
+        try:
+            return PostgresStore(url, **kw)
+        except TypeError:  # a store without a sandboxed mode: read-only is the most it can do
+            kw.pop("sandboxed", None)
+            return PostgresStore(url, **kw)
+
+    return RemoteSource(man.dataset, man.version, man, opener, redact(url), "postgres")
+
+
+def open_bigquery(url: str, max_seconds: float | None = None, **kw: Any) -> RemoteSource:
+    """PhysioNet's BigQuery copy of a dataset version, billed to the user's project."""
+    try:
+        from mimiclab.store import bigquery_store
+    except ImportError:
+        raise MimiclabError("BigQuery support is not available in this mimiclab version.") from None
+    store = bigquery_store.open_bigquery(url, **kw)
+    try:
+        counts = store.tables()
+        man = manifest_from_tables(store.slug, store.version, counts, "bigquery", url)
+    finally:
+        store.close()
+
+    def opener(*, sandbox: bool = False, max_seconds: float | None = max_seconds) -> Store:
+        return bigquery_store.open_bigquery(url, max_seconds=max_seconds, **kw)
+
+    return RemoteSource(man.dataset, man.version, man, opener, url, "bigquery")
+
+
+def open_source(target: str, version: str | None = None, **kw: Any) -> Source:
+    """A source by slug or server URL (folders: see mimiclab.api.open)."""
+    if isinstance(target, str) and target.lower().startswith(("postgresql://", "postgres://")):
+        return open_postgres(target, kw.pop("dataset", None), version, **kw)
+    if isinstance(target, str) and target.lower().startswith("bigquery://"):
+        return open_bigquery(target, **kw)
+    from mimiclab.sources.registry import find
+
+    return find(str(target), version)
