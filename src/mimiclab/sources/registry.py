@@ -45,10 +45,39 @@ class Build:
                         total += p.stat().st_size
         return total
 
+    @property
+    def schemas(self) -> list[str]:
+        """This build's database schemas, in the catalog's module order (hosp before icu)."""
+        found = list(dict.fromkeys(e.db_schema for e in self.manifest.tables.values()))
+        if self.manifest.family:
+            with contextlib.suppress(Exception):
+                order = {m.db_schema: i for i, m in enumerate(catalog.family(self.manifest.family).modules)}
+                found.sort(key=lambda s: order.get(s, len(order)))
+        return found
+
+    def linked(self) -> list[Build]:
+        """The newest builds of the other datasets of this one's population (catalog/links.yaml): the core
+        for a module (ED, notes), the modules for a core."""
+        from mimiclab.catalog.links import population
+
+        others = [slug for slug in population(self.slug) if slug != self.slug]
+        if not others:
+            return []
+        newest: dict[str, Build] = {}
+        for b in builds():
+            if b.slug in others and (b.slug not in newest or _vkey(b.version) > _vkey(newest[b.slug].version)):
+                newest[b.slug] = b
+        return [newest[s] for s in others if s in newest]
+
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
-             memory_limit: str | None = None) -> DuckDBStore:
-        return DuckDBStore(self.database, sandbox_dir=self.parquet_dir if sandbox else None,
-                           max_seconds=max_seconds, memory_limit=memory_limit)
+             memory_limit: str | None = None, link: bool = True) -> DuckDBStore:
+        """A read-only store. With `link` (default), the builds of the same population are attached so that
+        their tables are queried together under mimic-code's names (one workspace)."""
+        linked = self.linked() if link else []
+        attach = [("linked_" + b.slug.replace("-", "_"), b.database, b.schemas) for b in linked]
+        dirs = [self.parquet_dir] + [b.parquet_dir for b in linked]
+        return DuckDBStore(self.database, sandbox_dir=dirs if sandbox else None, max_seconds=max_seconds,
+                           memory_limit=memory_limit, linked=attach, schemas=self.schemas + ["main"])
 
 
 def builds() -> list[Build]:

@@ -199,9 +199,13 @@ class DuckDBStore(Store):
     paramstyle = "dollar"
     capabilities = Capabilities(stream=True, time_limit=True, register_frames=True, fulltext=False)
 
-    def __init__(self, path: Path, *, sandbox_dir: Path | None = None, max_seconds: float | None = None,
-                 threads: int | None = None, memory_limit: str | None = None):
-        """Open read-only. With `sandbox_dir`, file access is limited to that folder and settings are locked."""
+    def __init__(self, path: Path, *, sandbox_dir: Path | Sequence[Path] | None = None,
+                 max_seconds: float | None = None, threads: int | None = None, memory_limit: str | None = None,
+                 linked: Sequence[tuple[str, Path, Sequence[str]]] = (), schemas: Sequence[str] = ()):
+        """Open read-only. With `sandbox_dir` (one folder or several), file access is limited to it and settings
+        are locked. `linked`: (alias, database, its schemas) of other builds of the same population, attached
+        read-only; with `schemas` (this database's own, in lookup order) they make one workspace where
+        `mimiciv_ed.edstays` and `mimiciv_hosp.admissions` resolve side by side (and unqualified names too)."""
         self.path = Path(path)
         self.max_seconds = max_seconds
         config: dict[str, Any] = {"access_mode": "READ_ONLY"}
@@ -221,8 +225,16 @@ class DuckDBStore(Store):
                 self._con.execute(f"ATTACH {_lit(self.path)} AS {_ident(self.path.stem)} (READ_ONLY)")
                 self._con.execute(f"USE {_ident(self.path.stem)}")
                 self._con.execute("DETACH memory")
+            own = self._con.execute("SELECT current_database()").fetchone()[0]
+            path_entries = [f"{own}.{s}" for s in schemas]
+            for alias, db, db_schemas in linked:  # before file access is switched off: ATTACH reads the file
+                self._con.execute(f"ATTACH {_lit(Path(db))} AS {_ident(alias)} (READ_ONLY)")
+                path_entries += [f"{alias}.{s}" for s in db_schemas]
         except duckdb.Error as exc:
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
+        # DuckDB looks up `schema.table` in the catalogs of the search path too: a linked build's schemas
+        # resolve by their mimic-code names. A local setting, so every cursor sets it (see _cursor).
+        self.search_path = path_entries if linked else []
         # Parquet footers are read once per file instead of once per query: per-patient lookups touch
         # dozens of files and would otherwise spend most of their time re-reading metadata.
         self._con.execute("SET parquet_metadata_cache=true")
@@ -233,7 +245,9 @@ class DuckDBStore(Store):
             # there): spill to a private folder of this store's own instead, removed on close.
             self._private_tmp = tempfile.mkdtemp(prefix="mimiclab-sandbox-")
             self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
-            self._con.execute(f"SET allowed_directories=[{_lit(str(Path(sandbox_dir).resolve()) + os.sep)}]")
+            dirs = [sandbox_dir] if isinstance(sandbox_dir, (str, os.PathLike)) else list(sandbox_dir)
+            allowed = ", ".join(_lit(str(Path(d).resolve()) + os.sep) for d in dirs)
+            self._con.execute(f"SET allowed_directories=[{allowed}]")
             self._con.execute("SET enable_external_access=false")
             self._con.execute("SET autoinstall_known_extensions=false")
             self._con.execute("SET autoload_known_extensions=false")
@@ -245,6 +259,8 @@ class DuckDBStore(Store):
         cur = getattr(self._local, "cur", None)
         if cur is None:
             cur = self._local.cur = self._con.cursor()
+            if self.search_path:
+                cur.execute("SET search_path=" + _lit(",".join(self.search_path)))
         return cur
 
     @property

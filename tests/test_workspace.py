@@ -1,0 +1,98 @@
+"""One workspace per population: the MIMIC-IV demo and the MIMIC-IV-ED demo, built separately, are queried
+together under mimic-code's names, on DuckDB (Python API, sandboxed workbench store) and PostgreSQL; the
+answer is checked against plain DuckDB over the raw csv.gz."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from fastapi.testclient import TestClient
+
+JOIN = ("SELECT count(*) AS n, count(DISTINCT a.subject_id) AS patients "
+        "FROM mimiciv_ed.edstays e JOIN mimiciv_hosp.admissions a USING (hadm_id)")
+
+
+@pytest.fixture(scope="module")
+def home(data_root, tmp_path_factory):
+    h = tmp_path_factory.mktemp("workspace-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(h))
+        from mimiclab.load import build
+
+        build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2")
+        build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+        yield h
+
+
+@pytest.fixture(scope="module")
+def want(data_root):
+    ed = data_root / "mimic-iv-ed-demo" / "2.2" / "ed" / "edstays.csv.gz"
+    adm = data_root / "mimic-iv-demo" / "2.2" / "hosp" / "admissions.csv.gz"
+    row = duckdb.execute(f"SELECT count(*), count(DISTINCT a.subject_id) FROM read_csv_auto('{ed}') e "
+                         f"JOIN read_csv_auto('{adm}') a USING (hadm_id)").fetchone()
+    assert row[0] > 0
+    return {"n": row[0], "patients": row[1]}
+
+
+@pytest.mark.parametrize("opened", ["mimic-iv-demo", "mimic-iv-ed-demo"])
+def test_modules_of_one_population_join_under_mimic_code_names(home, want, opened):
+    import mimiclab
+
+    ds = mimiclab.open(opened)
+    try:
+        got = ds.sql(JOIN).iloc[0]
+        assert (int(got["n"]), int(got["patients"])) == (want["n"], want["patients"])
+        assert int(ds.sql("SELECT count(*) AS n FROM edstays")["n"][0]) > 0  # unqualified names across modules
+    finally:
+        ds.close()
+
+
+def test_the_workbench_sql_page_sees_the_workspace_sandboxed(home, want):
+    from mimiclab.web import create_app
+
+    with TestClient(create_app(dataset="mimic-iv-demo"), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/datasets/mimic-iv-demo/sql", json={"sql": JOIN})
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"] == [[want["n"], want["patients"]]]
+        assert c.app.state.workbench.store("mimic-iv-demo").sandboxed
+
+
+def test_a_core_without_its_modules_opens_alone(tmp_path, monkeypatch, data_root):
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    from mimiclab.load import build
+    from mimiclab.sources.registry import find
+
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions"])
+    b = find("mimic-iv-demo")
+    assert b.linked() == []
+    st = b.open()
+    try:
+        assert st.scalar("SELECT count(*) FROM mimiciv_hosp.admissions") == 275
+    finally:
+        st.close()
+
+
+@pytest.mark.postgres
+def test_the_same_join_on_postgresql(home, want):
+    import uuid
+
+    from conftest import PG_ADMIN, _pg_admin
+    from mimiclab.load.postgres import to_postgres
+    from mimiclab.sources import open_postgres
+    from mimiclab.sources.registry import find
+
+    admin = _pg_admin()
+    name = f"mimiclab_ws_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    try:
+        to_postgres(find("mimic-iv-demo"), url)
+        to_postgres(find("mimic-iv-ed-demo"), url)
+        st = open_postgres(url, "mimic-iv-demo", "2.2").open()
+        try:
+            assert st.arrow(JOIN).to_pylist() == [want]
+        finally:
+            st.close()
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
