@@ -15,7 +15,7 @@ mapping and the catalog follow from the dataset. Local DuckDB builds are `regist
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,7 +74,7 @@ class RemoteSource:
         return f"<RemoteSource {self.slug} {self.version} on {self.where}>"
 
 
-def manifest_from_tables(slug: str, version: str, rows: dict[str, int | None], backend: str, where: str,
+def manifest_from_tables(slug: str, version: str, rows: Mapping[str, int | None], backend: str, where: str,
                          title: str | None = None) -> mf.Manifest:
     """A manifest for a server's copy of a dataset: every catalog table, loaded when the server has it."""
     ds = catalog.get(slug)

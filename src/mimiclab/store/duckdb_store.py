@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,16 @@ class DatabaseWriter:
             con.execute(f"SET temp_directory={_lit(self._temp_dir)}")
         return con
 
+    @property
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """The connection of the database being written (an error after commit or abort)."""
+        if self.con is None:
+            raise RuntimeError("this database writer is closed (committed or aborted)")
+        return self.con
+
     def _schema(self, db_schema: str) -> None:
         if db_schema not in self._schemas:
-            self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(db_schema)}")
+            self._open.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(db_schema)}")
             self._schemas.add(db_schema)
 
     def table_name(self, db_schema: str, name: str) -> str:
@@ -106,14 +114,14 @@ class DatabaseWriter:
         self._schema(db_schema)
         return f"{_ident(db_schema)}.{_ident(name)}"
 
-    def commit(self, tables: Iterable[TableRef], current: set[str] = frozenset(),
+    def commit(self, tables: Iterable[TableRef], current: AbstractSet[str] = frozenset(),
                extra_schemas: Iterable[str] = ()) -> None:
         """Make the database hold exactly `tables`, then rename it over `path` (atomic on POSIX).
 
         `current` names (`schema.table`) already hold their data in this file (loaded by this build or
         kept from the base); every other native table is copied from its Parquet file.
         """
-        con = self.con
+        con = self._open
         try:
             for schema in extra_schemas:
                 self._schema(schema)
@@ -373,5 +381,6 @@ class DuckDBStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
-        if getattr(self, "_private_tmp", None):
-            shutil.rmtree(self._private_tmp, ignore_errors=True)
+        tmp = getattr(self, "_private_tmp", None)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
