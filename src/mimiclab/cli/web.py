@@ -13,6 +13,9 @@ from mimiclab.cli._common import console, err_console, friendly_errors
 
 @app.command("serve")
 def serve_cmd(
+    targets: list[str] | None = typer.Argument(None, metavar="[URL]...",
+                                               help="Datasets on a server to serve too: postgresql://user@host/db "
+                                                    "(what `mimiclab publish` wrote) or bigquery://project/dataset."),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset the pages open (default: first built)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback requires a token."),
     port: int = typer.Option(8765, "--port", "-p", help="Port to listen on."),
@@ -23,10 +26,12 @@ def serve_cmd(
     token_file: str | None = typer.Option(None, "--token-file", help="Read the access token from this file (mode 600)."),
     no_token: bool = typer.Option(False, "--no-token", help="No token (loopback only): every user of this machine can open it."),
 ) -> None:
-    """Start the workbench: data dictionary, tables, patients, population, cohorts and SQL in your browser."""
+    """Start the workbench: data dictionary, tables, patients, population, cohorts and SQL in your browser.
+
+    With a URL, the dataset on that PostgreSQL server or BigQuery is served beside the local builds."""
     with friendly_errors():
         run_workbench(dataset=dataset, host=host, port=port, open_browser=not no_browser, token=token,
-                      token_file=token_file, no_token=no_token)
+                      token_file=token_file, no_token=no_token, sources=targets or [])
 
 
 def run_workbench(**kw) -> None:

@@ -15,16 +15,37 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
 
-def create_app(dataset: str | None = None, token: str | None = None, limits=None):
+def create_app(dataset: str | None = None, token: str | None = None, limits=None, sources=()):
+    """The workbench app. `sources`: datasets on servers (Source objects, e.g. `mimiclab.sources.open_source(url)`)
+    shown beside the local builds."""
     from mimiclab.web.app import create_app as _create
 
-    return _create(dataset=dataset, token=token, limits=limits)
+    return _create(dataset=dataset, token=token, limits=limits, sources=sources)
+
+
+def open_sources(targets, dataset: str | None = None) -> list:
+    """Server URLs (postgresql://, bigquery://) as Sources, connected now so a wrong URL is the only message.
+    On PostgreSQL, `dataset` picks which published dataset of the database to show."""
+    from mimiclab.sources import is_url, open_source
+
+    out = []
+    for t in targets or ():
+        if not isinstance(t, str):
+            out.append(t)
+            continue
+        if not is_url(t):
+            raise StartError(f"{t!r} is not a server URL: give postgresql://... or bigquery://... "
+                             "(local builds are listed without naming them; --dataset picks the one shown first).")
+        kw = {"dataset": dataset} if dataset and t.lower().startswith(("postgresql://", "postgres://")) else {}
+        out.append(open_source(t, **kw))
+    return out
 
 
 def serve(dataset: str | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           open_browser: bool = True, token: str | None = None, echo=print, *, no_token: bool = False,
-          token_file: str | None = None) -> None:
-    """Run the workbench until Ctrl-C or SIGTERM. A token is required unless `no_token` (loopback only)."""
+          token_file: str | None = None, sources=()) -> None:
+    """Run the workbench until Ctrl-C or SIGTERM. A token is required unless `no_token` (loopback only).
+    `sources`: server URLs or Sources to serve beside the local builds."""
     import uvicorn
 
     from mimiclab.web.security import TokenError, binds_loopback, resolve_token
@@ -33,6 +54,9 @@ def serve(dataset: str | None = None, host: str = DEFAULT_HOST, port: int = DEFA
         from mimiclab import catalog
 
         catalog.get(dataset)  # unknown slug -> CatalogError with close matches, before binding a port
+    sources = open_sources(sources, dataset)
+    if dataset is None and sources:
+        dataset = sources[0].slug
     loopback = binds_loopback(host)
     if no_token and not loopback:
         raise StartError(f"--no-token is only for a workbench on this machine alone, and {host} is not a loopback "
@@ -42,7 +66,7 @@ def serve(dataset: str | None = None, host: str = DEFAULT_HOST, port: int = DEFA
     except TokenError as exc:
         raise StartError(str(exc)) from None
     sock = _listen(host, port)  # before anything is printed: a port in use is the only message
-    app = create_app(dataset=dataset, token=token)
+    app = create_app(dataset=dataset, token=token, sources=sources)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     url = f"http://{shown}:{port}/" + (f"d/{dataset}/dictionary" if dataset else "")
@@ -113,4 +137,4 @@ class StartError(MimiclabError):
     """The server could not listen (port in use, address not available)."""
 
 
-__all__ = ["serve", "create_app", "StartError", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["serve", "create_app", "open_sources", "StartError", "DEFAULT_HOST", "DEFAULT_PORT"]

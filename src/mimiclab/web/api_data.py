@@ -1,12 +1,15 @@
 """/api: datasets, access, data dictionary, table browser (rows, stats, CSV) and distributions.
 
-Every query runs on the build's sandboxed store. User values reach SQL only as bound parameters;
-identifiers only after being matched against the catalog's column list.
+Every query runs on the dataset's sandboxed store, whatever the backend: they are written in DuckDB's spelling
+and run `portable=True` (the store renders them for PostgreSQL or BigQuery). User values reach SQL only as
+bound parameters, converted in Python to the column's catalog type (so a bad value is a message before any
+query); identifiers only after being matched against the catalog's column list.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import tempfile
@@ -19,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from mimiclab import catalog
 from mimiclab.catalog import CatalogError
+from mimiclab.catalog import workbench as wbcat
 from mimiclab.errors import QueryError
 from mimiclab.web.core import Workbench, arrow_rows, jsonable, qualified, qualify, quote
 
@@ -153,23 +157,19 @@ def dictionary(request: Request, slug: str) -> dict:
     return {"slug": b.slug, "version": b.version, "modules": modules}
 
 
-LOOKUPS = {  # dictionary tables worth a search box, in the order shown; others appear if present
-    "d_items": "Charted items (ICU)", "d_labitems": "Lab items", "d_icd_diagnoses": "ICD diagnoses",
-    "d_icd_procedures": "ICD procedures", "d_hcpcs": "HCPCS codes", "d_cpt": "CPT codes", "concept": "OMOP concepts",
-}
-
-
 @router.get("/datasets/{slug}/lookups", summary="Searchable dictionary tables (d_items, d_labitems, ICD ...)")
 def lookups(request: Request, slug: str) -> dict:
+    """The family's dictionary tables (catalog/workbench/<family>.yaml), in the order listed there."""
     b = wb(request).build(slug)
     ds = catalog.get(b.slug)
+    tables = {t.name: t for t in ds.tables(b.version)}
     out = []
-    for t in ds.tables(b.version):
-        if t.name in LOOKUPS:
+    for lk in wbcat.load(ds.family).lookups:
+        t = tables.get(lk.table)
+        if t is not None:
             e = b.manifest.tables.get(qualified(ds, t))
-            out.append({"table": qualified(ds, t), "name": t.name, "label": LOOKUPS[t.name],
+            out.append({"table": qualified(ds, t), "name": t.name, "label": lk.label,
                         "rows": e.rows if e else 0, "status": e.status if e else "not_loaded"})
-    out.sort(key=lambda x: list(LOOKUPS).index(x["name"]))
     return {"lookups": out}
 
 
@@ -178,6 +178,9 @@ def lookup_search(request: Request, slug: str, table: str, q: str = Query("", ma
                   limit: int = Query(50, ge=1, le=500)) -> dict:
     w = wb(request)
     b, t = w.table(slug, table)
+    key = qualified(catalog.get(b.slug), t)
+    if not _loaded(b, key):
+        return {"columns": [c.name for c in t.columns_for(b.version)], "types": [], "rows": [], "truncated": False}
     st = w.store(slug)
     cols = t.columns_for(b.version)
     text = [c.name for c in cols if c.type.startswith("VARCHAR")]
@@ -195,8 +198,8 @@ def lookup_search(request: Request, slug: str, table: str, q: str = Query("", ma
             parts.append("(" + " OR ".join(alts or ["false"]) + ")")
         where = "WHERE " + " AND ".join(parts)
     order = ("ORDER BY " + ", ".join(quote(c) for c in t.primary_key)) if t.primary_key else ""
-    sql = f"SELECT * FROM {qualify(qualified(catalog.get(b.slug), t))} {where} {order} LIMIT {int(limit) + 1}"
-    res = arrow_rows(st.arrow(sql, params))
+    sql = f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit) + 1}"
+    res = arrow_rows(st.arrow(sql, params, portable=True))
     res["truncated"] = len(res["rows"]) > limit
     res["rows"] = res["rows"][:limit]
     return res
@@ -239,10 +242,8 @@ def _where(filters: list[Filter], types: dict[str, str], q: str = "") -> tuple[s
             clauses.append(f"CAST({col} AS VARCHAR) ILIKE ?")
             params.append(("%" if f.op == "contains" else "") + f.value + "%")
         else:
-            clauses.append(f"{col} {FILTER_OPS[f.op]} TRY_CAST(? AS {typ})")
-            params.append(f.value)
-            clauses.append(f"TRY_CAST(? AS {typ}) IS NOT NULL")
-            params.append(f.value)
+            clauses.append(f"{col} {FILTER_OPS[f.op]} ?")
+            params.append(typed_value(f.value, typ, f.column))
     if q.strip():
         text = [c for c, t in types.items() if t.startswith("VARCHAR")]
         if text:
@@ -251,21 +252,53 @@ def _where(filters: list[Filter], types: dict[str, str], q: str = "") -> tuple[s
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _check_values(filters: list[Filter], types: dict[str, str], st) -> None:
-    """A value that does not fit the column's type is a message, not an empty result."""
-    for f in filters:
-        if f.op in ("eq", "ne", "lt", "le", "gt", "ge") and f.value:
-            ok = st.scalar(f"SELECT TRY_CAST(? AS {types[f.column]}) IS NOT NULL", [f.value])
-            if not ok:
-                raise QueryError(f"{f.value!r} is not a valid {types[f.column]} for column {f.column}.")
+INT_RANGE = {"TINYINT": 2**7, "SMALLINT": 2**15, "INTEGER": 2**31, "BIGINT": 2**63, "HUGEINT": 2**127}
+
+
+def typed_value(value: str, typ: str, column: str) -> Any:
+    """A filter value as a Python value of the column's type, bound as such on every backend. A value that does
+    not fit the type is a message, not an empty result (nor a database error in another dialect)."""
+    bad = QueryError(f"{value!r} is not a valid {typ} for column {column}.")
+    base = typ.split("(")[0].strip().upper()
+    v = value.strip()
+    try:
+        if base in INT_RANGE:
+            n = int(v)
+            if not -INT_RANGE[base] <= n < INT_RANGE[base]:
+                raise bad
+            return n
+        if base in ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "NUMERIC"):
+            return float(v)
+        if base == "DATE":
+            return dt.date.fromisoformat(v)
+        if base.startswith("TIMESTAMP"):
+            return dt.datetime.fromisoformat(v)
+        if base == "BOOLEAN":
+            if v.lower() in ("true", "t", "1", "yes"):
+                return True
+            if v.lower() in ("false", "f", "0", "no"):
+                return False
+            raise bad
+    except ValueError:
+        raise bad from None
+    return value
+
+
+def _loaded(b, key: str) -> bool:
+    """Whether the dataset holds the table's rows: a table not loaded (file not downloaded) may not exist at all
+    on a server, so the views answer from the catalog without asking."""
+    e = b.manifest.tables.get(key)
+    return e is not None and e.status == "loaded"
 
 
 def _table_ctx(request: Request, slug: str, table: str):
+    """The dataset, table, store and column types (from the catalog: the build is typed by it, and every
+    backend spells types its own way)."""
     w = wb(request)
     b, t = w.table(slug, table)
     st = w.store(slug)
     key = qualified(catalog.get(b.slug), t)
-    types = dict(st.columns(key))
+    types = {c.name: c.type for c in t.columns_for(b.version)}
     return w, b, t, st, key, types
 
 
@@ -308,12 +341,16 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
           limit: int, offset: int) -> dict:
     w, b, t, st, key, types = _table_ctx(request, slug, table)
     where, params = _where(filters, types, q)
-    _check_values(filters, types, st)
     order = _order(sort, desc, types, t.primary_key)
-    data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} OFFSET {int(offset)}",
-                               params))
     e = b.manifest.tables.get(key)
-    total = e.rows if (e and not where) else st.scalar(f"SELECT count(*) FROM {qualify(key)} {where}", params)
+    if not _loaded(b, key):
+        data = {"columns": list(types), "types": list(types.values()), "rows": []}
+        total = 0
+    else:
+        data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} "
+                                   f"OFFSET {int(offset)}", params, portable=True))
+        total = e.rows if not where else st.scalar(f"SELECT count(*) FROM {qualify(key)} {where}", params,
+                                                   portable=True)
     cat = {c.name: c.description for c in t.columns_for(b.version)}
     data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
                  "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})
@@ -333,20 +370,23 @@ def _stats(request: Request, slug: str, table: str, column: str, filters: list[F
     if column not in types:
         raise QueryError(f"no column {column!r} in {key}.")
     where, params = _where(filters, types, q)
-    _check_values(filters, types, st)
     typ = types[column]
+    if not _loaded(b, key):
+        return {"column": column, "type": typ, "rows": 0, "nulls": 0, "distinct": 0, "top": []}
     c = quote(column)
-    src = f"(SELECT {c} AS v FROM {qualify(key)} {where})"
-    base = st.arrow(f"SELECT count(*) AS n, count(v) AS non_null, approx_count_distinct(v) AS distinct FROM {src}",
-                    params).to_pylist()[0]
+    src = f"(SELECT {c} AS v FROM {qualify(key)} {where}) AS src"
+    # exact count of distinct values: approx_count_distinct has no PostgreSQL spelling
+    base = st.arrow(f"SELECT count(*) AS n, count(v) AS non_null, count(DISTINCT v) AS n_distinct FROM {src}",
+                    params, portable=True).to_pylist()[0]
     out = {"column": column, "type": typ, "rows": base["n"], "nulls": base["n"] - base["non_null"],
-           "distinct": base["distinct"]}
+           "distinct": base["n_distinct"]}
     if typ.startswith(NUMERIC) or typ.startswith(TEMPORAL):
         num = typ.startswith(NUMERIC)
         agg = "min(v) AS min, max(v) AS max" + (", avg(v) AS mean, stddev(v) AS std, median(v) AS median" if num else "")
-        out.update({k: jsonable(v) for k, v in st.arrow(f"SELECT {agg} FROM {src}", params).to_pylist()[0].items()})
+        out.update({k: jsonable(v) for k, v in
+                    st.arrow(f"SELECT {agg} FROM {src}", params, portable=True).to_pylist()[0].items()})
     top = st.arrow(f"SELECT v AS value, count(*) AS n FROM {src} WHERE v IS NOT NULL GROUP BY v "
-                   f"ORDER BY n DESC, v LIMIT 10", params).to_pylist()
+                   f"ORDER BY n DESC, v LIMIT 10", params, portable=True).to_pylist()
     out["top"] = [{"value": jsonable(r["value"]), "n": r["n"]} for r in top]
     return out
 
@@ -361,22 +401,25 @@ async def export_csv(request: Request, slug: str, table: str, f: list[str] = Que
     def query() -> tuple[str, list]:
         w, b, t, st, key, types = _table_ctx(request, slug, table)
         where, params = _where(filters, types, q)
-        _check_values(filters, types, st)
+        if not _loaded(b, key):  # the header alone
+            return "SELECT " + ", ".join(f"NULL AS {quote(c)}" for c in types) + " WHERE 1 = 0", []
         return f"SELECT * FROM {qualify(key)} {where} {_order(sort, desc, types)}", params
 
-    return await csv_export(request, slug, query, f"{name}.csv")
+    return await csv_export(request, slug, query, f"{name}.csv", portable=True)
 
 
-async def csv_export(request: Request, slug: str, query: Any, filename: str) -> StreamingResponse:
+async def csv_export(request: Request, slug: str, query: Any, filename: str, *,
+                     portable: bool = False) -> StreamingResponse:
     """A query's result as a CSV download, written in full before the first byte is sent, so that the row,
     size and time caps end in a clear error rather than a silently cut file. `query` is (sql, params) or a
-    function returning it (run in the worker, when it needs the database)."""
+    function returning it (run in the worker, when it needs the database); `portable`: mimiclab's own query
+    (DuckDB spelling, rendered for the store), not the user's."""
     w = wb(request)
     lim = w.limits
 
     def make():
         sql, params = query() if callable(query) else query
-        return write_csv(w.store(slug), sql, params, lim)
+        return write_csv(w.store(slug), sql, params, lim, portable=portable)
 
     spool, rows, more = await w.heavy(request, make, what="the CSV export", seconds=lim.export_seconds)
 
@@ -396,7 +439,7 @@ async def csv_export(request: Request, slug: str, query: Any, filename: str) -> 
     return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-def write_csv(st, sql: str, params: list | None, lim) -> tuple[Any, int, bool]:
+def write_csv(st, sql: str, params: list | None, lim, *, portable: bool = False) -> tuple[Any, int, bool]:
     """(spooled file at offset 0, rows written, whether rows were left out at the row cap). Refuses, with
     the cap in the message, an export larger than `lim.csv_bytes`; the time limit interrupts the query and
     this loop alike (the current Work)."""
@@ -410,7 +453,7 @@ def write_csv(st, sql: str, params: list | None, lim) -> tuple[Any, int, bool]:
     wr = csv.writer(text)
     n, more = 0, False
     try:
-        with st.stream(sql, params, batch_rows=256) as reader:
+        with st.stream(sql, params, batch_rows=256, portable=portable) as reader:
             wr.writerow(reader.schema.names)
             for batch in reader:
                 if work is not None:

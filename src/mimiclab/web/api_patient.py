@@ -12,27 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
+from mimiclab.catalog import workbench as wbcat
 from mimiclab.errors import MimiclabError
 from mimiclab.web.api_data import wb
-from mimiclab.web.core import Workbench, frame_rows, jsonable, quote
+from mimiclab.web.core import Workbench, frame_rows, jsonable, qualify, quote
 
 router = APIRouter(prefix="/api", tags=["patients"])
 
-# Columns worth showing first in each record table (others stay available through the table browser).
-SHOW = {
-    "admissions": ["hadm_id", "admittime", "dischtime", "admission_type", "admission_location",
-                   "discharge_location", "insurance", "hospital_expire_flag"],
-    "icustays": ["stay_id", "hadm_id", "first_careunit", "last_careunit", "intime", "outtime", "los"],
-    "transfers": ["hadm_id", "eventtype", "careunit", "intime", "outtime"],
-    "diagnoses": ["hadm_id", "seq_num", "icd_code", "icd_version", "long_title", "icd9_code", "short_title",
-                  "condition_start_datetime", "condition_concept_name", "concept_name"],
-    "procedures": ["hadm_id", "chartdate", "seq_num", "icd_code", "icd_version", "long_title", "icd9_code",
-                   "short_title", "procedure_datetime", "concept_name"],
-    "prescriptions": ["hadm_id", "starttime", "stoptime", "startdate", "enddate", "drug", "dose_val_rx",
-                      "dose_unit_rx", "route", "drug_exposure_start_datetime", "concept_name"],
-    "microbiology": ["hadm_id", "chartdate", "charttime", "spec_type_desc", "test_name", "org_name", "ab_name",
-                     "interpretation", "comments"],
-}
 MAX_ROWS = 2000
 RECORD = ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology")
 
@@ -54,10 +40,13 @@ def dataset(w: Workbench, slug: str):
     return w.api(slug)
 
 
-def _frame(df, name: str) -> dict:
+def _frame(df, name: str, family: str | None = None) -> dict:
+    """A record table, its family's columns worth showing first (catalog/workbench/<family>.yaml) and only
+    those; every column stays in the table browser."""
     if df is None or not len(df.columns):
         return {"columns": [], "types": [], "rows": [], "total": 0}
-    cols = [c for c in SHOW.get(name, []) if c in df.columns] or list(df.columns)
+    show = wbcat.load(family).record_columns.get(name, ())
+    cols = [c for c in show if c in df.columns] or list(df.columns)
     out = frame_rows(df[cols].head(MAX_ROWS))
     out["total"] = len(df)
     return out
@@ -71,12 +60,12 @@ def patient_list(request: Request, slug: str, limit: int = Query(50, ge=1, le=50
     pid = quote(m.patient_id)
     adm = m.spans["admission"].table
     icu = m.spans.get("icustay")
-    icu_sql = (f"LEFT JOIN (SELECT {pid}, count(*) AS n_icu FROM {icu.table} GROUP BY ALL) i USING ({pid})"
-               if icu is not None and icu.table in ds.manifest.tables else "")
+    icu_sql = (f"LEFT JOIN (SELECT {pid}, count(*) AS n_icu FROM {icu.table} GROUP BY {pid}) i USING ({pid})"
+               if icu is not None and getattr(ds.manifest.tables.get(icu.table), "status", None) == "loaded" else "")
     rows = w.store(slug).arrow(
         f"SELECT a.{pid} AS subject_id, count(*) AS admissions, {'coalesce(max(i.n_icu), 0)' if icu_sql else '0'} AS icu_stays "
-        f"FROM {adm} a {icu_sql} GROUP BY a.{pid} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}"
-    ).to_pylist()
+        f"FROM {adm} a {icu_sql} GROUP BY a.{pid} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}",
+        portable=True).to_pylist()
     return {"patients": [{k: jsonable(v) for k, v in r.items()} for r in rows], "id_name": m.patient_id}
 
 
@@ -114,11 +103,13 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
 def record(request: Request, slug: str, subject_id: int) -> dict:
     w = wb(request)
     p = w.patient(slug, subject_id)
+    family = w.build(slug).manifest.family
+
     def one(name: str):
         try:
-            return name, _frame(getattr(p, name), name)  # cached on the Patient
+            return name, _frame(getattr(p, name), name, family)  # cached on the Patient
         except MimiclabError:  # this family maps no such table
-            return name, _frame(None, name)
+            return name, _frame(None, name, family)
 
     # Independent point lookups: run them side by side (the store gives each thread its own cursor).
     with ThreadPoolExecutor(max_workers=4) as ex:
@@ -162,42 +153,27 @@ def series_payload(p, item: str) -> dict:
             "series": frame_rows(df[["time", "value", "value_text", "unit", "source", "hadm_id", "stay_id"]])}
 
 
-NOTE_TABLES = {  # family -> (dataset that holds notes, tables, time column)
-    "mimiciii": [("mimiciii.noteevents", "chartdate", "category", "description")],
-    "omop": [("cdm.note", "note_datetime", "note_title", None)],
-}
-
-
 def notes(w: Workbench, slug: str, subject_id: int) -> dict:
-    """Notes when a note module is built: MIMIC-III noteevents, OMOP note, or a mimic-iv-note build."""
-    b = w.build(slug)
-    fam = b.manifest.family
-    sources = []  # (slug, table, time col, title col, subtitle col)
-    if fam == "mimiciv":
+    """Notes when a note table is loaded: in the dataset itself (MIMIC-III noteevents, OMOP note) or in another
+    dataset the family names (a mimic-iv-note build for MIMIC-IV); see catalog/workbench/<family>.yaml."""
+    spec = wbcat.load(w.build(slug).manifest.family)
+    sources = [(slug, n) for n in spec.notes]  # (slug of the dataset holding the table, note source)
+    for other, tables in spec.notes_from.items():
         for nb in w.builds():
-            if nb.manifest.family == "mimiciv_note":
-                for t in ("mimiciv_note.discharge", "mimiciv_note.radiology"):
-                    sources.append((nb.slug, t, "charttime", "note_type", "note_id"))
-    for t, tc, title, sub in NOTE_TABLES.get(fam or "", []):
-        sources.append((slug, t, tc, title, sub))
+            if nb.manifest.family == other:
+                sources += [(nb.slug, n) for n in tables]
     items, available = [], False
-    pid = "person_id" if fam == "omop" else "subject_id"
-    for src_slug, table, tc, title, sub in sources:
-        e = w.build(src_slug).manifest.tables.get(table)
+    for src_slug, n in sources:
+        e = w.build(src_slug).manifest.tables.get(n.table)
         if e is None or e.status != "loaded":
             continue
         available = True
-        text = "note_text" if fam == "omop" else "text"
+        sub = f"CAST({quote(n.subtitle)} AS VARCHAR)" if n.subtitle else "CAST(NULL AS VARCHAR)"
         rows = w.store(src_slug).arrow(
-            f"SELECT {tc} AS time, CAST({title} AS VARCHAR) AS title, "
-            f"{f'CAST({sub} AS VARCHAR)' if sub else 'NULL'} AS subtitle, {text} AS text FROM {table} "
-            f"WHERE {pid} = ? ORDER BY time LIMIT 200", [subject_id]).to_pylist()
+            f"SELECT {quote(n.time)} AS time, CAST({quote(n.title)} AS VARCHAR) AS title, {sub} AS subtitle, "
+            f"{quote(n.text)} AS text FROM {qualify(n.table)} WHERE {quote(n.patient_id)} = ? "
+            f"ORDER BY time LIMIT 200", [subject_id], portable=True).to_pylist()
         items += [{k: jsonable(v) for k, v in r.items()} for r in rows]
     items.sort(key=lambda n: (n["time"] is None, str(n["time"])))  # discharge and radiology notes interleaved
-    hint = None
-    if not available:
-        hint = ("No notes: the note module is not built. MIMIC-IV notes are a separate credentialed dataset: "
-                "mimiclab download mimic-iv-note && mimiclab build mimic-iv-note." if fam == "mimiciv"
-                else "No note table is loaded in this dataset.")
-    return {"available": available, "notes": items, "hint": hint}
+    return {"available": available, "notes": items, "hint": None if available else spec.notes_hint}
 

@@ -48,9 +48,11 @@ def _wants_html(request: Request) -> bool:
         "text/html" in accept or "application/json" not in accept)
 
 
-def create_app(dataset: str | None = None, token: str | None = None, limits: Limits | None = None) -> FastAPI:
-    """The workbench. `dataset` is the one pages open by default; `token`, if set, is required on every request."""
-    bench = Workbench(dataset, limits)
+def create_app(dataset: str | None = None, token: str | None = None, limits: Limits | None = None,
+               sources=()) -> FastAPI:
+    """The workbench. `dataset` is the one pages open by default; `token`, if set, is required on every request;
+    `sources`: datasets on servers (PostgreSQL, BigQuery) listed with the local builds."""
+    bench = Workbench(dataset, limits, sources=sources)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

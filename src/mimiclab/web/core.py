@@ -10,7 +10,9 @@ time (light requests such as pages and patient lookups never queue behind them),
 all its queries, and stopped when the client goes away or the server stops.
 
 Builds are re-read from $MIMICLAB_HOME when their manifests change, so a dataset built while the
-workbench runs shows up on the next page load without a restart.
+workbench runs shows up on the next page load without a restart. Datasets on a server (PostgreSQL, BigQuery:
+`mimiclab serve postgresql://...`) are given at start as sources and listed with the local builds; a server's
+copy of a dataset is the one shown when a local build has the same slug.
 """
 
 from __future__ import annotations
@@ -31,12 +33,11 @@ import anyio
 import pyarrow as pa
 
 from mimiclab import catalog, config
-from mimiclab.sources import registry
-from mimiclab.sources.registry import Build
 from mimiclab.catalog import CatalogError, Table
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
 from mimiclab.load.manifest import Manifest
-from mimiclab.store.duckdb_store import DuckDBStore
+from mimiclab.sources import Source, registry
+from mimiclab.store import Store
 from mimiclab.store.work import Cancelled, Work
 
 T = TypeVar("T")
@@ -64,30 +65,35 @@ class BusyError(MimiclabError):
 
 @dataclass(frozen=True)
 class BuiltDataset:
-    """What routes may know of a build: identity, manifest and folder. It cannot open a connection (routes
-    get data only through the workbench's sandboxed store)."""
+    """What routes may know of a dataset (local build or server source): identity, manifest and folder (None on
+    a server). It cannot open a connection (routes get data only through the workbench's sandboxed store)."""
 
     slug: str
     version: str
     manifest: Manifest
-    build_dir: Path
+    build_dir: Path | None
 
     @classmethod
-    def of(cls, b: Build) -> BuiltDataset:
-        return cls(b.slug, b.version, b.manifest, b.build_dir)
+    def of(cls, b: Source) -> BuiltDataset:
+        return cls(b.slug, b.version, b.manifest, getattr(b, "build_dir", None))
+
+    @property
+    def backend(self) -> str:
+        return self.manifest.backend or "duckdb"
 
 
 class Workbench:
     """State of one running workbench: the default dataset, limits, and cached stores."""
 
-    def __init__(self, dataset: str | None = None, limits: Limits | None = None):
-        self.default_dataset = dataset
+    def __init__(self, dataset: str | None = None, limits: Limits | None = None, sources: list[Source] | tuple = ()):
+        self.sources = list(sources)  # datasets on servers, given at start; they shadow local builds of their slug
+        self.default_dataset = dataset or (self.sources[0].slug if self.sources else None)
         self.limits = limits or Limits()
         self._lock = threading.Lock()
-        self._stores: dict[tuple[str, str, str], DuckDBStore] = {}
+        self._stores: dict[tuple[str, str, str], Store] = {}
         self._apis: dict[tuple[str, str, str], Any] = {}
         self._patients: OrderedDict = OrderedDict()
-        self._builds: list[Build] = []
+        self._builds: list[Source] = []
         self._builds_key: tuple | None = None
         self._builds_checked = 0.0
         self._closing = threading.Event()
@@ -97,11 +103,12 @@ class Workbench:
 
     # -- builds ---------------------------------------------------------------------------------------
     def builds(self) -> list[BuiltDataset]:
-        """Completed builds (read-only views)."""
+        """Datasets to show (read-only views): the server sources given at start, then completed local builds."""
         return [BuiltDataset.of(b) for b in self._registry_builds()]
 
-    def _registry_builds(self) -> list[Build]:
-        """Completed builds; re-scanned at most once a second, and only re-read when a manifest changed."""
+    def _registry_builds(self) -> list[Source]:
+        """Server sources, then completed builds; re-scanned at most once a second, and only re-read when a
+        manifest changed."""
         now = time.monotonic()
         if now - self._builds_checked < 1.0 and self._builds_key is not None:
             return self._builds
@@ -110,12 +117,13 @@ class Workbench:
             if root.is_dir() else ()
         with self._lock:
             if key != self._builds_key:
-                self._builds = registry.builds()
+                served = {s.slug for s in self.sources}
+                self._builds = self.sources + [b for b in registry.builds() if b.slug not in served]
                 self._builds_key = key
             self._builds_checked = now
         return self._builds
 
-    def _build(self, slug: str) -> Build:
+    def _build(self, slug: str) -> Source:
         cands = [b for b in self._registry_builds() if b.slug == slug]
         if cands:
             return sorted(cands, key=lambda b: registry._vkey(b.version))[-1]
@@ -138,8 +146,8 @@ class Workbench:
         return self.builds()[0].slug if self.builds() else self.default_dataset
 
     # -- stores ---------------------------------------------------------------------------------------
-    def store(self, slug: str) -> DuckDBStore:
-        """The sandboxed, read-only store of a build: every workbench query goes through it."""
+    def store(self, slug: str) -> Store:
+        """The sandboxed, read-only store of a dataset: every workbench query goes through it."""
         b = self._build(slug)
         key = (b.slug, b.version, b.manifest.built_at)
         with self._lock:
@@ -182,7 +190,7 @@ class Workbench:
                 self._patients.popitem(last=False)
         return p
 
-    def table(self, slug: str, qualified: str) -> tuple[Build, Table]:
+    def table(self, slug: str, qualified: str) -> tuple[BuiltDataset, Table]:
         """A built table by `schema.table` (or bare name), with its catalog entry."""
         b = self.build(slug)
         ds = catalog.get(b.slug)
@@ -217,7 +225,7 @@ class Workbench:
             if self._closing.is_set():
                 return
             try:
-                self.store(slug).arrow(f"SELECT * FROM {qualify(t)} LIMIT 1")
+                self.store(slug).arrow(f"SELECT * FROM {qualify(t)} LIMIT 1", portable=True)
             except MimiclabError:
                 return
 

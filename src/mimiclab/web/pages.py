@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mimiclab import __version__, catalog
 from mimiclab.catalog import CatalogError
+from mimiclab.catalog import workbench as wbcat
 from mimiclab.errors import NotBuiltError
 
 HERE = Path(__file__).parent
@@ -36,7 +37,7 @@ def _wb(request: Request):
     return request.app.state.workbench
 
 
-FAMILY_NAMES = {"mimiciv": "MIMIC-IV", "mimiciii": "MIMIC-III", "omop": "OMOP"}
+FAMILY_ORDER = ("mimiciv", "mimiciii", "omop")  # how the families are listed in "works on a ... build"
 
 
 def unsupported(w, slug: str | None) -> dict[str, str]:
@@ -50,7 +51,7 @@ def unsupported(w, slug: str | None) -> dict[str, str]:
     except (NotBuiltError, CatalogError):
         return {}
     def names(fams: list[str]) -> str:
-        known = [FAMILY_NAMES.get(f, f) for f in sorted(fams, key=lambda f: (list(FAMILY_NAMES) + [f]).index(f))]
+        known = [wbcat.name(f) for f in sorted(fams, key=lambda f: (list(FAMILY_ORDER) + [f]).index(f))]
         return ", ".join(known[:-1]) + " or " + known[-1] if len(known) > 1 else "".join(known)
 
     out = {}
@@ -178,10 +179,18 @@ def cohort_page(request: Request, slug: str):
     return _dataset_page(request, slug, "cohort", why=why, elsewhere=elsewhere(w, "cohort") if why else [])
 
 
+DIALECT_NAMES = {"duckdb": "DuckDB", "postgres": "PostgreSQL", "bigquery": "BigQuery"}
+
+
 @router.get("/d/{slug}/sql", response_class=HTMLResponse)
 def sql_page(request: Request, slug: str):
+    """Statements run as typed, in the dataset's own dialect: the page names it."""
+    from mimiclab.web.api_sql import dialect_of
+
     w = _wb(request)
-    return _dataset_page(request, slug, "sql", limits=w.limits)
+    dialect = dialect_of(w.build(slug))
+    return _dataset_page(request, slug, "sql", limits=w.limits, dialect=dialect,
+                         dialect_name=DIALECT_NAMES.get(dialect, dialect))
 
 
 # Short links without a dataset: open the default dataset's page.
