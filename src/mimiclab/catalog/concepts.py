@@ -96,6 +96,99 @@ class TimelineSource(_Model):
     items: bool = False  # measured items: offered by Patient.items() / item_series()
 
 
+# ------------------------------------------------------------------ cohort names (read by mimiclab.cohort)
+# Column fields are bare column names of the table they belong to; `table` may be a qualified table name or a
+# parenthesised SELECT (OMOP: ICU stays are visit_detail rows in an intensive-care site). The cohort compiler
+# reads only these models, so a family gets cohorts by filling them in its YAML, not by branches in code.
+
+
+class CohortPatients(_Model):
+    table: str
+    gender: str = "gender"  # column holding 'M' / 'F'
+    anchor_year_group: str | None = None  # MIMIC-IV's shifted year group; None: the year_group criterion is refused
+
+
+class CohortAdmissions(_Model):
+    table: str
+    start: str = "admittime"
+    end: str = "dischtime"
+    type: str | None = "admission_type"
+    location: str | None = "admission_location"
+    died: str | None = "hospital_expire_flag"  # 1 = died in hospital, 0 = not
+
+
+class CohortStays(_Model):
+    table: str
+    start: str = "intime"
+    end: str = "outtime"
+    los: str | None = "los"  # length of stay in days; None: computed from start and end
+    first_careunit: str | None = "first_careunit"
+    last_careunit: str | None = "last_careunit"
+
+
+class CohortCodes(_Model):
+    """Coded diagnoses or procedures (ICD)."""
+
+    table: str
+    code: str  # code without dots
+    version: str | None = None  # column holding 9 or 10; None: see `icd10`
+    icd10: bool = False  # without a version column: True = ICD-9 and ICD-10 codes both match `code` (OMOP)
+    seq_num: str | None = None  # 1 = the primary diagnosis; None: `primary` is refused
+    dictionary: str | None = None  # code titles for the builder's picker
+    title: str | None = None
+
+
+class CohortItems(_Model):
+    """Measured items (labs, charted values) with their dictionary."""
+
+    table: str
+    time: str
+    dictionary: str
+    item: str = "itemid"
+    value: str = "valuenum"
+    key: str | None = None  # key column of the dictionary (default: `item`)
+    label: str = "label"  # label column of the dictionary
+
+
+class CohortDrugs(_Model):
+    table: str
+    time: str
+    name: str
+    codes: tuple[str, ...] = ()
+
+
+class CohortInputs(_Model):
+    table: str
+    time: str
+    item: str = "itemid"
+
+
+class CohortLink(_Model):
+    parent: str
+    key: str
+
+
+class CohortNames(_Model):
+    """What the cohort compiler needs of a family. `age` and `race` are SQL over `a` (the admission) and `p`
+    (the patient). A criterion whose table is None here is refused with a SpecError naming the family."""
+
+    patient_id: str = "subject_id"
+    admission_id: str = "hadm_id"
+    stay_id: str = "stay_id"
+    patients: CohortPatients
+    admissions: CohortAdmissions
+    icustays: CohortStays | None = None
+    age: str
+    race: str
+    diagnoses: CohortCodes | None = None
+    procedures: CohortCodes | None = None
+    lab: CohortItems | None = None
+    chart: CohortItems | None = None
+    prescriptions: CohortDrugs | None = None
+    inputevents: CohortInputs | None = None
+    links: dict[str, CohortLink] = Field(default_factory=dict)  # subset export: tables reaching an admission via a parent
+
+
 class ConceptMap(_Model):
     family: str
     description: str = ""
@@ -106,7 +199,7 @@ class ConceptMap(_Model):
     tables: dict[str, PatientTable]  # admissions, icustays, transfers, diagnoses, procedures, ...
     spans: dict[str, Span]  # admission, icustay, transfer
     timeline: tuple[TimelineSource, ...]
-    cohort: dict | None = None  # names the cohort compiler needs (interpreted by mimiclab.cohort)
+    cohort: CohortNames | None = None  # what the cohort compiler (mimiclab.cohort) needs
     # items a chart opens on, best first (itemid or label): a clinician expects creatinine or heart rate, not
     # whatever was measured most often
     default_items: tuple[str, ...] = ()

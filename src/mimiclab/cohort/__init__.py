@@ -22,7 +22,7 @@ from mimiclab.cohort import attrition as _attrition
 from mimiclab.cohort import spec as S
 from mimiclab.cohort import table1 as _table1
 from mimiclab.cohort.compile import Compiled, compile_spec, transpile
-from mimiclab.cohort.criteria import describe_criteria, lit
+from mimiclab.cohort.criteria import describe_criteria
 from mimiclab.cohort.spec import CohortSpec, SpecError
 from mimiclab.cohort.suggest import SUGGESTED
 from mimiclab.errors import MimiclabError, QueryError
@@ -92,13 +92,12 @@ class Cohort:
         family = manifest.family or catalog.get(manifest.dataset).family
         compiled = compile_spec(spec, family)
         warnings = _check(spec, compiled, store, manifest)
-        dialect = getattr(store, "dialect", "duckdb")
         try:
-            counts_t = store.arrow(transpile(compiled.attrition_sql, dialect))
+            counts_t = store.arrow(compiled.attrition_sql, portable=True)
         except QueryError as exc:
-            raise _locate_failure(spec, compiled, store, dialect, exc) from None
+            raise _locate_failure(spec, compiled, store, exc) from None
         counts = [int(x) for x in counts_t.column("n").to_pylist()]
-        rows = store.df(transpile(_table1.rows_sql(compiled), dialect))
+        rows = store.df(_table1.rows_sql(compiled), portable=True)
         for col in compiled.ctx.unit_columns:
             rows[col] = rows[col].astype("int64")
         cohort = cls(spec, compiled, store, manifest, build, counts, rows, warnings, owns)
@@ -142,6 +141,7 @@ class Cohort:
         return self.compiled.ids_sql
 
     def sql_for(self, dialect: str) -> str:
+        """The ids SQL as a store of `dialect` (postgres, bigquery, ...) runs it (mimiclab.store.render)."""
         return transpile(self.compiled.ids_sql, dialect)
 
     def __len__(self) -> int:
@@ -172,68 +172,80 @@ class Cohort:
 
 def _check(spec: CohortSpec, comp: Compiled, store, manifest) -> list[str]:
     """Checks against the data: unknown itemids/labels are errors; values never seen, tables not loaded
-    are warnings (the spec may be meant for the full dataset)."""
+    are warnings (the spec may be meant for the full dataset). Portable SQL with parameters."""
     names = comp.ctx.names
     warnings: list[str] = []
     tables = manifest.tables
 
-    def not_loaded(qualified: str, c) -> None:
+    def not_loaded(qualified: str, c) -> bool:
         e = tables.get(qualified)
         if e is not None and e.status != "loaded":
             warnings.append(f"{qualified} is not loaded in this build (no source file): "
                             f"{c.title!r} ({spec.where(c)}) can match nothing")
+            return True
+        return False
+
+    def marks(values: list, prefix: str) -> tuple[str, dict]:
+        params = {f"{prefix}{k}": v for k, v in enumerate(values)}
+        return ", ".join(f"${p}" for p in params), params
 
     for _, c in spec.steps():
         if isinstance(c, S._Measurement):
-            t = names["lab" if isinstance(c, S.Lab) else "chart"]
             kind = "lab" if isinstance(c, S.Lab) else "chart"
+            t = comp.ctx.need(kind, kind)
+            key = t.key or t.item
             if c.itemids:
-                found = set(store.arrow(
-                    f"SELECT itemid FROM {t['dictionary']} WHERE itemid IN ({', '.join(map(str, c.itemids))})"
-                ).column(0).to_pylist())
+                ph, params = marks([int(i) for i in c.itemids], "i")
+                found = set(store.arrow(f"SELECT {key} FROM {t.dictionary} WHERE {key} IN ({ph})", params,
+                                        portable=True).column(0).to_pylist())
                 missing = [i for i in c.itemids if i not in found]
                 if missing:
                     raise SpecError(f"{spec.where(c)}: unknown {kind} itemid(s) {', '.join(map(str, missing))} "
-                                    f"(not in {t['dictionary']})")
+                                    f"(not in {t.dictionary})")
             if c.labels:
-                known = store.arrow(f"SELECT DISTINCT label FROM {t['dictionary']} WHERE label IS NOT NULL").column(0)
-                by_lower = {x.lower(): x for x in known.to_pylist()}
+                ph, params = marks([x.lower() for x in c.labels], "l")
+                known = store.arrow(f"SELECT DISTINCT LOWER({t.label}) FROM {t.dictionary} "
+                                    f"WHERE LOWER({t.label}) IN ({ph})", params, portable=True).column(0)
+                found_l = set(known.to_pylist())
                 for label in c.labels:
-                    if label.lower() not in by_lower:
-                        close = difflib.get_close_matches(label, list(by_lower.values()), n=3, cutoff=0.6)
+                    if label.lower() not in found_l:
+                        every = store.arrow(f"SELECT DISTINCT {t.label} FROM {t.dictionary} "
+                                            f"WHERE {t.label} IS NOT NULL", portable=True).column(0).to_pylist()
+                        close = difflib.get_close_matches(label, every, n=3, cutoff=0.6)
                         hint = f" Did you mean: {', '.join(close)}?" if close else ""
                         raise SpecError(f"{spec.where(c)}: unknown {kind} label {label!r} (not in "
-                                        f"{t['dictionary']}).{hint}")
-            not_loaded(t["table"], c)
+                                        f"{t.dictionary}).{hint}")
+            not_loaded(t.table, c)
         elif isinstance(c, S.Medication):
             if c.names or c.codes:
-                not_loaded(names["prescriptions"]["table"], c)
+                not_loaded(comp.ctx.need("prescriptions", c.type).table, c)
             if c.itemids:
-                not_loaded(names["inputevents"]["table"], c)
+                not_loaded(comp.ctx.need("inputevents", c.type + " (itemids)").table, c)
         elif isinstance(c, (S.AdmissionType, S.AdmissionLocation, S.CareUnit, S.YearGroup)) and c.match == "exact":
             col, table = {
-                S.AdmissionType: ("admission_type", names["admissions"]),
-                S.AdmissionLocation: ("admission_location", names["admissions"]),
-                S.CareUnit: ("first_careunit", names["icustays"]),
-                S.YearGroup: (names.get("anchor_year_group") or "anchor_year_group", names["patients"]),
-            }[type(c)]
-            if isinstance(c, S.YearGroup) and not names.get("anchor_year_group"):
+                S.AdmissionType: lambda: (names.admissions.type, names.admissions.table),
+                S.AdmissionLocation: lambda: (names.admissions.location, names.admissions.table),
+                S.CareUnit: lambda: (comp.ctx.icustays.first_careunit, comp.ctx.icustays.table),
+                S.YearGroup: lambda: (names.patients.anchor_year_group, names.patients.table),
+            }[type(c)]()
+            if col is None:  # compile_spec already refused it
                 continue
-            vals = ", ".join(lit(v.upper()) for v in c.values)
-            seen = set(store.arrow(f"SELECT DISTINCT UPPER({col}) FROM {table} WHERE UPPER({col}) IN ({vals})")
-                       .column(0).to_pylist())
+            ph, params = marks([v.upper() for v in c.values], "v")
+            seen = set(store.arrow(f"SELECT DISTINCT UPPER(x.{col}) FROM {table} x WHERE UPPER(x.{col}) IN ({ph})",
+                                   params, portable=True).column(0).to_pylist())
             unseen = [v for v in c.values if v.upper() not in seen]
             if unseen:
-                warnings.append(f"{spec.where(c)}: {', '.join(map(repr, unseen))} never occurs in {table}.{col}")
+                where = f"{table}.{col}" if not table.startswith("(") else col  # a SELECT reads badly
+                warnings.append(f"{spec.where(c)}: {', '.join(map(repr, unseen))} never occurs in {where}")
     return warnings
 
 
-def _locate_failure(spec: CohortSpec, comp: Compiled, store, dialect: str, exc: Exception) -> MimiclabError:
+def _locate_failure(spec: CohortSpec, comp: Compiled, store, exc: Exception) -> MimiclabError:
     """Name the criterion whose SQL fails (usually an `sql` escape hatch), not just the database's message."""
     units = comp.ctes[0]
     for (kind, c), frag in zip(spec.steps(), comp.fragments):
         try:
-            store.arrow(transpile(f"WITH {units}\nSELECT COUNT(*) FROM ({frag}) t", dialect))
+            store.arrow(f"WITH {units}\nSELECT COUNT(*) FROM ({frag}) t", portable=True)
         except QueryError as inner:
             return SpecError(f"{spec.where(c)}: the SQL of {kind} criterion {c.title!r} fails: {inner}")
     return exc if isinstance(exc, MimiclabError) else QueryError(str(exc))

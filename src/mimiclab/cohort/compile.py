@@ -11,7 +11,6 @@ The same text is the cohort's `.sql`, what `mimiclab cohort sql` prints, and wha
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mimiclab.cohort import criteria as C
@@ -45,9 +44,11 @@ class Compiled:
 
 
 def compile_spec(spec: CohortSpec, family: str | None) -> Compiled:
-    ctx = C.Context(C.family_names(family), spec.unit)
+    ctx = C.Context(C.family_names(family), spec.unit, family or "")
     key = ctx.key
     ctes = [f"units AS (\n  {ctx.units_sql()}\n)", "step_0 AS (SELECT * FROM units)"]
+    if spec.unit == "stay":
+        ctx.need("icustays", "stay unit")
     frags = []
     for i, (kind, c) in enumerate(spec.steps(), start=1):
         try:
@@ -83,11 +84,8 @@ def _one_statement(sql: str) -> None:
 
 
 def transpile(sql: str, dialect: str) -> str:
-    """The compiled DuckDB-spelled SQL in another dialect (postgres, bigquery, ...)."""
-    if dialect == "duckdb":
-        return sql
-    import sqlglot
+    """The compiled DuckDB-spelled SQL in another dialect (postgres, bigquery, ...): the stores' own rendering
+    (mimiclab.store.render), so what `Cohort.sql_for` prints is what a store of that dialect runs."""
+    from mimiclab.store import render
 
-    if dialect == "bigquery":  # no materialization hint in BigQuery; it plans CTEs itself
-        sql = re.sub(r"\bAS MATERIALIZED \(", "AS (", sql)
-    return ";\n".join(sqlglot.transpile(sql, read="duckdb", write=dialect, pretty=True))
+    return render(sql, dialect)

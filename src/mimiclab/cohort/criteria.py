@@ -2,7 +2,8 @@
 
 Fragments are written in a portable subset of SQL (EXTRACT, SUBSTR, LOWER/UPPER ... LIKE, INTERVAL 'n'
 SECOND, window functions) in DuckDB spelling; sqlglot transpiles them for PostgreSQL and BigQuery.
-Names of tables and columns come from the `cohort` section of catalog/concepts/<family>.yaml, so MIMIC-III and MIMIC-IV share this code.
+Names of tables and columns come from the typed `cohort` section of catalog/concepts/<family>.yaml
+(catalog.concepts.CohortNames), so MIMIC-IV, MIMIC-III and OMOP share this code without branches.
 
 Semantics, one rule for every unit: a unit satisfies a criterion when *some* row linked to it does.
 Linked = same stay (stay unit), same admission (admission unit; stay unit for admission-level facts),
@@ -27,11 +28,13 @@ def families() -> list[str]:
     return [f for f in concepts.families() if concepts.load(f).cohort]
 
 
-def family_names(family: str | None) -> dict[str, Any]:
+def family_names(family: str | None) -> concepts.CohortNames:
     if family not in families():
         raise SpecError(f"cohorts are not supported for the {family or 'file-only'} schema family yet "
                         f"(supported: {', '.join(families())})")
-    return concepts.load(family).cohort
+    names = concepts.load(family).cohort
+    assert names is not None
+    return names
 
 
 def lit(value: str) -> str:
@@ -52,38 +55,75 @@ def race_group_sql(col: str) -> str:
     )
 
 
+def los_days_sql(start: str, end: str) -> str:
+    """Days between two timestamps, portable (date_diff renders for PostgreSQL and BigQuery; EXTRACT(EPOCH
+    FROM ...) does not for BigQuery)."""
+    return f"date_diff('second', {start}, {end}) / 86400.0"
+
+
 @dataclass(frozen=True)
 class Context:
-    """What a fragment needs: the family's names and the unit of analysis."""
+    """What a fragment needs: the family's typed cohort names and the unit of analysis."""
 
-    names: dict[str, Any]
+    names: concepts.CohortNames
     unit: str
+    family: str = ""
+
+    def need(self, what: str, criterion: str) -> Any:
+        """The family's `what` names, or a SpecError naming the criterion and family that cannot use it."""
+        value = getattr(self.names, what)
+        if value is None:
+            raise SpecError(f"the {criterion} criterion cannot be expressed for the {self.family or 'this'} "
+                            f"family: its concept mapping has no {what.replace('_', ' ')}")
+        return value
+
+    @property
+    def pid(self) -> str:
+        return self.names.patient_id
+
+    @property
+    def aid(self) -> str:
+        return self.names.admission_id
 
     @property
     def stay(self) -> str:
-        return self.names["stay_id"]
+        return self.names.stay_id
 
     @property
     def key(self) -> str:
-        return {"patient": "subject_id", "admission": "hadm_id", "stay": self.stay}[self.unit]
+        return {"patient": self.pid, "admission": self.aid, "stay": self.stay}[self.unit]
 
     @property
     def unit_columns(self) -> list[str]:
-        return {"patient": ["subject_id"], "admission": ["subject_id", "hadm_id"],
-                "stay": ["subject_id", "hadm_id", self.stay]}[self.unit]
+        return {"patient": [self.pid], "admission": [self.pid, self.aid],
+                "stay": [self.pid, self.aid, self.stay]}[self.unit]
+
+    @property
+    def icustays(self) -> concepts.CohortStays:
+        return self.need("icustays", "ICU stay")
 
     def units_sql(self) -> str:
         n = self.names
-        src = {"patient": n["patients"], "admission": n["admissions"], "stay": n["icustays"]}[self.unit]
-        return f"SELECT {', '.join(self.unit_columns)} FROM {src}"
+        src = {"patient": n.patients.table, "admission": n.admissions.table,
+               "stay": self.icustays.table if self.unit == "stay" else ""}[self.unit]
+        return f"SELECT {', '.join('x.' + c for c in self.unit_columns)} FROM {src} x"
 
-    def adm_link(self) -> str:
-        """Join condition units u -> admissions a."""
-        return "a.subject_id = u.subject_id" if self.unit == "patient" else "a.hadm_id = u.hadm_id"
+    def link(self, alias: str) -> str:
+        """Join condition units u -> rows `alias` of a table carrying the patient and admission ids."""
+        col = self.pid if self.unit == "patient" else self.aid
+        return f"{alias}.{col} = u.{col}"
+
+    def adm_link(self, alias: str = "a") -> str:
+        return self.link(alias)
 
     def icu_link(self, alias: str = "i") -> str:
-        return {"patient": f"{alias}.subject_id = u.subject_id", "admission": f"{alias}.hadm_id = u.hadm_id",
-                "stay": f"{alias}.{self.stay} = u.{self.stay}"}[self.unit]
+        if self.unit == "stay":
+            return f"{alias}.{self.stay} = u.{self.stay}"
+        return self.link(alias)
+
+    def stay_los(self, alias: str) -> str:
+        s = self.icustays
+        return f"{alias}.{s.los}" if s.los else los_days_sql(f"{alias}.{s.start}", f"{alias}.{s.end}")
 
     def select(self, joins: str, where: str) -> str:
         return f"SELECT DISTINCT u.{self.key} FROM units u {joins} WHERE {where}"
@@ -120,123 +160,140 @@ def _code_cond(col: str, code: str) -> str:
     return f"{col} = {lit(code)}"
 
 
-def _window(ctx: Context, w: S.Window, time_col: str) -> tuple[str, str]:
+def _window(ctx: Context, w: S.Window, time_col: str, criterion: str) -> tuple[str, str]:
     """(join to the anchor rows w, condition on the event time)."""
-    n = ctx.names
     if w.anchor == "admission":
-        join = f"JOIN {n['admissions']} w ON {ctx.adm_link().replace('a.', 'w.')}"
-        t0, t1 = "w.admittime", "w.dischtime"
+        a = ctx.names.admissions
+        join = f"JOIN {a.table} w ON {ctx.adm_link('w')}"
+        t0, t1 = f"w.{a.start}", f"w.{a.end}"
     else:
-        join = f"JOIN {n['icustays']} w ON {ctx.icu_link('w')}"
-        t0, t1 = "w.intime", "w.outtime"
+        s = ctx.need("icustays", criterion)
+        join = f"JOIN {s.table} w ON {ctx.icu_link('w')}"
+        t0, t1 = f"w.{s.start}", f"w.{s.end}"
     end = _shift(t0, w.end_hours) if w.end_hours is not None else t1
     return join, f"{time_col} >= {_shift(t0, w.start_hours)} AND {time_col} <= {end}"
 
 
-def _items(c: S._Measurement, dictionary: str) -> str:
+def _items(c: S._Measurement, t: concepts.CohortItems) -> str:
     parts = []
+    item = f"m.{t.item}"
     if c.itemids:
-        parts.append(f"m.itemid IN ({', '.join(str(i) for i in c.itemids)})")
+        parts.append(f"{item} IN ({', '.join(str(i) for i in c.itemids)})")
     if c.labels:
         labels = ", ".join(lit(x.lower()) for x in c.labels)
-        parts.append(f"m.itemid IN (SELECT itemid FROM {dictionary} WHERE LOWER(label) IN ({labels}))")
+        parts.append(f"{item} IN (SELECT {t.key or t.item} FROM {t.dictionary} WHERE LOWER({t.label}) IN ({labels}))")
     return "(" + " OR ".join(parts) + ")"
 
 
 def fragment(c: S._Criterion, ctx: Context) -> str:
     """The SELECT of unit ids satisfying `c`."""
     n = ctx.names
-    adm = f"JOIN {n['admissions']} a ON {ctx.adm_link()}"
-    pat = f"JOIN {n['patients']} p ON p.subject_id = u.subject_id"
-    icu = f"JOIN {n['icustays']} i ON {ctx.icu_link()}"
+    kind = c.type
+    A = n.admissions
+    adm = f"JOIN {A.table} a ON {ctx.adm_link()}"
+    pat = f"JOIN {n.patients.table} p ON p.{ctx.pid} = u.{ctx.pid}"
+
+    def icu() -> str:
+        return f"JOIN {ctx.need('icustays', kind).table} i ON {ctx.icu_link()}"
+
+    def column(value: str | None, what: str) -> str:
+        if value is None:
+            raise SpecError(f"the {kind} criterion cannot be expressed for the {ctx.family or 'this'} family: "
+                            f"its concept mapping has no {what}")
+        return value
+
     if isinstance(c, S.Age):
-        return ctx.select(f"{adm} {pat}", _range(f"({n['age']})", c.min, c.max))
+        return ctx.select(f"{adm} {pat}", _range(f"({n.age})", c.min, c.max))
     if isinstance(c, S.Sex):
-        return ctx.select(pat, f"p.gender = {lit(c.value)}")
+        return ctx.select(pat, f"p.{n.patients.gender} = {lit(c.value)}")
     if isinstance(c, S.Race):
-        return ctx.select(adm, f"{race_group_sql('a.' + n['race'])} IN ({', '.join(lit(g) for g in c.groups)})")
+        return ctx.select(f"{adm} {pat}", f"{race_group_sql(n.race)} IN ({', '.join(lit(g) for g in c.groups)})")
     if isinstance(c, S.AdmissionType):
-        return ctx.select(adm, _values_cond("a.admission_type", c))
+        return ctx.select(adm, _values_cond(f"a.{column(A.type, 'admission type')}", c))
     if isinstance(c, S.AdmissionLocation):
-        return ctx.select(adm, _values_cond("a.admission_location", c))
+        return ctx.select(adm, _values_cond(f"a.{column(A.location, 'admission location')}", c))
     if isinstance(c, S.YearGroup):
-        if not n.get("anchor_year_group"):
-            raise SpecError("this dataset has no anchor_year_group (MIMIC-III): remove the year_group criterion")
-        return ctx.select(pat, _values_cond(f"p.{n['anchor_year_group']}", c))
+        col = column(n.patients.anchor_year_group, "anchor_year_group (remove the year_group criterion)")
+        return ctx.select(pat, _values_cond(f"p.{col}", c))
     if isinstance(c, S.HospitalLOS):
         hours = 24 if c.unit == "days" else 1
         parts = []
         if c.min is not None:
-            parts.append(f"a.dischtime >= {_shift('a.admittime', c.min * hours)}")
+            parts.append(f"a.{A.end} >= {_shift('a.' + A.start, c.min * hours)}")
         if c.max is not None:
-            parts.append(f"a.dischtime <= {_shift('a.admittime', c.max * hours)}")
+            parts.append(f"a.{A.end} <= {_shift('a.' + A.start, c.max * hours)}")
         return ctx.select(adm, " AND ".join(parts))
     if isinstance(c, S.InHospitalDeath):
-        return ctx.select(adm, f"a.hospital_expire_flag = {1 if c.value else 0}")
+        return ctx.select(adm, f"a.{column(A.died, 'in-hospital death')} = {1 if c.value else 0}")
     if isinstance(c, S.HasICUStay):
-        return ctx.select(icu, "1 = 1")
+        return ctx.select(icu(), "1 = 1")
     if isinstance(c, S.FirstICUStay):
-        first = (f"JOIN (SELECT subject_id, hadm_id, {ctx.stay}, ROW_NUMBER() OVER (PARTITION BY subject_id "
-                 f"ORDER BY intime, {ctx.stay}) AS rn FROM {n['icustays']}) f ON {ctx.icu_link('f')}")
+        s = ctx.need("icustays", kind)
+        first = (f"JOIN (SELECT z.{ctx.pid}, z.{ctx.aid}, z.{ctx.stay}, ROW_NUMBER() OVER (PARTITION BY z.{ctx.pid} "
+                 f"ORDER BY z.{s.start}, z.{ctx.stay}) AS rn FROM {s.table} z) f ON {ctx.icu_link('f')}")
         return ctx.select(first, "f.rn = 1")
     if isinstance(c, S.ICULOS):
         div = 1 if c.unit == "days" else 24
-        return ctx.select(icu, _range("i.los", None if c.min is None else c.min / div,
-                                      None if c.max is None else c.max / div))
+        return ctx.select(icu(), _range(ctx.stay_los("i"), None if c.min is None else c.min / div,
+                                        None if c.max is None else c.max / div))
     if isinstance(c, S.CareUnit):
-        conds = {"first": [_values_cond("i.first_careunit", c)], "last": [_values_cond("i.last_careunit", c)],
-                 "any": [_values_cond("i.first_careunit", c), _values_cond("i.last_careunit", c)]}[c.which]
-        return ctx.select(icu, "(" + " OR ".join(conds) + ")")
+        s = ctx.need("icustays", kind)
+        first = f"i.{column(s.first_careunit, 'care unit')}"
+        last = f"i.{column(s.last_careunit, 'care unit')}"
+        conds = {"first": [_values_cond(first, c)], "last": [_values_cond(last, c)],
+                 "any": [_values_cond(first, c), _values_cond(last, c)]}[c.which]
+        return ctx.select(icu(), "(" + " OR ".join(conds) + ")")
     if isinstance(c, (S.Diagnosis, S.Procedure)):
-        t = n["diagnoses" if isinstance(c, S.Diagnosis) else "procedures"]
-        link = "d.subject_id = u.subject_id" if ctx.unit == "patient" else "d.hadm_id = u.hadm_id"
-        code = f"d.{t['code']}"
+        t: concepts.CohortCodes = ctx.need("diagnoses" if isinstance(c, S.Diagnosis) else "procedures", kind)
+        link = ctx.link("d")
+        code = f"d.{t.code}"
         groups = []
         for version, codes in ((9, c.icd9), (10, c.icd10)):
             if not codes:
                 continue
-            if t["version"] is None and version != 9:
-                raise SpecError("this dataset codes diagnoses and procedures in ICD-9 only: use icd9 codes")
+            if t.version is None and version != 9 and not t.icd10:
+                raise SpecError(f"the {ctx.family or 'this'} family codes diagnoses and procedures in ICD-9 only: "
+                                "use icd9 codes")
             any_code = " OR ".join(_code_cond(code, x) for x in codes)
-            groups.append(f"(d.{t['version']} = {version} AND ({any_code}))" if t["version"] else f"({any_code})")
+            groups.append(f"(d.{t.version} = {version} AND ({any_code}))" if t.version else f"({any_code})")
         where = "(" + " OR ".join(groups) + ")"
         if isinstance(c, S.Diagnosis) and c.primary:
-            where += " AND d.seq_num = 1"
-        return ctx.select(f"JOIN {t['table']} d ON {link}", where)
+            where += f" AND d.{column(t.seq_num, 'diagnosis sequence number (primary: true)')} = 1"
+        return ctx.select(f"JOIN {t.table} d ON {link}", where)
     if isinstance(c, S._Measurement):
-        t = n["lab" if isinstance(c, S.Lab) else "chart"]
-        join, when = _window(ctx, c.effective_window(), f"m.{t['time']}")
-        conds = [_items(c, t["dictionary"]), when]
+        t2: concepts.CohortItems = ctx.need("lab" if isinstance(c, S.Lab) else "chart", kind)
+        join, when = _window(ctx, c.effective_window(), f"m.{t2.time}", kind)
+        conds = [_items(c, t2), when]
         for op, v in ((">", c.above), ("<", c.below), (">=", c.at_least), ("<=", c.at_most)):
             if v is not None:
-                conds.append(f"m.valuenum {op} {v!r}")
-        return ctx.select(f"{join} JOIN {t['table']} m ON m.subject_id = u.subject_id", " AND ".join(conds))
+                conds.append(f"m.{t2.value} {op} {v!r}")
+        return ctx.select(f"{join} JOIN {t2.table} m ON m.{ctx.pid} = u.{ctx.pid}", " AND ".join(conds))
     if isinstance(c, S.Medication):
         w = c.window or S.Window()
         parts = []
         if c.names or c.codes:
-            t = n["prescriptions"]
-            join, when = _window(ctx, w, f"m.{t['time']}")
-            what = [f"LOWER(m.{t['name']}) LIKE {lit('%' + x.lower() + '%')}" for x in c.names]
+            rx: concepts.CohortDrugs = ctx.need("prescriptions", kind)
+            join, when = _window(ctx, w, f"m.{rx.time}", kind)
+            what = [f"LOWER(m.{rx.name}) LIKE {lit('%' + x.lower() + '%')}" for x in c.names]
             if c.codes:
                 codes = ", ".join(lit(x) for x in c.codes)
-                what += [f"m.{col} IN ({codes})" for col in t["codes"]]
-            parts.append(ctx.select(f"{join} JOIN {t['table']} m ON m.subject_id = u.subject_id",
+                what += [f"m.{col} IN ({codes})" for col in rx.codes]
+            parts.append(ctx.select(f"{join} JOIN {rx.table} m ON m.{ctx.pid} = u.{ctx.pid}",
                                     f"({' OR '.join(what)}) AND {when}"))
         if c.itemids:
-            t = n["inputevents"]
-            join, when = _window(ctx, w, f"m.{t['time']}")
-            parts.append(ctx.select(f"{join} JOIN {t['table']} m ON m.subject_id = u.subject_id",
-                                    f"m.itemid IN ({', '.join(str(i) for i in c.itemids)}) AND {when}"))
+            ie: concepts.CohortInputs = ctx.need("inputevents", kind + " (itemids)")
+            join, when = _window(ctx, w, f"m.{ie.time}", kind)
+            parts.append(ctx.select(f"{join} JOIN {ie.table} m ON m.{ctx.pid} = u.{ctx.pid}",
+                                    f"m.{ie.item} IN ({', '.join(str(i) for i in c.itemids)}) AND {when}"))
         return " UNION ".join(parts)
     if isinstance(c, S.SQL):
         ret = c.returns or {"patient": "subject_id", "admission": "hadm_id", "stay": "stay_id"}[ctx.unit]
-        col = ctx.stay if ret == "stay_id" else ret
+        col = {"subject_id": ctx.pid, "hadm_id": ctx.aid, "stay_id": ctx.stay}.get(ret, ret)
         inner = f"SELECT q.{col} FROM ({c.query}) q"
         if col in ctx.unit_columns:
             return ctx.select("", f"u.{col} IN ({inner})")
         # ids finer than the unit (a stay id for an admission cohort): map them up
-        src = n["admissions"] if col == "hadm_id" else n["icustays"]
+        src = A.table if col == ctx.aid else ctx.need("icustays", kind).table
         return ctx.select("", f"u.{ctx.key} IN (SELECT x.{ctx.key} FROM {src} x WHERE x.{col} IN ({inner}))")
     raise SpecError(f"no SQL for criterion type {type(c).__name__}")  # pragma: no cover
 

@@ -30,7 +30,6 @@ import pyarrow.csv as pacsv
 
 from mimiclab import catalog
 from mimiclab.checksums import sha256_file
-from mimiclab.cohort.compile import transpile
 from mimiclab.cohort.report import write as write_report
 from mimiclab.cohort.report import write_atomic
 from mimiclab.errors import MimiclabError
@@ -52,21 +51,22 @@ def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, st
     if table.kind == "dictionary" or table.patient_key is None:
         return None
     ctx = cohort.compiled.ctx
+    pid, aid = ctx.pid, ctx.aid
     cols = {c.name for c in table.columns}
     if ctx.unit == "stay" and ctx.stay in cols:
         return f"t.{ctx.stay} IN ({ids_from[ctx.stay]})"
     if ctx.unit in ("admission", "stay"):
-        if "hadm_id" in cols:
+        if aid in cols:
             # rows of no admission (ED/outpatient labs) stay with their patient: criteria link events by
             # subject and time, so a lab 6 h before admittime can be what put a unit in the cohort
-            return (f"(t.hadm_id IN ({ids_from['hadm_id']}) OR "
-                    f"(t.hadm_id IS NULL AND t.{table.patient_key} IN ({ids_from['subject_id']})))")
-        link = (ctx.names.get("links") or {}).get(table.name)
+            return (f"(t.{aid} IN ({ids_from[aid]}) OR "
+                    f"(t.{aid} IS NULL AND t.{table.patient_key} IN ({ids_from[pid]})))")
+        link = ctx.names.links.get(table.name)
         if link:
-            key = link["key"]
-            return (f"t.{key} IN (SELECT x.{key} FROM {schema}.{link['parent']} x "
-                    f"WHERE x.hadm_id IN ({ids_from['hadm_id']}))")
-    return f"t.{table.patient_key} IN ({ids_from['subject_id']})"
+            key = link.key
+            return (f"t.{key} IN (SELECT x.{key} FROM {schema}.{link.parent} x "
+                    f"WHERE x.{aid} IN ({ids_from[aid]}))")
+    return f"t.{table.patient_key} IN ({ids_from[pid]})"
 
 
 def check_out(out: Path | str, force: bool = False) -> Path:
@@ -107,7 +107,6 @@ def _export(cohort: Cohort, out: Path) -> Path:
     m = cohort.manifest
     ds = catalog.get(m.dataset)
     store = cohort.store
-    dialect = getattr(store, "dialect", "duckdb")
     ids_from, cleanup = _id_sources(cohort)
     written: list[str] = []
     try:
@@ -125,7 +124,7 @@ def _export(cohort: Cohort, out: Path) -> Path:
             sql = (f"SELECT {select} FROM {schema}.{table.name} t" + (f" WHERE {where}" if where else "")
                    + " ORDER BY " + ", ".join(f"t.{_q(c)}" for c in order))
             rel = table.file + ".csv.gz"
-            _write_table(store, transpile(sql, dialect), out / rel)
+            _write_table(store, sql, out / rel)
             written.append(rel)
     finally:
         cleanup()
@@ -139,21 +138,19 @@ def _export(cohort: Cohort, out: Path) -> Path:
 
 
 def _id_sources(cohort: Cohort) -> tuple[dict[str, str], Callable[[], None]]:
-    """SQL sub-selects of the cohort's subject/hadm/stay ids: a registered Arrow table on DuckDB, else the
-    compiled CTE chain (portable, recomputed per table)."""
+    """SQL sub-selects of the cohort's ids: a registered Arrow table where the store can query frames
+    (DuckDB), else the compiled CTE chain (portable, recomputed per table)."""
     ctx = cohort.compiled.ctx
     store = cohort.store
-    con = getattr(store, "connection", None)
-    if con is not None:
-        import pyarrow as pa
-
+    caps = getattr(store, "capabilities", None)
+    if caps is not None and caps.register_frames:
         name = f"_mimiclab_cohort_{os.getpid()}_{id(cohort)}"
-        con.register(name, pa.Table.from_pandas(cohort.ids, preserve_index=False))
+        store.register(name, pa.Table.from_pandas(cohort.ids, preserve_index=False))
         srcs = {c: f"SELECT DISTINCT {c} FROM {name}" for c in ctx.unit_columns}
 
         def cleanup() -> None:
             with contextlib.suppress(Exception):
-                con.unregister(name)
+                store.unregister(name)
 
         return srcs, cleanup
     comp = cohort.compiled
@@ -168,7 +165,7 @@ def _write_table(store, sql: str, dest: Path) -> None:
     tmp_gz = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     opts = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     try:
-        with store.stream(sql) as reader, open(tmp_gz, "wb") as raw, \
+        with store.stream(sql, portable=True) as reader, open(tmp_gz, "wb") as raw, \
                 gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz:
             gz.write((",".join(_field(n) for n in reader.schema.names) + "\n").encode())
             for batch in reader:

@@ -39,58 +39,78 @@ def _counted(expr: str, source: str, q: str, limit: int, label: str = "NULL", wh
         cond += f" AND {expr} ILIKE ? ESCAPE '\\'"
         params.append(_like(q))
     sql = (f"SELECT {expr} AS value, {label} AS label, count(*) AS n FROM {source} WHERE {cond} "
-           f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}")
+           f"GROUP BY {expr} ORDER BY n DESC, value LIMIT {int(limit)}")
     return sql, params
 
 
 def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", limit: int = 20) -> tuple[str, list] | None:
-    """(SQL, params) returning `value`, `label`, `n` (rows in the data, or NULL), or None: no picker here."""
+    """(SQL, params) returning `value`, `label`, `n` (rows in the data, or NULL), or None: no picker here.
+    Portable SQL with `?` parameters: run it with `portable=True`."""
     if (criterion, param) not in SUGGESTED:
         return None
     n = family_names(family)
     q = q.strip()[:100]
+    A = n.admissions
     if criterion in ("admission_type", "admission_location"):
-        return _counted(f"a.{criterion}", f"{n['admissions']} a", q, limit)
+        col = A.type if criterion == "admission_type" else A.location
+        return None if col is None else _counted(f"a.{col}", f"{A.table} a", q, limit)
     if criterion == "year_group":
-        if not n.get("anchor_year_group"):
+        if not n.patients.anchor_year_group:
             return None
-        return _counted(f"p.{n['anchor_year_group']}", f"{n['patients']} p", q, limit)
+        return _counted(f"p.{n.patients.anchor_year_group}", f"{n.patients.table} p", q, limit)
     if criterion == "care_unit":
-        both = f"(SELECT first_careunit AS unit FROM {n['icustays']} UNION ALL SELECT last_careunit FROM {n['icustays']}) i"
+        S = n.icustays
+        if S is None or not S.first_careunit or not S.last_careunit:
+            return None
+        both = (f"(SELECT y.{S.first_careunit} AS unit FROM {S.table} y UNION ALL "
+                f"SELECT z.{S.last_careunit} FROM {S.table} z) i")
         return _counted("i.unit", both, q, limit)
     if criterion in ("diagnosis", "procedure"):
-        t = n["diagnoses" if criterion == "diagnosis" else "procedures"]
+        t = n.diagnoses if criterion == "diagnosis" else n.procedures
+        if t is None:
+            return None
         version = 9 if param == "icd9" else 10
-        if t.get("version") is None and version != 9:
+        if t.version is None and version != 9 and not t.icd10:
             return None  # MIMIC-III: ICD-9 only
-        on = f"d.{t['code']} = x.{t['code']}" + (f" AND d.{t['version']} = x.{t['version']}" if t.get("version") else "")
-        where = f"x.{t['version']} = {version}" if t.get("version") else ""
+        has_dict = bool(t.dictionary and t.title)
+        on = f"d.{t.code} = x.{t.code}" + (f" AND d.{t.version} = x.{t.version}" if t.version else "")
+        where = f"x.{t.version} = {version}" if t.version else ""
         params: list[Any] = []
         if q:
-            match = f"(x.{t['code']} ILIKE ? ESCAPE '\\' OR d.{t['title']} ILIKE ? ESCAPE '\\')"
+            match = f"(x.{t.code} ILIKE ? ESCAPE '\\'" + (f" OR d.{t.title} ILIKE ? ESCAPE '\\')" if has_dict else ")")
             where = f"{where} AND {match}" if where else match
-            params += [_escape(q.replace(".", "").upper()) + "%", _like(q)]  # codes are stored without dots
-        sql = (f"SELECT x.{t['code']} AS value, max(d.{t['title']}) AS label, count(*) AS n "
-               f"FROM {t['table']} x LEFT JOIN {t['dictionary']} d ON {on} "
-               f"{'WHERE ' + where if where else ''} GROUP BY 1 ORDER BY n DESC, 1 LIMIT {int(limit)}")
+            params += [_escape(q.replace(".", "").upper()) + "%"]  # codes are stored without dots
+            if has_dict:
+                params.append(_like(q))
+        label = f"max(d.{t.title})" if has_dict else "CAST(NULL AS VARCHAR)"
+        join = f" LEFT JOIN {t.dictionary} d ON {on}" if has_dict else ""
+        sql = (f"SELECT x.{t.code} AS value, {label} AS label, count(*) AS n "
+               f"FROM {t.table} x{join} "
+               f"{'WHERE ' + where if where else ''} GROUP BY x.{t.code} ORDER BY n DESC, value LIMIT {int(limit)}")
         return sql, params
     if criterion in ("lab", "chart") or (criterion, param) == ("medication", "itemids"):
-        d = n["lab" if criterion == "lab" else "chart"]["dictionary"]  # ICU inputs are itemids of d_items too
+        d = n.lab if criterion == "lab" else n.chart  # ICU inputs are itemids of d_items too
+        if d is None or (criterion == "medication" and n.inputevents is None):
+            return None
+        key, lab = d.key or d.item, d.label
         params = []
-        cond = "label IS NOT NULL"
+        cond = f"{lab} IS NOT NULL"
         if q:
-            cond += " AND (label ILIKE ? ESCAPE '\\'" + (" OR CAST(itemid AS VARCHAR) = ?)" if q.isdigit() else ")")
+            cond += f" AND ({lab} ILIKE ? ESCAPE '\\'" + (f" OR CAST({key} AS VARCHAR) = ?)" if q.isdigit() else ")")
             params.append(_like(q))
             if q.isdigit():
                 params.append(q)
         if param == "labels":
-            sql = (f"SELECT label AS value, 'itemid ' || string_agg(CAST(itemid AS VARCHAR), ', ' ORDER BY itemid) AS label, "
-                   f"NULL AS n FROM {d} WHERE {cond} GROUP BY label ORDER BY length(label), label LIMIT {int(limit)}")
+            # NULLS FIRST: DuckDB's default is NULLS LAST, BigQuery's NULLS FIRST, and sqlglot cannot write the
+            # former inside BigQuery's STRING_AGG; keys are never NULL, so the order is the same
+            sql = (f"SELECT {lab} AS value, 'itemid ' || string_agg(CAST({key} AS VARCHAR), ', ' ORDER BY {key} "
+                   f"NULLS FIRST) AS label, NULL AS n FROM {d.dictionary} WHERE {cond} GROUP BY {lab} "
+                   f"ORDER BY length({lab}), {lab} LIMIT {int(limit)}")
         else:
-            sql = (f"SELECT CAST(itemid AS VARCHAR) AS value, label, NULL AS n FROM {d} WHERE {cond} "
-                   f"ORDER BY length(label), label, itemid LIMIT {int(limit)}")
+            sql = (f"SELECT CAST({key} AS VARCHAR) AS value, {lab} AS label, NULL AS n FROM {d.dictionary} "
+                   f"WHERE {cond} ORDER BY length({lab}), {lab}, {key} LIMIT {int(limit)}")
         return sql, params
     if criterion == "medication":
-        rx = n["prescriptions"]
-        return _counted(f"r.{rx['name']}", f"{rx['table']} r", q, limit)
+        rx = n.prescriptions
+        return None if rx is None else _counted(f"r.{rx.name}", f"{rx.table} r", q, limit)
     return None  # pragma: no cover - SUGGESTED lists only the cases above

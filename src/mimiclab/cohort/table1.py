@@ -10,44 +10,45 @@ from __future__ import annotations
 import pandas as pd
 
 from mimiclab.cohort.compile import Compiled
-from mimiclab.cohort.criteria import race_group_sql
+from mimiclab.cohort.criteria import los_days_sql, race_group_sql
 from mimiclab.cohort.spec import RACE_GROUPS
 
 BASELINE = ["age", "gender", "race_group", "admission_type", "los_days", "icu_los_days", "died_in_hospital"]
 
 
 def rows_sql(comp: Compiled) -> str:
-    """The cohort's ids plus baseline columns, one row per unit, ordered by the unit's id."""
+    """The cohort's ids plus baseline columns, one row per unit, ordered by the unit's id. Portable SQL."""
     ctx, n = comp.ctx, comp.ctx.names
-    stay = ctx.stay
+    A, P, S = n.admissions, n.patients, n.icustays
+    pid, aid, stay = ctx.pid, ctx.aid, ctx.stay
     ids = ", ".join(f"c.{col}" for col in ctx.unit_columns)
-    age = n["age"]
-    if ctx.unit == "patient":
-        scope_a, scope_i = "subject_id", "subject_id"
-    elif ctx.unit == "admission":
-        scope_a, scope_i = "hadm_id", "hadm_id"
-    else:
-        scope_a, scope_i = "hadm_id", stay
+    scope_a, scope_i = {"patient": (pid, pid), "admission": (aid, aid), "stay": (aid, stay)}[ctx.unit]
+    a_type = f"a.{A.type}" if A.type else "CAST(NULL AS VARCHAR)"
+    died = f"a.{A.died}" if A.died else "CAST(NULL AS INTEGER)"
+    if S is not None:
+        bi = f"""bi AS (
+  SELECT y.{scope_i} AS scope, {ctx.stay_los('y')} AS los,
+         ROW_NUMBER() OVER (PARTITION BY y.{scope_i} ORDER BY y.{S.start}, y.{stay}) AS rn
+  FROM {S.table} y WHERE y.{scope_i} IN (SELECT {scope_i} FROM cohort)
+)"""
+        icu_col, icu_join = "i.los", f"\nLEFT JOIN bi i ON i.scope = c.{scope_i} AND i.rn = 1"
+    else:  # a family without ICU stays: the column stays, empty
+        bi, icu_col, icu_join = "", "CAST(NULL AS DOUBLE)", ""
     select = f"""ba AS (
-  SELECT x.*, ROW_NUMBER() OVER (PARTITION BY x.{scope_a} ORDER BY x.admittime, x.hadm_id) AS rn
-  FROM {n['admissions']} x WHERE x.{scope_a} IN (SELECT {scope_a} FROM cohort)
-),
-bi AS (
-  SELECT y.{scope_i} AS scope, y.los, ROW_NUMBER() OVER (PARTITION BY y.{scope_i} ORDER BY y.intime, y.{stay}) AS rn
-  FROM {n['icustays']} y WHERE y.{scope_i} IN (SELECT {scope_i} FROM cohort)
-)
+  SELECT x.*, ROW_NUMBER() OVER (PARTITION BY x.{scope_a} ORDER BY x.{A.start}, x.{aid}) AS rn
+  FROM {A.table} x WHERE x.{scope_a} IN (SELECT {scope_a} FROM cohort)
+){',' + chr(10) + bi if bi else ''}
 SELECT {ids},
-  {age} AS age,
-  p.gender AS gender,
-  {race_group_sql('a.' + n['race'])} AS race_group,
-  a.admission_type AS admission_type,
-  EXTRACT(EPOCH FROM (a.dischtime - a.admittime)) / 86400.0 AS los_days,
-  i.los AS icu_los_days,
-  a.hospital_expire_flag AS died_in_hospital
+  {n.age} AS age,
+  p.{P.gender} AS gender,
+  {race_group_sql(n.race)} AS race_group,
+  {a_type} AS admission_type,
+  {los_days_sql('a.' + A.start, 'a.' + A.end)} AS los_days,
+  {icu_col} AS icu_los_days,
+  {died} AS died_in_hospital
 FROM cohort c
 LEFT JOIN ba a ON a.{scope_a} = c.{scope_a} AND a.rn = 1
-LEFT JOIN {n['patients']} p ON p.subject_id = c.subject_id
-LEFT JOIN bi i ON i.scope = c.{scope_i} AND i.rn = 1
+LEFT JOIN {P.table} p ON p.{pid} = c.{pid}{icu_join}
 ORDER BY c.{ctx.key}"""
     return _then(comp, select)
 
