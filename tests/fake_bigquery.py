@@ -33,7 +33,20 @@ _TYPES = {"BIGINT": "INT64", "INTEGER": "INT64", "SMALLINT": "INT64", "TINYINT":
 
 # functions sqlglot can write for BigQuery that BigQuery does not have (a round trip through sqlglot
 # would hide them: it reads them back as what it wrote)
-NOT_BIGQUERY = {"TIME_TO_UNIX", "EPOCH", "LIST_CONTAINS", "TRY_CAST", "STRFTIME", "DATEDIFF"}
+NOT_BIGQUERY = {"TIME_TO_UNIX", "EPOCH", "LIST_CONTAINS", "TRY_CAST", "STRFTIME", "DATEDIFF", "CONCAT_WS"}
+
+
+def views_of(*databases) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every table of the given build databases as a view under its own
+    schema.table (cursors of it see them too, unlike tables reached through USE of an attached file)."""
+    con = duckdb.connect(":memory:")
+    for i, path in enumerate(databases):
+        con.execute(f"ATTACH '{path}' AS db{i} (READ_ONLY)")
+        for schema, table in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [f"db{i}"]).fetchall():
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS memory."{schema}"')
+            con.execute(f'CREATE VIEW memory."{schema}"."{table}" AS SELECT * FROM db{i}."{schema}"."{table}"')
+    return con
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
 
 import mimiclab  # noqa: E402
-from fake_bigquery import FakeClient  # noqa: E402
+from fake_bigquery import FakeClient, views_of  # noqa: E402
 from mimiclab import catalog  # noqa: E402
 from mimiclab.errors import MimiclabError, QueryError  # noqa: E402
 from mimiclab.sources.registry import find  # noqa: E402
@@ -43,15 +43,7 @@ def demo_con(data_root: Path, tmp_path_factory):
         mp.setenv("MIMICLAB_HOME", str(home))
         mimiclab.build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2")
         mimiclab.build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
-        dbs = {"iv": find("mimic-iv-demo").database, "ed": find("mimic-iv-ed-demo").database}
-    con = duckdb.connect(":memory:")
-    for alias, path in dbs.items():
-        con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
-        for schema, table in con.execute(
-                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = ?", [alias]).fetchall():
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS memory."{schema}"')
-            con.execute(f'CREATE VIEW memory."{schema}"."{table}" AS SELECT * FROM {alias}."{schema}"."{table}"')
-    con.execute("USE memory")
+        con = views_of(find("mimic-iv-demo").database, find("mimic-iv-ed-demo").database)
     yield con
     con.close()
 

@@ -121,6 +121,33 @@ def rewrite(query: str, names: tuple[tuple[str, str, str, str], ...], read: str 
     return ";\n".join(out)
 
 
+@lru_cache(maxsize=4096)
+def bigquery_spelling(query: str) -> str:
+    """DuckDB constructs whose sqlglot rendering BigQuery would reject, respelled in DuckDB first so the
+    shared rendering gives valid BigQuery with the same meaning:
+
+    * `concat_ws(sep, a, b)` becomes `array_to_string([a, b], sep)`: BigQuery has no CONCAT_WS (sqlglot
+      writes it anyway, with COALESCE(x, '') that would also keep the separators of NULL parts); both
+      engines' ARRAY_TO_STRING skip NULL elements, as concat_ws does.
+    """
+    if "concat_ws" not in query.lower():
+        return query
+    import sqlglot
+    from sqlglot import exp
+
+    def fix(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.ConcatWs):
+            sep, *parts = node.expressions
+            return exp.Anonymous(this="ARRAY_TO_STRING", expressions=[exp.Array(expressions=parts), sep])
+        return node
+
+    try:
+        trees = sqlglot.parse(query, read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return query  # the shared rendering reports it
+    return ";\n".join(t.transform(fix).sql("duckdb") for t in trees if t is not None)
+
+
 # ---------------------------------------------------------------------------------------------- parameters
 
 _SCALAR = ((bool, "BOOL"), (int, "INT64"), (float, "FLOAT64"), (decimal.Decimal, "NUMERIC"), (str, "STRING"),
@@ -197,6 +224,7 @@ class BigQueryStore(Store):
         self.location = location
         self.last_dry_run_bytes: int | None = None
         self._client = client
+        self._own_client = client is None  # close() closes only a client this store made
         self.unavailable: dict[str, str] = {}  # BigQuery dataset -> why tables() could not read it
 
     # -- connection
@@ -217,7 +245,7 @@ class BigQueryStore(Store):
 
     def render(self, query: str) -> str:
         """mimiclab's DuckDB-spelled SQL in BigQuery's dialect (`$name` -> `@name`), tables rewritten."""
-        return rewrite(_render_dialect(query, "bigquery"), self._names)
+        return rewrite(_render_dialect(bigquery_spelling(query), "bigquery"), self._names)
 
     def prepare(self, query: str, *, portable: bool = False) -> str:
         """The BigQuery SQL this store sends for `query`; a user's query must be one reading statement
@@ -389,6 +417,8 @@ class BigQueryStore(Store):
         return out
 
     def close(self) -> None:
+        if not self._own_client:
+            return
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):

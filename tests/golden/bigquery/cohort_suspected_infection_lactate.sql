@@ -1,0 +1,127 @@
+WITH units AS (
+  SELECT
+    x.subject_id,
+    x.hadm_id,
+    x.stay_id
+  FROM `physionet-data`.mimiciv_2_2_icu.icustays AS x
+), step_0 AS (
+  SELECT
+    *
+  FROM units
+), step_1 /* 1. include: Age 18 years or older */ AS (
+  SELECT
+    *
+  FROM step_0
+  WHERE
+    stay_id IN (
+      SELECT DISTINCT
+        u.stay_id
+      FROM units AS u
+      JOIN `physionet-data`.mimiciv_2_2_hosp.admissions AS a
+        ON a.hadm_id = u.hadm_id
+      JOIN `physionet-data`.mimiciv_2_2_hosp.patients AS p
+        ON p.subject_id = u.subject_id
+      WHERE
+        (
+          p.anchor_age + (
+            EXTRACT(YEAR FROM a.admittime) - p.anchor_year
+          )
+        ) >= 18.0
+    )
+), step_2 /* 2. include: Antibiotic started within 24 h of ICU admission */ AS (
+  SELECT
+    *
+  FROM step_1
+  WHERE
+    stay_id IN (
+      SELECT DISTINCT
+        u.stay_id
+      FROM units AS u
+      JOIN `physionet-data`.mimiciv_2_2_icu.icustays AS w
+        ON w.stay_id = u.stay_id
+      JOIN `physionet-data`.mimiciv_2_2_hosp.prescriptions AS m
+        ON m.subject_id = u.subject_id
+      WHERE
+        (
+          LOWER(m.drug) LIKE '%vancomycin%'
+          OR LOWER(m.drug) LIKE '%cefepime%'
+          OR LOWER(m.drug) LIKE '%ceftriaxone%'
+          OR LOWER(m.drug) LIKE '%piperacillin%'
+          OR LOWER(m.drug) LIKE '%meropenem%'
+          OR LOWER(m.drug) LIKE '%levofloxacin%'
+          OR LOWER(m.drug) LIKE '%ciprofloxacin%'
+          OR LOWER(m.drug) LIKE '%metronidazole%'
+          OR LOWER(m.drug) LIKE '%cefazolin%'
+          OR LOWER(m.drug) LIKE '%ampicillin%'
+        )
+        AND m.starttime >= w.intime - INTERVAL '86400' SECOND
+        AND m.starttime <= w.intime + INTERVAL '86400' SECOND
+    )
+), step_3 /* 3. include: Lactate > 2 mmol/L within 24 h of ICU admission */ AS (
+  SELECT
+    *
+  FROM step_2
+  WHERE
+    stay_id IN (
+      SELECT DISTINCT
+        u.stay_id
+      FROM units AS u
+      JOIN `physionet-data`.mimiciv_2_2_icu.icustays AS w
+        ON w.stay_id = u.stay_id
+      JOIN `physionet-data`.mimiciv_2_2_hosp.labevents AS m
+        ON m.subject_id = u.subject_id
+      WHERE
+        (
+          m.itemid IN (
+            SELECT
+              itemid
+            FROM `physionet-data`.mimiciv_2_2_hosp.d_labitems
+            WHERE
+              LOWER(label) IN ('lactate')
+          )
+        )
+        AND m.charttime >= w.intime - INTERVAL '21600' SECOND
+        AND m.charttime <= w.intime + INTERVAL '86400' SECOND
+        AND m.valuenum > 2.0
+    )
+), step_4 /* 4. exclude: ICU stay shorter than 24 hours */ AS (
+  SELECT
+    *
+  FROM step_3
+  WHERE
+    NOT stay_id IN (
+      SELECT DISTINCT
+        u.stay_id
+      FROM units AS u
+      JOIN `physionet-data`.mimiciv_2_2_icu.icustays AS i
+        ON i.stay_id = u.stay_id
+      WHERE
+        i.los <= 1.0
+    )
+)
+SELECT
+  0 AS step,
+  COUNT(*) AS n
+FROM step_0
+UNION ALL
+SELECT
+  1 AS step,
+  COUNT(*) AS n
+FROM step_1
+UNION ALL
+SELECT
+  2 AS step,
+  COUNT(*) AS n
+FROM step_2
+UNION ALL
+SELECT
+  3 AS step,
+  COUNT(*) AS n
+FROM step_3
+UNION ALL
+SELECT
+  4 AS step,
+  COUNT(*) AS n
+FROM step_4
+ORDER BY
+  step NULLS LAST
