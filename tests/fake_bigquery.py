@@ -173,13 +173,14 @@ class FakeClient:
     def _to_duckdb(self, tree: exp.Expression) -> tuple[str, int]:
         tree = tree.copy()
         scanned = 0
+        con = self.con.cursor()  # the real client is used from many threads at once; DuckDB wants a cursor each
         for t in list(tree.find_all(exp.Table)):
             if t.catalog != PROJECT:
                 continue
             schema = self.datasets[t.db]
             alias = t.alias or t.name
             if t.name == "__TABLES__":
-                rows = self.con.execute(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' "
+                rows = con.execute(f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}' "
                                         "AND table_catalog = current_database() "
                                         "ORDER BY table_name").fetchall()
                 counts = " UNION ALL ".join(
@@ -198,7 +199,7 @@ class FakeClient:
                     scanned += self.table_bytes[key]
                 else:
                     try:
-                        n, cols = self.con.execute(
+                        n, cols = con.execute(
                             f"SELECT (SELECT count(*) FROM \"{schema}\".\"{t.name}\"), (SELECT count(*) FROM "
                             f"information_schema.columns WHERE table_schema = '{schema}' AND table_name = '{t.name}' "
                             f"AND table_catalog = current_database())"
