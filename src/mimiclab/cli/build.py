@@ -41,11 +41,21 @@ def build_cmd(
                                 "views: views over the Parquet files only."),
     drop_missing: bool = typer.Option(False, "--drop-missing", help="Empty tables whose source file is gone "
                                       "(default: keep the rows an earlier build loaded, with a warning)."),
+    backend: str = typer.Option("duckdb", "--backend", help="duckdb: the local database only; postgres: then "
+                                "load it into PostgreSQL too (--postgres), as `mimiclab publish` does."),
+    postgres: str = typer.Option(None, "--postgres", envvar="MIMICLAB_POSTGRES_DSN",
+                                 help="With --backend postgres: connection string, e.g. postgresql://user@host/mimic"),
 ) -> None:
     """Build a typed local database (Parquet + DuckDB) from csv files in PhysioNet's layout."""
+    from mimiclab.errors import MimiclabError
     from mimiclab.load import build
 
     with friendly_errors():
+        if backend not in ("duckdb", "postgres"):
+            raise MimiclabError(f"unknown --backend {backend!r}: use duckdb or postgres")
+        if backend == "postgres" and not postgres:
+            raise MimiclabError("--backend postgres needs --postgres postgresql://user@host/db "
+                                "(or MIMICLAB_POSTGRES_DSN)")
         status = console.status("starting", spinner="dots")
 
         def progress(event: str, key: str | None, **info) -> None:
@@ -89,6 +99,21 @@ def build_cmd(
                       soft_wrap=True)
         if result.failed:
             raise typer.Exit(1)
+        if backend == "postgres":
+            _publish(m.dataset, m.version, postgres)
+
+
+def _publish(slug: str, version: str | None, dsn: str) -> None:
+    """Load a finished build into PostgreSQL, printing each table and what the user should know."""
+    from mimiclab.load.postgres import to_postgres
+    from mimiclab.sources.registry import find
+    from mimiclab.store.postgres_store import redact
+
+    with console.status(f"loading into {redact(dsn)}"):
+        counts = to_postgres(find(slug, version), dsn,
+                             progress=lambda key, n: console.print(f"  [green]loaded[/] {key}: {n:,} rows"),
+                             notes=lambda text: err_console.print(f"[yellow]note:[/] {text}", soft_wrap=True))
+    console.print(f"[bold]{len(counts)} tables[/] in {redact(dsn)}, {sum(counts.values()):,} rows", soft_wrap=True)
 
 
 @app.command("info")
@@ -181,14 +206,7 @@ def publish_cmd(
                                  help="PostgreSQL connection string, e.g. postgresql://user@host/mimic"),
     version: str = typer.Option(None, "--version", "-v"),
 ) -> None:
-    """Copy a built dataset into PostgreSQL (mimic-code's schema, table and type names)."""
-    from mimiclab.load.postgres import to_postgres
-    from mimiclab.sources.registry import find
-    from mimiclab.store.postgres_store import redact
-
+    """Copy a built dataset into PostgreSQL (mimic-code's schema, table and type names). Re-publishing replaces
+    only mimiclab's tables; users' views, indexes, grants and other tables are kept."""
     with friendly_errors():
-        with console.status(f"loading into {redact(postgres)}"):
-            counts = to_postgres(find(slug, version), postgres,
-                                 progress=lambda key, n: console.print(f"  [green]loaded[/] {key}: {n:,} rows"))
-        console.print(f"[bold]{len(counts)} tables[/] in {redact(postgres)}, "
-                      f"{sum(counts.values()):,} rows", soft_wrap=True)
+        _publish(slug, version, postgres)
