@@ -34,8 +34,8 @@ def open_sources(targets, dataset: str | None = None) -> list:
             out.append(t)
             continue
         if not is_url(t):
-            raise StartError(f"{t!r} is not a server URL: give postgresql://... or bigquery://... "
-                             "(local builds are listed without naming them; --dataset picks the one shown first).")
+            raise MimiclabError(f"{t!r} is not a server URL: give postgresql://... or bigquery://... "
+                                "(local builds are listed without naming them; --dataset picks the one shown first).")
         kw = {"dataset": dataset} if dataset and t.lower().startswith(("postgresql://", "postgres://")) else {}
         out.append(open_source(t, **kw))
     return out

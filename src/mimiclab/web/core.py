@@ -72,14 +72,12 @@ class BuiltDataset:
     version: str
     manifest: Manifest
     build_dir: Path | None
+    backend: str = "duckdb"  # where the data is: duckdb (a local build), postgres, bigquery
 
     @classmethod
     def of(cls, b: Source) -> BuiltDataset:
-        return cls(b.slug, b.version, b.manifest, getattr(b, "build_dir", None))
-
-    @property
-    def backend(self) -> str:
-        return self.manifest.backend or "duckdb"
+        # a RemoteSource says its backend; the manifest a server holds is often the local build's it was published from
+        return cls(b.slug, b.version, b.manifest, getattr(b, "build_dir", None), getattr(b, "backend", "duckdb"))
 
 
 class Workbench:
