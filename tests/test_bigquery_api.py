@@ -18,6 +18,8 @@ from mimiclab.sources.registry import find  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 URL = "bigquery://my-lab-123456/mimiciv-2.2"
 SID = 10000032
+HF = ROOT / "examples" / "cohorts" / "heart_failure_admissions.yaml"
+LOCAL: dict = {}  # the same cohort on the local DuckDB build
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +35,8 @@ def fake(data_root, tmp_path_factory):
         mp.setenv("MIMICLAB_HOME", str(home))
         mimiclab.build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2")
         con = views_of(find("mimic-iv-demo").database)
+        local = mimiclab.open("mimic-iv-demo").cohort(str(HF))
+        LOCAL["table1"], LOCAL["ids"] = local.table1, local.ids
     # an empty home from here on: nothing local can answer in BigQuery's place
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("bq-api-empty-home")))
@@ -73,7 +77,7 @@ def test_distribution(ds, data_root) -> None:
 
 
 def test_cohort_attrition_equals_raw(ds, data_root) -> None:
-    c = ds.cohort(str(ROOT / "examples" / "cohorts" / "heart_failure_admissions.yaml"))
+    c = ds.cohort(str(HF))
     adm, pat, dx = raw(data_root, "hosp/admissions"), raw(data_root, "hosp/patients"), raw(data_root, "hosp/diagnoses_icd")
     hf = (f"SELECT DISTINCT hadm_id FROM {dx} WHERE (icd_version = 9 AND (icd_code LIKE '428%' OR icd_code IN "
           f"('40201', '40211', '40291'))) OR (icd_version = 10 AND (icd_code LIKE 'I50%' OR icd_code = 'I110'))")
@@ -81,6 +85,9 @@ def test_cohort_attrition_equals_raw(ds, data_root) -> None:
                    f"p.anchor_age + year(a.admittime) - p.anchor_year >= 18 AND a.hadm_id IN ({hf}) "
                    "AND a.admission_type NOT IN ('ELECTIVE', 'SURGICAL SAME DAY ADMISSION')").fetchall()[0][0]
     assert c.attrition["n_after"].tolist()[-1] == n > 0
+    # ids and Table 1 as the DuckDB path gives them
+    assert sorted(map(tuple, c.ids.values.tolist())) == sorted(map(tuple, LOCAL["ids"].values.tolist()))
+    assert c.table1.astype(str).values.tolist() == LOCAL["table1"].astype(str).values.tolist()
 
 
 def test_workbench_serves_bigquery(fake, data_root) -> None:
