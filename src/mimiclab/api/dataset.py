@@ -1,8 +1,11 @@
-"""``mimiclab.open(...)`` -> ``Dataset``: one built dataset, from Python.
+"""``mimiclab.open(...)`` -> ``Dataset``: one dataset, from Python, whatever holds it (a local DuckDB build,
+PostgreSQL, BigQuery: a Source).
 
-Everything stays in DuckDB until a caller asks for a frame: tables are lazy relations, per-patient views
-are point lookups on Parquet files sorted by patient (row-group pruning), and results come back as
-pandas, polars or Arrow. One connection per thread (the store's), so the workbench can share a Dataset.
+Everything stays in the database until a caller asks for a frame: tables are lazy relations, per-patient
+views are point lookups on tables sorted by patient, and results come back as pandas, polars or Arrow. The
+queries the API writes are portable (DuckDB spelling, rendered by the store for its dialect); SQL a user
+passes to ``sql()`` runs as written. One connection per thread (the store's), so the workbench can share a
+Dataset.
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ from typing import TYPE_CHECKING, Any
 from mimiclab import catalog
 from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
 from mimiclab.load import manifest as mf
+from mimiclab.sources import Source
 from mimiclab.sources.registry import Build, find
 from mimiclab.catalog import concepts
 from mimiclab.errors import MimiclabError, QueryError
-from mimiclab.store.duckdb_store import DuckDBStore
+from mimiclab.store import Store
 
-# Dataset.fetch uses execute() + Arrow (one bind instead of two); DuckDB warns about the extra copy of
-# the rows, which for point lookups of a few thousand rows is far cheaper than binding the query twice.
+# Dataset.fetch uses execute() + Arrow on DuckDB (one bind instead of two); DuckDB warns about the extra copy
+# of the rows, which for point lookups of a few thousand rows is far cheaper than binding the query twice.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
+
+class NotPicklableError(MimiclabError, TypeError):
+    """A Dataset that cannot travel to another process (pickle raises TypeError for such objects)."""
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -51,6 +59,11 @@ def _with_hint(exc: QueryError) -> QueryError:
 
 
 _ABANDONED: list = []  # stores inherited through fork(): kept alive so they are never finalized in the child
+
+
+def _local(source) -> bool:
+    """A source with a local build folder (whose files a rebuild may replace); servers have none."""
+    return getattr(source, "build_dir", None) is not None and hasattr(source, "database")
 
 
 def _stamp(build: Build) -> tuple:
@@ -103,8 +116,12 @@ class Relation:
 
     @property
     def relation(self):
-        """The DuckDB relation (this thread's connection), for the full relational API."""
-        return self._ds._session().connection.sql(self.sql)
+        """The DuckDB relation (this thread's connection), for the full relational API (DuckDB builds only)."""
+        store = self._ds._session()
+        if store.backend != "duckdb":
+            raise MimiclabError(f"a relation object needs DuckDB; {self._ds.slug} is on {store.backend}: use "
+                                ".df(), .arrow() or .pl()")
+        return store.connection.sql(self.sql)
 
     @property
     def columns(self) -> list[str]:
@@ -112,26 +129,31 @@ class Relation:
 
     @property
     def types(self) -> list[tuple[str, str]]:
-        rel = self.relation
-        return [(c, str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
+        """(name, type) of the result's columns: the database's type names."""
+        if self._ds.store.backend == "duckdb":
+            rel = self.relation
+            return [(c, str(t)) for c, t in zip(rel.columns, rel.types, strict=True)]
+        schema = self._ds.arrow(f"SELECT * FROM ({self.sql}) AS r LIMIT 0").schema
+        return [(f.name, str(f.type)) for f in schema]
 
+    # the conditions and expressions are the user's SQL, in the store's dialect (as Dataset.sql)
     def filter(self, condition: str) -> Relation:
-        return self._derive(f"SELECT * FROM ({self.sql}) WHERE {condition}")
+        return self._derive(f"SELECT * FROM ({self.sql}) AS r WHERE {condition}")
 
     def select(self, *columns: str) -> Relation:
-        return self._derive(f"SELECT {', '.join(columns)} FROM ({self.sql})")
+        return self._derive(f"SELECT {', '.join(columns)} FROM ({self.sql}) AS r")
 
     def order(self, *by: str) -> Relation:
-        return self._derive(f"SELECT * FROM ({self.sql}) ORDER BY {', '.join(by)}")
+        return self._derive(f"SELECT * FROM ({self.sql}) AS r ORDER BY {', '.join(by)}")
 
     def limit(self, n: int) -> Relation:
-        return self._derive(f"SELECT * FROM ({self.sql}) LIMIT {int(n)}")
+        return self._derive(f"SELECT * FROM ({self.sql}) AS r LIMIT {int(n)}")
 
     def head(self, n: int = 5) -> pd.DataFrame:
         return self.limit(n).df()
 
     def count(self) -> int:
-        return int(self._ds.arrow(f"SELECT count(*) FROM ({self.sql})").column(0)[0].as_py())
+        return int(self._ds.arrow(f"SELECT count(*) FROM ({self.sql}) AS r").column(0)[0].as_py())
 
     def arrow(self) -> pa.Table:
         return self._ds.arrow(self.sql)
@@ -149,28 +171,35 @@ class Relation:
 
 
 class Dataset:
-    """A built dataset: tables, SQL, descriptions, distributions, patients and plots."""
+    """A dataset: tables, SQL, descriptions, distributions, patients and plots.
 
-    def __init__(self, build: Build, store: DuckDBStore | None = None):
+    `build` is its Source: a local build (registry.Build) or a server's copy (sources.RemoteSource)."""
+
+    def __init__(self, build: Source, store: Store | None = None):
         self.build = build
         self._own = store is None  # a store we opened is ours to reopen; a given one is its owner's
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._stamp = _stamp(build) if self._own else None
+        self._stamp = _stamp(build) if self._own and _local(build) else None
         self._store = store or build.open()  # the store caches Parquet footers for point lookups
         self._prepared: weakref.WeakSet = weakref.WeakSet()  # connections whose search_path is set
         self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
 
     @property
-    def store(self) -> DuckDBStore:
+    def source(self) -> Source:
+        """Where the data is: a local build or a server (same object as ``build``)."""
+        return self.build
+
+    @property
+    def store(self) -> Store:
         """The store, reopened first when the build changed on disk or this is a new (forked) process.
 
         A rebuild renames a new database and manifest over the old ones; an open DuckDB file keeps reading
         the old one, so every use compares the files' identity (two stat calls) and reopens on a change.
         A forked child must not touch the parent's DuckDB instance (its threads and locks did not survive
-        the fork), so it opens its own.
+        the fork), so it opens its own. A server's dataset has no files to watch: only a fork reopens it.
         """
-        if self._own and (self._pid != os.getpid() or self._stamp != _stamp(self.build)):
+        if self._own and (self._pid != os.getpid() or (_local(self.build) and self._stamp != _stamp(self.build))):
             self._reopen()
         return self._store
 
@@ -182,6 +211,10 @@ class Dataset:
             if forked:
                 _ABANDONED.append(self._store)  # never closed nor freed here: that would touch the parent's instance
                 self._store, self._pid = None, pid
+            if not _local(self.build):  # a server: a fresh connection of this process's own
+                self._store = self.build.open()
+                self.generation += 1
+                return
             stamp = _stamp(self.build)
             if self._store is not None and stamp == self._stamp:
                 return
@@ -199,9 +232,15 @@ class Dataset:
             self.generation += 1
 
     def __getstate__(self) -> dict:
-        """Pickled by build folder: the receiving process opens its own connection on first use."""
+        """Pickled by build folder: the receiving process opens its own connection on first use. A server's
+        dataset is not pickled: its address may hold a password, which must not travel in a pickle."""
         if not self._own:
-            raise TypeError("a Dataset over a store it was given cannot be pickled; pickle one from mimiclab.open")
+            raise NotPicklableError("a Dataset over a store it was given cannot be pickled; pickle one from "
+                                    "mimiclab.open")
+        if not _local(self.build):
+            raise NotPicklableError(f"a Dataset on {getattr(self.build, 'where', 'a server')} cannot be pickled "
+                                    "(its connection URL may hold a password): call mimiclab.open(url) in the "
+                                    "other process instead")
         return {"build": self.build}
 
     def __setstate__(self, state: dict) -> None:
@@ -241,8 +280,9 @@ class Dataset:
     def __repr__(self) -> str:
         loaded = sum(e.status == "loaded" for e in self.manifest.tables.values())
         flag = ", synthetic" if self.synthetic else ""
+        where = self.build.build_dir if _local(self.build) else getattr(self.build, "where", self.store.backend)
         return (f"<Dataset {self.slug} {self.version}{flag}: {loaded}/{len(self.manifest.tables)} tables loaded, "
-                f"{self.build.build_dir}>")
+                f"{where}>")
 
     def close(self) -> None:
         if self._store is not None:
@@ -317,7 +357,7 @@ class Dataset:
     def table(self, name: str) -> Relation:
         """A lazy relation over a table: ``.df()``, ``.pl()``, ``.arrow()``, ``.filter()``, ``.count()``."""
         q = self.resolve(name)
-        return Relation(self, f"SELECT * FROM {qname(q)}", q)
+        return Relation(self, self.store.render(f"SELECT * FROM {qname(q)}"), q)
 
     def sql(self, query: str, params: Sequence[Any] | dict | None = None, *,
             frames: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -331,17 +371,19 @@ class Dataset:
 
     def arrow(self, query: str, params: Sequence[Any] | dict | None = None, *,
               frames: dict[str, Any] | None = None) -> pa.Table:
-        """Like ``sql``, as Arrow with DuckDB's own types."""
+        """Like ``sql``, as Arrow with the database's own types."""
         store = self._session()
         if self._ambiguous:
             self._check_ambiguous(query, frames or {})
-        con = store.connection  # this thread's: the frames are seen by this query only
-        registered = []
+        if frames and not store.capabilities.register_frames:
+            raise QueryError(f"frames= needs a store that can query DataFrames; {self.slug} is on {store.backend}, "
+                             "which cannot: load the frame into a table there, or use a local build")
+        registered = []  # on this thread's connection: the frames are seen by this query only
         try:
             for name, df in (frames or {}).items():
                 try:
-                    con.register(name, df)
-                except Exception as exc:  # noqa: BLE001 - DuckDB raises several kinds for a bad object
+                    store.register(name, _as_arrow(df))
+                except Exception as exc:  # noqa: BLE001 - the database raises several kinds for a bad object
                     raise QueryError(f"frames[{name!r}] must be a pandas or polars DataFrame or an Arrow table, "
                                      f"not {type(df).__name__} ({str(exc).splitlines()[0]})") from None
                 registered.append(name)
@@ -351,7 +393,7 @@ class Dataset:
         finally:
             for name in registered:
                 with contextlib.suppress(Exception):
-                    con.unregister(name)
+                    store.unregister(name)
 
     # ------------------------------------------------------------------ names as users write them
     @cached_property
@@ -376,24 +418,29 @@ class Dataset:
         low = query.lower()
         if not any(n in low for n in self._ambiguous):
             return
-        import duckdb
+        import sqlglot
+        from sqlglot import exp
 
         try:
-            refs = duckdb.get_table_names(query, qualified=True)  # DuckDB's parser: CTE names are not refs
-        except duckdb.Error:
+            trees = [t for t in sqlglot.parse(query, read=self.store.dialect) if t is not None]
+        except sqlglot.errors.SqlglotError:
             return  # let the query itself report the syntax error
         shadowed = {n.lower() for n in frames}
+        for tree in trees:
+            shadowed |= {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}  # CTE names are not tables
+        refs = [t.name for tree in trees for t in tree.find_all(exp.Table) if not t.db]
         for ref in refs:
-            name = ref.split(" AS ")[0].strip().strip('"').lower()
+            name = ref.lower()
             if name in self._ambiguous and name not in shadowed:
                 keys = self._ambiguous[name]
                 raise QueryError(f"table {name!r} is in {len(keys)} schemas of {self.slug}: write "
                                  f"{' or '.join(keys)}.")
 
-    def _session(self) -> DuckDBStore:
+    def _session(self) -> Store:
         """The store, with this thread's connection looking up unqualified names in the search path."""
         store = self.store
-        if self._own:
+        # DuckDB: set here; a linked workspace sets its own (catalog-qualified); PostgreSQL's store sets its own
+        if self._own and store.backend == "duckdb" and not getattr(store, "search_path", None):
             con = store.connection
             if con not in self._prepared:
                 with contextlib.suppress(Exception):
@@ -402,14 +449,16 @@ class Dataset:
         return store
 
     def fetch(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
-        """The API's own queries (point lookups): like store.arrow but planned once, not twice."""
-        import duckdb
-
-        if self.store.max_seconds:  # a time-limited store: keep its cancellation
-            return self.store.arrow(query, params)
+        """The API's own queries (portable: DuckDB spelling, rendered by the store for its dialect). On an
+        untimed DuckDB store, point lookups go through execute(): planned once, not twice."""
+        store = self.store
+        if store.backend != "duckdb" or store.max_seconds:  # a time-limited store: keep its cancellation
+            return store.arrow(query, params, portable=True)
         try:
-            return self.store.connection.execute(query, params if params is not None else []).to_arrow_table()
-        except duckdb.Error as exc:
+            return store.connection.execute(query, params if params is not None else []).to_arrow_table()
+        except Exception as exc:
+            if type(exc).__module__.partition(".")[0] != "duckdb":  # duckdb.Error, without importing duckdb here
+                raise
             raise QueryError(str(exc).split("\n\n")[0]) from None
 
     # ------------------------------------------------------------------ summaries
@@ -458,9 +507,11 @@ class Dataset:
         col = ident(column)
         if self.fetch(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}).num_rows:
             return
+        # distance in DOUBLE (every backend has it; OMOP's 64-bit ids overflow no integer type this way)
         near = self.store.arrow(
-            f"SELECT DISTINCT {col} AS id, abs(CAST({col} AS HUGEINT) - CAST($v AS HUGEINT)) AS dist FROM {qname(table)} WHERE {col} IS NOT NULL "
-            f"ORDER BY dist, id LIMIT 3", {"v": value}).column("id").to_pylist()
+            f"SELECT id, dist FROM (SELECT DISTINCT {col} AS id, abs(CAST({col} AS DOUBLE) - CAST($v AS DOUBLE)) "
+            f"AS dist FROM {qname(table)} WHERE {col} IS NOT NULL) AS s ORDER BY dist, id LIMIT 3", {"v": value},
+            portable=True).column("id").to_pylist()
         hint = f" Nearest existing: {', '.join(map(str, near))}." if near else f" ({table} is empty.)"
         raise UnknownNameError(f"no {what} {value} in {self.slug} {self.version}.{hint}")
 
@@ -505,3 +556,16 @@ class Dataset:
         from mimiclab.cohort import Cohort
 
         return Cohort.run(self, spec)
+
+
+def _as_arrow(df):
+    """A pandas/polars DataFrame or Arrow table as Arrow (what Store.register takes)."""
+    import pyarrow as pa
+
+    if isinstance(df, (pa.Table, pa.RecordBatchReader)):
+        return df
+    if type(df).__module__.startswith("polars"):
+        return df.to_arrow()
+    if type(df).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(df, preserve_index=False)
+    raise TypeError("not a DataFrame")

@@ -1,8 +1,9 @@
 """One patient across all tables: demographics, stays, diagnoses, a single time-ordered timeline.
 
 All of it is driven by the family's concept mapping (catalog/concepts/<family>.yaml): the same code runs
-on MIMIC-IV, MIMIC-III and OMOP. Every query filters on the patient key, so on Parquet files sorted by
-patient DuckDB reads only the row groups that hold this patient.
+on MIMIC-IV, MIMIC-III and OMOP, and on every backend (portable SQL, run through Dataset.fetch). Every query
+filters on the patient key, so on tables sorted by patient DuckDB reads only the row groups that hold this
+patient.
 
 Timeline columns (every family, ids under MIMIC-IV's names; for OMOP subject_id = person_id, hadm_id =
 visit_occurrence_id, stay_id = visit_detail_id, itemid = concept_id):
@@ -28,10 +29,10 @@ TIMELINE_COLUMNS = ["time", "endtime", "source", "label", "value", "valuenum", "
                     "subject_id", "hadm_id", "stay_id", "itemid"]
 
 
-def _cast(expr: str | None, typ: str, alias: str = "t", try_: bool = False) -> str:
+def _cast(expr: str | None, typ: str, alias: str = "t") -> str:
     if expr is None:
         return f"CAST(NULL AS {typ})"
-    return f"{'TRY_CAST' if try_ else 'CAST'}({qualify(expr, alias)} AS {typ})"
+    return f"CAST({qualify(expr, alias)} AS {typ})"
 
 
 def source_sql(src: TimelineSource, patient_id: str) -> str:
@@ -40,7 +41,7 @@ def source_sql(src: TimelineSource, patient_id: str) -> str:
     return (
         f"SELECT {_cast(src.time, 'TIMESTAMP')} AS time, {_cast(src.end, 'TIMESTAMP')} AS endtime, "
         f"{lit(src.name)} AS source, {_cast(src.label, 'VARCHAR')} AS label, "
-        f"{_cast(src.value, 'VARCHAR')} AS value, {_cast(src.valuenum, 'DOUBLE', try_=True)} AS valuenum, "
+        f"{_cast(src.value, 'VARCHAR')} AS value, {_cast(src.valuenum, 'DOUBLE')} AS valuenum, "
         f"{_cast(src.unit, 'VARCHAR')} AS unit, CAST(t.{ident(patient_id)} AS BIGINT) AS subject_id, "
         f"{_cast(src.hadm_id, 'BIGINT')} AS hadm_id, {_cast(src.stay_id, 'BIGINT')} AS stay_id, "
         f"{_cast(src.itemid, 'BIGINT')} AS itemid "
@@ -163,7 +164,8 @@ class Patient:
                 f"FROM {qname(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid"
                 + (f" AND ({sp.where})" if sp.where else ""))
         order = {k: i for i, k in enumerate(m.spans)}
-        sql = (" UNION ALL ".join(parts) + " ORDER BY CASE kind "
+        # wrapped: PostgreSQL orders a UNION by its output columns only, not by expressions over them
+        sql = ("SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS s ORDER BY CASE kind "
                + " ".join(f"WHEN {lit(k)} THEN {i}" for k, i in order.items()) + " END, start, id")
         return frame(self.ds.fetch(sql, self._p()))
 
@@ -207,10 +209,11 @@ class Patient:
             where += " AND time <= CAST($end AS TIMESTAMP)"
             params["end"] = str(end)
         # one query: DuckDB runs the branches' point lookups in parallel and sorts once
-        union = " UNION ALL ".join(f"SELECT * FROM ({source_sql(s, self._map.patient_id)}) WHERE true{where}"
-                                   for s in srcs)
+        union = " UNION ALL ".join(f"SELECT * FROM ({source_sql(s, self._map.patient_id)}) AS s{i} WHERE true{where}"
+                                   for i, s in enumerate(srcs))
         return frame(self.ds.fetch(
-            f"{union} ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value", params))
+            f"SELECT * FROM ({union}) AS e ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value",
+            params))
 
     def items(self) -> pd.DataFrame:
         """The patient's measured items (labs, charted vitals, inputs/outputs): source, itemid, label,
@@ -220,10 +223,16 @@ class Patient:
             import pandas as pd
 
             return pd.DataFrame(columns=["source", "itemid", "label", "unit", "count", "numeric", "first", "last"])
+        # unit: the most frequent one of the item (ties: the first by name), written without mode(), which
+        # neither PostgreSQL (an ordered-set aggregate there) nor BigQuery spell like DuckDB
+        per_unit = (f"SELECT source, itemid, label, unit, count(*) AS n, count(valuenum) AS nnum, min(time) AS t0, "
+                    f"max(time) AS t1 FROM ({union}) AS e GROUP BY source, itemid, label, unit")
+        ranked = (f"SELECT *, row_number() OVER (PARTITION BY source, itemid, label ORDER BY "
+                  f"CASE WHEN unit IS NULL THEN 1 ELSE 0 END, n DESC, unit) AS r FROM ({per_unit}) AS u")
         return frame(self.ds.fetch(
-            f"SELECT source, itemid, label, mode(unit) AS unit, count(*) AS count, count(valuenum) AS numeric, "
-            f"min(time) AS first, max(time) AS last FROM ({union}) GROUP BY source, itemid, label "
-            f"ORDER BY count DESC, label, source", self._p()))
+            f"SELECT source, itemid, label, max(CASE WHEN r = 1 THEN unit END) AS unit, sum(n) AS count, "
+            f"sum(nnum) AS numeric, min(t0) AS first, max(t1) AS last FROM ({ranked}) AS k "
+            f"GROUP BY source, itemid, label ORDER BY count DESC, label, source", self._p()))
 
     def item_series(self, item: int | str) -> pd.DataFrame:
         """One item over time: time, value (numeric), value_text, unit, source, itemid, label, hadm_id,
@@ -237,7 +246,7 @@ class Patient:
         if union is not None:
             df = frame(self.ds.fetch(
                 f"SELECT time, valuenum AS value, value AS value_text, unit, source, itemid, label, hadm_id, stay_id "
-                f"FROM ({union}) WHERE {cond} ORDER BY time NULLS LAST, source", params))
+                f"FROM ({union}) AS e WHERE {cond} ORDER BY time NULLS LAST, source", params))
             if len(df):
                 return df
         its = self.items()

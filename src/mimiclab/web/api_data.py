@@ -506,62 +506,22 @@ MAX_GROUPS = 8
 
 
 def compute_distribution(st, key: str, types: dict[str, str], dq: DistributionQuery) -> dict:
-    """Counts per bin (numbers, times) or per value (the rest), one series per group of `by`."""
-    typ = types[dq.column]
-    c = quote(dq.column)
-    tbl = qualify(key)
-    if dq.by:
-        groups = [r["g"] for r in st.arrow(
-            f"SELECT CAST({quote(dq.by)} AS VARCHAR) AS g, count(*) AS n FROM {tbl} GROUP BY g "
-            f"ORDER BY n DESC, g LIMIT {MAX_GROUPS + 1}").to_pylist()]
-        more = len(groups) > MAX_GROUPS
-        groups = groups[:MAX_GROUPS]
-        gsql = (f"CASE WHEN CAST({quote(dq.by)} AS VARCHAR) IS NULL THEN '(missing)' "
-                f"WHEN list_contains(?, CAST({quote(dq.by)} AS VARCHAR)) THEN CAST({quote(dq.by)} AS VARCHAR) "
-                f"ELSE '(other)' END")
-        gparams = [[g for g in groups if g is not None]]
-        order_groups = [("(missing)" if g is None else g) for g in groups] + (["(other)"] if more else [])
-    else:
-        gsql, gparams, order_groups = "'all'", [], ["all"]
-    n_all, n_null = st.arrow(f"SELECT count(*), count(*) - count({c}) FROM {tbl}").to_pylist()[0].values()
-    out = {"table": key, "column": dq.column, "type": typ, "by": dq.by, "rows": n_all, "nulls": n_null}
-    numeric = typ.startswith(NUMERIC)
-    temporal = typ.startswith(TEMPORAL)
-    if numeric or temporal:
-        x = f"epoch({c})" if temporal else f"CAST({c} AS DOUBLE)"
-        lo, hi = st.arrow(f"SELECT min({x}), max({x}) FROM {tbl}").to_pylist()[0].values()
-        if lo is None:
-            return {**out, "kind": "empty", "series": []}
-        integer = typ in ("INTEGER", "BIGINT", "SMALLINT", "TINYINT")
-        if integer and hi - lo + 1 <= dq.bins:
-            width, nb = 1.0, int(hi - lo + 1)
-        else:
-            nb = dq.bins
-            width = (hi - lo) / nb if hi > lo else 1.0
-        res = st.arrow(
-            f"SELECT {gsql} AS g, least(CAST(floor(({x} - ?) / ?) AS INTEGER), {nb - 1}) AS b, count(*) AS n "
-            f"FROM {tbl} WHERE {c} IS NOT NULL GROUP BY ALL", gparams + [lo, width]).to_pylist()
-        series = {g: [0] * nb for g in order_groups}
-        for r in res:
-            series.setdefault(r["g"], [0] * nb)[r["b"]] += r["n"]
-        edges = [lo + i * width for i in range(nb + 1)]
-        if temporal:
-            import datetime as dt
+    """Counts per bin (numbers, times) or per value (the rest), one series per group of `by` (the `MAX_GROUPS`
+    largest, then "(other)"): the API's distribution engine (mimiclab.api.describe.counts), as JSON."""
+    import datetime as dt
 
-            edges = [dt.datetime.fromtimestamp(e, tz=dt.timezone.utc).replace(tzinfo=None).isoformat(sep=" ") for e in edges]
-        return {**out, "kind": "temporal" if temporal else "numeric", "integer": integer and width == 1.0,
-                "edges": edges, "series": [{"name": g, "counts": v} for g, v in series.items()]}
-    cats = [r["v"] for r in st.arrow(
-        f"SELECT CAST({c} AS VARCHAR) AS v, count(*) AS n FROM {tbl} WHERE {c} IS NOT NULL GROUP BY v "
-        f"ORDER BY n DESC, v LIMIT {dq.top}").to_pylist()]
-    res = st.arrow(
-        f"SELECT {gsql} AS g, CASE WHEN list_contains(?, CAST({c} AS VARCHAR)) THEN CAST({c} AS VARCHAR) "
-        f"ELSE '(other)' END AS v, count(*) AS n FROM {tbl} WHERE {c} IS NOT NULL GROUP BY ALL",
-        gparams + [cats]).to_pylist()
-    categories = cats + (["(other)"] if any(r["v"] == "(other)" for r in res) else [])
-    idx = {v: i for i, v in enumerate(categories)}
-    series = {g: [0] * len(categories) for g in order_groups}
-    for r in res:
-        series.setdefault(r["g"], [0] * len(categories))[idx[r["v"]]] += r["n"]
-    return {**out, "kind": "categorical", "categories": categories,
-            "series": [{"name": g, "counts": v} for g, v in series.items()]}
+    from mimiclab.api.describe import counts
+
+    res = counts(st, key, dq.column, types[dq.column], by=dq.by, bins=dq.bins, top=dq.top, max_groups=MAX_GROUPS)
+    out = {"table": key, "column": dq.column, "type": types[dq.column], "by": dq.by, "rows": res.rows,
+           "nulls": res.nulls}
+    if res.kind == "empty":
+        return {**out, "kind": "empty", "series": []}
+    series = [{"name": "(missing)" if g is None else g, "counts": res.counts[g]} for g in res.groups]
+    if res.kind == "categorical":
+        return {**out, "kind": "categorical", "categories": res.categories, "series": series}
+    edges: list = res.edges
+    if res.temporal:
+        edges = [(dt.datetime(1970, 1, 1) + dt.timedelta(seconds=e)).isoformat(sep=" ") for e in edges]
+    return {**out, "kind": "temporal" if res.temporal else "numeric", "integer": res.integer, "edges": edges,
+            "series": series}
