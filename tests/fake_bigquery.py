@@ -89,12 +89,15 @@ class FakeRows:
     def __init__(self, table: pa.Table):
         self._table = table
         self.total_rows = table.num_rows
+        kinds = {pa.int64(): "INTEGER", pa.float64(): "FLOAT", pa.string(): "STRING", pa.bool_(): "BOOLEAN",
+                 pa.timestamp("us"): "DATETIME", pa.date32(): "DATE"}
+        self.schema = [bigquery.SchemaField(f.name, kinds.get(f.type, "STRING")) for f in table.schema]
 
     def to_arrow(self, create_bqstorage_client: bool = True, **kw) -> pa.Table:
         return self._table
 
     def to_arrow_iterable(self, **kw):
-        return iter(self._table.to_batches(max_chunksize=50))
+        return iter([b for b in self._table.to_batches(max_chunksize=50) if b.num_rows])
 
 
 @dataclass
@@ -191,7 +194,8 @@ class FakeClient:
             elif t.name.upper() == "INFORMATION_SCHEMA.COLUMNS":
                 cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _TYPES.items())
                 sub = (f"(SELECT table_name, column_name, ordinal_position, CASE data_type {cases} ELSE data_type END "
-                       f"AS data_type FROM information_schema.columns WHERE table_schema = '{schema}' AND table_catalog = current_database())")
+                       f"AS data_type FROM information_schema.columns WHERE table_schema = '{schema}' "
+                       "AND table_catalog = current_database())")
                 t.replace(exp.alias_(sqlglot.parse_one(sub, read="duckdb"), alias, table=True))
             else:
                 key = f"{t.db}.{t.name}"

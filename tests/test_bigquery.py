@@ -15,14 +15,22 @@ import pytest
 
 pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
 
-import mimiclab  # noqa: E402
-from fake_bigquery import FakeClient, views_of  # noqa: E402
-from mimiclab import catalog  # noqa: E402
-from mimiclab.errors import MimiclabError, QueryError  # noqa: E402
-from mimiclab.sources.registry import find  # noqa: E402
-from mimiclab.store import work  # noqa: E402
-from mimiclab.store.bigquery_store import (  # noqa: E402
-    BigQueryError, BigQueryStore, open_bigquery, parse_url, rewrite, _names, workspace)
+import mimiclab
+from mimiclab import catalog
+from mimiclab.errors import MimiclabError, QueryError
+from mimiclab.sources.registry import find
+from mimiclab.store import work
+from mimiclab.store.bigquery_store import (
+    BigQueryError,
+    BigQueryStore,
+    _names,
+    open_bigquery,
+    parse_url,
+    rewrite,
+    workspace,
+)
+
+from fake_bigquery import FakeClient, views_of
 
 BILLING = "my-lab-123456"
 
@@ -128,7 +136,8 @@ CASES = [
     ("date arithmetic",
      "SELECT stay_id, date_diff('hour', intime, outtime) AS hours, CAST(intime AS DATE) AS day, "
      "extract(year FROM intime) AS y FROM mimiciv_icu.icustays WHERE outtime > intime + INTERVAL 2 DAY",
-     "SELECT stay_id, (epoch(date_trunc('hour', outtime)) - epoch(date_trunc('hour', intime)))::BIGINT // 3600, intime::DATE, year(intime) FROM {icu/icustays} "
+     "SELECT stay_id, (epoch(date_trunc('hour', outtime)) - epoch(date_trunc('hour', intime)))::BIGINT // 3600, "
+     "intime::DATE, year(intime) FROM {icu/icustays} "
      "WHERE epoch(outtime) - epoch(intime) > 2 * 86400", None),
     ("int, string, float params",
      "SELECT subject_id FROM mimiciv_hosp.patients WHERE anchor_age >= $age AND gender = $g AND anchor_age < $top",
@@ -227,6 +236,26 @@ def test_capped_reads_page_by_page(store, data_root) -> None:
     t, more, _ = store.capped("SELECT labevent_id FROM mimiciv_hosp.labevents ORDER BY labevent_id", 120, portable=True)
     want = duckdb.sql(f"SELECT labevent_id FROM {raw(data_root, 'hosp/labevents')} ORDER BY 1 LIMIT 120").fetchall()
     assert more and t.column(0).to_pylist() == [r[0] for r in want]
+    t, more, _ = store.capped("SELECT subject_id, admittime FROM mimiciv_hosp.admissions WHERE subject_id < 0", 10,
+                              portable=True)
+    assert (t.num_rows, more, t.schema.names) == (0, False, ["subject_id", "admittime"])
+    assert str(t.schema.field("admittime").type) == "timestamp[us]"
+
+
+def test_parameter_types() -> None:
+    from mimiclab.store.bigquery_store import query_parameters
+
+    ps = query_parameters({"a": 1, "b": 1.5, "c": True, "d": "x", "e": dt.datetime(2150, 1, 1),
+                           "f": dt.datetime(2150, 1, 1, tzinfo=dt.timezone.utc), "g": dt.date(2150, 1, 1),
+                           "h": [1, 2], "i": [], "j": None})
+    assert [(p.name, getattr(p, "type_", None) or p.array_type) for p in ps] == [
+        ("a", "INT64"), ("b", "FLOAT64"), ("c", "BOOL"), ("d", "STRING"), ("e", "DATETIME"), ("f", "TIMESTAMP"),
+        ("g", "DATE"), ("h", "INT64"), ("i", "STRING"), ("j", "STRING")]
+    assert [p.name for p in query_parameters([1, "x"])] == [None, None]
+    with pytest.raises(QueryError, match="one type"):
+        query_parameters({"x": [1, "a"]})
+    with pytest.raises(QueryError, match="no type for a dict"):
+        query_parameters({"x": {}})
 
 
 # ---------------------------------------------------------------------------------------------- cost and time
@@ -254,7 +283,7 @@ def test_time_limit_cancels_the_job(fake) -> None:
     fake.delay = 5.0
     store = BigQueryStore(BILLING, "mimiciv", "2.2", client=fake, max_seconds=0.2)
     t0 = time.monotonic()
-    with pytest.raises(QueryError, match="0.2 s time limit"):
+    with pytest.raises(QueryError, match=r"0\.2 s time limit"):
         store.arrow("SELECT 1 AS x FROM mimiciv_hosp.patients", portable=True)
     assert time.monotonic() - t0 < 2
     assert int(fake.calls[-1].config.job_timeout_ms) == 200
@@ -294,7 +323,7 @@ def test_urls() -> None:
     s = open_bigquery("bigquery://my-lab-123456/mimiciv-2.2?max_gb=2.5", client=object())
     assert (s.billing_project, s.slug, s.version, s.maximum_bytes_billed) == ("my-lab-123456", "mimiciv", "2.2", 2_500_000_000)
     assert s.paramstyle == "at" and s.dialect == "bigquery" and s.capabilities.dry_run
-    with pytest.raises(MimiclabError, match="has no version '9.9'"):
+    with pytest.raises(MimiclabError, match=r"has no version '9\.9'"):
         open_bigquery("bigquery://my-lab-123456/mimiciv-9.9")
     with pytest.raises(QueryError, match="expected bigquery://"):
         open_bigquery("bigquery:/nope")

@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
 
-import mimiclab  # noqa: E402
-from fake_bigquery import FakeClient, views_of  # noqa: E402
-from mimiclab.sources.registry import find  # noqa: E402
+import mimiclab
+from mimiclab.sources.registry import find
+
+from fake_bigquery import FakeClient, views_of
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = "bigquery://my-lab-123456/mimiciv-2.2"

@@ -14,16 +14,17 @@ import pytest
 
 pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
 
-import yaml  # noqa: E402
+import yaml
 
-import mimiclab  # noqa: E402
-from mimiclab import catalog  # noqa: E402
-from fake_bigquery import FakeClient, views_of  # noqa: E402
-from mimiclab.cohort.compile import compile_spec  # noqa: E402
-from mimiclab.cohort.spec import loads  # noqa: E402
-from mimiclab.sources.registry import find  # noqa: E402
-from mimiclab.store.bigquery_store import BigQueryStore  # noqa: E402
-from mimiclab.store.duckdb_store import DuckDBStore  # noqa: E402
+import mimiclab
+from mimiclab import catalog
+from mimiclab.cohort.compile import compile_spec
+from mimiclab.cohort.spec import loads
+from mimiclab.sources.registry import find
+from mimiclab.store.bigquery_store import BigQueryStore
+from mimiclab.store.duckdb_store import DuckDBStore
+
+from fake_bigquery import FakeClient, views_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "bigquery"

@@ -157,7 +157,7 @@ _SCALAR = ((bool, "BOOL"), (int, "INT64"), (float, "FLOAT64"), (decimal.Decimal,
 def _type_of(value: Any, where: str) -> str:
     for py, bq in _SCALAR:  # bool before int, datetime before date: subclasses first
         if isinstance(value, py):
-            if bq == "DATETIME" and value.tzinfo is not None:
+            if isinstance(value, _dt.datetime) and value.tzinfo is not None:
                 return "TIMESTAMP"
             return bq
     raise QueryError(f"parameter {where}: BigQuery has no type for a {type(value).__name__} value ({value!r:.40}).")
@@ -194,6 +194,12 @@ def query_parameters(params: Params) -> list:
 _BQ_TO_DUCKDB = {"INT64": "BIGINT", "FLOAT64": "DOUBLE", "STRING": "VARCHAR", "BOOL": "BOOLEAN",
                  "DATETIME": "TIMESTAMP", "TIMESTAMP": "TIMESTAMP WITH TIME ZONE", "NUMERIC": "DECIMAL(38,9)",
                  "BIGNUMERIC": "DECIMAL(38,9)", "BYTES": "BLOB", "DATE": "DATE", "TIME": "TIME", "JSON": "JSON"}
+
+
+_ARROW = {"INTEGER": pa.int64(), "INT64": pa.int64(), "FLOAT": pa.float64(), "FLOAT64": pa.float64(),
+          "BOOLEAN": pa.bool_(), "BOOL": pa.bool_(), "STRING": pa.string(), "BYTES": pa.binary(),
+          "DATETIME": pa.timestamp("us"), "TIMESTAMP": pa.timestamp("us", tz="UTC"), "DATE": pa.date32(),
+          "TIME": pa.time64("us"), "NUMERIC": pa.decimal128(38, 9)}
 
 
 def _gb(n: int | float | None) -> str:
@@ -370,9 +376,9 @@ class BigQueryStore(Store):
         with self._job(query, params, portable) as rows:
             batches = rows.to_arrow_iterable()
             first = next(iter(batches), None)
-            if first is None:
-                t = rows.to_arrow(create_bqstorage_client=False)  # an empty result still has its schema
-                yield pa.RecordBatchReader.from_batches(t.schema, t.to_batches())
+            if first is None:  # no rows: the schema from the result's fields (the pages are used up)
+                schema = pa.schema([(f.name, _ARROW.get(f.field_type, pa.string())) for f in (rows.schema or ())])
+                yield pa.RecordBatchReader.from_batches(schema, [])
                 return
 
             def more():
@@ -404,7 +410,7 @@ class BigQueryStore(Store):
         A dataset the user cannot see (no access granted, or not published) is left out and its reason kept
         in `unavailable`, so one missing module does not hide the others."""
         out: dict[str, int] = {}
-        self.unavailable: dict[str, str] = {}
+        self.unavailable = {}
         for d in self.datasets:
             try:
                 t = self.arrow(f"SELECT table_id, row_count FROM `{d.project}.{d.dataset}.__TABLES__` ORDER BY table_id")
@@ -473,5 +479,12 @@ def open_bigquery(url: str, **kw: Any) -> BigQueryStore:
     return BigQueryStore(project, slug, version, **kw)
 
 
-__all__ = ["BigQueryStore", "BigQueryError", "open_bigquery", "parse_url", "rewrite", "query_parameters",
-           "workspace"]
+__all__ = [
+    "BigQueryError",
+    "BigQueryStore",
+    "open_bigquery",
+    "parse_url",
+    "query_parameters",
+    "rewrite",
+    "workspace",
+]
