@@ -1,0 +1,377 @@
+"""Cohorts on every backend (DuckDB build, the same data on the real PostgreSQL server) and on OMOP.
+
+Oracles are plain DuckDB SQL over PhysioNet's raw files, written here in their own words; they never use
+mimiclab's SQL or its concept mappings. Cross-backend checks compare the PostgreSQL run with the DuckDB run of
+the same spec, after both were checked against the oracle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+import sqlglot
+
+from mimiclab.catalog import concepts
+from mimiclab.cohort import Cohort, SpecError
+from mimiclab.cohort import spec as S
+from mimiclab.cohort.compile import compile_spec, transpile
+from mimiclab.cohort.criteria import families
+from mimiclab.cohort.suggest import SUGGESTED, suggest_sql
+from mimiclab.cohort.table1 import rows_sql
+from mimiclab.store import render
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples" / "cohorts"
+MIMIC_EXAMPLES = ["adult_first_icu_stays", "heart_failure_admissions", "suspected_infection_lactate"]
+DIALECTS = ("postgres", "bigquery")
+
+
+def run(target, spec, **kw) -> Cohort:
+    c = Cohort.run(target, spec, **kw)
+    c.close()  # results are in memory; the store (a server connection on PostgreSQL) is not needed
+    return c
+
+
+def raw(demo_dir: Path, name: str) -> str:
+    return f"read_csv_auto('{demo_dir / name}.csv.gz', sample_size=-1)"
+
+
+def q(demo_dir: Path, sql: str) -> set[int]:
+    names = {"adm": "hosp/admissions", "pat": "hosp/patients", "icu": "icu/icustays", "dx": "hosp/diagnoses_icd",
+             "lab": "hosp/labevents", "dlab": "hosp/d_labitems", "rx": "hosp/prescriptions"}
+    return {r[0] for r in duckdb.execute(sql.format(**{k: raw(demo_dir, v) for k, v in names.items()})).fetchall()}
+
+
+AGE = "p.anchor_age + (year(a.admittime) - p.anchor_year)"
+ANTIBIOTICS = ["vancomycin", "cefepime", "ceftriaxone", "piperacillin", "meropenem", "levofloxacin", "ciprofloxacin",
+               "metronidazole", "cefazolin", "ampicillin"]
+
+
+def example_oracle(demo_dir: Path, name: str) -> tuple[list[int], set[int]]:
+    """(attrition counts, final ids) of an example, by set arithmetic over the raw files."""
+    icu_age = (f"SELECT i.stay_id FROM {{icu}} i JOIN {{adm}} a ON a.hadm_id = i.hadm_id "
+               f"JOIN {{pat}} p ON p.subject_id = a.subject_id WHERE {AGE} >= 18")
+    if name == "adult_first_icu_stays":
+        units = q(demo_dir, "SELECT stay_id FROM {icu}")
+        steps = [("+", q(demo_dir, icu_age)),
+                 ("+", q(demo_dir, "SELECT stay_id FROM {icu} i WHERE NOT EXISTS (SELECT 1 FROM {icu} j WHERE "
+                                   "j.subject_id = i.subject_id AND j.intime < i.intime)")),
+                 ("+", q(demo_dir, "SELECT stay_id FROM {icu} WHERE epoch(outtime) - epoch(intime) >= 24 * 3600"))]
+    elif name == "heart_failure_admissions":
+        units = q(demo_dir, "SELECT hadm_id FROM {adm}")
+        steps = [("+", q(demo_dir, f"SELECT a.hadm_id FROM {{adm}} a JOIN {{pat}} p USING (subject_id) WHERE {AGE} >= 18")),
+                 ("+", q(demo_dir, "SELECT hadm_id FROM {dx} WHERE (icd_version = 9 AND (icd_code[1:3] = '428' OR "
+                                   "icd_code IN ('40201', '40211', '40291'))) OR (icd_version = 10 AND "
+                                   "(icd_code[1:3] = 'I50' OR icd_code = 'I110'))")),
+                 ("-", q(demo_dir, "SELECT hadm_id FROM {adm} WHERE admission_type IN "
+                                   "('ELECTIVE', 'SURGICAL SAME DAY ADMISSION')"))]
+    else:
+        units = q(demo_dir, "SELECT stay_id FROM {icu}")
+        drugs = " OR ".join(f"lower(r.drug) LIKE '%{d}%'" for d in ANTIBIOTICS)
+        steps = [("+", q(demo_dir, icu_age)),
+                 ("+", q(demo_dir, f"SELECT i.stay_id FROM {{icu}} i JOIN {{rx}} r ON r.subject_id = i.subject_id "
+                                   f"WHERE ({drugs}) AND epoch(r.starttime) - epoch(i.intime) BETWEEN -86400 AND 86400")),
+                 ("+", q(demo_dir, "SELECT i.stay_id FROM {icu} i JOIN {lab} l ON l.subject_id = i.subject_id "
+                                   "JOIN {dlab} d ON d.itemid = l.itemid WHERE d.label = 'Lactate' AND l.valuenum > 2 "
+                                   "AND epoch(l.charttime) - epoch(i.intime) BETWEEN -6 * 3600 AND 24 * 3600")),
+                 ("-", q(demo_dir, "SELECT stay_id FROM {icu} WHERE epoch(outtime) - epoch(intime) <= 24 * 3600"))]
+    counts, left = [len(units)], set(units)
+    for op, ids in steps:
+        left = left & ids if op == "+" else left - ids
+        counts.append(len(left))
+    return counts, left
+
+
+@pytest.fixture(scope="module")
+def on_duckdb(demo_build):
+    """The examples run on the DuckDB build: the reference the PostgreSQL runs must equal."""
+    return {name: run(demo_build, EXAMPLES / f"{name}.yaml") for name in MIMIC_EXAMPLES}
+
+
+@pytest.mark.parametrize("name", MIMIC_EXAMPLES)
+def test_examples_equal_oracle_and_duckdb_on_each_backend(backend_source, demo_dir, on_duckdb, name):
+    c = run(backend_source, EXAMPLES / f"{name}.yaml")
+    counts, ids = example_oracle(demo_dir, name)
+    assert c.counts == counts and 0 < counts[-1] < counts[0]
+    assert set(c.ids[c.compiled.ctx.key]) == ids
+    ref = on_duckdb[name]
+    assert c.ids.equals(ref.ids)
+    assert c.attrition.equals(ref.attrition)
+    pd.testing.assert_frame_equal(c.rows.reset_index(drop=True), ref.rows.reset_index(drop=True),
+                                  check_dtype=False, check_exact=False, rtol=1e-9)
+    assert c.table1.equals(ref.table1)
+
+
+def test_table1_against_raw_files(backend_source, demo_dir):
+    """Table 1 of the heart-failure admissions: N, age, sex, mortality and hospital LOS restated over the raw files."""
+    c = run(backend_source, EXAMPLES / "heart_failure_admissions.yaml")
+    hadm = ", ".join(map(str, c.ids["hadm_id"]))
+    n, age, female, died, los = _hf_table1(demo_dir, hadm)
+    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"]))
+    assert t["N (admissions)|"] == str(n)
+    assert t["Age, years, median [IQR]|"] == age
+    assert t["Female, n (%)|"] == f"{female} ({100 * female / n:.1f})"
+    assert t["In-hospital mortality, n (%)|"] == f"{died} ({100 * died / n:.1f})"
+    assert t["Hospital LOS, days, median [IQR]|"] == los
+
+
+def _hf_table1(demo_dir: Path, hadm: str) -> tuple[int, str, int, int, str]:
+    a, p = raw(demo_dir, "hosp/admissions"), raw(demo_dir, "hosp/patients")
+    row = duckdb.execute(
+        f"SELECT count(*), quantile_cont({AGE}, [0.25, 0.5, 0.75]), count(*) FILTER (WHERE p.gender = 'F'), "
+        f"count(*) FILTER (WHERE a.hospital_expire_flag = 1), "
+        f"quantile_cont((epoch(a.dischtime) - epoch(a.admittime)) / 86400, [0.25, 0.5, 0.75]) "
+        f"FROM {a} a JOIN {p} p USING (subject_id) WHERE a.hadm_id IN ({hadm})").fetchone()
+
+    def fmt(qs, digits):
+        return f"{qs[1]:.{digits}f} [{qs[0]:.{digits}f}–{qs[2]:.{digits}f}]"
+
+    return row[0], fmt(row[1], 0), row[2], row[3], fmt(row[4], 1)
+
+
+# ------------------------------------------------------------------ every query cohort/ sends is portable
+
+
+class Recording:
+    """A Dataset-like wrapper whose store records every query cohort/ sends (and whether it was portable)."""
+
+    def __init__(self, build, register_frames: bool = True):
+        self.manifest = build.manifest
+        self.build = build
+        self.inner = build.open(sandbox=True)
+        self.sent: list[tuple[str, bool]] = []
+        outer = self
+
+        class Store:
+            dialect = "duckdb"
+            capabilities = self.inner.capabilities.__class__(register_frames=register_frames)
+
+            def arrow(self, query, params=None, *, portable=False):
+                outer.sent.append((query, portable))
+                return outer.inner.arrow(query, params, portable=portable)
+
+            def df(self, query, params=None, *, portable=False):
+                return self.arrow(query, params, portable=portable).to_pandas()
+
+            @contextlib.contextmanager
+            def stream(self, query, params=None, batch_rows=8192, *, portable=False):
+                outer.sent.append((query, portable))
+                with outer.inner.stream(query, params, batch_rows, portable=portable) as r:
+                    yield r
+
+            def register(self, name, table):
+                outer.inner.register(name, table)
+
+            def unregister(self, name):
+                outer.inner.unregister(name)
+
+            def close(self):
+                pass
+
+        self.store = Store()
+
+
+def _portable(sql: str) -> None:
+    for dialect in DIALECTS:
+        out = render(sql, dialect)  # raises on anything sqlglot cannot write for the dialect
+        for stmt in sqlglot.parse(out, read=dialect):
+            assert stmt is not None
+    for construct in ("GROUP BY ALL", "TRY_CAST", "epoch(", "list_contains", "QUALIFY", "//"):
+        assert construct.lower() not in sql.lower(), construct
+
+
+def test_every_query_a_cohort_sends_is_portable(demo_build, tmp_path):
+    """Attrition, Table 1 rows, the checks in _check (labels, itemids, exact values), the failure locator and
+    the subset export (both id sources): all sent with portable=True, all written for PostgreSQL and BigQuery."""
+    spec = {"unit": "stay",
+            "include": [{"type": "age", "min": 18}, {"type": "lab", "labels": ["Lactate"], "itemids": [50813], "above": 2},
+                        {"type": "admission_type", "values": ["EW EMER.", "URGENT"]},
+                        {"type": "care_unit", "values": ["Medical Intensive Care Unit (MICU)"], "which": "any"}],
+            "exclude": [{"type": "medication", "names": ["meropenem"], "itemids": [221906],
+                         "window": {"anchor": "icu", "end_hours": 1}}]}
+    for register_frames in (True, False):
+        rec = Recording(demo_build, register_frames)
+        c = Cohort.run(rec, spec)
+        c.subset(tmp_path / f"sub-{register_frames}")
+        with pytest.raises(SpecError, match="include\\[1\\].*fails"):  # the failure locator's queries too
+            Cohort.run(rec, {"unit": "admission", "include": [
+                {"type": "age", "min": 18}, {"type": "sql", "query": "SELECT hadm_id FROM mimiciv_hosp.no_such_table"}]})
+        assert rec.sent and all(portable for _, portable in rec.sent), [s for s, p in rec.sent if not p]
+        kinds = {"attrition": "UNION ALL", "table1": "race_group", "check": "UPPER(x.admission_type)",
+                 "label": "LOWER(label)", "subset": "mimiciv_hosp.labevents"}
+        for what, marker in kinds.items():
+            assert any(marker in s for s, _ in rec.sent), what
+        for sql, _ in rec.sent:
+            _portable(sql)
+    # the two id sources write the same files
+    a, b = tmp_path / "sub-True", tmp_path / "sub-False"
+    assert {p.relative_to(a): p.read_bytes() for p in a.rglob("*.csv.gz")} == \
+        {p.relative_to(b): p.read_bytes() for p in b.rglob("*.csv.gz")}
+
+
+@pytest.mark.parametrize("family", ["mimiciv", "mimiciii", "omop"])
+def test_compiled_examples_and_pickers_render_for_postgres_and_bigquery(family):
+    """Every example compiled for every family that can express it (ids, attrition, Table 1) and every picker
+    query renders for PostgreSQL and BigQuery and parses back in that dialect."""
+    assert family in families()
+    compiled = 0
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        spec = S.load(path)
+        try:
+            comp = compile_spec(spec, family)
+        except SpecError:
+            continue
+        compiled += 1
+        for sql in (comp.ids_sql, comp.attrition_sql, rows_sql(comp)):
+            _portable(sql)
+        for dialect in DIALECTS:
+            assert "MATERIALIZED" not in render(comp.attrition_sql, "bigquery")
+            sqlglot.parse_one(transpile(comp.ids_sql, dialect), read=dialect)  # what Cohort.sql_for prints
+    assert compiled == (2 if family == "mimiciii" else 4)  # MIMIC-III refuses the ICD-10 codes of the HF examples
+    pickers = 0
+    for criterion, param in sorted(SUGGESTED):
+        for text in ("", "a", "50"):
+            made = suggest_sql(family, criterion, param, text)
+            if made is not None:
+                pickers += 1
+                _portable(made[0])
+    assert pickers > 20
+
+
+def test_pickers_on_each_backend_equal_duckdb(backend_source, demo_build):
+    """The builder's pickers give the same suggestions on PostgreSQL as on DuckDB (portable SQL, `?` params)."""
+    store, ref = backend_source.open(sandbox=True), demo_build.open(sandbox=True)
+    try:
+        for criterion, param, text in [("admission_type", "values", "em"), ("diagnosis", "icd10", "I5"),
+                                       ("diagnosis", "icd9", "heart"), ("lab", "labels", "lact"),
+                                       ("lab", "itemids", "50813"), ("care_unit", "values", ""),
+                                       ("medication", "names", "vanco"), ("year_group", "values", "")]:
+            sql, params = suggest_sql("mimiciv", criterion, param, text)
+            got, want = store.arrow(sql, params, portable=True), ref.arrow(sql, params, portable=True)
+            assert got.num_rows > 0, (criterion, param)
+            assert [tuple(map(str, r.values())) for r in got.to_pylist()] == \
+                [tuple(map(str, r.values())) for r in want.to_pylist()], (criterion, param)
+    finally:
+        store.close()
+        ref.close()
+
+
+def test_subset_on_postgres_equals_duckdb(backend_source, demo_build, tmp_path):
+    """A subset exported from PostgreSQL (ids as the portable CTE chain) has the rows of the DuckDB export
+    (ids registered as a frame)."""
+    spec = EXAMPLES / "heart_failure_admissions.yaml"
+    c, ref = Cohort.run(backend_source, spec), Cohort.run(demo_build, spec)
+    try:
+        c.subset(tmp_path / "got")
+        ref.subset(tmp_path / "want")
+    finally:
+        c.close()
+        ref.close()
+    for path in sorted((tmp_path / "want").rglob("*.csv.gz")):
+        rel = path.relative_to(tmp_path / "want")
+        if rel.name.startswith("d_"):
+            continue  # dictionaries are copied whole
+        got = duckdb.execute(f"SELECT count(*) FROM read_csv('{tmp_path / 'got' / rel}', all_varchar=true)").fetchone()
+        want = duckdb.execute(f"SELECT count(*) FROM read_csv('{path}', all_varchar=true)").fetchone()
+        assert got == want, rel
+
+
+# ------------------------------------------------------------------ OMOP
+
+OMOP_DIR = "mimic-iv-demo-omop/0.9"
+
+
+@pytest.fixture(scope="module")
+def omop(data_root, tmp_path_factory):
+    home = tmp_path_factory.mktemp("omop-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(home))
+        import mimiclab
+        from mimiclab.sources.registry import find
+
+        mimiclab.build("mimic-iv-demo-omop", source=data_root / OMOP_DIR)
+        yield find("mimic-iv-demo-omop")
+
+
+def oq(data_root: Path, sql: str) -> set[int]:
+    d = data_root / OMOP_DIR / "1_omop_data_csv"
+    names = {t: f"read_csv_auto('{d / t}.csv', sample_size=-1)" for t in
+             ("person", "visit_occurrence", "visit_detail", "condition_occurrence", "care_site", "drug_exposure")}
+    names["concept"] = f"read_csv_auto('{d / '2b_concept.csv'}', sample_size=-1)"
+    return {r[0] for r in duckdb.execute(sql.format(**names)).fetchall()}
+
+
+# hospital admissions: the ETL writes MIMIC's hadm_id into visit_source_value ("subject|hadm"); lab-only visits
+# carry a date there instead
+OMOP_ADMISSIONS = "SELECT * FROM {visit_occurrence} WHERE regexp_matches(visit_source_value, '^[0-9]+[|][0-9]+$')"
+
+
+def test_omop_heart_failure_example_against_raw_files(omop, data_root, demo_build):
+    c = run(omop, EXAMPLES / "omop_heart_failure_admissions.yaml")
+    units = oq(data_root, f"SELECT visit_occurrence_id FROM ({OMOP_ADMISSIONS})")
+    adults = oq(data_root, f"SELECT v.visit_occurrence_id FROM ({OMOP_ADMISSIONS}) v JOIN {{person}} p USING (person_id) "
+                           "WHERE year(v.visit_start_datetime) - p.year_of_birth >= 18")
+    hf = oq(data_root, "SELECT visit_occurrence_id FROM {condition_occurrence} WHERE condition_type_concept_id = 32821 "
+                       "AND (trim(condition_source_value) LIKE '428%' OR trim(condition_source_value) LIKE 'I50%' OR "
+                       "trim(condition_source_value) IN ('40201', '40211', '40291', 'I110'))")
+    elective = oq(data_root, "SELECT v.visit_occurrence_id FROM {visit_occurrence} v JOIN {concept} c "
+                             "ON c.concept_id = v.visit_source_concept_id "
+                             "WHERE c.concept_name IN ('ELECTIVE', 'SURGICAL SAME DAY ADMISSION')")
+    want = [len(units), len(units & adults), len(units & adults & hf), len((units & adults & hf) - elective)]
+    assert c.counts == want and 0 < want[-1] < want[2]
+    assert set(c.ids["visit_occurrence_id"]) == (units & adults & hf) - elective
+    assert list(c.ids.columns) == ["person_id", "visit_occurrence_id"]
+    # the same population as MIMIC-IV's admissions table
+    mimic = run(demo_build, {"unit": "admission", "include": [{"type": "age", "min": 0}]})
+    assert c.counts[0] == len(mimic)
+    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"]))
+    assert t["N (admissions)|"] == str(want[-1])
+    assert "EW EMER." in c.table1["level"].tolist()  # admission types read from the source concepts
+
+
+def test_omop_icu_stays_and_medication(omop, data_root):
+    """Stay unit on OMOP (visit_detail in an intensive-care site), first stay, ICU LOS, and a drug by name."""
+    c = run(omop, {"unit": "stay", "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"}]})
+    icu = ("SELECT v.* FROM {visit_detail} v JOIN {care_site} s USING (care_site_id) "
+           "WHERE lower(s.care_site_name) LIKE '%intensive care%' OR s.care_site_name LIKE '%(CCU)%'")
+    first = oq(data_root, f"WITH i AS ({icu}) SELECT visit_detail_id FROM i WHERE NOT EXISTS (SELECT 1 FROM i j "
+                          "WHERE j.person_id = i.person_id AND (j.visit_detail_start_datetime < i.visit_detail_start_datetime "
+                          "OR (j.visit_detail_start_datetime = i.visit_detail_start_datetime "
+                          "AND j.visit_detail_id < i.visit_detail_id)))")
+    long = oq(data_root, f"SELECT visit_detail_id FROM ({icu}) WHERE epoch(visit_detail_end_datetime) - "
+                         "epoch(visit_detail_start_datetime) >= 86400")
+    everyone = oq(data_root, f"SELECT visit_detail_id FROM ({icu})")
+    assert c.counts == [len(everyone), len(first), len(first & long)] and len(first & long) > 0
+    assert set(c.ids["visit_detail_id"]) == first & long
+    m = run(omop, {"unit": "patient", "include": [{"type": "medication", "codes": ["00338355248"]}]}, allow_empty=True)
+    want = oq(data_root, "SELECT DISTINCT v.person_id FROM {visit_occurrence} v JOIN {drug_exposure} e USING (person_id) "
+                         "WHERE e.drug_source_value = '00338355248' AND e.drug_exposure_start_datetime "
+                         "BETWEEN v.visit_start_datetime AND v.visit_end_datetime "
+                         "AND regexp_matches(v.visit_source_value, '^[0-9]+[|][0-9]+$')")
+    assert set(m.ids["person_id"]) == want and want
+
+
+def test_omop_missing_measurements_warn_and_unexpressible_criteria_are_refused(omop):
+    c = run(omop, {"unit": "admission", "include": [{"type": "lab", "labels": ["Lactate"], "above": 2}]}, allow_empty=True)
+    assert any("cdm.measurement is not loaded" in w for w in c.warnings)
+    assert c.counts[-1] == 0
+    for criterion, what in [({"type": "year_group", "values": ["2014 - 2016"]}, "year_group criterion.*omop family"),
+                            ({"type": "diagnosis", "icd9": ["428*"], "primary": True}, "diagnosis criterion.*omop family"),
+                            ({"type": "medication", "itemids": [221906]}, "medication.*omop family.*inputevents")]:
+        with pytest.raises(SpecError, match=what):
+            Cohort.run(omop, {"unit": "admission", "include": [criterion]})
+
+
+def test_cohort_names_are_typed_models():
+    """The catalog's cohort names are pydantic models, and a typo in a family's YAML is refused by name."""
+    for family in families():
+        names = concepts.load(family).cohort
+        assert isinstance(names, concepts.CohortNames)
+        assert isinstance(names.admissions, concepts.CohortAdmissions)
+    assert set(families()) >= {"mimiciv", "mimiciii", "omop"}
+    with pytest.raises(Exception, match="admission_tabel"):
+        concepts.CohortNames.model_validate({**concepts.load("mimiciv").cohort.model_dump(), "admission_tabel": "x"})
