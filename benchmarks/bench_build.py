@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -74,10 +75,8 @@ def _peak_child(cmd: list[str], **kw) -> tuple[float, float]:
     p = psutil.Popen(cmd, **kw)
     peak = 0
     while p.poll() is None:
-        try:
+        with contextlib.suppress(psutil.Error):
             peak = max(peak, p.memory_info().rss)
-        except psutil.Error:
-            pass
         time.sleep(0.05)
     return time.perf_counter() - t0, peak / 2**20
 

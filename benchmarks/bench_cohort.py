@@ -78,9 +78,9 @@ def pandas_cohort(src: Path) -> set[int]:
 
 
 def run(h: Harness) -> None:
+    from mimiclab.cohort import Cohort
     from mimiclab.load import manifest as mf
     from mimiclab.sources.registry import Build
-    from mimiclab.cohort import Cohort
 
     patients = 1000 if h.quick else 10_000
     t0 = time.perf_counter()

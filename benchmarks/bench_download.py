@@ -8,6 +8,7 @@ Figures, each against a baseline measured in the same run:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -74,10 +75,8 @@ class Server:
             time.sleep(0.3)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):
             self.cmd("quit")
-        except (BrokenPipeError, OSError):
-            pass
         self.p.wait(10)
 
 

@@ -7,6 +7,7 @@ the machines are shared and noisy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import resource
@@ -104,8 +105,6 @@ def machine_facts() -> dict[str, str]:
     except OSError:
         pass
     for pkg in ("mimiclab", "duckdb", "pyarrow", "pandas", "httpx", "fastapi"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             facts[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return facts

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import ROOT, Harness, machine_facts  # noqa: E402
+from harness import ROOT, Harness, machine_facts
 
 
 def main(argv: list[str]) -> int:

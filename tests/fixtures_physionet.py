@@ -18,7 +18,7 @@ from keyring.backends import fail
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from physionet_server import PhysioNetServer  # noqa: E402
+from physionet_server import PhysioNetServer
 
 PASSWORD = "s3cr3t-Pa55w0rd-xyzzy"  # distinctive, so a leak is easy to spot anywhere
 USER = "alice"
@@ -110,6 +110,7 @@ def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 __all__ = [
-    "CRED_SLUG", "CRED_VERSION", "DEAD_URL", "MemoryKeyring", "NOACCESS_PASSWORD", "NOACCESS_USER", "PASSWORD",
-    "PhysioNetServer", "USER", "memory_keyring", "physionet", "physionet_isolation", "subprocess_env", "sums_of",
+    "CRED_SLUG", "CRED_VERSION", "DEAD_URL", "NOACCESS_PASSWORD", "NOACCESS_USER", "PASSWORD", "USER",
+    "MemoryKeyring", "PhysioNetServer", "memory_keyring", "physionet", "physionet_isolation", "subprocess_env",
+    "sums_of",
 ]

@@ -16,10 +16,10 @@ import duckdb
 import pytest
 
 from mimiclab import catalog
+from mimiclab.errors import NotBuiltError
 from mimiclab.load import build
 from mimiclab.load import manifest as mf
 from mimiclab.sources.registry import find
-from mimiclab.errors import NotBuiltError
 
 DEMOS = [
     ("mimic-iv-demo", "2.2"),

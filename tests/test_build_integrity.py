@@ -178,9 +178,9 @@ def test_kill_between_database_rename_and_manifest_write_is_repaired_on_open(dat
                                                                             monkeypatch):
     from typer.testing import CliRunner
 
+    from mimiclab.cli import app
     from mimiclab.load import manifest as mf
     from mimiclab.sources.registry import find
-    from mimiclab.cli import app
 
     src = tmp_path / "ed"
     shutil.copytree(data_root / "mimic-iv-ed-demo" / "2.2", src)

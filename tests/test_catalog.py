@@ -19,7 +19,8 @@ from mimiclab.catalog import CatalogError
 
 DEMOS = [d for d in catalog.datasets() if d.is_demo]
 TABLE_DEMOS = [d for d in DEMOS if d.family]
-NON_TABLE_FILES = re.compile(r"(^|/)(LICENSE\.txt|README\.txt|SHA256SUMS\.txt|RECORDS|demo_subject_id\.csv)$|_data_dictionary\.csv$|\.json$")
+NON_TABLE_FILES = re.compile(
+    r"(^|/)(LICENSE\.txt|README\.txt|SHA256SUMS\.txt|RECORDS|demo_subject_id\.csv)$|_data_dictionary\.csv$|\.json$")
 
 
 def _demo_tables():
@@ -47,7 +48,7 @@ def _sql_path(path: Path) -> str:
 
 
 def _typed_read(con: duckdb.DuckDBPyConnection, path: Path, header: list[str], types: list[str]) -> int:
-    spec = ", ".join(f"'{h}': '{t}'" for h, t in zip(header, types))
+    spec = ", ".join(f"'{h}': '{t}'" for h, t in zip(header, types, strict=True))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE typed AS SELECT * FROM read_csv('{_sql_path(path)}', header=true, "
         f"auto_detect=false, columns={{{spec}}})"
@@ -86,7 +87,7 @@ def test_demo_file_matches_catalog(data_root: Path, ds, version, table) -> None:
     if table.primary_key:  # the declared key really is unique (and present) in the demo
         keys = ", ".join(f'"{k}"' for k in table.primary_key)
         dups = con.execute(f"SELECT count(*) FROM (SELECT {keys} FROM typed GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
-        nulls = con.execute(f"SELECT count(*) FROM typed WHERE " + " OR ".join(f'"{k}" IS NULL' for k in table.primary_key)).fetchone()[0]
+        nulls = con.execute("SELECT count(*) FROM typed WHERE " + " OR ".join(f'"{k}" IS NULL' for k in table.primary_key)).fetchone()[0]
         assert (dups, nulls) == (0, 0)
 
 
@@ -244,7 +245,7 @@ def test_errors_suggest_close_matches() -> None:
         catalog.get("mimiciv").tables(names=["admission"])
     with pytest.raises(CatalogError, match="hosp"):
         catalog.get("mimiciv").tables(modules=["hospital"])
-    with pytest.raises(CatalogError, match="2.2"):
+    with pytest.raises(CatalogError, match=r"2\.2"):
         catalog.get("mimiciv").version("2.0")
     with pytest.raises(CatalogError, match="anchor_age"):
         catalog.get("mimiciv").tables(names=["patients"])[0].column("anchorage")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import duckdb
 import pytest
-from fixtures_physionet import DEAD_URL, physionet, physionet_isolation  # noqa: F401
 from typer.testing import CliRunner
 
 from mimiclab.cli import app
 from mimiclab.demo import prepare
+
+from fixtures_physionet import DEAD_URL, physionet, physionet_isolation  # noqa: F401
 
 
 def _count(db, q):

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_physionet import *  # noqa: F403
-from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER, sums_of
 from typer.testing import CliRunner
 
 from mimiclab import config
@@ -26,6 +24,9 @@ from mimiclab.physionet import (
 )
 from mimiclab.physionet.credentials import Credentials
 from mimiclab.physionet.plan import parse_sums
+
+from fixtures_physionet import *  # noqa: F403
+from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER, sums_of
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 ALICE = Credentials(USER, PASSWORD)
@@ -157,7 +158,7 @@ def test_missing_file_fails_naming_it_others_in_place(physionet, data_root, tmp_
 
 def test_injected_404_for_listed_file(physionet, tmp_path):
     physionet.faults.missing.add("ed/pyxis.csv.gz")
-    with pytest.raises(DownloadError, match="ed/pyxis.csv.gz"):
+    with pytest.raises(DownloadError, match=r"ed/pyxis\.csv\.gz"):
         _dl(physionet, tmp_path / "d")
     assert not (tmp_path / "d" / "ed" / "pyxis.csv.gz").exists()
     physionet.faults.clear()
@@ -190,7 +191,7 @@ def test_5xx_burst_with_retry_after_is_honoured(physionet, data_root, tmp_path):
 
 def test_gives_up_after_repeated_5xx(physionet, tmp_path):
     physionet.faults.status("ed/triage.csv.gz", 503, times=50)
-    with pytest.raises(DownloadError, match="ed/triage.csv.gz.*gave up"):
+    with pytest.raises(DownloadError, match=r"ed/triage\.csv\.gz.*gave up"):
         _dl(physionet, tmp_path / "d")
     assert not (tmp_path / "d" / "ed" / "triage.csv.gz").exists()
 

@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_physionet import *  # noqa: F403
-from fixtures_physionet import subprocess_env
 
 from mimiclab.physionet import DownloadError, PhysioNetError, RetryPolicy, download
 from mimiclab.physionet.plan import parse_sums
+
+from fixtures_physionet import *  # noqa: F403
+from fixtures_physionet import subprocess_env
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_backoff=0.05)
 H = "a" * 64
@@ -66,7 +67,7 @@ def test_unwritable_target_names_the_file(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir(mode=0o700)
     (dest / "sub").write_text("a file where a folder must go")
-    with pytest.raises(DownloadError, match="sub/f.csv"):
+    with pytest.raises(DownloadError, match=r"sub/f\.csv"):
         download("hostile", "1", mirror=str(mirror), dest=dest, progress=False, retry=FAST)
 
 
@@ -99,9 +100,9 @@ def _gets(srv, rel: str = REL) -> int:
 
 
 def _fetch(srv, dest, sink, **kw):
-    from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER
-
     from mimiclab.physionet.credentials import Credentials
+
+    from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER
 
     return download(CRED_SLUG, CRED_VERSION, tables="triage", mirror=srv.url, dest=dest, progress=sink,
                     credentials_=Credentials(USER, PASSWORD), retry=kw.pop("retry", FAST), **kw)

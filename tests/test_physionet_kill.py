@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from fixtures_physionet import *  # noqa: F403
 from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER, subprocess_env, sums_of
 

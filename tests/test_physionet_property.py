@@ -7,8 +7,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from fixtures_physionet import *  # noqa: F403
-from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER, sums_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +14,9 @@ from mimiclab.errors import MimiclabError
 from mimiclab.physionet import RetryPolicy, download
 from mimiclab.physionet.credentials import Credentials
 from mimiclab.physionet.transfer import STATE
+
+from fixtures_physionet import *  # noqa: F403
+from fixtures_physionet import CRED_SLUG, CRED_VERSION, PASSWORD, USER, sums_of
 
 FILES = ["LICENSE.txt", "ed/diagnosis.csv.gz", "ed/edstays.csv.gz", "ed/medrecon.csv.gz", "ed/pyxis.csv.gz",
          "ed/triage.csv.gz", "ed/vitalsign.csv.gz"]

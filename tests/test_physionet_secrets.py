@@ -9,6 +9,11 @@ import sys
 import traceback
 
 import pytest
+
+from mimiclab.errors import MimiclabError
+from mimiclab.physionet import RetryPolicy, check_access, download
+from mimiclab.physionet.credentials import Credentials
+
 from fixtures_physionet import *  # noqa: F403
 from fixtures_physionet import (
     CRED_SLUG,
@@ -19,10 +24,6 @@ from fixtures_physionet import (
     USER,
     subprocess_env,
 )
-
-from mimiclab.errors import MimiclabError
-from mimiclab.physionet import RetryPolicy, check_access, download
-from mimiclab.physionet.credentials import Credentials
 
 
 def _secrets(user: str, pw: str) -> list[str]:

@@ -12,11 +12,12 @@ import traceback
 import urllib.parse
 
 import pytest
-from fixtures_physionet import *  # noqa: F403
-from fixtures_physionet import CRED_SLUG, CRED_VERSION, subprocess_env
 
 from mimiclab import redact
 from mimiclab.errors import MimiclabError
+
+from fixtures_physionet import *  # noqa: F403
+from fixtures_physionet import CRED_SLUG, CRED_VERSION, subprocess_env
 
 HOSTILE = ["p@ss w0rd", "it's \"quoted\" 'x'", "a@b@c:d", "p%40ssword", "pässwörd✓ ünï", "back\\slash='q' x",
            "semi;colon&password=z"]

@@ -11,10 +11,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from fixtures_physionet import *  # noqa: F403
-from fixtures_physionet import subprocess_env
 
 from mimiclab import config
+
+from fixtures_physionet import *  # noqa: F403
+from fixtures_physionet import subprocess_env
 
 SLUG, VERSION = "mimic-iv-ed-demo", "2.2"
 

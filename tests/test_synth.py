@@ -108,10 +108,14 @@ ORPHANS = {
     "procedures_icd.code": "SELECT count(*) FROM procedures_icd x WHERE NOT EXISTS (SELECT 1 FROM d_icd_procedures d "
                            "WHERE d.icd_code = x.icd_code AND d.icd_version = x.icd_version)",
     "hcpcsevents.code": "SELECT count(*) FROM hcpcsevents x WHERE NOT EXISTS (SELECT 1 FROM d_hcpcs d WHERE d.code = x.hcpcs_cd)",
-    "admissions.subject": "SELECT count(*) FROM admissions x WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.subject_id = x.subject_id)",
-    "admissions.provider": "SELECT count(*) FROM admissions x WHERE NOT EXISTS (SELECT 1 FROM provider p WHERE p.provider_id = x.admit_provider_id)",
-    "emar.poe": "SELECT count(*) FROM emar x WHERE NOT EXISTS (SELECT 1 FROM poe p WHERE p.poe_id = x.poe_id AND p.subject_id = x.subject_id)",
-    "prescriptions.pharmacy": "SELECT count(*) FROM prescriptions x WHERE NOT EXISTS (SELECT 1 FROM pharmacy p WHERE p.pharmacy_id = x.pharmacy_id)",
+    "admissions.subject": "SELECT count(*) FROM admissions x "
+                          "WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.subject_id = x.subject_id)",
+    "admissions.provider": "SELECT count(*) FROM admissions x "
+                           "WHERE NOT EXISTS (SELECT 1 FROM provider p WHERE p.provider_id = x.admit_provider_id)",
+    "emar.poe": "SELECT count(*) FROM emar x "
+                "WHERE NOT EXISTS (SELECT 1 FROM poe p WHERE p.poe_id = x.poe_id AND p.subject_id = x.subject_id)",
+    "prescriptions.pharmacy": "SELECT count(*) FROM prescriptions x "
+                              "WHERE NOT EXISTS (SELECT 1 FROM pharmacy p WHERE p.pharmacy_id = x.pharmacy_id)",
     "emar_detail.emar": "SELECT count(*) FROM emar_detail x WHERE NOT EXISTS (SELECT 1 FROM emar e WHERE e.emar_id = x.emar_id)",
     "poe_detail.poe": "SELECT count(*) FROM poe_detail x WHERE NOT EXISTS (SELECT 1 FROM poe p WHERE p.poe_id = x.poe_id)",
 }
@@ -223,7 +227,7 @@ def test_vitals_and_labs_plausible(db):
     lab = dict(db.execute("SELECT itemid, label FROM d_labitems").fetchall())
     assert lab[50912] == "Creatinine" and lab[50813] == "Lactate" and lab[51301] == "White Blood Cells"
     cr = db.execute("SELECT min(valuenum), median(valuenum), max(valuenum) FROM labevents WHERE itemid = 50912").fetchone()
-    assert 0.1 <= cr[0] and 0.6 < cr[1] < 2.0 and cr[2] <= 15
+    assert cr[0] >= 0.1 and 0.6 < cr[1] < 2.0 and cr[2] <= 15
     assert one(db, "SELECT count(*) FROM labevents WHERE flag = 'abnormal'") > 0
     assert one(db, "SELECT count(*) FROM labevents WHERE (flag = 'abnormal') <> "
                    "(valuenum < ref_range_lower OR valuenum > ref_range_upper)") == 0

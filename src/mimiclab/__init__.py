@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _API = {"open", "Dataset", "MIMICDataset", "PatientSample", "Patient", "Relation"}
 
 # `open` is reachable as mimiclab.open but left out of __all__: a star import must not shadow builtins.open
-__all__ = ["__version__", "Dataset", "MIMICDataset", "PatientSample", "Patient"]
+__all__ = ["Dataset", "MIMICDataset", "Patient", "PatientSample", "__version__"]
 
 
 def __getattr__(name: str):

@@ -148,8 +148,10 @@ def check_private(path: str | os.PathLike) -> bool:
 def _caller_level() -> int:
     """warnings.warn stacklevel of the first frame outside this module and contextlib: the user's call."""
     import sys
+    from types import FrameType
 
-    level, f = 1, sys._getframe(1)
+    level = 1
+    f: FrameType | None = sys._getframe(1)
     while f is not None and f.f_code.co_filename in (__file__, contextlib.__file__):
         level, f = level + 1, f.f_back
     return level

@@ -122,7 +122,7 @@ def scrub(text: str, *secrets: str | None) -> str:
 class Secret:
     """A string that never shows itself in repr/str/format (objects holding a DSN keep it in one of these)."""
 
-    __slots__ = ("_value", "_shown")
+    __slots__ = ("_shown", "_value")
 
     def __init__(self, value: str, shown: str = MASK):
         self._value = value

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
+
 class _Console(Console):
     """A rich Console that wraps text to the width of a terminal, and never elsewhere: in a log, a CI job or a
     pipe, rich would assume 80 columns and break every longer message mid-sentence (or mid-path)."""

@@ -174,8 +174,8 @@ def sql_cmd(
     limit: int = typer.Option(1000, "--limit", help="Rows shown in table format (0 = all)."),
 ) -> None:
     """Run SQL on a built dataset and print the result."""
-    from mimiclab.sources.registry import find
     from mimiclab.errors import MimiclabError
+    from mimiclab.sources.registry import find
 
     with friendly_errors():
         if fmt not in ("table", "csv", "json"):

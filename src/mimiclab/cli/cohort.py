@@ -73,8 +73,8 @@ def validate_cmd(
             console.print(f"  {i}. {kind}: {escape(c.title)}", highlight=False)
         if dataset or s.dataset:
             try:
-                c = Cohort.run(dataset, s)
-                for w in c.warnings:
+                cohort = Cohort.run(dataset, s)
+                for w in cohort.warnings:
                     err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
             except EmptyCohortError as exc:
                 err_console.print(f"[yellow]warning:[/] {escape(str(exc))}", highlight=False)

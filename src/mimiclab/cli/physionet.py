@@ -52,9 +52,9 @@ def access(
         statuses = acc.check_all(mirror=mirror, timeout=timeout) if check else []
         by_slug = {s.slug: s for s in statuses}
         for ds in catalog.datasets():
-            st = by_slug.get(ds.slug)
-            if st:
-                now = f"[{_STATE_STYLE.get(st.state, 'white')}]{st.state}[/]"
+            found = by_slug.get(ds.slug)
+            if found:
+                now = f"[{_STATE_STYLE.get(found.state, 'white')}]{found.state}[/]"
             else:
                 now = escape(ds.page) if ds.access in ("open", "credentialed") else "made locally"
             table.add_row(ds.slug, ds.default_version, ds.access, now)

@@ -16,26 +16,28 @@ import contextlib
 import datetime as dt
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
+if sys.platform == "win32":  # pragma: no cover - no advisory locks on Windows
     fcntl = None
+else:
+    import fcntl
 
 from mimiclab import __version__, catalog, config
+from mimiclab.catalog import Dataset, Table
+from mimiclab.checksums import sha256_file as sha256
+from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.load import manifest as mf
 from mimiclab.load.loader import connect, load_csv_to_parquet, write_empty_parquet
 from mimiclab.load.source import check_header, locate, source_problem
 from mimiclab.load.version import resolve as resolve_version
-from mimiclab.checksums import sha256_file as sha256
-from mimiclab.catalog import Dataset, Table
-from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
 
@@ -49,7 +51,7 @@ Progress = Callable[..., None]  # progress(event, table_key, **info)
 @dataclass
 class BuildResult:
     build_dir: Path
-    manifest: mf.Manifest
+    manifest: mf.Manifest = field(init=False)  # set by _build before it returns
     loaded: list[str] = field(default_factory=list)  # tables (re)loaded now
     skipped: list[str] = field(default_factory=list)  # unchanged since last build
     missing: list[str] = field(default_factory=list)  # selected, but no source file: empty typed table
@@ -136,7 +138,7 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
     previous = mf.read(out_dir)
     selected = {id(t) for t in ds.tables(ver, modules=modules, names=tables)}
     synthetic_info = _synthetic_info(src_dir)
-    result = BuildResult(out_dir, previous)  # manifest replaced below
+    result = BuildResult(out_dir)  # manifest set when the build is published or found unchanged
     entries: dict[str, mf.TableEntry] = {}
     t_start = time.perf_counter()
     con = connect(temp_dir=out_dir / "parquet")  # empty tables, and csv -> Parquet for views builds
@@ -182,6 +184,7 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
                 and (out_dir / previous.database).exists() and not staging.loaded):
             # Nothing changed: the database in place is exactly what a publish would write again.
             staging.abort()
+            result.manifest = previous
             if _stale_on_disk(out_dir, previous):
                 mf.write(out_dir, previous)  # read() repaired it from the database; we hold the lock
             emit("done", None, seconds=round(time.perf_counter() - t_start, 3))
@@ -190,7 +193,7 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
         manifest = mf.Manifest(
             mimiclab_version=__version__, dataset=slug, version=ver, title=ds.title, family=ds.family,
             source=str(src_dir.resolve()), synthetic=synthetic_info is not None, synthetic_info=synthetic_info,
-            database=database_name(slug), built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            database=database_name(slug), built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             storage=storage, tables=entries,
         )
         publish(out_dir, ds, manifest, t_start, staging)
@@ -210,7 +213,7 @@ class _Staging:
     def __init__(self, path: Path, storage: str, previous: mf.Manifest | None, out_dir: Path, force: bool):
         self.path, self.storage, self.previous, self.out_dir = path, storage, previous, out_dir
         usable = previous is not None and previous.storage == "native" and storage == "native" and not force
-        self.base = out_dir / previous.database if usable else None
+        self.base = out_dir / previous.database if usable and previous is not None else None
         self.writer: DatabaseWriter | None = None
         self.loaded: set[str] = set()  # schema.table loaded into the staging database by this build
 
@@ -248,6 +251,7 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
         manifest.seconds = round(time.perf_counter() - t_start, 3)
     manifest.generation = uuid.uuid4().hex
     manifest.database_stat = None
+    assert writer.con is not None, "DatabaseWriter.con is None only after abort()"
     writer.con.execute(mf.embed_sql(manifest))  # the database carries its own manifest: see manifest.read
     writer.commit(refs, current=staging.current(manifest.tables), extra_schemas=fam.extra_schemas if fam else ())
     st = (out_dir / manifest.database).stat()
@@ -277,7 +281,7 @@ def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, sr
     could_skip = not force and old is not None and old.status == "loaded" and old.schema_hash == shash \
         and (out_dir / old.parquet).exists()
     hashing = None
-    if could_skip:
+    if could_skip and old is not None:
         digest = sha256(src.path)
         if digest == old.sha256:
             emit("skipped", key, rows=old.rows)
@@ -305,7 +309,7 @@ def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, sr
     finally:
         part.unlink(missing_ok=True)
     expected = _expected_rows(ds, ver, table)
-    check = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
+    check: Literal["ok", "mismatch", "unknown"] = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(
         module=table.module, table=table.name, db_schema=ds.db_schema(table.module), status="loaded",
         parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=shash,
@@ -368,7 +372,7 @@ def remove_leftovers(out_dir: Path) -> bool:
     if fcntl is None or not (out_dir / LOCK).exists():  # pragma: no cover - Windows
         return False
     try:
-        fh = open(out_dir / LOCK, "a+")
+        fh = open(out_dir / LOCK, "a+")  # noqa: SIM115 - `with fh` below; this try catches open() alone
     except OSError:
         return False
     with fh:

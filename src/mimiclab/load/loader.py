@@ -15,9 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from mimiclab.load.source import SourceFile
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
+from mimiclab.load.source import SourceFile
 from mimiclab.store.duckdb_store import no_progress_bar
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2"

@@ -120,8 +120,8 @@ def embedded(db: Path) -> Manifest | None:
         return None
     try:
         con.execute(f"ATTACH '{str(db).replace(chr(39), chr(39) * 2)}' AS published (READ_ONLY)")
-        (text,) = con.execute(f"SELECT published.main.{EMBEDDED}()").fetchone()
-        return Manifest.model_validate_json(text)
+        row = con.execute(f"SELECT published.main.{EMBEDDED}()").fetchone()
+        return Manifest.model_validate_json(row[0]) if row is not None else None
     except (duckdb.Error, ValueError, TypeError):
         return None
     finally:
@@ -141,7 +141,7 @@ def _write_if_unlocked(build_dir: Path, manifest: Manifest) -> None:
     except ImportError:  # pragma: no cover - Windows
         return
     try:
-        fh = open(build_dir / LOCK, "a+")
+        fh = open(build_dir / LOCK, "a+")  # noqa: SIM115 - `with fh` below; this try catches open() alone
     except OSError:
         return  # read-only folder: the corrected manifest is still returned
     with fh:

@@ -66,7 +66,7 @@ def read_header(src: SourceFile) -> list[str]:
     """The header row, parsed as CSV. Raises BuildError for unreadable or empty files."""
     try:
         raw: io.BufferedIOBase
-        raw = gzip.open(src.path, "rb") if src.compressed else open(src.path, "rb")
+        raw = gzip.open(src.path, "rb") if src.compressed else open(src.path, "rb")  # noqa: SIM115 - closed by the with below
         with raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
             row = next(csv.reader(text), None)
     except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:

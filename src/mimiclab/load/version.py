@@ -21,10 +21,10 @@ from pathlib import Path
 
 import duckdb
 
-from mimiclab.load.loader import connect, read_csv_sql
-from mimiclab.load.source import SourceFile, locate, normalize_column, read_header
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
+from mimiclab.load.loader import connect, read_csv_sql
+from mimiclab.load.source import SourceFile, locate, normalize_column, read_header
 
 MAX_COUNTED = 3  # files whose rows are counted (the smallest discriminating ones)
 

@@ -196,7 +196,7 @@ def download(
             from mimiclab.physionet.progress import RichProgress
 
             ctx = RichProgress(plan.total_bytes, len(plan.files))
-            sink = ctx  # type: ignore[assignment]
+            sink = ctx
         elif callable(progress):
             ctx, sink = contextlib.nullcontext(), progress
         else:

@@ -79,7 +79,10 @@ def guide(slug: str, version: str | None = None) -> str:
 
 def auth_message(slug: str, client: httpx.Client | None = None) -> str:
     ua = (client.headers.get("user-agent") if client is not None else None) or user_agent()
-    has_auth = client is not None and client.auth is not None
+    return _auth_message(slug, ua, has_auth=client is not None and client.auth is not None)
+
+
+def _auth_message(slug: str, ua: str, has_auth: bool) -> str:
     if not has_auth:
         msg = f"{slug} needs a PhysioNet login (HTTP 401). Run `mimiclab login` (or set PHYSIONET_USERNAME/PHYSIONET_PASSWORD)."
     else:
@@ -116,7 +119,7 @@ def check_access(slug: str, version: str | None = None, *, credentials: Credenti
     like the data. Tries anonymously first, so an open dataset is reported as open, not 'allowed'."""
     from mimiclab.physionet.plan import lookup
 
-    ds, version = lookup(slug, version)  # CatalogError with suggestions for unknown slugs
+    _, version = lookup(slug, version)  # CatalogError with suggestions for unknown slugs
     base, url_login = mirror_mod.resolve_with_login(mirror)
     if not isinstance(base, str):
         src = mirror_mod.LocalSource(base, slug, version)
@@ -152,21 +155,14 @@ def check_access(slug: str, version: str | None = None, *, credentials: Credenti
     if code == 401:
         if credentials is None:
             return AccessStatus(slug, version, "no-credentials",
-                                "needs a PhysioNet login: run `mimiclab login` after completing the steps in `mimiclab access " + slug + "`.")
-        return AccessStatus(slug, version, "bad-credentials", auth_message(slug, _Fake(credentials)))
+                                "needs a PhysioNet login: run `mimiclab login` after completing the steps in "
+                                f"`mimiclab access {slug}`.")
+        return AccessStatus(slug, version, "bad-credentials", _auth_message(slug, user_agent(), has_auth=True))
     if code == 403:
         return AccessStatus(slug, version, "forbidden", forbidden_message(slug, version))
     if code == 404:
         return AccessStatus(slug, version, "not-found", f"{slug} {version} not found at {base} (404).")
     return AccessStatus(slug, version, "unreachable", f"{base} answered HTTP {code}.")
-
-
-class _Fake:
-    """Stands in for a client in auth_message: 'had credentials' without holding them."""
-
-    def __init__(self, c: Credentials):
-        self.auth = object()
-        self.headers = {"user-agent": user_agent()}
 
 
 def check_all(*, credentials: Credentials | None = None, mirror: str | None = None,
@@ -188,4 +184,4 @@ def explain(status: AccessStatus) -> str:
     return status.message
 
 
-__all__ = ["AccessStatus", "check_access", "check_all", "guide", "steps", "PhysioNetError"]
+__all__ = ["AccessStatus", "PhysioNetError", "check_access", "check_all", "guide", "steps"]

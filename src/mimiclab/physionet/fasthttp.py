@@ -9,7 +9,6 @@ redirects, event hooks (the redacted trace), timeouts. Used only when no proxy i
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import threading
 import urllib.request
@@ -39,7 +38,7 @@ class _Body(httpx.SyncByteStream):
                 if not data:
                     break
                 yield data
-        except socket.timeout:
+        except TimeoutError:
             raise httpx.ReadTimeout("timed out reading the response body") from None
         except (http.client.HTTPException, OSError) as exc:
             raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
@@ -108,7 +107,7 @@ class FastTransport(httpx.BaseTransport):
                 if reused and attempt == 0:
                     continue  # a kept-alive connection the server had closed: one fresh try
                 raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}", request=request) from None
-            except socket.timeout:
+            except TimeoutError:
                 conn.close()
                 raise httpx.ConnectTimeout("timed out", request=request) from None
             except ssl.SSLError as exc:

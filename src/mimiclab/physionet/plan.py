@@ -169,7 +169,7 @@ def fill_sizes(files: list[PlannedFile], ds: catalog.Dataset | None, version: st
             except PhysioNetError:
                 return None  # unknown size: the transfer will learn it, the plan says so
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-            for i, size in zip(missing, ex.map(one, missing)):
+            for i, size in zip(missing, ex.map(one, missing), strict=True):
                 out[i] = PlannedFile(out[i].path, out[i].sha256, size)
     return out
 

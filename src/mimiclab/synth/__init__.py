@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from mimiclab.errors import MimiclabError
 from mimiclab.synth import _sql
 from mimiclab.synth._gzip import GzipWriter
 
-__all__ = ["SynthResult", "generate", "chartevents_file", "SLUG", "DEFAULT_VERSION"]
+__all__ = ["DEFAULT_VERSION", "SLUG", "SynthResult", "chartevents_file", "generate"]
 
 SLUG = "mimic-iv-synthetic"
 DEFAULT_VERSION = "2.2"
@@ -77,11 +77,19 @@ def _connect(tmp: Path, seed: int, patients: int) -> duckdb.DuckDBPyConnection:
         "threads": min(os.cpu_count() or 2, 4), "memory_limit": "1GB", "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
-    if con.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0]:  # SET raises in Jupyter
+    if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
         con.execute("SET enable_progress_bar = false")
     for m in _sql.macros(seed, _n_providers(patients), _n_caregivers(patients)):
         con.execute(m)
     return con
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str):
+    """The one value of a one-row query (an aggregate, a setting)."""
+    row = con.execute(sql).fetchone()
+    if row is None:  # pragma: no cover - callers only ask one-row queries
+        raise MimiclabError(f"no row from {sql}")
+    return row[0]
 
 
 def _n_providers(patients: int) -> int:
@@ -102,7 +110,7 @@ def _produced(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
     return {d[0].lower() for d in con.execute(f"DESCRIBE SELECT * FROM ({sql})").fetchall()}
 
 
-def _write_table(con, out: Path, columns: list[str], batches: list[tuple[str, str | None]], tmp: Path,
+def _write_table(con, out: Path, columns: list[str], batches: Sequence[tuple[str, str | None]], tmp: Path,
                  pool: ThreadPoolExecutor, level: int | None = None) -> int:
     """COPY each batch to plain CSV (DuckDB, parallel), then append it to one deterministic gzip stream."""
     part = out.with_name(out.name + ".part")
@@ -110,7 +118,7 @@ def _write_table(con, out: Path, columns: list[str], batches: list[tuple[str, st
     produced = _produced(con, batches[0][0])
     plain = tmp / (out.name + ".csv")
     with open(part, "wb") as fh:
-        gz = None
+        gz: GzipWriter | None = None
         for i, (sql, order) in enumerate(batches):
             q = _select(columns, produced, sql, order)
             res = con.execute(f"COPY ({q}) TO '{plain}' (FORMAT csv, HEADER {str(i == 0).lower()})").fetchone()
@@ -119,6 +127,7 @@ def _write_table(con, out: Path, columns: list[str], batches: list[tuple[str, st
                 lvl = level if level is not None else (6 if plain.stat().st_size < (16 << 20) else 1)
                 gz = GzipWriter(fh, pool, level=lvl)
             gz.write_file(plain)
+        assert gz is not None, "batches is never empty (batches[0] was read above)"
         gz.close()
     plain.unlink(missing_ok=True)
     os.replace(part, out)
@@ -169,6 +178,7 @@ def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFA
                 out = dest / f"{t.file}.csv.gz"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 columns = [c.name for c in t.columns_for(version)]
+                batches: list[tuple[str, str | None]]
                 if t.name in small:
                     batches = [small[t.name]]
                 elif t.name in _sql.EVENT_TABLES:
@@ -231,7 +241,7 @@ def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
             if left <= 0 and out_batches:
                 break
             sql, _ = _sql.chartevents(f"pidx >= {lo} AND pidx < {min(lo + step, patients)}")
-            take = min(con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0], left)  # counting is cheap
+            take = min(_scalar(con, f"SELECT count(*) FROM ({sql})"), left)  # counting is cheap
             out_batches.append((f"SELECT * FROM ({sql}) LIMIT {take}", None))
             left -= take
         if left > 0:  # pragma: no cover - patients are sized with a 30% margin

@@ -245,7 +245,9 @@ def _dist(mean: float, sd: float) -> tuple[bool, float, float]:
 def _chart_structs(items: list[dict]) -> tuple[list[str], str, str]:
     """Item structs plus two flat option lists; options are looked up by offset so that unnesting the
     item list per charted hour copies only scalars (this is the hot loop of the whole generator)."""
-    structs, opt_t, opt_n = [], [], []
+    structs: list[str] = []
+    opt_t: list[str] = []
+    opt_n: list[str] = []
     for c in items:
         logn, mu, sig = _dist(c["mean"], c["sd"])
         off = len(opt_t) + 1
@@ -274,7 +276,7 @@ def chartevents(w: str) -> tuple[str, str | None]:
     items = V.ADMIT_ITEMS + V.CHART_ITEMS
     structs, opt_t, opt_n = _chart_structs(items)
     all_l = "[" + ", ".join(structs) + "]"
-    fast_l = "[" + ", ".join(st for st, c in zip(structs, items) if c["fast"]) + "]"
+    fast_l = "[" + ", ".join(st for st, c in zip(structs, items, strict=True) if c["fast"]) + "]"
     sql = f"""WITH s AS (SELECT subject_id, hadm_id, stay_id, skey, intime, outtime, hours,
               CASE WHEN vent THEN 1 ELSE 2 END AS c1, CASE WHEN art THEN 3 ELSE 0 END AS c2, weight FROM icu WHERE {w}),
       hh AS (SELECT *, unnest(range(hours)) AS h FROM s),
@@ -300,7 +302,7 @@ def chartevents(w: str) -> tuple[str, str | None]:
 def labevents(w: str) -> tuple[str, str | None]:
     labs = []
     for i, x in enumerate(V.LABS):
-        itemid, label, fluid, cat, uom, mean, sd, dec, rlo, rhi, lo, hi, panel = x
+        itemid, _label, _fluid, _cat, uom, mean, sd, dec, rlo, rhi, lo, hi, panel = x
         logn, mu, sig = _dist(mean, sd)
         labs.append(f"{{'i': {i}, 'itemid': {itemid}, 'uom': {q(uom)}::VARCHAR, 'logn': {str(logn).lower()}, 'mu': {mu!r}, "
                     f"'sig': {sig!r}, 'dec': {dec}, 'rlo': {num(rlo)}, 'rhi': {num(rhi)}, 'lo': {float(lo)!r}, 'hi': {float(hi)!r}, "
