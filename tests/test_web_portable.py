@@ -72,6 +72,8 @@ def _every_route(c) -> None:
         c.get(f"{base}/patients/10000032/record"),
         c.get(f"{base}/sql/examples"),
         c.post(f"{base}/sql", json={"sql": "SELECT 42 AS x"}),
+        c.get(f"{base}/cohort/suggest", params={"criterion": "diagnosis", "param": "icd10", "q": "hypertens"}),
+        c.get(f"{base}/cohort/suggest", params={"criterion": "medication", "param": "names", "q": "vanc"}),
     ]
     for r in ok:
         assert r.status_code == 200, (r.url, r.text[:300])

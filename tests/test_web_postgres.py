@@ -15,6 +15,7 @@ from test_web import (  # noqa: F401 - collected again here, with this module's 
     one,
     raw,
     test_cohort_run_attrition_matches_raw,
+    test_cohort_pickers_offer_what_the_data_holds,
     test_column_stats_and_csv_export_match_raw,
     test_dictionary_has_every_catalog_column_with_type_and_description,
     test_distribution_categorical_grouped_matches_raw,
