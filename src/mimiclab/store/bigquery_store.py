@@ -273,16 +273,6 @@ class BigQueryStore(Store):
             raise QueryError(f"{trees[0].key.upper()} statements are not allowed here: this connection is read-only.")
 
     # -- running
-    def _limit(self) -> tuple[float | None, _work.Work | None]:
-        w = _work.current()
-        limit = self.max_seconds
-        if w is not None:
-            w.check()
-            left = w.remaining()
-            if left is not None:
-                limit = left if limit is None else min(limit, left)
-        return limit, w
-
     def _error(self, exc: Exception) -> QueryError:
         """A google.api_core error as a QueryError: BigQuery's own message, the step to take where known."""
         msg = getattr(exc, "message", None) or str(exc)
@@ -320,7 +310,7 @@ class BigQueryStore(Store):
         Work's cancellation stop the job on BigQuery's side too (job.cancel), not just the wait for it."""
         sql = self.prepare(query, portable=portable)
         qparams = query_parameters(params)
-        limit, w = self._limit()
+        limit, w = _work.budget(self.max_seconds)
         estimate = self._dry_run(sql, qparams)
         if estimate > self.maximum_bytes_billed:
             raise BigQueryError(
@@ -342,7 +332,7 @@ class BigQueryStore(Store):
                 except concurrent.futures.TimeoutError:
                     with contextlib.suppress(Exception):
                         job.cancel()
-                    raise self._stopped(w, limit) from None
+                    raise _work.stopped(w, limit) from None
                 except QueryError:
                     raise
                 except Exception as exc:
@@ -354,13 +344,6 @@ class BigQueryStore(Store):
             with contextlib.suppress(Exception):
                 job.cancel()
             raise
-
-    @staticmethod
-    def _stopped(w: _work.Work | None, limit: float | None) -> QueryError:
-        if w is not None and w.reason:
-            return _work.Cancelled(w.reason)
-        return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
-                          "LIMIT, or aggregate first.")
 
     def arrow(self, query: str, params: Params = None, *, portable: bool = False) -> pa.Table:
         with self._job(query, params, portable) as rows:

@@ -91,3 +91,24 @@ class Work:
 
 def current() -> Work | None:
     return _current.get()
+
+
+def budget(max_seconds: float | None) -> tuple[float | None, Work | None]:
+    """(seconds the next query may take, the current work): a store's own limit shortened by what is left of
+    the current work's; raises Cancelled if that work was stopped. Every store starts a query with this."""
+    w = current()
+    limit = max_seconds
+    if w is not None:
+        w.check()
+        left = w.remaining()
+        if left is not None:
+            limit = left if limit is None else min(limit, left)
+    return limit, w
+
+
+def stopped(w: Work | None, limit: float | None) -> QueryError:
+    """The error for a query a store interrupted: the work's reason if it was cancelled, else the time limit."""
+    if w is not None and w.reason:
+        return Cancelled(w.reason)
+    return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
+                      "LIMIT, or aggregate first.")
