@@ -102,3 +102,9 @@ def test_filter_values_are_typed_before_any_query(client, raw):
     assert r.status_code == 400 and "not a valid TIMESTAMP" in r.json()["error"]
     r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.patients/rows", params={"f": "anchor_age:gt:99999"})
     assert r.status_code == 400 and "SMALLINT" in r.json()["error"]
+
+
+def test_column_stats_count_distinct_values_exactly_on_postgres(client, raw):
+    s = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.labevents/stats", params={"column": "valuenum"}).json()
+    assert s["distinct"] == one(raw, "SELECT count(DISTINCT valuenum) FROM hosp_labevents")
+    assert s["median"] == pytest.approx(one(raw, "SELECT median(valuenum) FROM hosp_labevents"))
