@@ -49,6 +49,9 @@ def views_of(*databases) -> duckdb.DuckDBPyConnection:
     return con
 
 
+SUBDAY = {"MICROSECOND", "MILLISECOND", "SECOND", "MINUTE", "HOUR"}
+
+
 @dataclass
 class Call:
     sql: str
@@ -131,6 +134,10 @@ class FakeClient:
             name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql("bigquery").split("(")[0]).upper()
             if name in NOT_BIGQUERY:
                 raise gexc.BadRequest(f"Function not found: {name}")
+            unit = fn.args.get("unit")
+            if isinstance(fn, exp.DateDiff) and unit is not None and unit.name.upper() in SUBDAY:
+                raise gexc.BadRequest(f"DATE_DIFF does not support the {unit.name.upper()} date part "
+                                      "(BigQuery: DATE values, DAY or longer; use DATETIME_DIFF)")
         for u in tree.find_all(exp.Unnest):
             if u.args.get("offset"):  # sqlglot reads it back as DuckDB's 1-based WITH ORDINALITY: results would lie
                 raise NotImplementedError("fake: UNNEST ... WITH OFFSET cannot be translated to DuckDB faithfully")

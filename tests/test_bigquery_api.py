@@ -75,6 +75,11 @@ def test_distribution(ds, data_root) -> None:
     want = dict(duckdb.sql(f"SELECT admission_type, count(*) FROM {raw(data_root, 'hosp/admissions')} GROUP BY 1").fetchall())
     got = dict(zip(d.iloc[:, 0], d["count"], strict=False))
     assert got == want
+    # a time column: bins over seconds since 1970 (date_diff in seconds, DATETIME_DIFF on BigQuery)
+    t = ds.distribution("mimiciv_hosp.admissions", "admittime", bins=12)
+    lo, hi = duckdb.sql(f"SELECT min(admittime), max(admittime) FROM {raw(data_root, 'hosp/admissions')}").fetchall()[0]
+    assert int(t["count"].sum()) == 275 and len(t) == 12
+    assert str(t["bin_start"].min())[:16] == str(lo)[:16]
 
 
 def test_cohort_attrition_equals_raw(ds, data_root) -> None:

@@ -129,8 +129,12 @@ def bigquery_spelling(query: str) -> str:
     * `concat_ws(sep, a, b)` becomes `array_to_string([a, b], sep)`: BigQuery has no CONCAT_WS (sqlglot
       writes it anyway, with COALESCE(x, '') that would also keep the separators of NULL parts); both
       engines' ARRAY_TO_STRING skip NULL elements, as concat_ws does.
+    * `date_diff(unit, a, b)` becomes `DATETIME_DIFF(b, a, unit)`: sqlglot writes BigQuery's DATE_DIFF, which
+      takes DATE values and day-or-longer units only, while mimiclab diffs times in seconds and hours. MIMIC's
+      times are DATETIME on BigQuery, and DATE values coerce to DATETIME, so DATETIME_DIFF fits both.
     """
-    if "concat_ws" not in query.lower():
+    low = query.lower()
+    if "concat_ws" not in low and "date_diff" not in low:
         return query
     import sqlglot
     from sqlglot import exp
@@ -139,6 +143,9 @@ def bigquery_spelling(query: str) -> str:
         if isinstance(node, exp.ConcatWs):
             sep, *parts = node.expressions
             return exp.Anonymous(this="ARRAY_TO_STRING", expressions=[exp.Array(expressions=parts), sep])
+        if isinstance(node, exp.DateDiff) and isinstance(node.args.get("unit"), exp.Var):
+            return exp.Anonymous(this="DATETIME_DIFF", expressions=[
+                node.this, node.expression, exp.column(node.args["unit"].name.upper())])
         return node
 
     try:
