@@ -246,7 +246,7 @@ def test_parameter_types() -> None:
     from mimiclab.store.bigquery_store import query_parameters
 
     ps = query_parameters({"a": 1, "b": 1.5, "c": True, "d": "x", "e": dt.datetime(2150, 1, 1),
-                           "f": dt.datetime(2150, 1, 1, tzinfo=dt.timezone.utc), "g": dt.date(2150, 1, 1),
+                           "f": dt.datetime(2150, 1, 1, tzinfo=dt.UTC), "g": dt.date(2150, 1, 1),
                            "h": [1, 2], "i": [], "j": None})
     assert [(p.name, getattr(p, "type_", None) or p.array_type) for p in ps] == [
         ("a", "INT64"), ("b", "FLOAT64"), ("c", "BOOL"), ("d", "STRING"), ("e", "DATETIME"), ("f", "TIMESTAMP"),
