@@ -79,7 +79,7 @@ def test_distribution(ds, data_root) -> None:
     t = ds.distribution("mimiciv_hosp.admissions", "admittime", bins=12)
     lo, hi = duckdb.sql(f"SELECT min(admittime), max(admittime) FROM {raw(data_root, 'hosp/admissions')}").fetchall()[0]
     assert int(t["count"].sum()) == 275 and len(t) == 12
-    assert str(t["bin_start"].min())[:16] == str(lo)[:16]
+    assert str(t["bin_start"].min())[:16] == str(lo)[:16] and str(t["bin_end"].max())[:16] == str(hi)[:16]
 
 
 def test_cohort_attrition_equals_raw(ds, data_root) -> None:
