@@ -21,6 +21,9 @@ statuses, exact row counts, digest) without counting; schemas whose tables are a
 from __future__ import annotations
 
 import io
+import os
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +41,7 @@ PG_TYPES = {
 }
 STAGING = "__mimiclab_new"  # suffix of the staging schema of each target schema (mimiclab's own, dropped after)
 BATCH_ROWS = 65_536
+JOBS = 2  # tables loading at once: the server parses one COPY per core, and Parquet -> CSV overlaps it
 
 _META_DDL = (
     "CREATE SCHEMA IF NOT EXISTS mimiclab",
@@ -63,7 +67,7 @@ class Item:
 
 
 def to_postgres(b, dsn: str, progress: Callable[[str, int], None] | None = None,
-                notes: Callable[[str], None] | None = None) -> dict[str, int]:
+                notes: Callable[[str], None] | None = None, jobs: int = JOBS) -> dict[str, int]:
     """Load every table of a finished build (`mimiclab.sources.registry.find(slug)`) into PostgreSQL; return
     rows per qualified name. Tables the build did not load (no source file) are created empty, as in the
     DuckDB build, so SQL that mentions them still runs."""
@@ -78,16 +82,16 @@ def to_postgres(b, dsn: str, progress: Callable[[str, int], None] | None = None,
     extra = tuple(fam.extra_schemas) if fam else ()
     unqualified = tuple(sorted({m.db_schema for m in fam.modules if m.unqualified})) if fam else ()
     return publish(dsn, b.manifest, items, extra_schemas=extra, unqualified_schemas=unqualified,
-                   progress=progress, notes=notes)
+                   progress=progress, notes=notes, jobs=jobs)
 
 
 def publish(dsn: str, manifest, items: list[Item], *, extra_schemas: tuple[str, ...] = (),
             unqualified_schemas: tuple[str, ...] = (), progress: Callable[[str, int], None] | None = None,
-            notes: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Stage, check and swap in `items` (see the module docstring); record `manifest` in mimiclab.manifests."""
+            notes: Callable[[str], None] | None = None, jobs: int = JOBS) -> dict[str, int]:
+    """Stage, check and swap in `items` (see the module docstring); record `manifest` in mimiclab.manifests.
+    `jobs` tables load at once, each on its own connection (as pg_restore -j)."""
     psycopg = _psycopg()
     schemas = sorted({i.db_schema for i in items})
-    counts: dict[str, int] = {}
     with connect(dsn, autocommit=True, application_name="mimiclab publish") as con:
         # everything below is schema-qualified; with an empty path pg_get_viewdef & co. qualify every name too
         con.execute("SET search_path = pg_catalog")
@@ -98,16 +102,7 @@ def publish(dsn: str, manifest, items: list[Item], *, extra_schemas: tuple[str, 
             for schema in schemas:  # the staging schemas are mimiclab's own (a killed publish may have left one)
                 con.execute(f"DROP SCHEMA IF EXISTS {_ident(schema + STAGING)} CASCADE")
                 con.execute(f"CREATE SCHEMA {_ident(schema + STAGING)}")
-            for item in items:
-                with con.transaction():
-                    n = _load_table(con, item)
-                if n != item.rows:
-                    raise MimiclabError(
-                        f"{item.qualified}: {n:,} rows reached PostgreSQL but the build's manifest says "
-                        f"{item.rows:,}; nothing was replaced (rebuild the dataset, then publish again).")
-                counts[item.qualified] = n
-                if progress:
-                    progress(item.qualified, n)
+            counts = _load_all(dsn, items, jobs, progress)
             with con.transaction():
                 for schema in (*schemas, *extra_schemas):
                     con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(schema)}")
@@ -135,6 +130,49 @@ def publish(dsn: str, manifest, items: list[Item], *, extra_schemas: tuple[str, 
                 except psycopg.Error:
                     pass
     return counts
+
+
+def _load_all(dsn: str, items: list[Item], jobs: int, progress: Callable[[str, int], None] | None) -> dict[str, int]:
+    """Stage every item, `jobs` at a time (biggest first, so that the workers finish together); each table's
+    rows are checked against the manifest. Rows per qualified name, in the items' order."""
+    pending: queue.SimpleQueue[Item] = queue.SimpleQueue()
+    for item in sorted(items, key=lambda i: -os.path.getsize(i.parquet)):
+        pending.put(item)
+    counts: dict[str, int] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            with connect(dsn, autocommit=True, application_name="mimiclab publish") as con:
+                con.execute("SET search_path = pg_catalog")
+                while not errors:
+                    try:
+                        item = pending.get_nowait()
+                    except queue.Empty:
+                        return
+                    with con.transaction():
+                        n = _load_table(con, item)
+                    if n != item.rows:
+                        raise MimiclabError(
+                            f"{item.qualified}: {n:,} rows reached PostgreSQL but the build's manifest says "
+                            f"{item.rows:,}; nothing was replaced (rebuild the dataset, then publish again).")
+                    with lock:
+                        counts[item.qualified] = n
+                        if progress:
+                            progress(item.qualified, n)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"mimiclab-publish-{k}", daemon=True)
+               for k in range(max(1, min(jobs, len(items))))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return {i.qualified: counts[i.qualified] for i in items}
 
 
 def _load_table(con, item: Item) -> int:
