@@ -85,7 +85,13 @@ def _one_statement(sql: str) -> None:
 
 def transpile(sql: str, dialect: str) -> str:
     """The compiled DuckDB-spelled SQL in another dialect (postgres, bigquery, ...): the stores' own rendering
-    (mimiclab.store.render), so what `Cohort.sql_for` prints is what a store of that dialect runs."""
+    (mimiclab.store.render), so what `Cohort.sql_for` prints is what a store of that dialect runs, laid out
+    one clause per line for reading."""
     from mimiclab.store import render
 
-    return render(sql, dialect)
+    out = render(sql, dialect)
+    if dialect == "duckdb":
+        return out
+    import sqlglot
+
+    return ";\n".join(sqlglot.transpile(out, read=dialect, write=dialect, pretty=True))
