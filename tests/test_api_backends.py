@@ -309,3 +309,53 @@ def test_every_query_the_api_writes_renders_for_postgres_and_bigquery(demo_build
             for bad in ("list_contains", "group by all", "try_cast", "hugeint", "epoch_us", "mode(", "approx_distinct",
                         "list_extract", "$"):
                 assert bad not in low, (dialect, bad, text)
+
+
+# ------------------------------------------------------------------------------------------- BigQuery (fake client)
+def test_dataset_on_bigquery_gives_the_same_answers(demo_build, raw, monkeypatch, tmp_path):
+    """The API over PhysioNet's BigQuery, through the fake client (BigQuery's SQL rules, the demo's data):
+    distributions, describe and a patient equal the independent answers."""
+    pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-credentials.json"))
+    from fake_bigquery import FakeClient, views_of
+
+    from mimiclab.sources import RemoteSource
+    from mimiclab.store.bigquery_store import BigQueryStore
+
+    duck = views_of(demo_build.database)
+
+    def opener(**_):
+        fake = FakeClient(duck.cursor(), {"mimiciv_2_2_hosp": "mimiciv_hosp", "mimiciv_2_2_icu": "mimiciv_icu"})
+        return BigQueryStore("my-lab-123456", "mimiciv", "2.2", client=fake)
+
+    src = RemoteSource("mimic-iv-demo", "2.2", demo_build.manifest, opener, "bigquery://my-lab-123456/mimiciv-2.2",
+                       "bigquery")
+    ds = Dataset(src)
+    assert ds.store.backend == "bigquery" and ds.store.dialect == "bigquery"
+    try:
+        ages = np.array([r[0] for r in rows(raw, "SELECT anchor_age FROM hosp_patients")])
+        assert ds.distribution("patients", "anchor_age", bins=100)["count"].tolist() == \
+            np.histogram(ages, bins=100)[0].tolist()
+        flag = ds.distribution("admissions", "hospital_expire_flag", by="insurance")
+        assert {(g, v): n for g, v, n in flag[["insurance", "value", "count"]].itertuples(index=False)} == {
+            (g, str(v)): n for g, v, n in rows(
+                raw, "SELECT insurance, hospital_expire_flag, count(*) FROM hosp_admissions GROUP BY ALL")}
+        secs = np.array([r[0] for r in rows(raw, "SELECT epoch(admittime) FROM hosp_admissions")], dtype=float)
+        assert ds.distribution("admissions", "admittime", bins=12)["count"].tolist() == \
+            np.histogram(secs, bins=12)[0].tolist()
+        d = ds.describe("admissions").set_index("column")
+        assert d.loc["race", "distinct"] == one(raw, "SELECT count(DISTINCT race) FROM hosp_admissions")
+        p = ds.patient(SID)
+        assert p.demographics["n_admissions"] == one(raw, "SELECT count(*) FROM hosp_admissions WHERE subject_id = ?",
+                                                     [SID])
+        assert len(p.timeline(sources=["labevents"])) == one(
+            raw, "SELECT count(*) FROM hosp_labevents WHERE subject_id = ?", [SID])
+        assert p.items()["count"].sum() > 0 and len(p.item_series(50912)) > 0
+        hadm, sid = rows(raw, "SELECT hadm_id, subject_id FROM hosp_admissions ORDER BY hadm_id LIMIT 1")[0]
+        assert ds.find_patient(hadm_id=hadm) == sid
+        with pytest.raises(TypeError, match="cannot be pickled"):
+            pickle.dumps(ds)
+    finally:
+        ds.close()
+        duck.close()

@@ -361,11 +361,13 @@ class Dataset:
 
     def sql(self, query: str, params: Sequence[Any] | dict | None = None, *,
             frames: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Run SQL (DuckDB dialect; mimic-code/BigQuery table names, or unqualified ones such as
-        ``admissions``) and return a pandas DataFrame (dtypes: docs/api.md).
+        """Run your SQL as written, in the store's dialect (DuckDB for a local build; PostgreSQL's or
+        BigQuery's on a server; mimic-code table names, or on DuckDB unqualified ones such as ``admissions``)
+        and return a pandas DataFrame (dtypes: docs/api.md).
 
         ``frames`` maps names to pandas/polars DataFrames or Arrow tables that the query can read like
-        tables (``frames={"ids": df}`` then ``... FROM ids JOIN admissions ...``), for this query only.
+        tables (``frames={"ids": df}`` then ``... FROM ids JOIN admissions ...``), for this query only, on
+        stores that can register them (DuckDB); elsewhere a QueryError says so.
         """
         return frame(self.arrow(query, params, frames=frames))
 

@@ -104,7 +104,7 @@ def histogram_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     return np.linspace(lo, hi, bins + 1, endpoint=True)
 
 
-def bin_index_sql(x: str, bins: int) -> str:
+def bin_index_sql(x: str, bins: int) -> tuple[str, str]:
     """Portable SQL for numpy.histogram's bin (0-based) of `x`, given the edges' $lo, $step and $norm.
 
     numpy computes trunc((x - lo) * bins / (hi - lo)), then corrects floating-point rounding by comparing x
