@@ -141,6 +141,9 @@ class FakeClient:
         for u in tree.find_all(exp.Unnest):
             if u.args.get("offset"):  # sqlglot reads it back as DuckDB's 1-based WITH ORDINALITY: results would lie
                 raise NotImplementedError("fake: UNNEST ... WITH OFFSET cannot be translated to DuckDB faithfully")
+        for sel in tree.find_all(exp.Select):
+            if sel.args.get("qualify") and not any(sel.args.get(k) for k in ("where", "group", "having")):
+                raise gexc.BadRequest("QUALIFY clause must be used in conjunction with WHERE or GROUP BY or HAVING clause")
         ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
         for t in tree.find_all(exp.Table):
             if not isinstance(t.this, exp.Identifier):

@@ -132,9 +132,10 @@ def bigquery_spelling(query: str) -> str:
     * `date_diff(unit, a, b)` becomes `DATETIME_DIFF(b, a, unit)`: sqlglot writes BigQuery's DATE_DIFF, which
       takes DATE values and day-or-longer units only, while mimiclab diffs times in seconds and hours. MIMIC's
       times are DATETIME on BigQuery, and DATE values coerce to DATETIME, so DATETIME_DIFF fits both.
+    * `QUALIFY` gets `WHERE true` where the SELECT has no WHERE, GROUP BY or HAVING, which BigQuery requires.
     """
     low = query.lower()
-    if "concat_ws" not in low and "date_diff" not in low:
+    if "concat_ws" not in low and "date_diff" not in low and "qualify" not in low:
         return query
     import sqlglot
     from sqlglot import exp
@@ -143,6 +144,9 @@ def bigquery_spelling(query: str) -> str:
         if isinstance(node, exp.ConcatWs):
             sep, *parts = node.expressions
             return exp.Anonymous(this="ARRAY_TO_STRING", expressions=[exp.Array(expressions=parts), sep])
+        if isinstance(node, exp.Select) and node.args.get("qualify") and not any(
+                node.args.get(k) for k in ("where", "group", "having")):
+            return node.where("true", copy=False)
         if isinstance(node, exp.DateDiff) and isinstance(node.args.get("unit"), exp.Var):
             return exp.Anonymous(this="DATETIME_DIFF", expressions=[
                 node.this, node.expression, exp.column(node.args["unit"].name.upper())])
