@@ -135,12 +135,16 @@ def test_republish_keeps_users_views_tables_indexes_and_grants(db, data_root):
                 "INSERT INTO mimiciv_ed.my_table VALUES (7)",
                 "CREATE INDEX my_edstays_subject ON mimiciv_ed.edstays (subject_id)",
                 "ALTER TABLE mimiciv_ed.edstays ADD CONSTRAINT my_edstays_pk PRIMARY KEY (stay_id)",
+                # a foreign key between two tables the publish replaces (as mimic-code's constraint script adds)
+                "ALTER TABLE mimiciv_ed.triage ADD CONSTRAINT my_triage_fk FOREIGN KEY (stay_id) "
+                "REFERENCES mimiciv_ed.edstays (stay_id)",
                 f"GRANT SELECT ON mimiciv_ed.edstays TO {role}",
                 f"GRANT SELECT ON mimiciv_derived.ed_admitted TO {role}",
             ]:
                 con.execute(sql)
             before = oid(con, "mimiciv_ed.edstays")
-            con.execute("DELETE FROM mimiciv_ed.edstays")  # so that the new data shows through the old view
+            con.execute("DELETE FROM mimiciv_ed.edstays WHERE stay_id NOT IN (SELECT stay_id FROM mimiciv_ed.triage)")
+            con.execute("UPDATE mimiciv_ed.edstays SET disposition = 'X'")  # the new data must show through the view
             assert con.execute("SELECT n FROM public.n_admitted").fetchone()[0] == 0
 
             publish("mimic-iv-ed-demo", db)
@@ -155,6 +159,8 @@ def test_republish_keeps_users_views_tables_indexes_and_grants(db, data_root):
             assert con.execute("SELECT a FROM mimiciv_ed.my_table").fetchone()[0] == 7
             indexes = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'edstays'")}
             assert indexes == {"my_edstays_subject", "my_edstays_pk"}
+            fks = con.execute("SELECT conname FROM pg_constraint WHERE conrelid = 'mimiciv_ed.triage'::regclass")
+            assert [r[0] for r in fks] == ["my_triage_fk"]
             for obj in ("mimiciv_ed.edstays", "mimiciv_derived.ed_admitted"):
                 assert con.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", [role, obj]).fetchone()[0], obj
             assert not con.execute("SELECT has_table_privilege(%s, 'mimiciv_ed.triage', 'SELECT')",

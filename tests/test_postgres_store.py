@@ -126,6 +126,8 @@ def test_sandbox_refuses_files_writes_and_several_statements(db):
             "COPY s.t TO '/tmp/x'": "not allowed",
             "SELECT * INTO s.u FROM s.t": "INTO",
             "WITH d AS (DELETE FROM s.t RETURNING *) SELECT * FROM d": "not allowed",
+            "EXPLAIN ANALYZE INSERT INTO s.t (id) VALUES (9)": "not allowed",
+            "EXPLAIN (ANALYZE) SELECT pg_read_file('/etc/passwd')": "pg_read_file",
         }
         for sql, why in refused.items():
             with pytest.raises(QueryError, match=why):
@@ -134,6 +136,8 @@ def test_sandbox_refuses_files_writes_and_several_statements(db):
             with pg.stream("SELECT 1; SELECT 2"):
                 pass
         assert pg.scalar("SELECT count(*) FROM s.t") == 4  # nothing happened
+        with pg.stream("EXPLAIN (FORMAT JSON) SELECT count(*) FROM s.t") as reader:  # EXPLAIN of a SELECT is fine
+            assert "Aggregate" in str(reader.read_all().column(0)[0].as_py())
     with store(db) as pg:  # not sandboxed, but read-only: the server refuses writes itself
         with pytest.raises(QueryError, match="read-only"):
             pg.arrow("INSERT INTO s.t (id) VALUES (9)")

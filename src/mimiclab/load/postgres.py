@@ -146,6 +146,9 @@ def _load_all(dsn: str, items: list[Item], jobs: int, progress: Callable[[str, i
         try:
             with connect(dsn, autocommit=True, application_name="mimiclab publish") as con:
                 con.execute("SET search_path = pg_catalog")
+                # staging commits need not wait for the disk: a crash loses only staging tables, which the
+                # next publish drops anyway; the swap's commit is durable as usual
+                con.execute("SET synchronous_commit = off")
                 while not errors:
                     try:
                         item = pending.get_nowait()
@@ -246,6 +249,13 @@ def _swap(con, items: list[Item]) -> None:
         kept[key] = (con.execute(_INDEXES, {"oid": oid}).fetchall(), con.execute(_CONSTRAINTS, {"oid": oid}).fetchall(),
                      con.execute(_GRANTS, {"oid": oid}).fetchall())
     view_grants = {v[0]: con.execute(_GRANTS, {"oid": v[0]}).fetchall() for v in views}
+    for key, (_indexes, constraints, _grants) in kept.items():
+        # foreign keys of replaced tables (mimic-code's constraint scripts add them between MIMIC tables) would
+        # stop the other table's DROP: dropped here, re-created below once every new table is in place
+        schema, _, name = key.partition(".")
+        for conname, _definition, kind in constraints:
+            if kind == "f":
+                con.execute(f"ALTER TABLE {_ident(schema)}.{_ident(name)} DROP CONSTRAINT {_ident(conname)}")
     for v in reversed(views):  # dependents first
         kind = "MATERIALIZED VIEW" if v[3] == "m" else "VIEW"
         con.execute(f"DROP {kind} {_ident(v[1])}.{_ident(v[2])}")
@@ -261,12 +271,16 @@ def _swap(con, items: list[Item]) -> None:
                                     "or change that object, then publish again.") from None
         con.execute(f"ALTER TABLE {_ident(item.db_schema + STAGING)}.{_ident(item.name)} SET SCHEMA "
                     f"{_ident(item.db_schema)}")
-    for key, (indexes, constraints, grants) in kept.items():
+    for fk in (False, True):  # keys first, then the foreign keys that reference them
+        for key, (_indexes, constraints, _grants) in kept.items():
+            schema, _, name = key.partition(".")
+            for conname, definition, kind in constraints:
+                if (kind == "f") == fk:
+                    _again(con, f"ALTER TABLE {_ident(schema)}.{_ident(name)} ADD CONSTRAINT {_ident(conname)} "
+                                f"{definition}", f"constraint {conname} on {key}")
+    for key, (indexes, _constraints, grants) in kept.items():
         schema, _, name = key.partition(".")
         target = f"{_ident(schema)}.{_ident(name)}"
-        for conname, definition, _kind in constraints:
-            _again(con, f"ALTER TABLE {target} ADD CONSTRAINT {_ident(conname)} {definition}",
-                   f"constraint {conname} on {key}")
         for (definition,) in indexes:
             _again(con, definition, f"index on {key} ({definition})")
         for grantee, privilege, grantable in grants:

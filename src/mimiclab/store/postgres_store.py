@@ -119,6 +119,7 @@ _PG_DENY_PREFIXES = ("pg_read_", "pg_ls_", "pg_stat_file", "pg_file", "lo_", "db
                      "pg_export", "pg_sleep", "xpath", "inet_server", "inet_client", "pg_postmaster", "version",
                      "pg_settings", "pg_hba", "pg_ident", "pg_file_settings", "pg_nextoid", "txid_", "pg_notify",
                      "postgres_fdw", "pg_authid", "pg_shadow", "pg_user_mapping", "pg_stat_activity")
+_PG_EXPLAIN = re.compile(r"^\s*explain\s+(\([^()]*\)\s*|(analy[sz]e|verbose)\s+)*", re.IGNORECASE)
 _PG_DENY_NAMES = {"copy", "dblink", "lo_get", "lo_put", "nextval", "setval", "pg_try_advisory_lock"}
 
 
@@ -133,6 +134,10 @@ def check_pg(sql: str) -> str:
     text = (sql or "").strip()
     if not text:
         raise QueryError("the query is empty: write a SELECT statement.")
+    m = _PG_EXPLAIN.match(text)
+    if m:  # EXPLAIN [ANALYZE] runs what it explains: check that (the read-only transaction holds either way)
+        check_pg(text[m.end():])
+        return text.rstrip().rstrip(";").rstrip()
     if len(text) > MAX_SQL_CHARS:
         raise QueryError(f"the query is longer than {MAX_SQL_CHARS:,} characters.")
     if _nesting(text) > MAX_NESTING:
