@@ -101,7 +101,7 @@ def test_grouped_and_temporal_distributions(bds, raw):
         assert dist[dist["gender"] == g]["count"].tolist() == np.histogram(ages, bins=8, range=(lo, hi))[0].tolist()
     secs = np.array([r[0] for r in rows(raw, "SELECT epoch(admittime) FROM hosp_admissions")], dtype=float)
     tdist = bds.distribution("admissions", "admittime", bins=12)
-    counts, edges = np.histogram(secs, bins=12)
+    counts, _ = np.histogram(secs, bins=12)
     assert tdist["count"].tolist() == counts.tolist()
     assert tdist["bin_start"].iloc[0] == pd.Timestamp(one(raw, "SELECT min(admittime) FROM hosp_admissions"))
     assert tdist["bin_end"].iloc[-1] == pd.Timestamp(one(raw, "SELECT max(admittime) FROM hosp_admissions"))
@@ -144,7 +144,7 @@ def test_workbench_and_api_distributions_are_one_engine(bds, raw):
                                                  by="gender" if "gender" in types else "insurance"))
     api = bds.distribution("admissions", "hospital_expire_flag", by="insurance")
     assert web["kind"] == api.attrs["kind"] == "categorical"
-    got_web = {(s["name"], c): n for s in web["series"] for c, n in zip(web["categories"], s["counts"]) if n}
+    got_web = {(s["name"], c): n for s in web["series"] for c, n in zip(web["categories"], s["counts"], strict=True) if n}
     got_api = {(g, v): n for g, v, n in api[["insurance", "value", "count"]].itertuples(index=False)}
     want = {(g, str(v)): n for g, v, n in rows(
         raw, "SELECT insurance, hospital_expire_flag, count(*) FROM hosp_admissions GROUP BY ALL")}
@@ -225,7 +225,7 @@ def test_frames_and_pickling_per_backend(bds, backend_source):
     else:
         with pytest.raises(QueryError, match="frames= needs a store that can query DataFrames"):
             bds.sql("SELECT * FROM ids", frames={"ids": ids})
-        with pytest.raises(TypeError, match="cannot be pickled.*mimiclab.open"):
+        with pytest.raises(TypeError, match=r"cannot be pickled.*mimiclab\.open"):
             pickle.dumps(bds)
         assert "postgres" in repr(bds).lower() or "127.0.0.1" in repr(bds)
     # the user's SQL runs as written, in the store's dialect
@@ -318,10 +318,10 @@ def test_dataset_on_bigquery_gives_the_same_answers(demo_build, raw, monkeypatch
     pytest.importorskip("google.cloud.bigquery", reason="the bigquery extra (in the test extra)")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-credentials.json"))
-    from fake_bigquery import FakeClient, views_of
-
     from mimiclab.sources import RemoteSource
     from mimiclab.store.bigquery_store import BigQueryStore
+
+    from fake_bigquery import FakeClient, views_of
 
     duck = views_of(demo_build.database)
 

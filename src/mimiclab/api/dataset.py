@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog
 from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
+from mimiclab.catalog import concepts
+from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.load import manifest as mf
 from mimiclab.sources import Source
 from mimiclab.sources.registry import Build, find
-from mimiclab.catalog import concepts
-from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.store import Store
 
 # Dataset.fetch uses execute() + Arrow on DuckDB (one bind instead of two); DuckDB warns about the extra copy
@@ -66,9 +66,9 @@ def _local(source) -> bool:
     return getattr(source, "build_dir", None) is not None and hasattr(source, "database")
 
 
-def _stamp(build: Build) -> tuple:
+def _stamp(build: Any) -> tuple:
     """Identity of the build's current database and manifest files (inode, mtime, size)."""
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for p in (build.database, build.build_dir / mf.MANIFEST):
         try:
             st = p.stat()
@@ -78,7 +78,7 @@ def _stamp(build: Build) -> tuple:
     return tuple(out)
 
 
-def open(name: str | os.PathLike, version: str | None = None, **kw: Any) -> Dataset:  # noqa: A001 - mimiclab.open
+def open(name: str | os.PathLike, version: str | None = None, **kw: Any) -> Dataset:
     """Open a dataset: a catalog slug that has been built (``"mimic-iv-demo"``), a build folder (with
     manifest.json), a folder in PhysioNet's layout (built on first use under $MIMICLAB_HOME/folders), a
     PostgreSQL database (``"postgresql://user@host/mimic"``, as `mimiclab publish` filled it; ``dataset=``
@@ -121,7 +121,7 @@ class Relation:
         if store.backend != "duckdb":
             raise MimiclabError(f"a relation object needs DuckDB; {self._ds.slug} is on {store.backend}: use "
                                 ".df(), .arrow() or .pl()")
-        return store.connection.sql(self.sql)
+        return store.connection.sql(self.sql)  # type: ignore[attr-defined]  # DuckDBStore
 
     @property
     def columns(self) -> list[str]:
@@ -176,12 +176,12 @@ class Dataset:
     `build` is its Source: a local build (registry.Build) or a server's copy (sources.RemoteSource)."""
 
     def __init__(self, build: Source, store: Store | None = None):
-        self.build = build
+        self.build: Any = build  # a Build has build_dir/database (files to watch), a RemoteSource neither
         self._own = store is None  # a store we opened is ours to reopen; a given one is its owner's
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._stamp = _stamp(build) if self._own and _local(build) else None
-        self._store = store or build.open()  # the store caches Parquet footers for point lookups
+        self._store: Any = store or build.open()  # the store caches Parquet footers for point lookups
         self._prepared: weakref.WeakSet = weakref.WeakSet()  # connections whose search_path is set
         self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
 
@@ -306,8 +306,9 @@ class Dataset:
 
         rows = []
         for key, e in sorted(self.manifest.tables.items()):
+            t = self._catalog_table(key)
             rows.append({"table": key, "module": e.module, "name": e.table, "rows": e.rows, "status": e.status,
-                         "description": self._catalog_table(key).description if self._catalog_table(key) else ""})
+                         "description": t.description if t else ""})
         return pd.DataFrame(rows)
 
     def _catalog_table(self, qualified: str) -> catalog.Table | None:
@@ -385,7 +386,7 @@ class Dataset:
             for name, df in (frames or {}).items():
                 try:
                     store.register(name, _as_arrow(df))
-                except Exception as exc:  # noqa: BLE001 - the database raises several kinds for a bad object
+                except Exception as exc:
                     raise QueryError(f"frames[{name!r}] must be a pandas or polars DataFrame or an Arrow table, "
                                      f"not {type(df).__name__} ({str(exc).splitlines()[0]})") from None
                 registered.append(name)
@@ -443,7 +444,7 @@ class Dataset:
         store = self.store
         # DuckDB: set here; a linked workspace sets its own (catalog-qualified); PostgreSQL's store sets its own
         if self._own and store.backend == "duckdb" and not getattr(store, "search_path", None):
-            con = store.connection
+            con = store.connection  # type: ignore[attr-defined]  # DuckDBStore
             if con not in self._prepared:
                 with contextlib.suppress(Exception):
                     con.execute("SET search_path=" + lit(",".join(self.search_path)))
@@ -457,7 +458,8 @@ class Dataset:
         if store.backend != "duckdb" or store.max_seconds:  # a time-limited store: keep its cancellation
             return store.arrow(query, params, portable=True)
         try:
-            return store.connection.execute(query, params if params is not None else []).to_arrow_table()
+            con = store.connection  # type: ignore[attr-defined]  # DuckDBStore
+            return con.execute(query, params if params is not None else []).to_arrow_table()
         except Exception as exc:
             if type(exc).__module__.partition(".")[0] != "duckdb":  # duckdb.Error, without importing duckdb here
                 raise
@@ -538,8 +540,8 @@ class Dataset:
                           {"v": value}).column(0).to_pylist()
         got = rows[0] if rows else None
         if got is None:
-            self._check_id(span.table, id_col, value, kind)
-        return int(got)
+            self._check_id(span.table, id_col, value, kind)  # raises, naming the nearest ids
+        return int(got)  # type: ignore[arg-type]
 
     def plot_item(self, subject_id: int, item: int | str, path: str | os.PathLike | None = None):
         return self.patient(subject_id).plot_item(item, path=path)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mimiclab.api._common import frame, ident, qname
+from mimiclab.api._common import ident, qname
 from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,7 +64,7 @@ def describe(ds: Dataset, qualified: str) -> pd.DataFrame:
     n = int(store.scalar(f"SELECT count(*) FROM {tbl}", portable=True) or 0)
     # PostgreSQL has no approximate distinct count: it counts exactly, however long that takes
     approx = n > APPROX_DISTINCT_ABOVE and store.dialect != "postgres"
-    parts = []
+    parts: list[str] = []
     for c, t in cols:
         q = ident(c)
         distinct = f"approx_count_distinct({q})" if approx else f"count(DISTINCT {q})"
