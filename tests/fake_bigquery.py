@@ -113,6 +113,7 @@ class FakeClient:
     table_bytes: dict[str, int] = field(default_factory=dict)
     delay: float = 0.0  # seconds each job takes (time limit and cancellation tests)
     calls: list[Call] = field(default_factory=list)
+    listed: list[tuple[str, int | None]] = field(default_factory=list)  # list_rows calls (table, max_results)
     project: str = "my-lab-123456"
 
     def close(self) -> None:
@@ -226,6 +227,18 @@ class FakeClient:
                 if not t.alias:
                     t.set("alias", exp.TableAlias(this=exp.to_identifier(t.name)))
         return tree.sql("duckdb"), scanned
+
+    def list_rows(self, table: str, max_results: int | None = None, **kw) -> FakeRows:
+        """tabledata.list: the first rows of a table, free (no job, nothing billed)."""
+        project, dataset, name = str(table).split(".")
+        if project != PROJECT or dataset not in self.datasets:
+            raise gexc.NotFound(f"Not found: Table {table}")
+        self.listed.append((str(table), max_results))
+        sql = f'SELECT * FROM "{self.datasets[dataset]}"."{name}"' + (f" LIMIT {int(max_results)}" if max_results else "")
+        try:
+            return FakeRows(_bigquery_types(self.con.cursor().sql(sql).to_arrow_table()))
+        except duckdb.Error as exc:
+            raise gexc.NotFound(f"Not found: Table {table}: {str(exc).splitlines()[0]}") from None
 
     def query(self, sql: str, job_config=None, location=None, **kw) -> FakeJob:
         tree, params = self._check(sql, job_config)

@@ -232,6 +232,25 @@ def test_columns_and_tables_from_metadata(store, data_root) -> None:
         store.columns("nowhere.x")
 
 
+def test_table_previews_are_free(store, fake, data_root) -> None:
+    """`SELECT * FROM t LIMIT n` would be billed for all of t: it is read with tabledata.list instead."""
+    want = duckdb.sql(f"SELECT * FROM {raw(data_root, 'hosp/admissions')} LIMIT 3").fetchall()
+    for query, portable in [("SELECT * FROM mimiciv_hosp.admissions LIMIT 3", True),
+                            ("SELECT * FROM `mimiciv_hosp.admissions` LIMIT 3", False)]:
+        t = store.arrow(query, portable=portable)
+        assert t.num_rows == 3 and t.schema.names == [c for c, _ in store.columns("mimiciv_hosp.admissions")]
+        assert {r[0] for r in rows(t)} <= {r[0] for r in duckdb.sql(
+            f"SELECT subject_id FROM {raw(data_root, 'hosp/admissions')}").fetchall()} and len(want) == 3
+    n = len(fake.calls)
+    t, more, _ = store.capped("SELECT * FROM mimiciv_hosp.patients", 40)  # the SQL page's first look
+    assert (t.num_rows, more) == (40, True) and len(fake.calls) == n
+    assert fake.listed[-1] == ("physionet-data.mimiciv_2_2_hosp.patients", 41)
+    # anything more than a bare preview is a query (dry run first)
+    store.arrow("SELECT * FROM mimiciv_hosp.patients WHERE anchor_age > 80 LIMIT 3", portable=True)
+    store.arrow("SELECT subject_id FROM mimiciv_hosp.patients LIMIT 3", portable=True)
+    assert len(fake.calls) == n + 4
+
+
 def test_capped_reads_page_by_page(store, data_root) -> None:
     t, more, _ = store.capped("SELECT labevent_id FROM mimiciv_hosp.labevents ORDER BY labevent_id", 120, portable=True)
     want = duckdb.sql(f"SELECT labevent_id FROM {raw(data_root, 'hosp/labevents')} ORDER BY 1 LIMIT 120").fetchall()

@@ -123,3 +123,27 @@ def test_workbench_serves_bigquery(fake, data_root) -> None:
         assert r.status_code == 400
         r = client.get("/api/datasets/mimiciv/patients/find", params={"subject_id": SID})
         assert r.status_code == 200 and r.json()["subject_id"] == SID
+        # every page's data endpoints answer on BigQuery (each sends SQL the fake holds to BigQuery's rules)
+        S = "/api/datasets/mimiciv"
+        for url, params in [
+                (f"{S}/lookups/mimiciv_hosp.d_labitems", {"q": "creatinine"}),
+                (f"{S}/patients", {"limit": 3}), (f"{S}/patients/{SID}/record", {}),
+                (f"{S}/patients/{SID}/series", {"item": "50912"}), (f"{S}/tables/mimiciv_icu.icustays/stats", {"column": "los"}),
+                (f"{S}/tables/mimiciv_hosp.labevents/rows", {"f": ["comments:contains:hemolyz"], "limit": 5}),
+                (f"{S}/distribution", {"table": "mimiciv_hosp.patients", "column": "anchor_age", "by": "gender"}),
+                (f"{S}/tables/mimiciv_hosp.admissions/export.csv", {})]:
+            n = len(fake.calls)
+            r = client.get(url, params=params)
+            assert r.status_code == 200 and len(fake.calls) > n, (url, r.text[:300])
+        spec = {"unit": "admission", "include": [{"type": "age", "min": 18}, {"type": "has_icu_stay"}]}
+        r = client.post(f"{S}/cohort/run", json={"spec": spec})
+        assert r.status_code == 200, r.text[:300]
+        att = [dict(zip(r.json()["attrition"]["columns"], row, strict=True)) for row in r.json()["attrition"]["rows"]]
+        want = duckdb.sql(f"SELECT count(DISTINCT hadm_id) FROM {raw(data_root, 'icu/icustays')}").fetchall()[0][0]
+        assert att[-1]["n_after"] == want
+        assert client.get(f"{S}/dictionary").status_code == 200
+        # the workbench's warm-up reads one row of each table: free previews, never a billed full scan
+        assert not [c.sql for c in fake.calls if c.sql.startswith("SELECT * FROM") and c.sql.endswith("LIMIT 1")]
+        for e in client.get(f"{S}/sql/examples").json()["examples"]:
+            r = client.post(f"{S}/sql", json={"sql": e["sql"]})
+            assert r.status_code == 200, (e["sql"], r.text[:300])

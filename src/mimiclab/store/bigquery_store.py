@@ -18,6 +18,7 @@ import datetime as _dt
 import decimal
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
@@ -119,6 +120,38 @@ def rewrite(query: str, names: tuple[tuple[str, str, str, str], ...], read: str 
                 node.set("db", exp.to_identifier(hit[1]))
         out.append(tree.sql("bigquery"))
     return ";\n".join(out)
+
+
+@lru_cache(maxsize=4096)
+def preview_of(sql: str) -> tuple[str, int | None] | None:
+    """(`project.dataset.table`, row limit or None) when BigQuery SQL `sql` is only `SELECT * FROM <table>
+    [LIMIT n]`: such a preview is read with tabledata.list, which is free, where the query would be billed
+    for the whole table (BigQuery bills the columns scanned; LIMIT does not reduce it)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="bigquery")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not isinstance(tree, exp.Select) or len(tree.expressions) != 1 or not isinstance(tree.expressions[0], exp.Star):
+        return None
+    if set(k for k, v in tree.args.items() if v) - {"expressions", "from_", "limit", "kind"} or tree.args.get("kind"):
+        return None
+    frm = tree.args.get("from_")
+    table = frm.this if frm is not None else None
+    if not isinstance(table, exp.Table) or not table.catalog or not table.db or table.alias or table.args.get("joins"):
+        return None
+    if table.name.upper().startswith(("INFORMATION_SCHEMA", "__")):
+        return None
+    limit = tree.args.get("limit")
+    n = None
+    if limit is not None:
+        lit = limit.expression
+        if not (isinstance(lit, exp.Literal) and not lit.is_string and str(lit.this).isdigit()):
+            return None
+        n = int(lit.this)
+    return f"{table.catalog}.{table.db}.{table.name}", n
 
 
 @lru_cache(maxsize=4096)
@@ -356,7 +389,26 @@ class BigQueryStore(Store):
                 job.cancel()
             raise
 
+    def _preview(self, query: str, portable: bool, max_rows: int | None = None) -> pa.Table | None:
+        """The rows of a bare `SELECT * FROM table [LIMIT n]` from tabledata.list (free, no job), else None."""
+        hit = preview_of(self.prepare(query, portable=portable))
+        if hit is None or (hit[1] is None and max_rows is None):
+            return None
+        n = hit[1] if max_rows is None else min(hit[1] if hit[1] is not None else max_rows, max_rows)
+        limit, _w = _work.budget(self.max_seconds)
+        try:
+            rows = self.client.list_rows(hit[0], max_results=n, timeout=limit)
+            return rows.to_arrow(create_bqstorage_client=False)
+        except QueryError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from None
+
     def arrow(self, query: str, params: Params = None, *, portable: bool = False) -> pa.Table:
+        if not params:
+            preview = self._preview(query, portable)
+            if preview is not None:
+                return preview
         with self._job(query, params, portable) as rows:
             try:
                 return rows.to_arrow(create_bqstorage_client=False)
@@ -380,6 +432,17 @@ class BigQueryStore(Store):
                 yield from batches
 
             yield pa.RecordBatchReader.from_batches(first.schema, more())
+
+    def capped(self, query: str, max_rows: int, params: Params = None,
+               max_bytes: int | None = None, *, portable: bool = False) -> tuple[pa.Table, bool, float]:
+        """As Store.capped; a bare `SELECT * FROM table` (the SQL page's first look at a table) is read
+        free with tabledata.list instead of being billed for the whole table."""
+        if not params and not max_bytes:
+            t0 = time.perf_counter()
+            preview = self._preview(query, portable, max_rows + 1)
+            if preview is not None:
+                return preview.slice(0, max_rows), preview.num_rows > max_rows, time.perf_counter() - t0
+        return super().capped(query, max_rows, params, max_bytes, portable=portable)
 
     # -- metadata (free: INFORMATION_SCHEMA and __TABLES__ scan no table data)
     def _dataset_of(self, qualified: str) -> tuple[str, str, str]:
