@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from fake_bigquery import FakeClient
 from test_bigquery import _no_google, demo_con  # noqa: F401 - no Google; the demo under mimic-code's names
 from test_web import LOCAL, one, raw  # noqa: F401
 
 from mimiclab.web import create_app
+
+from fake_bigquery import FakeClient
 
 SLUG = "mimiciv"  # PhysioNet's BigQuery holds the full dataset; the fake serves the demo's rows under its names
 URL = "bigquery://my-lab-123456/mimiciv-2.2"

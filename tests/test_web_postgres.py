@@ -14,8 +14,8 @@ from test_web import (  # noqa: F401 - collected again here, with this module's 
     SLUG,
     one,
     raw,
-    test_cohort_run_attrition_matches_raw,
     test_cohort_pickers_offer_what_the_data_holds,
+    test_cohort_run_attrition_matches_raw,
     test_column_stats_and_csv_export_match_raw,
     test_dictionary_has_every_catalog_column_with_type_and_description,
     test_distribution_categorical_grouped_matches_raw,
@@ -61,7 +61,7 @@ def test_the_server_dataset_is_listed_and_served_from_postgres(client, pg_source
     assert not hasattr(bench.build(SLUG), "open")
 
 
-def test_sql_page_runs_postgres_sql_and_says_so(client, raw):
+def test_sql_page_runs_postgres_sql_and_says_so(client, raw):  # noqa: F811 - the imported fixture
     """User SQL runs as written, in PostgreSQL's dialect; the page and the examples say which."""
     page = client.get(f"/d/{SLUG}/sql").text
     assert 'data-dialect="postgres"' in page and "PostgreSQL" in page
@@ -93,7 +93,7 @@ def test_patient_notes_hint_on_postgres(client):
     assert rec["notes"]["available"] is False and "mimic-iv-note" in rec["notes"]["hint"]
 
 
-def test_filter_values_are_typed_before_any_query(client, raw):
+def test_filter_values_are_typed_before_any_query(client, raw):  # noqa: F811
     """Dates and times in filters compare as dates and times on PostgreSQL too (no TRY_CAST there)."""
     url = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/rows"
     r = client.get(url, params={"f": "admittime:ge:2180-07-23 00:00:00", "limit": 1}).json()
@@ -104,7 +104,7 @@ def test_filter_values_are_typed_before_any_query(client, raw):
     assert r.status_code == 400 and "SMALLINT" in r.json()["error"]
 
 
-def test_column_stats_count_distinct_values_exactly_on_postgres(client, raw):
+def test_column_stats_count_distinct_values_exactly_on_postgres(client, raw):  # noqa: F811
     s = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.labevents/stats", params={"column": "valuenum"}).json()
     assert s["distinct"] == one(raw, "SELECT count(DISTINCT valuenum) FROM hosp_labevents")
     assert s["median"] == pytest.approx(one(raw, "SELECT median(valuenum) FROM hosp_labevents"))

@@ -10,7 +10,7 @@ DuckDB and PostgreSQL both run it; ``dialects`` holds a spelling for a dialect t
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -72,7 +72,7 @@ def families() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(family: str | None) -> Workbench:
     """The workbench data of `family`; an empty one (nothing family-specific) for a family without a file."""
     path = HERE / f"{family}.yaml"
@@ -89,4 +89,4 @@ def name(family: str | None) -> str:
     return load(family).name
 
 
-__all__ = ["Workbench", "Lookup", "NoteSource", "Example", "load", "families", "name"]
+__all__ = ["Example", "Lookup", "NoteSource", "Workbench", "families", "load", "name"]
