@@ -72,10 +72,10 @@ def raw_copy(dsn: str, files) -> int:
                 con.execute(f'CREATE TABLE raw_copy."{name}" ({ddl})')
                 cur = con.cursor()
                 cols_sql = ", ".join(f'"{c}"' for c in header)
-                with cur.copy(f'COPY raw_copy."{name}" ({cols_sql}) FROM STDIN (FORMAT csv, HEADER true)') as cp:
-                    with opener(path, "rb") as fh:
-                        while chunk := fh.read(1 << 20):
-                            cp.write(chunk)
+                copy_sql = f'COPY raw_copy."{name}" ({cols_sql}) FROM STDIN (FORMAT csv, HEADER true)'
+                with cur.copy(copy_sql) as cp, opener(path, "rb") as fh:
+                    while chunk := fh.read(1 << 20):
+                        cp.write(chunk)
                 rows += cur.rowcount
     return rows
 

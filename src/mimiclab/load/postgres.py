@@ -20,6 +20,7 @@ statuses, exact row counts, digest) without counting; schemas whose tables are a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
@@ -125,10 +126,8 @@ def publish(dsn: str, manifest, items: list[Item], *, extra_schemas: tuple[str, 
                                 "the previous tables are unchanged") from None
         finally:
             for schema in schemas:
-                try:
+                with contextlib.suppress(psycopg.Error):
                     con.execute(f"DROP SCHEMA IF EXISTS {_ident(schema + STAGING)} CASCADE")
-                except psycopg.Error:
-                    pass
     return counts
 
 

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -42,7 +42,7 @@ _ARROW = {
     "timestamp": pa.timestamp("us"), "timestamptz": pa.timestamp("us", tz="UTC"), "date": pa.date32(),
     "time": pa.time64("us"), "interval": pa.duration("us"), "bytea": pa.binary(),
 }
-_CONVERT = {"numeric": float}  # Decimal -> float (Arrow will not cast Decimal objects to double itself)
+_CONVERT: dict[str, Callable[[Any], Any]] = {"numeric": float}  # Decimal -> float (Arrow will not cast Decimal objects to double itself)
 
 
 def _psycopg():
@@ -263,7 +263,8 @@ class PostgresStore(Store):
         limit, w = self._limit()
         cancel = getattr(con, "cancel_safe", con.cancel)
         timer = None
-        own = w is None or w.remaining() is None or (limit is not None and limit < w.remaining())
+        left = w.remaining() if w is not None else None
+        own = left is None or (limit is not None and limit < left)
         if limit is not None and own:  # else the Work's own timer cancels at its deadline
             timer = threading.Timer(max(limit, 0.001), cancel)
             timer.daemon = True
@@ -434,29 +435,39 @@ def _cursorable(sql: str) -> bool:
     return bool(_CURSORABLE.match(sql))
 
 
-def _schema(description) -> tuple[pa.Schema, list]:
+Convert = Callable[[Any], Any] | None  # applied to each non-NULL value of a column before Arrow sees it
+
+
+def _as_text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _each(conv: Callable[[Any], Any]) -> Callable[[Any], list]:
+    return lambda values: [None if x is None else conv(x) for x in values]
+
+
+def _schema(description) -> tuple[pa.Schema, list[Convert]]:
+    """Arrow fields from the result's type OIDs (an empty result keeps its types), and per-column converters."""
     from psycopg.postgres import types
 
-    fields, convert = [], []
+    fields: list[pa.Field] = []
+    convert: list[Convert] = []
     for d in description:
         info = types.get(d.type_code)
         name = info.name if info is not None else ""
         is_array = info is not None and d.type_code != info.oid  # psycopg finds arrays by their element type
-        if is_array and name in _ARROW:
-            fields.append(pa.field(d.name, pa.list_(_ARROW[name])))
-            conv = _CONVERT.get(name)
-            convert.append(None if conv is None else (lambda v, c=conv: None if v is None else [None if x is None else c(x) for x in v]))
-        elif not is_array and name in _ARROW:
-            fields.append(pa.field(d.name, _ARROW[name]))
-            convert.append(_CONVERT.get(name))
+        conv = _CONVERT.get(name)
+        if name in _ARROW:
+            fields.append(pa.field(d.name, pa.list_(_ARROW[name]) if is_array else _ARROW[name]))
+            convert.append(_each(conv) if is_array and conv else conv)
         else:  # json, uuid, ranges, arrays of those, user types: as text
             fields.append(pa.field(d.name, pa.string()))
-            convert.append(lambda v: v if isinstance(v, str) else json.dumps(v, default=str))
+            convert.append(_as_text)
     return pa.schema(fields), convert
 
 
-def _batch(rows: list[tuple], schema: pa.Schema, convert: list) -> pa.RecordBatch:
-    cols = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+def _batch(rows: list[tuple], schema: pa.Schema, convert: list[Convert]) -> pa.RecordBatch:
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
     arrays = []
     for values, field, conv in zip(cols, schema, convert, strict=True):
         if conv is not None:
