@@ -11,11 +11,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from mimiclab.cohort import CRITERIA, Cohort, EmptyCohortError, SpecError
+from mimiclab.cohort.criteria import race_group_sql
 from mimiclab.load import build
 from mimiclab.load import manifest as mf
 from mimiclab.sources.registry import Build, find
-from mimiclab.cohort import CRITERIA, Cohort, EmptyCohortError, SpecError
-from mimiclab.cohort.criteria import race_group_sql
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,8 @@ AGE = "p.anchor_age + (year(a.admittime) - p.anchor_year)"
 # (unit, criterion, oracle over raw files). Each oracle restates the criterion independently.
 CASES = [
     ("stay", {"type": "age", "min": 65},
-     f"SELECT i.stay_id FROM {{icu}} i JOIN {{adm}} a ON a.hadm_id = i.hadm_id JOIN {{pat}} p ON p.subject_id = i.subject_id WHERE {AGE} >= 65"),
+     f"SELECT i.stay_id FROM {{icu}} i JOIN {{adm}} a ON a.hadm_id = i.hadm_id "
+     f"JOIN {{pat}} p ON p.subject_id = i.subject_id WHERE {AGE} >= 65"),
     ("admission", {"type": "age", "min": 40, "max": 60},
      f"SELECT a.hadm_id FROM {{adm}} a JOIN {{pat}} p USING (subject_id) WHERE {AGE} BETWEEN 40 AND 60"),
     ("patient", {"type": "age", "max": 50},
@@ -288,7 +289,7 @@ def test_mimiciii_pickers_use_the_family_names(data_root, home):
     r = lambda n: f"read_csv_auto('{src}/{n}.csv', sample_size=-1, all_varchar=true)"  # noqa: E731
     want = duckdb.execute(f"""SELECT d.icd9_code, count(*) FROM {r('DIAGNOSES_ICD')} d JOIN {r('D_ICD_DIAGNOSES')} t
         USING (icd9_code) WHERE t.long_title ILIKE '%sepsis%' GROUP BY 1 ORDER BY 2 DESC, 1""").fetchall()
-    assert list(zip(got["value"], got["n"])) == want and len(want) > 0
+    assert list(zip(got["value"], got["n"], strict=True)) == want and len(want) > 0
     units = ds.sql(*suggest_sql("mimiciii", "care_unit", "values"))
     assert set(units["value"]) == {x[0] for x in duckdb.execute(
         f"SELECT first_careunit FROM {r('ICUSTAYS')} UNION SELECT last_careunit FROM {r('ICUSTAYS')}").fetchall()}

@@ -111,7 +111,7 @@ def test_table1_against_raw_files(backend_source, demo_dir):
     c = run(backend_source, EXAMPLES / "heart_failure_admissions.yaml")
     hadm = ", ".join(map(str, c.ids["hadm_id"]))
     n, age, female, died, los = _hf_table1(demo_dir, hadm)
-    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"]))
+    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"], strict=True))
     assert t["N (admissions)|"] == str(n)
     assert t["Age, years, median [IQR]|"] == age
     assert t["Female, n (%)|"] == f"{female} ({100 * female / n:.1f})"
@@ -197,7 +197,7 @@ def test_every_query_a_cohort_sends_is_portable(demo_build, tmp_path):
         rec = Recording(demo_build, register_frames)
         c = Cohort.run(rec, spec)
         c.subset(tmp_path / f"sub-{register_frames}")
-        with pytest.raises(SpecError, match="include\\[1\\].*fails"):  # the failure locator's queries too
+        with pytest.raises(SpecError, match=r"include\[1\].*fails"):  # the failure locator's queries too
             Cohort.run(rec, {"unit": "admission", "include": [
                 {"type": "age", "min": 18}, {"type": "sql", "query": "SELECT hadm_id FROM mimiciv_hosp.no_such_table"}]})
         assert rec.sent and all(portable for _, portable in rec.sent), [s for s, p in rec.sent if not p]
@@ -328,7 +328,7 @@ def test_omop_heart_failure_example_against_raw_files(omop, data_root, demo_buil
     # the same population as MIMIC-IV's admissions table
     mimic = run(demo_build, {"unit": "admission", "include": [{"type": "age", "min": 0}]})
     assert c.counts[0] == len(mimic)
-    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"]))
+    t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"], strict=True))
     assert t["N (admissions)|"] == str(want[-1])
     assert "EW EMER." in c.table1["level"].tolist()  # admission types read from the source concepts
 
@@ -375,3 +375,26 @@ def test_cohort_names_are_typed_models():
     assert set(families()) >= {"mimiciv", "mimiciii", "omop"}
     with pytest.raises(Exception, match="admission_tabel"):
         concepts.CohortNames.model_validate({**concepts.load("mimiciv").cohort.model_dump(), "admission_tabel": "x"})
+
+
+@pytest.fixture(scope="module")
+def pg_source(pg_demo_url):
+    from mimiclab.sources import open_postgres
+
+    return open_postgres(pg_demo_url, "mimic-iv-demo", "2.2")
+
+
+def test_every_criterion_case_on_postgres(pg_source, demo_dir):
+    """test_cohort.py's catalogue (every criterion type against its own oracle over the raw files), run on
+    PostgreSQL, as an inclusion and as an exclusion."""
+    from test_cohort import CASES, KEY, oracle
+
+    everyone = {u: oracle(demo_dir, sql) for u, sql in (("patient", "SELECT subject_id FROM {pat}"),
+                                                         ("admission", "SELECT hadm_id FROM {adm}"),
+                                                         ("stay", "SELECT stay_id FROM {icu}"))}
+    for unit, criterion, sql in CASES:
+        want = oracle(demo_dir, sql)
+        got = run(pg_source, {"unit": unit, "include": [criterion]}, allow_empty=True)
+        assert set(got.ids[KEY[unit]]) == want, (unit, criterion)
+        out = run(pg_source, {"unit": unit, "exclude": [criterion]}, allow_empty=True)
+        assert set(out.ids[KEY[unit]]) == everyone[unit] - want, (unit, criterion)

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mimiclab.load import build
-from mimiclab.load import manifest as mf
-from mimiclab.sources.registry import Build, find
 from mimiclab.cli import app
 from mimiclab.cohort import Cohort
 from mimiclab.cohort.compile import compile_spec, transpile
 from mimiclab.cohort.spec import CohortSpec
+from mimiclab.load import build
+from mimiclab.load import manifest as mf
+from mimiclab.sources.registry import Build, find
 
 REPO = Path(__file__).resolve().parents[1]
 # the MIMIC-IV demo's examples (the OMOP one runs in test_cohort_backends.py, on its own build)

@@ -13,7 +13,7 @@ name (``charttime``) is read as ``t.charttime``.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -217,7 +217,7 @@ def families() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.yaml"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(family: str) -> ConceptMap:
     """The concept mapping of a schema family; CatalogError (with close matches) when there is none."""
     path = HERE / f"{family}.yaml"

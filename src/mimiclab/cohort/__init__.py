@@ -244,7 +244,7 @@ def _check(spec: CohortSpec, comp: Compiled, store, manifest) -> list[str]:
 def _locate_failure(spec: CohortSpec, comp: Compiled, store, exc: Exception) -> MimiclabError:
     """Name the criterion whose SQL fails (usually an `sql` escape hatch), not just the database's message."""
     units = comp.ctes[0]
-    for (kind, c), frag in zip(spec.steps(), comp.fragments):
+    for (kind, c), frag in zip(spec.steps(), comp.fragments, strict=True):
         try:
             store.arrow(f"WITH {units}\nSELECT COUNT(*) FROM ({frag}) t", portable=True)
         except QueryError as inner:

@@ -16,11 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
-
 from mimiclab.catalog import concepts
 from mimiclab.cohort import spec as S
 from mimiclab.cohort.spec import SpecError
-
 
 
 def families() -> list[str]:
@@ -136,7 +134,7 @@ def _values_cond(col: str, c: S._Values) -> str:
 
 
 def _seconds(hours: float) -> int:
-    return int(round(hours * 3600))
+    return round(hours * 3600)
 
 
 def _shift(col: str, hours: float) -> str:
@@ -188,7 +186,7 @@ def _items(c: S._Measurement, t: concepts.CohortItems) -> str:
 def fragment(c: S._Criterion, ctx: Context) -> str:
     """The SELECT of unit ids satisfying `c`."""
     n = ctx.names
-    kind = c.type
+    kind: str = c.type  # type: ignore[attr-defined]  # every concrete criterion has its Literal type
     A = n.admissions
     adm = f"JOIN {A.table} a ON {ctx.adm_link()}"
     pat = f"JOIN {n.patients.table} p ON p.{ctx.pid} = u.{ctx.pid}"
@@ -276,8 +274,8 @@ def fragment(c: S._Criterion, ctx: Context) -> str:
             join, when = _window(ctx, w, f"m.{rx.time}", kind)
             what = [f"LOWER(m.{rx.name}) LIKE {lit('%' + x.lower() + '%')}" for x in c.names]
             if c.codes:
-                codes = ", ".join(lit(x) for x in c.codes)
-                what += [f"m.{col} IN ({codes})" for col in rx.codes]
+                code_list = ", ".join(lit(x) for x in c.codes)
+                what += [f"m.{col} IN ({code_list})" for col in rx.codes]
             parts.append(ctx.select(f"{join} JOIN {rx.table} m ON m.{ctx.pid} = u.{ctx.pid}",
                                     f"({' OR '.join(what)}) AND {when}"))
         if c.itemids:
@@ -335,7 +333,7 @@ def describe_criteria() -> list[dict[str, Any]]:
         for fname, f in cls.model_fields.items():
             if fname in ("type", "label"):
                 continue
-            typ, choices, optional = _param_type(f.annotation)
+            typ, choices, _ = _param_type(f.annotation)
             entry: dict[str, Any] = {"name": fname, "type": typ, "required": f.is_required()}
             if choices:
                 entry["choices"] = choices

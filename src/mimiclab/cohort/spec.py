@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -62,7 +62,7 @@ class _Criterion(_Model):
     _where: str = PrivateAttr(default="")
 
     def describe(self) -> str:  # default label when the spec gives none
-        return self.type.replace("_", " ")
+        return str(self.type).replace("_", " ")  # type: ignore[attr-defined]  # each subclass's Literal
 
     @property
     def title(self) -> str:
@@ -276,7 +276,7 @@ class _Measurement(_Criterion):
     def effective_window(self) -> Window:
         return self.window or Window(anchor=self.default_anchor)
 
-    default_anchor: ClassVar[str] = "admission"
+    default_anchor: ClassVar[Literal["admission", "icu"]] = "admission"
 
 
 class Lab(_Measurement):
@@ -285,7 +285,7 @@ class Lab(_Measurement):
 
 class Chart(_Measurement):
     type: Literal["chart"]
-    default_anchor: ClassVar[str] = "icu"
+    default_anchor: ClassVar[Literal["admission", "icu"]] = "icu"
 
 
 class Medication(_Criterion):
@@ -343,8 +343,8 @@ class SQL(_Criterion):
 
 
 Criterion = Annotated[
-    Union[Age, Sex, Race, AdmissionType, AdmissionLocation, YearGroup, HospitalLOS, InHospitalDeath, HasICUStay,
-          FirstICUStay, ICULOS, CareUnit, Diagnosis, Procedure, Lab, Chart, Medication, SQL],
+    Age | Sex | Race | AdmissionType | AdmissionLocation | YearGroup | HospitalLOS | InHospitalDeath | HasICUStay
+    | FirstICUStay | ICULOS | CareUnit | Diagnosis | Procedure | Lab | Chart | Medication | SQL,
     Field(discriminator="type"),
 ]
 
@@ -383,7 +383,8 @@ class CohortSpec(_Model):
 
     def steps(self) -> list[tuple[str, _Criterion]]:
         """(include|exclude, criterion) in the order they are applied."""
-        return [("include", c) for c in self.include] + [("exclude", c) for c in self.exclude]
+        steps: list[tuple[str, _Criterion]] = [("include", c) for c in self.include]
+        return steps + [("exclude", c) for c in self.exclude]
 
     def where(self, c: _Criterion) -> str:
         """Human pointer to a criterion: file, line, field path."""
@@ -443,10 +444,7 @@ def _line_for(loc: tuple, lines: dict[tuple, int], data: Any) -> tuple[int | Non
     path: list = []
     node = data
     for i, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-            path.append(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             node = node[part]
             path.append(part)
         elif i == len(loc) - 1:
