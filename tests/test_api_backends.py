@@ -359,3 +359,17 @@ def test_dataset_on_bigquery_gives_the_same_answers(demo_build, raw, monkeypatch
     finally:
         ds.close()
         duck.close()
+
+
+def test_the_api_reaches_data_only_through_the_store_interface():
+    """No DuckDB above the store layer: api/ imports neither duckdb nor the DuckDB store."""
+    import ast
+
+    api = Path(__file__).resolve().parents[1] / "src" / "mimiclab" / "api"
+    found = []
+    for f in sorted(api.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{f.name}: {n}" for n in names if n == "duckdb" or n.startswith(("duckdb.", "mimiclab.store.duckdb"))]
+    assert not found, found
