@@ -59,3 +59,17 @@ def test_sql_page_on_bigquery_names_the_dialect_and_examples_are_bigquery_sql(cl
     for e in ex["examples"]:
         r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": e["sql"]})
         assert r.status_code == 200, (e["title"], e["sql"], r.text[:300])
+
+
+def test_sql_page_takes_bigquery_spelling_and_refuses_writes(client, raw):  # noqa: F811
+    """What a BigQuery user types (backquoted names, BigQuery functions) runs; anything but a query is refused."""
+    sql = ("SELECT admission_type, COUNT(*) AS n FROM `physionet-data.mimiciv_2_2_hosp.admissions` "
+           "WHERE SAFE_CAST(hospital_expire_flag AS INT64) = 0 GROUP BY admission_type ORDER BY n DESC, admission_type")
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": sql})
+    assert r.status_code == 200, r.text[:300]
+    want = raw.execute("SELECT admission_type, count(*) n FROM hosp_admissions WHERE hospital_expire_flag = 0 "
+                       "GROUP BY 1 ORDER BY n DESC, 1").fetchall()
+    assert [tuple(x) for x in r.json()["rows"]] == [tuple(x) for x in want]
+    for q in ("DELETE FROM mimiciv_hosp.admissions WHERE true", "SELECT 1; SELECT 2", ""):
+        r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": q})
+        assert r.status_code == 400 and r.json()["error"], q

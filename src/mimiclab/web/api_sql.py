@@ -31,11 +31,22 @@ class SqlIn(BaseModel):
 
 def check(w, slug: str, sql: str) -> str:
     """The statement if it is one reading statement in the dataset's dialect (DuckDB's guard for a local build,
-    PostgreSQL's for a server: each refuses what reaches files, settings or the network in its own database)."""
-    if dialect_of(w.build(slug)) == "postgres":
+    PostgreSQL's for a server: each refuses what reaches files, settings or the network in its own database).
+    BigQuery's store checks each statement itself, in BigQuery's dialect (backquoted project.dataset.table)."""
+    dialect = dialect_of(w.build(slug))
+    if dialect == "postgres":
         from mimiclab.store.postgres_store import check_pg
 
         return check_pg(sql)
+    if dialect == "bigquery":
+        from mimiclab.errors import QueryError
+
+        text = (sql or "").strip().rstrip(";").rstrip()
+        if not text:
+            raise QueryError("the query is empty: write a SELECT statement.")
+        if len(text) > sqlguard.MAX_SQL_CHARS:
+            raise QueryError(f"the query is longer than {sqlguard.MAX_SQL_CHARS:,} characters.")
+        return text
     return sqlguard.check(sql)
 
 
