@@ -333,6 +333,27 @@ def test_omop_heart_failure_example_against_raw_files(omop, data_root, demo_buil
     assert "EW EMER." in c.table1["level"].tolist()  # admission types read from the source concepts
 
 
+def test_omop_subset_and_report(omop, data_root, tmp_path):
+    """The subset of an OMOP cohort: the cohort's visits, their conditions (and those of no visit of its persons),
+    and a report counting persons."""
+    c = Cohort.run(omop, EXAMPLES / "omop_heart_failure_admissions.yaml")
+    try:
+        c.subset(tmp_path / "sub")
+    finally:
+        c.close()
+    out = tmp_path / "sub" / "1_omop_data_csv"
+    visits = set(c.ids["visit_occurrence_id"])
+    got = {r[0] for r in duckdb.execute(f"SELECT visit_occurrence_id FROM read_csv_auto('{out}/visit_occurrence.csv.gz')").fetchall()}
+    assert got == visits
+    ids, persons = ", ".join(map(str, visits)), ", ".join(map(str, set(c.ids["person_id"])))
+    want = duckdb.execute(
+        f"SELECT count(*) FROM read_csv_auto('{data_root / OMOP_DIR / '1_omop_data_csv' / 'condition_occurrence.csv'}') "
+        f"WHERE visit_occurrence_id IN ({ids}) OR (visit_occurrence_id IS NULL AND person_id IN ({persons}))").fetchone()
+    assert duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{out}/condition_occurrence.csv.gz')").fetchone() == want
+    n_persons = duckdb.execute(f"SELECT count(DISTINCT person_id) FROM read_csv_auto('{out}/visit_occurrence.csv.gz')").fetchone()[0]
+    assert f"**{len(visits)}** admissions ({n_persons} patients)" in (tmp_path / "sub" / "cohort" / "report.md").read_text()
+
+
 def test_omop_icu_stays_and_medication(omop, data_root):
     """Stay unit on OMOP (visit_detail in an intensive-care site), first stay, ICU LOS, and a drug by name."""
     c = run(omop, {"unit": "stay", "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"}]})

@@ -48,7 +48,7 @@ def context(cohort: Cohort) -> dict:
         "spec": cohort.spec, "spec_text": cohort.spec.to_yaml().rstrip("\n"), "sql": cohort.sql,
         "dataset": m.dataset, "version": m.version, "title": m.title or m.dataset, "digest": m.digest(),
         "synthetic": m.synthetic, "mimiclab_version": __version__,
-        "n_final": len(cohort.ids), "n_patients": int(cohort.ids["subject_id"].nunique()),
+        "n_final": len(cohort.ids), "n_patients": int(cohort.ids[cohort.compiled.ctx.pid].nunique()),
         "attrition": cohort.attrition.to_dict("records"), "table1": cohort.table1.to_dict("records"),
         "table1_note": cohort.table1_note, "warnings": cohort.warnings,
     }
