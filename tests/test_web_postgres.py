@@ -57,6 +57,12 @@ def test_the_server_dataset_is_listed_and_served_from_postgres(client, pg_source
     bench = client.app.state.workbench
     st = bench.store(SLUG)
     assert st.backend == "postgres" and st.dialect == "postgres"
+    from mimiclab.errors import QueryError
+
+    assert st.sandboxed and st.read_only  # the second wall, past the SQL page's check
+    for q in ("SELECT pg_read_file('/etc/passwd')", "CREATE TABLE x AS SELECT 1", "SELECT 1; SELECT 2"):
+        with pytest.raises(QueryError):
+            st.arrow(q)
     assert bench.build(SLUG).build_dir is None  # a server: no local folder, and still no open() for routes
     assert not hasattr(bench.build(SLUG), "open")
 
