@@ -69,8 +69,8 @@ def describe(ds: Dataset, qualified: str) -> pd.DataFrame:
         q = ident(c)
         distinct = f"approx_count_distinct({q})" if approx else f"count(DISTINCT {q})"
         ordered = _is_numeric(t) or _base(t) in TEMPORAL or _base(t) == "TIME"
-        mn = f"CAST(min({q}) AS VARCHAR)" if ordered else "CAST(NULL AS VARCHAR)"
-        mx = f"CAST(max({q}) AS VARCHAR)" if ordered else "CAST(NULL AS VARCHAR)"
+        mn = f"CAST(min({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
+        mx = f"CAST(max({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
         i = len(parts)
         parts.append(f"count({q}) AS n{i}, {distinct} AS d{i}, {mn} AS lo{i}, {mx} AS hi{i}")
     row = store.arrow(f"SELECT {', '.join(parts)} FROM {tbl}", portable=True).to_pylist()[0] if cols else {}
@@ -83,8 +83,8 @@ def describe(ds: Dataset, qualified: str) -> pd.DataFrame:
         if not (_is_numeric(t) or _base(t) in TEMPORAL or _base(t) == "TIME") and n:
             q = ident(c)
             pairs = store.arrow(
-                f"SELECT v, count(*) AS n FROM (SELECT {q} AS v FROM {tbl} WHERE {q} IS NOT NULL) AS s "
-                f"GROUP BY v ORDER BY n DESC, v LIMIT {TOP_VALUES}", portable=True).to_pylist()
+                f"SELECT {q} AS v, count(*) AS n FROM {tbl} WHERE {q} IS NOT NULL GROUP BY 1 "
+                f"ORDER BY n DESC, v LIMIT {TOP_VALUES}", portable=True).to_pylist()
             top = ", ".join(f"{p['v']} ({p['n']:,})" for p in pairs)
         desc = ""
         if cat is not None:
