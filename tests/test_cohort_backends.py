@@ -419,3 +419,19 @@ def test_every_criterion_case_on_postgres(pg_source, demo_dir):
         assert set(got.ids[KEY[unit]]) == want, (unit, criterion)
         out = run(pg_source, {"unit": unit, "exclude": [criterion]}, allow_empty=True)
         assert set(out.ids[KEY[unit]]) == everyone[unit] - want, (unit, criterion)
+
+
+def test_cohort_and_subset_cli_take_a_postgresql_url(pg_demo_url, on_duckdb, tmp_path):
+    """`mimiclab cohort run spec --dataset postgresql://...` (and Cohort.run on the URL) gives the DuckDB cohort."""
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+
+    spec = EXAMPLES / "heart_failure_admissions.yaml"
+    c = run(pg_demo_url, spec)
+    assert c.ids.equals(on_duckdb["heart_failure_admissions"].ids) and c.manifest.dataset == "mimic-iv-demo"
+    res = CliRunner().invoke(app, ["cohort", "run", str(spec), "--dataset", pg_demo_url, "--out", str(tmp_path / "out")],
+                             env={"MIMICLAB_HOME": str(tmp_path / "home"), "COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    ids = pd.read_csv(tmp_path / "out" / "ids.csv")
+    assert ids["hadm_id"].tolist() == on_duckdb["heart_failure_admissions"].ids["hadm_id"].tolist()

@@ -5,7 +5,8 @@
     c.ids, c.attrition, c.table1, c.sql
     c.report("out/"); c.subset("subset/")
 
-`Cohort.run` takes a registry Build, anything Dataset-like (`.store`, `.manifest`), or a dataset slug.
+`Cohort.run` takes a registry Build or Source, anything Dataset-like (`.store`, `.manifest`), a dataset slug
+or a server URL (postgresql://..., bigquery://...).
 All work is SQL on the store (one CTE chain, see compile.py); pandas only summarises the final rows.
 """
 
@@ -45,13 +46,18 @@ class EmptyCohortError(MimiclabError):
 
 
 def _resolve(target: Any, spec: CohortSpec):
-    """(store, manifest, build or None, owns_store) from a Build, Dataset-like object or slug."""
+    """(store, manifest, build or None, owns_store) from a Build, Source, Dataset-like object, slug or server URL
+    (postgresql://..., bigquery://...: the spec's `dataset:` names the dataset there)."""
+    from mimiclab.sources import is_url, open_source
     from mimiclab.sources.registry import find
 
     if target is None:
         if not spec.dataset:
             raise SpecError("no dataset given: name one with --dataset, or `dataset:` in the spec")
         target = spec.dataset
+    if is_url(target):
+        named = spec.dataset and not str(target).lower().startswith("bigquery://")  # BigQuery's URL names it
+        target = open_source(target, spec.version if named else None, **({"dataset": spec.dataset} if named else {}))
     if isinstance(target, str):
         target = find(target, spec.version if spec.dataset in (None, target) else None)
     if hasattr(target, "store") and hasattr(target, "manifest"):  # mimiclab.api Dataset
