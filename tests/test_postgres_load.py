@@ -206,6 +206,19 @@ def test_row_count_mismatch_is_an_error_and_swaps_nothing(db, data_root):
         assert con.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%mimiclab_new'").fetchone()[0] == 0
 
 
+def test_one_publish_at_a_time(db):
+    from mimiclab.errors import MimiclabError
+    from mimiclab.load.postgres import LOCK
+
+    with psycopg.connect(db, autocommit=True) as other:  # as a publish running elsewhere holds it
+        other.execute("SELECT pg_advisory_lock(hashtext(%s))", [LOCK])
+        with pytest.raises(MimiclabError, match="another mimiclab publish is loading into this database"):
+            publish("mimic-iv-ed-demo", db)
+        assert other.execute("SELECT to_regclass('mimiciv_ed.edstays')").fetchone()[0] is None
+        other.execute("SELECT pg_advisory_unlock(hashtext(%s))", [LOCK])
+    assert publish("mimic-iv-ed-demo", db)["mimiciv_ed.edstays"] > 0  # once the other has finished
+
+
 def test_omop_tables_answer_to_unqualified_names(db, data_root):
     from mimiclab.store.postgres_store import PostgresStore
 

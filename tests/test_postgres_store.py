@@ -166,6 +166,38 @@ def test_one_connection_per_thread(db):
         assert not errors and len(set(pids.values())) == 4
 
 
+def _query_in_child(pg, pipe) -> None:
+    pipe.send((pg.scalar("SELECT sum(id) FROM s.t"), pg.scalar("SELECT pg_backend_pid()")))
+
+
+def test_a_forked_child_opens_its_own_connection(db):
+    import multiprocessing
+
+    with store(db) as pg:
+        parent = pg.scalar("SELECT pg_backend_pid()")  # the parent's connection is open
+        ctx = multiprocessing.get_context("fork")
+        ours, theirs = ctx.Pipe()
+        child = ctx.Process(target=_query_in_child, args=(pg, theirs))
+        child.start()
+        child.join(30)
+        total, backend = ours.recv()
+        assert child.exitcode == 0 and total == 10 and backend != parent  # a session of its own
+        # the parent's session survived the child (a shared socket would garble or end it)
+        assert pg.scalar("SELECT count(*) FROM s.t WHERE id > %s", [1]) == 3
+
+
+def test_stream_time_limit_covers_the_whole_read(db):
+    from mimiclab.errors import QueryError
+
+    with store(db, max_seconds=0.6) as pg:
+        t0 = time.perf_counter()
+        with pytest.raises(QueryError, match="time limit"), pg.stream(
+                "SELECT pg_sleep(0.2), g FROM generate_series(1, 20) g", batch_rows=1) as reader:
+            for _ in reader:  # each FETCH is quick; together they are not
+                pass
+        assert time.perf_counter() - t0 < 3
+
+
 def test_password_never_shown(db):
     from mimiclab.errors import QueryError
 

@@ -42,6 +42,7 @@ PG_TYPES = {
 }
 STAGING = "__mimiclab_new"  # suffix of the staging schema of each target schema (mimiclab's own, dropped after)
 BATCH_ROWS = 65_536
+LOCK = "mimiclab publish"  # advisory lock key (hashed) held by a running publish
 JOBS = 2  # tables loading at once: the server parses one COPY per core, and Parquet -> CSV overlaps it
 
 _META_DDL = (
@@ -97,6 +98,10 @@ def publish(dsn: str, manifest, items: list[Item], *, extra_schemas: tuple[str, 
         # everything below is schema-qualified; with an empty path pg_get_viewdef & co. qualify every name too
         con.execute("SET search_path = pg_catalog")
         con.execute("SET client_min_messages = warning")
+        # one publish per database at a time: both would use the same staging schemas (released on disconnect)
+        if not con.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [LOCK]).fetchone()[0]:
+            raise MimiclabError("another mimiclab publish is loading into this database now; wait for it to "
+                                "finish, then publish again (nothing was changed).")
         try:
             for ddl in _META_DDL:
                 con.execute(ddl)

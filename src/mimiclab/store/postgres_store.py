@@ -19,6 +19,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.store import Capabilities, Params, Store
 from mimiclab.store import work as _work
 
+_INHERITED: list[Any] = []  # connections a forked child inherited (see PostgresStore._after_fork)
 MANIFESTS = "mimiclab.manifests"  # written by mimiclab.load.postgres, one row per published build
 
 # Arrow types of PostgreSQL's base types (by psycopg's type name); anything else arrives as text
@@ -203,10 +205,13 @@ class PostgresStore(Store):
         self._all: list[Any] = []
         self._names = itertools.count()
         self._closed = False
+        self._pid = os.getpid()
         self._connection()  # fail now (bad DSN, server down), not at the first query
 
     # -- connections
     def _connection(self):
+        if self._pid != os.getpid():
+            self._after_fork()
         con = getattr(self._local, "con", None)
         if con is not None and not con.closed:
             return con
@@ -225,6 +230,16 @@ class PostgresStore(Store):
         with self._lock:
             self._all.append(con)
         return con
+
+    def _after_fork(self) -> None:
+        """In a forked child (DataLoader workers, multiprocessing): the parent's connections share its sockets,
+        so the child opens its own. The inherited ones are kept referenced and never closed or collected:
+        closing one would end the parent's session on the server."""
+        self._lock = threading.Lock()  # the parent's may have been held by one of its threads at fork()
+        _INHERITED.extend(self._all)
+        self._all = []
+        self._local = threading.local()
+        self._pid = os.getpid()
 
     @staticmethod
     def _default_search_path(con) -> list[str]:
