@@ -272,30 +272,39 @@ class PostgresStore(Store):
         return limit, w
 
     @contextlib.contextmanager
-    def _transaction(self, con) -> Iterator[float | None]:
-        """One read transaction with the time limit, cancellation and error translation around it."""
+    def _transaction(self, con, whole_read: bool = False) -> Iterator[float | None]:
+        """One read transaction with the time limit, cancellation and error translation around it.
+
+        The server stops a statement at the limit (statement_timeout); `whole_read` (a stream: many FETCHes)
+        also arms a timer that cancels whatever runs when the limit is reached. A query while a stream is
+        open on the same thread runs inside the stream's transaction, in a savepoint. Opening costs one round
+        trip (BEGIN and the settings in one message), so small lookups stay cheap."""
         psycopg = _psycopg()
         limit, w = self._limit()
         cancel = getattr(con, "cancel_safe", con.cancel)
-        timer = None
         left = w.remaining() if w is not None else None
-        own = left is None or (limit is not None and limit < left)
-        if limit is not None and own:  # else the Work's own timer cancels at its deadline
+        own = left is None or (limit is not None and limit < left)  # else the Work's own timer cancels
+        timer = None
+        if whole_read and limit is not None and own:
             timer = threading.Timer(max(limit, 0.001), cancel)
             timer.daemon = True
             timer.start()
         nested = con.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        setup = []
+        if limit is not None:  # a Work's deadline is its timer's to enforce (with its message); this is the backstop
+            setup.append(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000)) + (0 if own else 250)}")
         try:
             with (w.interruptible(cancel) if w is not None else contextlib.nullcontext()):
                 try:
-                    with con.transaction():
-                        if self.read_only and not nested:
-                            con.execute("SET TRANSACTION READ ONLY")
-                        if limit is not None:
-                            # the server's own stop; a Work's deadline is its timer's to enforce (with its message)
-                            ms = max(1, int(limit * 1000)) + (0 if own else 250)
-                            con.execute(f"SET LOCAL statement_timeout = {ms}")
+                    if nested:
+                        with con.transaction():
+                            for stmt in setup:
+                                con.execute(stmt)
+                            yield limit
+                    else:
+                        con.execute("; ".join(["BEGIN READ ONLY" if self.read_only else "BEGIN", *setup]))
                         yield limit
+                        con.execute("COMMIT")
                 except psycopg.errors.QueryCanceled:
                     self._recover(con, nested)
                     raise self._stopped(w, limit) from None
@@ -304,6 +313,9 @@ class PostgresStore(Store):
                     if w is not None and w.reason:
                         raise _work.Cancelled(w.reason) from None
                     raise QueryError(_error_text(exc, self._dsn.reveal()).splitlines()[0]) from None
+                except BaseException:
+                    self._recover(con, nested)
+                    raise
         finally:
             if timer is not None:
                 timer.cancel()
@@ -352,7 +364,7 @@ class PostgresStore(Store):
         cancellation cover the whole read (each FETCH also carries the statement timeout)."""
         sql, params = self._prepare(query, params, portable)
         con = self._connection()
-        with self._transaction(con) as limit:
+        with self._transaction(con, whole_read=True) as limit:
             if not _cursorable(sql):  # EXPLAIN, SHOW: no server-side cursor; small results anyway
                 cur = con.cursor(binary=True)
                 cur.execute(sql, params)
