@@ -50,6 +50,13 @@ def test_arrow_keeps_types_values_and_nulls(db):
         assert pg.columns("s.t")[:3] == [("id", "integer"), ("small", "smallint"), ("big", "bigint")]
         assert pg.df("SELECT count(*) AS n FROM s.t WHERE name = %s", ["alpha"])["n"].tolist() == [1]
         assert pg.scalar("SELECT name FROM s.t WHERE id = %(id)s", {"id": 3}) == "100% sure"
+        # arrays keep their element type, numeric becomes float64, json and other types arrive as text
+        t = pg.arrow("""SELECT ARRAY[1, NULL, 3]::int4[] AS a, ARRAY[1.5]::numeric[] AS b, '{"k": 1}'::jsonb AS j,
+                        sum(amount) AS total, '2150-01-01 10:00+00'::timestamptz AS tz FROM s.t""")
+        assert t.schema.types == [pa.list_(pa.int32()), pa.list_(pa.float64()), pa.string(), pa.float64(),
+                                  pa.timestamp("us", tz="UTC")]
+        assert t.to_pylist() == [{"a": [1, None, 3], "b": [1.5], "j": '{"k": 1}', "total": 3.75,
+                                  "tz": dt.datetime(2150, 1, 1, 10, tzinfo=dt.timezone.utc)}]
 
 
 def test_portable_queries_render_with_dollar_params(db):
