@@ -325,9 +325,13 @@ def test_omop_heart_failure_example_against_raw_files(omop, data_root, demo_buil
     assert c.counts == want and 0 < want[-1] < want[2]
     assert set(c.ids["visit_occurrence_id"]) == (units & adults & hf) - elective
     assert list(c.ids.columns) == ["person_id", "visit_occurrence_id"]
-    # the same population as MIMIC-IV's admissions table
-    mimic = run(demo_build, {"unit": "admission", "include": [{"type": "age", "min": 0}]})
-    assert c.counts[0] == len(mimic)
+    # the same admissions as the MIMIC-IV example on the MIMIC-IV demo (the ETL keeps hadm_id in visit_source_value)
+    mimic = run(demo_build, EXAMPLES / "heart_failure_admissions.yaml")
+    assert c.counts == mimic.counts
+    vo = data_root / OMOP_DIR / "1_omop_data_csv" / "visit_occurrence.csv"
+    hadm = dict(duckdb.execute(f"SELECT visit_occurrence_id, TRY_CAST(split_part(visit_source_value, '|', 2) AS BIGINT) "
+                               f"FROM read_csv_auto('{vo}')").fetchall())
+    assert sorted(hadm[v] for v in c.ids["visit_occurrence_id"]) == sorted(mimic.ids["hadm_id"])
     t = dict(zip(c.table1["variable"] + "|" + c.table1["level"], c.table1["value"], strict=True))
     assert t["N (admissions)|"] == str(want[-1])
     assert "EW EMER." in c.table1["level"].tolist()  # admission types read from the source concepts
@@ -435,3 +439,30 @@ def test_cohort_and_subset_cli_take_a_postgresql_url(pg_demo_url, on_duckdb, tmp
     assert res.exit_code == 0, res.output
     ids = pd.read_csv(tmp_path / "out" / "ids.csv")
     assert ids["hadm_id"].tolist() == on_duckdb["heart_failure_admissions"].ids["hadm_id"].tolist()
+
+
+def test_omop_cohorts_on_postgresql_equal_duckdb(omop, tmp_path):
+    """The OMOP build published to PostgreSQL (cdm schema, unqualified names on the search_path) runs the same
+    OMOP cohorts: ids, attrition and Table 1 equal to DuckDB's."""
+    import uuid
+
+    from conftest import PG_ADMIN, _pg_admin
+
+    from mimiclab.load.postgres import to_postgres
+
+    admin = _pg_admin()
+    name = f"mimiclab_omop_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+        to_postgres(omop, url)
+        stays = {"dataset": "mimic-iv-demo-omop", "unit": "stay",
+                 "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"},
+                             {"type": "medication", "names": ["sodium chloride"], "window": {"anchor": "icu"}}]}
+        for spec in (EXAMPLES / "omop_heart_failure_admissions.yaml", stays):
+            got, want = run(url, spec), run(omop, spec)
+            assert got.counts == want.counts and 0 < want.counts[-1] < want.counts[0]
+            assert got.ids.equals(want.ids) and got.table1.equals(want.table1)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
