@@ -175,7 +175,7 @@ def test_distribution_categorical_grouped_matches_raw(client, raw):
     d = client.get(f"/api/datasets/{SLUG}/distribution",
                    params={"table": "mimiciv_hosp.admissions", "column": "admission_type", "by": "insurance"}).json()
     assert d["kind"] == "categorical"
-    got = {(s["name"], c): n for s in d["series"] for c, n in zip(d["categories"], s["counts"]) if n}
+    got = {(s["name"], c): n for s in d["series"] for c, n in zip(d["categories"], s["counts"], strict=True) if n}
     want = {(g or "(missing)", c): n for g, c, n in raw.execute(
         "SELECT insurance, admission_type, count(*) FROM hosp_admissions GROUP BY ALL").fetchall()}
     assert got == want
@@ -284,7 +284,7 @@ SPEC = {"name": "adult icu", "unit": "admission",
 
 def test_cohort_run_attrition_matches_raw(client, raw):
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": SPEC}).json()
-    att = [dict(zip(r["attrition"]["columns"], row)) for row in r["attrition"]["rows"]]
+    att = [dict(zip(r["attrition"]["columns"], row, strict=True)) for row in r["attrition"]["rows"]]
     all_adm = one(raw, "SELECT count(*) FROM hosp_admissions")
     adults = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
                       "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 18")
@@ -315,7 +315,8 @@ def test_cohort_pickers_offer_what_the_data_holds(client, raw):
         assert x["n"] == one(raw, "SELECT count(*) FROM hosp_diagnoses_icd WHERE icd_version = 10 AND icd_code = ?", [x["value"]])
     assert [x["n"] for x in got] == sorted((x["n"] for x in got), reverse=True)
     top = raw.execute("SELECT d.icd_code FROM hosp_diagnoses_icd d JOIN hosp_d_icd_diagnoses t USING (icd_code, icd_version) "
-                      "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+                      "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' "
+                      "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
     assert got[0]["value"] == top
     by_code = client.get(url, params={"criterion": "diagnosis", "param": "icd10", "q": "i1"}).json()["suggestions"]
     assert by_code and all(x["value"].startswith("I1") for x in by_code)
@@ -418,10 +419,12 @@ def test_cohort_report_zip(client):
 
 # ---------------------------------------------------------------------------------------------- SQL
 def test_sql_runs_and_caps_rows(client, raw):
-    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT first_careunit, count(*) AS n FROM mimiciv_icu.icustays GROUP BY 1 ORDER BY n DESC, 1"}).json()
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={
+        "sql": "SELECT first_careunit, count(*) AS n FROM mimiciv_icu.icustays GROUP BY 1 ORDER BY n DESC, 1"}).json()
     want = raw.execute("SELECT first_careunit, count(*) AS n FROM icu_icustays GROUP BY 1 ORDER BY n DESC, 1").fetchall()
     assert [tuple(x) for x in r["rows"]] == [tuple(x) for x in want]
-    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT * FROM mimiciv_hosp.labevents ORDER BY labevent_id", "max_rows": 100}).json()
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT * FROM mimiciv_hosp.labevents ORDER BY labevent_id",
+                                                       "max_rows": 100}).json()
     assert r["row_count"] == 100 and r["truncated"] is True
     first = one(raw, "SELECT min(labevent_id) FROM hosp_labevents")
     assert r["rows"][0][r["columns"].index("labevent_id")] == first

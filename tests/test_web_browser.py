@@ -293,10 +293,11 @@ def test_patient_notes_when_the_note_module_is_built(browser, demo_dir, tmp_path
     with serving(tmp_path / "home", [(SLUG, demo_dir), ("mimic-iv-note", tmp_path / "note-src")]) as url:
         go(page, url, f"/d/{SLUG}/patients?subject_id=10000032")
         page.wait_for_selector("#notes details.note")
-        shown = page.eval_on_selector_all("#notes details.note", "ds => ds.map(d => [d.querySelector('summary').innerText, d.querySelector('pre').textContent])")
+        shown = page.eval_on_selector_all(
+            "#notes details.note", "ds => ds.map(d => [d.querySelector('summary').innerText, d.querySelector('pre').textContent])")
     want = sorted((n for n in notes if n["subject_id"] == 10000032), key=lambda n: n["time"])
     assert [t for _, t in shown] == [n["text"] for n in want]
-    assert all(n["title"] in s and n["subtitle"] in s for (s, _), n in zip(shown, want))
+    assert all(n["title"] in s and n["subtitle"] in s for (s, _), n in zip(shown, want, strict=True))
     assert not problems, problems
 
 
@@ -441,7 +442,8 @@ def test_cohort_builder_code_picked_from_the_list(browser, server, raw):
     page.click("#p-icd10")
     page.keyboard.type("hypertens")
     code = raw.execute("SELECT d.icd_code FROM hosp_diagnoses_icd d JOIN hosp_d_icd_diagnoses t USING (icd_code, icd_version) "
-                       "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
+                       "WHERE d.icd_version = 10 AND t.long_title ILIKE '%hypertens%' "
+                       "GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()[0]
     option = page.locator(f'.suggest button[data-value="{code}"]')
     option.wait_for()
     assert "hypertens" in option.inner_text().lower()

@@ -6,6 +6,7 @@ the token is on by default; malformed input is a 400 with a message, never a 500
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -86,8 +87,8 @@ def test_every_sql_and_spec_endpoint_refuses_file_access_and_smuggling(client, t
 
 def test_the_sandboxed_store_itself_refuses_what_the_statement_check_would(home, tmp_path):
     """The second wall on its own: the store the workbench uses, called directly (no sqlguard)."""
-    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
+    from mimiclab.sources.registry import find
 
     st = find(SLUG).open(sandbox=True, max_seconds=5)
     try:
@@ -105,8 +106,8 @@ def test_the_sandboxed_store_itself_refuses_what_the_statement_check_would(home,
 
 
 def test_a_file_in_the_cwd_temp_folder_is_not_readable(home, tmp_path, monkeypatch):
-    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
+    from mimiclab.sources.registry import find
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".tmp").mkdir()
@@ -313,10 +314,8 @@ def test_sigterm_stops_the_server_during_a_long_query(home):
 
 
 def _quiet_post(url: str, sql: str) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         httpx.post(url, json={"sql": sql}, timeout=30)
-    except httpx.HTTPError:
-        pass
 
 
 # ------------------------------------------------------------------------------------------- token
@@ -448,8 +447,8 @@ INJECT_QUERY = "SELECT subject_id FROM mimiciv_hosp.patients WHERE gender <> '$Q
 
 def test_a_label_or_value_cannot_leave_its_sql_comment(client, home, tmp_path):
     """Titles go into `-- ` comments of the compiled SQL: DuckDB ends a comment at \\r too."""
-    from mimiclab.sources.registry import find
     from mimiclab.cohort import Cohort
+    from mimiclab.sources.registry import find
 
     spec = {"name": "x", "unit": "patient", "include": [{"type": "sql", "label": INJECT_LABEL, "query": INJECT_QUERY}]}
     r = client.post(f"/api/datasets/{SLUG}/cohort/run", json={"spec": spec})
@@ -467,8 +466,8 @@ def test_a_label_or_value_cannot_leave_its_sql_comment(client, home, tmp_path):
 
 
 def test_cli_cohorts_run_sandboxed(home):
-    from mimiclab.sources.registry import find
     from mimiclab.cohort import Cohort
+    from mimiclab.sources.registry import find
 
     c = Cohort.run(find(SLUG), {"name": "all", "unit": "patient", "include": [{"type": "age", "min": 0}]})
     try:
@@ -489,8 +488,8 @@ def test_huge_values_are_capped_by_size_not_only_rows(home):
 
 
 def test_explain_runs_only_what_a_select_would(home):
-    from mimiclab.sources.registry import find
     from mimiclab.errors import QueryError
+    from mimiclab.sources.registry import find
 
     st = find(SLUG).open(sandbox=True, max_seconds=5)
     try:

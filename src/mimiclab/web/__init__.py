@@ -137,4 +137,4 @@ class StartError(MimiclabError):
     """The server could not listen (port in use, address not available)."""
 
 
-__all__ = ["serve", "create_app", "open_sources", "StartError", "DEFAULT_HOST", "DEFAULT_PORT"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "StartError", "create_app", "open_sources", "serve"]

@@ -78,7 +78,7 @@ def _suggest(request: Request, slug: str, criterion: str, param: str, q: str, li
     sql, params = made
     t = wb(request).store(slug).arrow(sql, params, portable=True)  # the cohort layer writes it portable
     rows = [{"value": str(v), "label": lab, "n": n} for v, lab, n in
-            zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist())]
+            zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist(), strict=True)]
     return {"criterion": criterion, "param": param, "supported": True, "suggestions": rows}
 
 

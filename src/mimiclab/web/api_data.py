@@ -15,7 +15,6 @@ import re
 import tempfile
 from typing import Any, Literal
 
-import pyarrow as pa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -185,7 +184,8 @@ def lookup_search(request: Request, slug: str, table: str, q: str = Query("", ma
     cols = t.columns_for(b.version)
     text = [c.name for c in cols if c.type.startswith("VARCHAR")]
     nums = [c.name for c in cols if c.type in ("INTEGER", "BIGINT", "SMALLINT")]
-    where, params = "", []
+    where = ""
+    params: list[Any] = []
     words = [x for x in q.split() if x][:6]
     if words:
         parts = []
@@ -220,7 +220,8 @@ def parse_filters(raw: list[str]) -> list[Filter]:
         if len(parts) < 2:
             raise QueryError(f"filter {item!r}: expected column:op:value (e.g. subject_id:eq:10000032).")
         try:
-            out.append(Filter(column=parts[0], op=parts[1], value=parts[2] if len(parts) > 2 else None))
+            out.append(Filter.model_validate({"column": parts[0], "op": parts[1],
+                                              "value": parts[2] if len(parts) > 2 else None}))
         except ValueError:
             raise QueryError(f"filter {item!r}: unknown operator {parts[1]!r}; use one of "
                              f"{', '.join(FILTER_OPS)}.") from None
@@ -334,7 +335,7 @@ def _order(sort: str | None, desc: bool, types: dict, default: tuple[str, ...] =
 
 @router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
 async def rows(request: Request, slug: str, table: str,
-         f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),
+         f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),  # noqa: B008 - FastAPI's parameter declaration, read once
          q: str = Query("", max_length=200, description="text search over the text columns"),
          sort: str | None = None, desc: bool = False,
          limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
@@ -345,10 +346,11 @@ async def rows(request: Request, slug: str, table: str,
 
 def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str, sort: str | None, desc: bool,
           limit: int, offset: int) -> dict:
-    w, b, t, st, key, types = _table_ctx(request, slug, table)
+    _, b, t, st, key, types = _table_ctx(request, slug, table)
     where, params = _where(filters, types, q)
     order = _order(sort, desc, types, t.primary_key)
     e = b.manifest.tables.get(key)
+    data: dict[str, Any]
     if not _loaded(b, key):
         data = {"columns": list(types), "types": list(types.values()), "rows": []}
         total = 0
@@ -364,7 +366,8 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
 
 
 @router.get("/datasets/{slug}/tables/{table}/stats", summary="Per-column statistics of a (filtered) table")
-async def stats(request: Request, slug: str, table: str, column: str, f: list[str] = Query([]),
+async def stats(request: Request, slug: str, table: str, column: str,
+                f: list[str] = Query([]),  # noqa: B008 - FastAPI's parameter declaration, read once
                 q: str = Query("", max_length=200)) -> dict:
     filters = parse_filters(f)
     return await wb(request).heavy(request, lambda: _stats(request, slug, table, column, filters, q),
@@ -372,7 +375,7 @@ async def stats(request: Request, slug: str, table: str, column: str, f: list[st
 
 
 def _stats(request: Request, slug: str, table: str, column: str, filters: list[Filter], q: str) -> dict:
-    w, b, t, st, key, types = _table_ctx(request, slug, table)
+    _, b, _t, st, key, types = _table_ctx(request, slug, table)
     if column not in types:
         raise QueryError(f"no column {column!r} in {key}.")
     where, params = _where(filters, types, q)
@@ -397,14 +400,15 @@ def _stats(request: Request, slug: str, table: str, column: str, filters: list[F
 
 
 @router.get("/datasets/{slug}/tables/{table}/export.csv", summary="The filtered, sorted table view as CSV")
-async def export_csv(request: Request, slug: str, table: str, f: list[str] = Query([]),
+async def export_csv(request: Request, slug: str, table: str,
+                     f: list[str] = Query([]),  # noqa: B008 - FastAPI's parameter declaration, read once
                      q: str = Query("", max_length=200), sort: str | None = None, desc: bool = False):
     filters = parse_filters(f)
     b, t = wb(request).table(slug, table)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", qualified(catalog.get(b.slug), t))
 
     def query() -> tuple[str, list]:
-        w, b, t, st, key, types = _table_ctx(request, slug, table)
+        _, b, _t, _st, key, types = _table_ctx(request, slug, table)
         where, params = _where(filters, types, q)
         if not _loaded(b, key):  # the header alone
             return "SELECT " + ", ".join(f"NULL AS {quote(c)}" for c in types) + " WHERE 1 = 0", []
@@ -453,7 +457,7 @@ def write_csv(st, sql: str, params: list | None, lim, *, portable: bool = False)
     work = current()
     too_big = (f"the export is larger than {lim.csv_bytes // 2**20:,} MB, the workbench's limit: filter the rows or "
                "select fewer columns (or use `mimiclab sql` / Python).")
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+b")
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 2**20, mode="w+b")  # noqa: SIM115 - handed to the response, closed there
     text = io.TextIOWrapper(spool, encoding="utf-8", newline="", write_through=True)
     wr = csv.writer(text)
     n, more = 0, False
@@ -500,7 +504,7 @@ async def distribution(request: Request, slug: str, table: str, column: str, by:
 
 
 def _distribution(request: Request, slug: str, dq: DistributionQuery) -> dict:
-    w, b, t, st, key, types = _table_ctx(request, slug, dq.table)
+    _, _b, _t, st, key, types = _table_ctx(request, slug, dq.table)
     for c in (dq.column, dq.by):
         if c is not None and c not in types:
             raise QueryError(f"no column {c!r} in {key}; columns: {', '.join(types)}.")

@@ -169,7 +169,8 @@ class Workbench:
         with self._lock:
             ds = self._apis.get(key)
             if ds is None or ds.store is not store:
-                ds = self._apis[key] = Dataset(b, store=store)
+                # given its store, the Dataset never opens one: BuiltDataset has no open() on purpose
+                ds = self._apis[key] = Dataset(b, store=store)  # type: ignore[arg-type]
         return ds
 
     def patient(self, slug: str, subject_id: int):
@@ -371,5 +372,19 @@ def _isna(x) -> bool:
         return False
 
 
-__all__ = ["Workbench", "Limits", "BuiltDataset", "BusyError", "arrow_rows", "frame_rows", "jsonable", "quote", "qualify", "qualified",
-           "MimiclabError", "NotBuiltError", "QueryError", "CatalogError"]
+__all__ = [
+    "BuiltDataset",
+    "BusyError",
+    "CatalogError",
+    "Limits",
+    "MimiclabError",
+    "NotBuiltError",
+    "QueryError",
+    "Workbench",
+    "arrow_rows",
+    "frame_rows",
+    "jsonable",
+    "qualified",
+    "qualify",
+    "quote",
+]

@@ -141,8 +141,7 @@ def tables_page(request: Request, slug: str):
 
 @router.get("/d/{slug}/tables/{table}", response_class=HTMLResponse)
 def table_page(request: Request, slug: str, table: str):
-    w = _wb(request)
-    _, t = w.table(slug, table)
+    _wb(request).table(slug, table)  # an unknown table is the explained 404 page
     return _dataset_page(request, slug, "tables", table=table)
 
 

@@ -78,7 +78,7 @@ def binds_loopback(host: str) -> bool:
         addrs = {ai[4][0] for ai in socket.getaddrinfo(h, None, type=socket.SOCK_STREAM)}
     except (OSError, UnicodeError):
         return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+    return bool(addrs) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addrs)
 
 
 def new_token() -> str:
