@@ -56,7 +56,7 @@ def test_arrow_keeps_types_values_and_nulls(db):
         assert t.schema.types == [pa.list_(pa.int32()), pa.list_(pa.float64()), pa.string(), pa.float64(),
                                   pa.timestamp("us", tz="UTC")]
         assert t.to_pylist() == [{"a": [1, None, 3], "b": [1.5], "j": '{"k": 1}', "total": 3.75,
-                                  "tz": dt.datetime(2150, 1, 1, 10, tzinfo=dt.timezone.utc)}]
+                                  "tz": dt.datetime(2150, 1, 1, 10, tzinfo=dt.UTC)}]
 
 
 def test_portable_queries_render_with_dollar_params(db):

@@ -175,8 +175,12 @@ def _load_all(dsn: str, items: list[Item], jobs: int, progress: Callable[[str, i
                for k in range(max(1, min(jobs, len(items))))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as exc:  # Ctrl-C: the workers stop after the table they are loading
+        errors.append(exc)
+        raise
     if errors:
         raise errors[0]
     return {i.qualified: counts[i.qualified] for i in items}
