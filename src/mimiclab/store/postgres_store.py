@@ -355,7 +355,10 @@ class PostgresStore(Store):
             if cur.description is None:
                 return pa.table({})
             schema, convert = _schema(cur.description)
-            return pa.Table.from_batches([_batch(cur.fetchall(), schema, convert)], schema=schema)
+            batches = []  # Python row tuples live one chunk at a time, not for the whole result
+            while rows := cur.fetchmany(65_536):
+                batches.append(_batch(rows, schema, convert))
+            return pa.Table.from_batches(batches, schema=schema)
 
     @contextlib.contextmanager
     def stream(self, query: str, params: Params = None, batch_rows: int = 8192, *,
