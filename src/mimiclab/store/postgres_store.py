@@ -231,6 +231,11 @@ class PostgresStore(Store):
             self._all.append(con)
         return con
 
+    @property
+    def _con(self):
+        """This thread's connection (for code and tests written when the store had exactly one)."""
+        return self._connection()
+
     def _after_fork(self) -> None:
         """In a forked child (DataLoader workers, multiprocessing): the parent's connections share its sockets,
         so the child opens its own. The inherited ones are kept referenced and never closed or collected:
