@@ -59,6 +59,14 @@ def test_arrow_keeps_types_values_and_nulls(db):
                                   "tz": dt.datetime(2150, 1, 1, 10, tzinfo=dt.UTC)}]
 
 
+def test_tables_without_a_published_manifest_use_the_servers_estimate(db):
+    with psycopg.connect(db, autocommit=True) as con:
+        con.execute("ANALYZE s.t")
+    with store(db) as pg:
+        assert pg.manifests() == []  # nothing published by mimiclab here
+        assert pg.tables() == {"s.t": 4}
+
+
 def test_portable_queries_render_with_dollar_params(db):
     with store(db) as pg:
         # DuckDB spelling: $name parameters, literal % in strings, modulo, TRY_CAST, epoch(), list literals
