@@ -88,9 +88,12 @@ def test_the_same_join_on_postgresql(home, want):
     try:
         to_postgres(find("mimic-iv-demo"), url)
         to_postgres(find("mimic-iv-ed-demo"), url)
-        st = open_postgres(url, "mimic-iv-demo", "2.2").open()
+        st = open_postgres(url, "mimic-iv-demo", "2.2").open(sandbox=True)
         try:
             assert st.arrow(JOIN).to_pylist() == [want]
+            # unqualified names as on a local build: the dataset's schemas, then its population's
+            assert st.scalar("SELECT count(*) FROM admissions") == 275
+            assert st.scalar("SELECT count(*) FROM edstays") == st.scalar("SELECT count(*) FROM mimiciv_ed.edstays") > 0
         finally:
             st.close()
     finally:

@@ -15,7 +15,7 @@ mapping and the catalog follow from the dataset. Local DuckDB builds are `regist
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -98,7 +98,8 @@ def open_postgres(url: str, slug: str | None = None, version: str | None = None,
 
     probe = PostgresStore(url)
     try:
-        published = probe.manifests() if hasattr(probe, "manifests") else []
+        published = probe.manifests()
+        others = list(published)
         if slug is not None:
             published = [m for m in published if m.get("dataset") == slug]
         if version is not None:
@@ -110,23 +111,38 @@ def open_postgres(url: str, slug: str | None = None, version: str | None = None,
                 raise MimiclabError(f"{redact(url)} holds no dataset published by mimiclab: run `mimiclab publish "
                                     "<dataset> --postgres <url>`, or name the dataset: "
                                     "mimiclab.open(url, dataset='mimiciv', version='3.1').")
-            counts = probe.tables() if hasattr(probe, "tables") else {}
+            counts = probe.tables()
             man = manifest_from_tables(slug, version or catalog.get(slug).version().version, counts, "postgres",
                                        redact(url))
     finally:
         probe.close()
 
+    path = search_path(man, [mf.Manifest.model_validate(m["manifest"]) for m in others]) + ["public"]
+
     def opener(*, sandbox: bool = False, max_seconds: float | None = max_seconds) -> Store:
-        kw: dict[str, Any] = {"max_seconds": max_seconds}
-        if sandbox:
-            kw["sandboxed"] = True
-        try:
-            return PostgresStore(url, **kw)
-        except TypeError:  # a store without a sandboxed mode: read-only is the most it can do
-            kw.pop("sandboxed", None)
-            return PostgresStore(url, **kw)
+        return PostgresStore(url, sandboxed=sandbox, max_seconds=max_seconds, search_path=path)
 
     return RemoteSource(man.dataset, man.version, man, opener, redact(url), "postgres")
+
+
+def search_path(man: mf.Manifest, published: Sequence[mf.Manifest] = ()) -> list[str]:
+    """Schemas for unqualified names (`FROM admissions`), as on a local build: this dataset's in the catalog's
+    module order, then those of the rest of its population in the same database (`FROM edstays`)."""
+    from mimiclab.catalog.links import population
+
+    def schemas(m: mf.Manifest) -> list[str]:
+        found = list(dict.fromkeys(e.db_schema for e in m.tables.values()))
+        if m.family:
+            order = {mod.db_schema: i for i, mod in enumerate(catalog.family(m.family).modules)}
+            found.sort(key=lambda x: order.get(x, len(order)))
+        return found
+
+    out = schemas(man)
+    members = population(man.dataset)
+    for other in published:
+        if other.dataset != man.dataset and other.dataset in members:
+            out += [x for x in schemas(other) if x not in out]
+    return out
 
 
 def open_bigquery(url: str, max_seconds: float | None = None, **kw: Any) -> RemoteSource:
