@@ -77,6 +77,7 @@ def test_the_same_join_on_postgresql(home, want):
     import uuid
 
     from conftest import PG_ADMIN, _pg_admin
+
     from mimiclab.load.postgres import to_postgres
     from mimiclab.sources import open_postgres
     from mimiclab.sources.registry import find

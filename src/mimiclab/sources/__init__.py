@@ -88,7 +88,7 @@ def manifest_from_tables(slug: str, version: str, rows: Mapping[str, int | None]
                                     status="loaded" if key in rows else "not_loaded", rows=int(n or 0))
     return mf.Manifest(mimiclab_version=__version__, dataset=ds.slug, version=ver, title=title or ds.title,
                        family=ds.family, source=where, database=where, backend=backend, storage=backend,
-                       built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), tables=tables)
+                       built_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), tables=tables)
 
 
 def open_postgres(url: str, slug: str | None = None, version: str | None = None,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimiclab import catalog, config
-from mimiclab.load import manifest as mf
 from mimiclab.errors import NotBuiltError
+from mimiclab.load import manifest as mf
 from mimiclab.store.duckdb_store import DuckDBStore
 
 

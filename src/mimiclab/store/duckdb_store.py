@@ -73,7 +73,7 @@ class DatabaseWriter:
         self.tmp = self.path.with_name(self.path.name + f".tmp-{os.getpid()}")
         # The buffer pool fills with the table being loaded until it hits this limit: the build's peak memory
         # levels off here (about 1.2 GB RSS) instead of growing with the file (measured to 60M rows).
-        self._config = {"memory_limit": memory_limit, "preserve_insertion_order": True,
+        self._config: dict[str, str | bool | int | float | list[str]] = {"memory_limit": memory_limit, "preserve_insertion_order": True,
                         "threads": threads or os.cpu_count() or 2}
         self._temp_dir = temp_dir
         self._remove_tmp()

@@ -94,9 +94,9 @@ def check(sql: str, max_chars: int | None = MAX_SQL_CHARS) -> str:
             if name in _DENY_NAMES or name.startswith(_DENY_PREFIXES):
                 raise QueryError(f"{name}() reads files or settings outside the database and is not allowed "
                                  "here; query the dataset's tables (e.g. mimiciv_hosp.admissions).")
-        if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier):
-            if node.this.quoted and _FILEISH.search(node.name or ""):
-                raise QueryError(f"reading files ({node.name!r}) is not allowed here: query the dataset's tables.")
+        if (isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier) and node.this.quoted
+                and _FILEISH.search(node.name or "")):
+            raise QueryError(f"reading files ({node.name!r}) is not allowed here: query the dataset's tables.")
     return text.rstrip().rstrip(";").rstrip()
 
 
