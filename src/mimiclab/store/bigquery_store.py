@@ -61,17 +61,17 @@ def bigquery_module():
 def workspace(slug: str, version: str | None = None,
               linked: Sequence[str] | None = None) -> tuple[catalog.BigQueryDataset, ...]:
     """The BigQuery datasets one store reads: those of `slug`'s version, then those of its linked modules
-    (by default every credentialed dataset whose schema family extends the core's, e.g. mimiciv_ed and
-    mimiciv_note for mimiciv), so `mimiciv_ed.edstays JOIN mimiciv_hosp.admissions` works in one query."""
+    (by default the rest of its population in catalog/links.yaml, e.g. mimic-iv-ed and mimic-iv-note for
+    mimiciv), so `mimiciv_ed.edstays JOIN mimiciv_hosp.admissions` works in one query."""
     ds = catalog.get(slug)
     own = ds.bigquery_datasets(version)
     if not own:
         raise BigQueryError(f"{slug} is not on PhysioNet's BigQuery; datasets that are: "
                             f"{', '.join(d.slug for d in catalog.datasets() if d.bigquery)}.")
-    if linked is None:
-        linked = [d.slug for d in catalog.datasets()
-                  if d.slug != slug and d.bigquery and not d.is_demo and d.family and ds.family
-                  and d.family.startswith(ds.family + "_")]
+    if linked is None:  # the rest of its population (catalog/links.yaml) that PhysioNet serves on BigQuery
+        from mimiclab.catalog.links import population
+
+        linked = [s for s in population(slug) if s != slug and catalog.get(s).bigquery]
     out = list(own)
     for other in linked:
         for d in catalog.get(other).bigquery_datasets():
