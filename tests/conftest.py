@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,17 @@ def pytest_configure(config) -> None:
     """No test may reach the real physionet.org or the user's keyring: default to a dead loopback port."""
     os.environ.setdefault("MIMICLAB_PHYSIONET_URL", "http://127.0.0.1:9")
     os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
+@pytest.fixture(autouse=True)
+def _default_duckdb_finished():
+    """Oracles query the raw files on DuckDB's default connection (`duckdb.execute(...).fetchone()`); since
+    DuckDB 2.0 a result left unread blocks that connection for every later test, so it is finished after each."""
+    yield
+    import duckdb
+
+    with contextlib.suppress(Exception):
+        duckdb.default_connection().abort()
 
 
 def _data_root() -> Path:

@@ -14,8 +14,8 @@ import pytest
 
 import mimiclab
 from mimiclab.api import Dataset, UnknownNameError
-from mimiclab.load import build
 from mimiclab.errors import NotBuiltError
+from mimiclab.load import build
 
 # the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")

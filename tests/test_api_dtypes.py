@@ -10,11 +10,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from test_api_dataset import home  # noqa: F401 - the three demos, built once per session
 
 import mimiclab
 from mimiclab import MIMICDataset
 from mimiclab.errors import QueryError
-from test_api_dataset import home  # noqa: F401 - the three demos, built once per session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
 

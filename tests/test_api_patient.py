@@ -7,11 +7,11 @@ import json
 
 import pandas as pd
 import pytest
+from test_api_dataset import api_home, q, raw
 from typer.testing import CliRunner
 
 import mimiclab
 from mimiclab.api import UnknownNameError
-from test_api_dataset import api_home, q, raw
 
 # the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
@@ -148,7 +148,8 @@ def test_omop_patient(home, data_root):
     assert (tl["source"] == "condition_occurrence").sum() == n_cond == len(p.diagnoses)
     n_drug = counts_by(src / "drug_exposure.csv", None, pid, key="person_id")
     assert (tl["source"] == "drug_exposure").sum() == n_drug
-    visits = q(f"SELECT visit_occurrence_id FROM {raw(src / 'visit_occurrence.csv')} WHERE person_id = ? ORDER BY visit_start_datetime, 1", [pid])
+    visits = q(f"SELECT visit_occurrence_id FROM {raw(src / 'visit_occurrence.csv')} WHERE person_id = ? "
+               "ORDER BY visit_start_datetime, 1", [pid])
     assert p.admissions["visit_occurrence_id"].tolist() == [v[0] for v in visits]
     assert ds.find_patient(hadm_id=visits[0][0]) == pid
     assert p.demographics["gender"] in ("M", "F", "MALE", "FEMALE")

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import duckdb
 import pandas as pd
 import pytest
+from test_api_dataset import home  # noqa: F401 - the three demos, built once per session
 
 import mimiclab
 from mimiclab.api import Dataset
+from mimiclab.errors import QueryError
 from mimiclab.load import manifest as mf
 from mimiclab.sources.registry import Build
-from mimiclab.errors import QueryError
-from test_api_dataset import home  # noqa: F401 - the three demos, built once per session
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
 
@@ -92,7 +92,7 @@ def test_an_ambiguous_name_asks_for_the_schema(ds, tmp_path):
     man.tables["mimiciv_icu.admissions"] = entry
     mf.write(build_dir, man)
     two = Dataset(Build(build_dir, mf.read(build_dir)))
-    with pytest.raises(QueryError, match="mimiciv_hosp.admissions.*mimiciv_icu.admissions"):
+    with pytest.raises(QueryError, match=r"mimiciv_hosp\.admissions.*mimiciv_icu\.admissions"):
         two.sql("SELECT count(*) FROM admissions")
     assert two.sql("SELECT count(*) AS n FROM mimiciv_icu.admissions")["n"][0] == 3
     # a CTE or a frame of that name is not a table reference

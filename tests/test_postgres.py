@@ -83,8 +83,8 @@ def test_bad_dsn_is_a_clear_error_without_password(mimiclab_home, data_root):
 def test_publish_cli_never_prints_the_password(dsn, data_root, mimiclab_home):
     from typer.testing import CliRunner
 
-    from mimiclab.load import build
     from mimiclab.cli import app
+    from mimiclab.load import build
 
     build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
     with_pw = dsn.replace("postgres@", "postgres:hunter2pw@")  # trust auth ignores it; it must never show

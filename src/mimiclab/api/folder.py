@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 from mimiclab import catalog, config
-from mimiclab.load import SYNTHETIC_MARKER, build
-from mimiclab.load import manifest as mf
-from mimiclab.sources.registry import Build
-from mimiclab.load.source import EXTENSIONS, locate, normalize_column, read_header
-from mimiclab.load.version import resolve as resolve_version
 from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
+from mimiclab.load import SYNTHETIC_MARKER, build
+from mimiclab.load import manifest as mf
+from mimiclab.load.source import EXTENSIONS, locate, normalize_column, read_header
+from mimiclab.load.version import resolve as resolve_version
+from mimiclab.sources.registry import Build
 
 STAMP = "folder-stamp.json"
 
@@ -256,9 +256,8 @@ def _registered_build(folder: Path, ds: Dataset, version: str, wanted: list[Tabl
         for t in wanted:
             e = m.tables.get(f"{ds.db_schema(t.module)}.{t.name}")
             src = locate(folder, t)
-            if e is None or (src is None) != (e.status != "loaded"):
-                ok = False
-            elif src is not None and (e.size != src.size or src.mtime_ns / 1e9 > built):
+            changed = src is not None and (e is None or e.size != src.size or src.mtime_ns / 1e9 > built)
+            if e is None or (src is None) != (e.status != "loaded") or changed:
                 ok = False
             if not ok:
                 break

@@ -111,7 +111,7 @@ class Patient:
             return pd.DataFrame()
         join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join else ""
         extra = "".join(f", {expr} AS {ident(col)}" for col, expr in spec.extra.items())
-        order = f" ORDER BY {', '.join(qualify(o) for o in spec.order)}" if spec.order else ""
+        order = f" ORDER BY {', '.join(str(qualify(o)) for o in spec.order)}" if spec.order else ""
         where = f" AND ({spec.where})" if spec.where else ""
         return frame(self.ds.fetch(
             f"SELECT t.*{extra} FROM {qname(spec.table)} t{join} "

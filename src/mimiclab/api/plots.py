@@ -36,7 +36,7 @@ def distribution_figure(dist: pd.DataFrame, title: str = ""):
         name = "(missing)" if by and g is None else (str(g) if by else column)
         if kind == "numeric":
             start, end = sub["bin_start"], sub["bin_end"]
-            if np.issubdtype(start.dtype, np.datetime64):
+            if pd.api.types.is_datetime64_any_dtype(start.dtype):
                 width = (end - start).dt.total_seconds() * 1000.0  # plotly date axes count in ms
                 x = start + (end - start) / 2
             else:
@@ -78,8 +78,9 @@ def stays_figure(stays: pd.DataFrame, title: str = ""):
 
     s = stays[stays["start"].notna()].copy()
     s["end"] = s["end"].fillna(s["start"])
-    rows, seen = [], {}
-    for k, i, lab in zip(s["kind"], s["id"].astype("object"), s["label"].astype("object"), strict=True):
+    rows: list[str] = []
+    seen: dict[str, int] = {}
+    for k, i, lab in zip(s["kind"].astype(str), s["id"].astype("object"), s["label"].astype("object"), strict=True):
         seen[k] = seen.get(k, 0) + 1
         ident = str(int(i)) if i is not None and not pd.isna(i) else f"#{seen[k]}"  # rows must be unique
         rows.append(f"{k} {ident}" + (f" · {lab}" if isinstance(lab, str) and lab else ""))
@@ -88,7 +89,7 @@ def stays_figure(stays: pd.DataFrame, title: str = ""):
     for kind, sub in s.groupby("kind", sort=False):
         dur = (sub["end"] - sub["start"]).dt.total_seconds() * 1000.0
         fig.add_trace(go.Bar(base=[t.isoformat() for t in sub["start"]], x=dur.tolist(), y=sub["row"].tolist(),
-                             orientation="h", name=kind, marker_color=SPAN_COLORS.get(kind),
+                             orientation="h", name=kind, marker_color=SPAN_COLORS.get(str(kind)),
                              hovertemplate="%{y}<br>%{base} + %{x} ms<extra></extra>"))
     fig.update_layout(title=title, xaxis_type="date", xaxis_title="time", template="plotly_white",
                       yaxis={"autorange": "reversed", "categoryorder": "array", "categoryarray": s["row"].tolist()},
@@ -140,13 +141,13 @@ def to_matplotlib(fig):
                 categorical_x = True
                 ax.bar(x, list(tr.y), label=name)
             else:
-                if x and isinstance(x[0], (dt.datetime, np.datetime64)) or _is_timestamp(x):
+                if (x and isinstance(x[0], (dt.datetime, np.datetime64))) or _is_timestamp(x):
                     xs = _dates(x)
                     w = np.asarray(tr.width, dtype=float) / 86_400_000.0
                     date_x = True
                 else:
                     xs = np.asarray(x, dtype=float)
-                    w = np.asarray(tr.width, dtype=float) if tr.width is not None else 0.8
+                    w = np.asarray(tr.width if tr.width is not None else 0.8, dtype=float)
                 ax.bar(xs, list(tr.y), width=w, label=name, align="center")
         elif tr.type == "scatter":
             x = list(tr.x)

@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, NamedTuple
 from mimiclab import catalog
 from mimiclab.api._common import MissingFileError, UnknownNameError, frame, ident, lit, suggest
 from mimiclab.api.dataset import Dataset
-from mimiclab.load import manifest as mf
-from mimiclab.sources.registry import Build, find
-from mimiclab.load.source import EXTENSIONS
 from mimiclab.errors import MimiclabError
+from mimiclab.load import manifest as mf
+from mimiclab.load.source import EXTENSIONS
+from mimiclab.sources.registry import Build, find
 
 if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import ThreadPoolExecutor
+
     import pandas as pd
 
 SUFFIXES = EXTENSIONS  # ".csv.gz", ".csv"
@@ -106,7 +108,7 @@ class MIMICDataset:
         else:
             build = find(str(datapath), version)
         self._ds = Dataset(build)
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self.data = _LazyTables(self)
@@ -224,7 +226,8 @@ class MIMICDataset:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=min(len(self.keys), 4), thread_name_prefix="mimicdataset")
-        futures = {k: self._pool.submit(self._fetch, k, subject_id) for k in self.keys}
+        pool = self._pool
+        futures = {k: pool.submit(self._fetch, k, subject_id) for k in self.keys}
         return {k: f.result() for k, f in futures.items()}
 
     # ------------------------------------------------------------------ the example class's interface
@@ -257,7 +260,7 @@ class MIMICDataset:
 
     def _dtypes(self, key: str) -> list[tuple[str, str]]:
         t = self._convert(key, self._ds.store.arrow(f"{self._sql[key]} LIMIT 0"))
-        return [(c, str(d)) for c, d in t.dtypes.items()]
+        return [(str(c), str(d)) for c, d in t.dtypes.items()]
 
     def __repr__(self) -> str:
         self._live()
@@ -290,9 +293,9 @@ class MIMICDataset:
         if dist.attrs["kind"] == "numeric":
             edges = list(dist["bin_start"]) + list(dist["bin_end"].iloc[-1:])
             if len(dist):
-                import numpy as np
+                import pandas as pd
 
-                if np.issubdtype(dist["bin_start"].dtype, np.datetime64):
+                if pd.api.types.is_datetime64_any_dtype(dist["bin_start"].dtype):
                     import matplotlib.dates as mdates
 
                     edges = mdates.date2num([e.to_pydatetime() for e in edges])

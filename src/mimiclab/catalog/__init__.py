@@ -15,7 +15,7 @@ Every layer reads the catalog; the catalog imports only mimiclab.errors.
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -236,7 +236,7 @@ class Catalog(_Model):
         raise CatalogError(f"unknown dataset {slug!r}." + _suggest(slug, [d.slug for d in self.datasets]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def family(name: str) -> Family:
     path = HERE / "schemas" / f"{name}.yaml"
     if not path.exists():
