@@ -100,3 +100,24 @@ def test_the_same_join_on_postgresql(home, want):
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.mark.postgres
+def test_cli_sql_and_patient_take_a_postgresql_url(pg_demo_url, demo_dir):
+    """`mimiclab sql` and `mimiclab patient` open the same sources as mimiclab.open (here PostgreSQL)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+
+    want = duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{demo_dir / 'hosp' / 'admissions.csv.gz'}') "
+                          "WHERE admission_type = 'URGENT'").fetchone()[0]
+    r = CliRunner().invoke(app, ["sql", pg_demo_url, "SELECT count(*) AS n FROM mimiciv_hosp.admissions "
+                                 "WHERE admission_type = 'URGENT'", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == [{"n": want}]
+    sid = duckdb.execute(f"SELECT min(subject_id) FROM read_csv_auto('{demo_dir / 'hosp' / 'patients.csv.gz'}')").fetchone()[0]
+    r = CliRunner().invoke(app, ["patient", pg_demo_url, str(sid), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert str(sid) in r.output and "password" not in r.output

@@ -36,7 +36,7 @@ def distribution_figure(dist: pd.DataFrame, title: str = ""):
         name = "(missing)" if by and g is None else (str(g) if by else column)
         if kind == "numeric":
             start, end = sub["bin_start"], sub["bin_end"]
-            if pd.api.types.is_datetime64_any_dtype(start.dtype):
+            if getattr(start.dtype, "kind", "") == "M":  # datetime64 bins
                 width = (end - start).dt.total_seconds() * 1000.0  # plotly date axes count in ms
                 x = start + (end - start) / 2
             else:

@@ -167,20 +167,20 @@ def info_cmd(
 
 @app.command("sql")
 def sql_cmd(
-    slug: str = typer.Argument(..., help="Built dataset slug."),
-    query: str = typer.Argument(..., help="SQL (DuckDB dialect; mimic-code's schema names)."),
+    slug: str = typer.Argument(..., help="Built dataset slug, postgresql://... or bigquery://<billing>/<slug>-<version>."),
+    query: str = typer.Argument(..., help="SQL in the backend's dialect (DuckDB for a local build), mimic-code's schema names."),
     version: str = typer.Option(None, "--version", "-v"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
     limit: int = typer.Option(1000, "--limit", help="Rows shown in table format (0 = all)."),
 ) -> None:
-    """Run SQL on a built dataset and print the result."""
+    """Run SQL on a dataset (a local build, or one on PostgreSQL or BigQuery) and print the result."""
     from mimiclab.errors import MimiclabError
-    from mimiclab.sources.registry import find
+    from mimiclab.sources import open_source
 
     with friendly_errors():
         if fmt not in ("table", "csv", "json"):
             raise MimiclabError(f"unknown --format {fmt!r}: use table, csv or json")
-        with find(slug, version).open() as store:
+        with open_source(slug, version).open() as store:
             result = store.arrow(query)
         names = result.column_names
         rows = result.to_pylist()
