@@ -288,3 +288,23 @@ def test_cli(tmp_path: Path, mimiclab_home: Path):
     out = mimiclab_home / "raw" / "mimic-iv-synthetic" / "2.2"
     assert (out / "SYNTHETIC.json").exists() and (out / "icu" / "chartevents.csv.gz").exists()
     assert "chartevents" in res.output
+
+
+def test_key_ids_never_repeat_where_a_large_set_reaches(tmp_path):
+    """orderid/pharmacy_id come from uidk(n): n passes 9e7 near 10,000 patients (skey * 512 + e), where the
+    8-digit uid8 wraps around into repeats that the build's primary-key check refuses."""
+    import duckdb as _duckdb
+
+    from mimiclab.synth._sql import macros
+
+    con = _duckdb.connect()
+    for m in macros(42, 100, 100):
+        con.execute(m)
+    # ids of the whole set span 0..max(skey) * 512; uid8 gives i and i + 89,999,999 the same value
+    same8, samek, top = con.execute(
+        "SELECT count(*) FILTER (uid8(i) = uid8(i + 89999999)), count(*) FILTER (uidk(i) = uidk(i + 89999999)), "
+        "max(uidk(i)) FROM range(0, 2000000) t(i)").fetchone()
+    assert same8 == 2_000_000  # every such pair repeats with the old ids
+    assert samek == 0 and top <= 2**31 - 1  # none with the key ids, which stay INTEGER
+    n, distinct = con.execute("SELECT count(*), count(DISTINCT uidk(i)) FROM range(0, 3000000) t(i)").fetchone()
+    assert distinct == n

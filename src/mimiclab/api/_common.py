@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import os
 
 from mimiclab.errors import MimiclabError
+from mimiclab.sqltext import ident, lit, qname  # noqa: F401 - the API layer's quoting, re-exported
 
 
 class UnknownNameError(MimiclabError, KeyError):
@@ -34,18 +34,6 @@ def suggest(name: str, options, n: int = 3) -> str:
     return f" Known: {', '.join(sorted(opts))}." if 0 < len(opts) <= 25 else ""
 
 
-def lit(s: str | os.PathLike) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
-
-
-def qname(qualified: str) -> str:
-    """schema.table -> "schema"."table"."""
-    schema, _, name = qualified.rpartition(".")
-    return f"{ident(schema)}.{ident(name)}" if schema else ident(name)
 
 
 def as_int(value, what: str = "id") -> int:

@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin
 from mimiclab.catalog import concepts
 from mimiclab.cohort import spec as S
 from mimiclab.cohort.spec import SpecError
+from mimiclab.sqltext import lit
 
 
 def families() -> list[str]:
@@ -33,10 +34,6 @@ def family_names(family: str | None) -> concepts.CohortNames:
     names = concepts.load(family).cohort
     assert names is not None
     return names
-
-
-def lit(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def race_group_sql(col: str) -> str:

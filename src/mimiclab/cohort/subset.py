@@ -33,6 +33,7 @@ from mimiclab.checksums import sha256_file
 from mimiclab.cohort.report import write as write_report
 from mimiclab.cohort.report import write_atomic
 from mimiclab.errors import MimiclabError
+from mimiclab.sqltext import ident as _q
 
 if TYPE_CHECKING:
     from mimiclab.catalog import Table
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
 
 TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 REPORT_DIR = "cohort"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, str]) -> str | None:

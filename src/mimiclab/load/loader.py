@@ -18,6 +18,8 @@ import duckdb
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
 from mimiclab.load.source import SourceFile
+from mimiclab.sqltext import ident as quote_ident
+from mimiclab.sqltext import lit as sql_literal
 from mimiclab.store.duckdb_store import no_progress_bar
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2"
@@ -39,10 +41,6 @@ def row_group_size(estimated_rows: int) -> int:
     return max(MIN_ROW_GROUP, min(MAX_ROW_GROUP, rg))
 
 
-def sql_literal(s: str | os.PathLike) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
 _GLOB = re.compile(r"([\[*?])")
 
 
@@ -61,10 +59,6 @@ def check_exact_path(con, path: str | os.PathLike) -> None:
     if got != [str(path)]:
         raise BuildError(f"{path}: DuckDB would read {', '.join(got) or 'no file'} for this path; "
                          f"rename the folder so its path has no glob characters ([, *, ?)")
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def columns_struct(table: Table, version: str) -> str:

@@ -23,17 +23,10 @@ import duckdb
 import pyarrow as pa
 
 from mimiclab.errors import QueryError
+from mimiclab.sqltext import ident as _ident
+from mimiclab.sqltext import lit as _lit
 from mimiclab.store import Capabilities, Store, TableRef
 from mimiclab.store import work as _work
-
-
-def _lit(s: str | os.PathLike) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def _ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
-
 
 STORAGE = ("native", "views")
 

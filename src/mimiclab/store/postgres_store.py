@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from mimiclab import redact as _redact
 from mimiclab.errors import MimiclabError, QueryError
+from mimiclab.sqltext import ident as _ident
 from mimiclab.store import Capabilities, Params, Store
 from mimiclab.store import work as _work
 
@@ -53,10 +54,6 @@ def _psycopg():
     except ImportError:  # optional dependency
         raise MimiclabError("PostgreSQL support needs psycopg: pip install 'mimiclab[postgres]'") from None
     return psycopg
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def redact(dsn: str) -> str:

@@ -46,6 +46,9 @@ def macros(seed: int, n_prov: int, n_cg: int) -> list[str]:
         f"CREATE MACRO cg(x) AS (1 + ((floor(x * {n_cg})::BIGINT * 7919 + 17) % 99991))::INTEGER",
         f"CREATE MACRO uid(base, i) AS (base + ((i)::BIGINT * 7919 + {seed % 1000 + 13}) % {P})::INTEGER",
         f"CREATE MACRO uid8(i) AS (10000000 + ((i)::BIGINT * 7919 + {seed % 1000 + 13}) % 89999999)::INTEGER",
+        # ids that are keys (orderid, pharmacy_id): a bijection over 2e9 values, so large sets never wrap
+        # around into repeats (uid8 repeats once its argument passes 9e7: 10,000 patients got there)
+        f"CREATE MACRO uidk(i) AS (100000000 + ((i)::BIGINT * 7919 + {seed % 1000 + 13}) % 1999999999)::INTEGER",
     ]
 
 
@@ -349,7 +352,7 @@ def _poe_base(w: str) -> str:
       o AS (SELECT *, poe_base + j + 1 AS poe_seq, admittime + secs(hosp_h * 3600 * (j + u3(akey, j, 400)) / n_poe) AS ordertime,
               u3(akey, j, 401) < 0.4 AS is_med, {others}[1 + floor(u3(akey, j, 402) * {sum(x[2] for x in V.POE_OTHER)})::INTEGER] AS ot,
               {_drugs_list()}[1 + floor(u3(akey, j, 403) * {sum(x[9] for x in V.DRUGS)})::INTEGER] AS dr,
-              uid8(poe_gbase + j) AS pharmacy_id FROM p),
+              uidk(poe_gbase + j) AS pharmacy_id FROM p),
       m0 AS (SELECT *, subject_id || '-' || poe_seq AS poe_id,
               least(date_trunc('hour', ordertime) + INTERVAL 1 HOUR, dischtime) AS starttime FROM o),
       m AS (SELECT *, greatest(starttime, least(date_trunc('hour', ordertime) + to_hours((13 + floor(u3(akey, j, 404) * 96))::BIGINT),
@@ -466,7 +469,7 @@ def _input_base(w: str) -> str:
       e AS (SELECT *, unnest(range(greatest(1, hours // 2))) AS e FROM s),
       t AS (SELECT *, {_inputs_list()}[1 + floor(u3(skey, e, 600) * {nw})::INTEGER] AS it,
               date_trunc('minute', intime + secs(7200 * (e + 0.9 * u3(skey, e, 601)))) + INTERVAL 1 MINUTE AS starttime,
-              uid8(skey * 512 + e) AS orderid FROM e),
+              uidk(skey * 512 + e) AS orderid FROM e),
       v AS (SELECT *, least(CASE WHEN it.rate IS NULL THEN starttime + INTERVAL 1 MINUTE
                 ELSE starttime + to_minutes((30 + floor(u3(skey, e, 602) * 210))::BIGINT) END, outtime) AS endtime,
               round(it.amt * (0.5 + u3(skey, e, 603)), 2) AS amount FROM t WHERE starttime + INTERVAL 1 MINUTE < outtime)"""
@@ -525,7 +528,7 @@ def procedureevents(w: str) -> tuple[str, str | None]:
         it.itemid AS itemid,
         CASE WHEN it.cont THEN round(epoch(least(endtime, outtime) - starttime) / 60) ELSE 1 END AS value,
         CASE WHEN it.cont THEN 'min' ELSE 'None' END AS valueuom, NULL AS location, NULL AS locationcategory,
-        uid8(skey * 512 + 300 + it.o * 30 + dd) AS orderid, uid8(skey * 512 + 300 + it.o * 30 + dd) AS linkorderid,
+        uidk(skey * 512 + 300 + it.o * 30 + dd) AS orderid, uidk(skey * 512 + 300 + it.o * 30 + dd) AS linkorderid,
         it.cat AS ordercategoryname, it.desc AS ordercategorydescription, weight AS patientweight, 1 AS isopenbag,
         0 AS continueinnextdept, 'FinishedRunning' AS statusdescription,
         CASE WHEN it.cont THEN round(epoch(least(endtime, outtime) - starttime) / 60) ELSE 1 END AS originalamount,

@@ -37,6 +37,7 @@ from mimiclab.catalog import CatalogError, Table
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
 from mimiclab.load.manifest import Manifest
 from mimiclab.sources import Source, registry
+from mimiclab.sqltext import ident, qname
 from mimiclab.store import Store
 from mimiclab.store.work import Cancelled, Work
 
@@ -303,13 +304,8 @@ def qualified(ds: catalog.Dataset, t: Table) -> str:
     return f"{ds.db_schema(t.module)}.{t.name}"
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qualify(q: str) -> str:
-    schema, _, name = q.rpartition(".")
-    return f"{quote(schema)}.{quote(name)}" if schema else quote(name)
+quote = ident  # the web layer's names for the one quoting helper (mimiclab.sqltext)
+qualify = qname
 
 
 # -- Arrow -> JSON ------------------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+"""Quoting for SQL text, in one place: string literals and identifiers as DuckDB, PostgreSQL and (after
+rendering) BigQuery read them. Values from users are bound as parameters; these are for names and paths."""
+
+from __future__ import annotations
+
+import os
+
+
+def lit(value: str | os.PathLike) -> str:
+    """A string literal: 'it''s'."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def ident(name: str) -> str:
+    """A quoted identifier: "a""b"."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def qname(qualified: str) -> str:
+    """schema.table -> "schema"."table" (a bare name stays one identifier)."""
+    schema, _, name = qualified.rpartition(".")
+    return f"{ident(schema)}.{ident(name)}" if schema else ident(name)
