@@ -80,7 +80,11 @@ def frame(table, int_dtypes: dict[str, str] | None = None, blank_text_as_null: b
         arrays.append(col)
         names.append(name)
     ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}
-    df = pa.table(arrays, names=names).to_pandas(
+    table = pa.table(arrays, names=names)
+    if all(name in overrides for name, col in zip(names, arrays, strict=True)
+           if pa.types.is_integer(col.type)):
+        return table.to_pandas()  # every integer column has its dtype already (MIMICDataset): the fast path
+    df = table.to_pandas(
         types_mapper=lambda t: pd.Int64Dtype() if t in ints else pd.UInt64Dtype() if t == pa.uint64() else None)
     for name, how in overrides.items():
         if how == "int64" and name in df.columns and isinstance(df[name].dtype, pd.Int64Dtype):

@@ -197,7 +197,7 @@ class MIMICDataset:
         """Arrow -> pandas by the API's one dtype policy (api/_common.frame), with read_csv's integers
         (int64, or float64 for a file with empty cells) and "" as NaN; rows in file order, indexed by
         their row in the file."""
-        df = frame(t.sort_by("__row__"), int_dtypes=self._conv[key], blank_text_as_null=True)
+        df = frame(t.sort_by("__row__"), int_dtypes={**self._conv[key], "__row__": "int64"}, blank_text_as_null=True)
         df.index = df.pop("__row__").to_numpy(dtype="int64")
         return df
 
