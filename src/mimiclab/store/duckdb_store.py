@@ -289,14 +289,7 @@ class DuckDBStore(Store):
 
     def _limit(self) -> tuple[float | None, _work.Work | None]:
         """Seconds this query may take: the store's own limit, shortened by the current request's budget."""
-        w = _work.current()
-        limit = self.max_seconds
-        if w is not None:
-            w.check()
-            left = w.remaining()
-            if left is not None:
-                limit = left if limit is None else min(limit, left)
-        return limit, w
+        return _work.budget(self.max_seconds)
 
     @contextlib.contextmanager
     def _guarded(self, cur, query: str):
@@ -325,10 +318,7 @@ class DuckDBStore(Store):
 
     @staticmethod
     def _stopped(w: _work.Work | None, limit: float | None) -> QueryError:
-        if w is not None and w.reason:
-            return _work.Cancelled(w.reason)
-        return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
-                          "LIMIT, or aggregate first.")
+        return _work.stopped(w, limit)
 
     def arrow(self, query: str, params: Sequence[Any] | dict | None = None, *, portable: bool = False) -> pa.Table:
         cur = self._cursor()

@@ -264,14 +264,8 @@ class PostgresStore(Store):
         return query, params
 
     def _limit(self) -> tuple[float | None, _work.Work | None]:
-        w = _work.current()
-        limit = self.max_seconds
-        if w is not None:
-            w.check()
-            left = w.remaining()
-            if left is not None:
-                limit = left if limit is None else min(limit, left)
-        return limit, w
+        """Seconds this query may take: the store's own limit, shortened by the current request's budget."""
+        return _work.budget(self.max_seconds)
 
     @contextlib.contextmanager
     def _transaction(self, con, whole_read: bool = False) -> Iterator[float | None]:
@@ -343,10 +337,7 @@ class PostgresStore(Store):
         if w is not None:
             with contextlib.suppress(_work.Cancelled):
                 w.check()  # sets the reason if its deadline has passed
-        if w is not None and w.reason:
-            return _work.Cancelled(w.reason)
-        return QueryError(f"the query was stopped at the {limit or 0:g} s time limit; add a WHERE clause or a "
-                          "LIMIT, or aggregate first.")
+        return _work.stopped(w, limit)
 
     def arrow(self, query: str, params: Params = None, *, portable: bool = False) -> pa.Table:
         sql, params = self._prepare(query, params, portable)
