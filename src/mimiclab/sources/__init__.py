@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,7 +57,6 @@ class RemoteSource:
     where: str  # for messages, secrets masked
     backend: str
     build_dir: Path | None = None  # no local folder
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
              memory_limit: str | None = None) -> Store:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import logging
 import os
 import re
 import threading
@@ -125,10 +124,9 @@ _PG_DENY_NAMES = {"copy", "dblink", "lo_get", "lo_put", "nextval", "setval", "pg
 def check_pg(sql: str) -> str:
     """`sql` if it is one reading statement (SELECT, WITH ... SELECT, VALUES, set operations) that names no
     file-, setting- or server-reaching function or catalog; else QueryError saying what is refused."""
-    import sqlglot
     from sqlglot import exp
 
-    from mimiclab.store.sqlguard import MAX_NESTING, MAX_SQL_CHARS, _nesting
+    from mimiclab.store.sqlguard import MAX_SQL_CHARS, one_statement
 
     text = (sql or "").strip()
     if not text:
@@ -139,24 +137,7 @@ def check_pg(sql: str) -> str:
         return text.rstrip().rstrip(";").rstrip()
     if len(text) > MAX_SQL_CHARS:
         raise QueryError(f"the query is longer than {MAX_SQL_CHARS:,} characters.")
-    if _nesting(text) > MAX_NESTING:
-        raise QueryError(f"brackets are nested more than {MAX_NESTING} deep: simplify the query.")
-    log = logging.getLogger("sqlglot")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        statements = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
-    except sqlglot.errors.TokenError:
-        raise QueryError("could not read the query: a string or quoted name is not closed (check the quotes).") from None
-    except sqlglot.errors.SqlglotError as exc:
-        raise QueryError(f"could not parse the query: {str(exc).splitlines()[0] if str(exc) else 'syntax error'}") from None
-    except RecursionError:
-        raise QueryError("the query is nested too deeply to check: simplify it.") from None
-    finally:
-        log.setLevel(level)
-    if len(statements) != 1:
-        raise QueryError(f"one statement at a time, please (found {len(statements)}).")
-    stmt = statements[0]
+    stmt = one_statement(text, "postgres")
     if type(stmt).__name__ not in _ALLOWED_KINDS and not isinstance(stmt, exp.Subquery):
         kind = str(stmt.this).upper() if isinstance(stmt, exp.Command) else stmt.key.upper()
         raise QueryError(f"{kind} statements are not allowed here: this connection is read-only (SELECT, WITH, VALUES).")

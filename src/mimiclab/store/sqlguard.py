@@ -54,26 +54,7 @@ def check(sql: str, max_chars: int | None = MAX_SQL_CHARS) -> str:
     m = _EXPLAIN.match(body)
     if m:
         body = body[m.end():]
-    log = logging.getLogger("sqlglot")
-    level = log.level
-    log.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is our business, not the log's
-    if _nesting(body) > MAX_NESTING:
-        raise QueryError(f"brackets are nested more than {MAX_NESTING} deep: simplify the query.")
-    try:
-        statements = [s for s in sqlglot.parse(body, read="duckdb") if s is not None]
-    except sqlglot.errors.TokenError:
-        raise QueryError("could not read the query: a string or quoted name is not closed "
-                         "(check the quotes).") from None
-    except sqlglot.errors.SqlglotError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
-        raise QueryError(f"could not parse the query: {first}") from None
-    except RecursionError:
-        raise QueryError("the query is nested too deeply to check: simplify it.") from None
-    finally:
-        log.setLevel(level)
-    if len(statements) != 1:
-        raise QueryError(f"one statement at a time, please (found {len(statements)}).")
-    stmt = statements[0]
+    stmt = one_statement(body, "duckdb")
     if not isinstance(stmt, _ALLOWED):
         kind = stmt.key.upper() if isinstance(stmt, exp.Expression) else "this"
         if isinstance(stmt, exp.Command):
@@ -98,6 +79,31 @@ def check(sql: str, max_chars: int | None = MAX_SQL_CHARS) -> str:
                 and _FILEISH.search(node.name or "")):
             raise QueryError(f"reading files ({node.name!r}) is not allowed here: query the dataset's tables.")
     return text.rstrip().rstrip(";").rstrip()
+
+
+def one_statement(text: str, dialect: str) -> exp.Expr:
+    """The single statement `text` holds, parsed in `dialect`; QueryError for anything else: brackets nested
+    beyond reason, an unclosed string, a syntax error, or more (or fewer) than one statement."""
+    if _nesting(text) > MAX_NESTING:
+        raise QueryError(f"brackets are nested more than {MAX_NESTING} deep: simplify the query.")
+    log = logging.getLogger("sqlglot")
+    level = log.level
+    log.setLevel(logging.ERROR)  # "falling back to parsing as a Command" is our business, not the log's
+    try:
+        statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    except sqlglot.errors.TokenError:
+        raise QueryError("could not read the query: a string or quoted name is not closed "
+                         "(check the quotes).") from None
+    except sqlglot.errors.SqlglotError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise QueryError(f"could not parse the query: {first}") from None
+    except RecursionError:
+        raise QueryError("the query is nested too deeply to check: simplify it.") from None
+    finally:
+        log.setLevel(level)
+    if len(statements) != 1:
+        raise QueryError(f"one statement at a time, please (found {len(statements)}).")
+    return statements[0]
 
 
 def _nesting(text: str) -> int:
