@@ -15,8 +15,9 @@ import json
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,9 @@ __all__ = ["DEFAULT_VERSION", "SLUG", "SynthResult", "chartevents_file", "genera
 
 SLUG = "mimic-iv-synthetic"
 DEFAULT_VERSION = "2.2"
-BATCH_ROWS = 2_000_000  # rows per DuckDB COPY of an event table: bounds memory and temp disk
+BATCH_ROWS = 1_000_000  # rows per DuckDB COPY of an event table: bounds memory and temp disk
+WORKERS = 2  # batches generated at once: one DuckDB query of a batch mostly runs on one core
+AHEAD = 3  # batches generated ahead of the gzip writer (each is a plain CSV on temp disk)
 
 Progress = Callable[[str, int], None]  # (table name, rows written)
 
@@ -100,6 +103,13 @@ def _n_caregivers(patients: int) -> int:
     return min(15_000, max(300, patients * 8))
 
 
+def _ranges(patients: int, per_patient: float) -> list[str]:
+    """Batch filters on pidx: consecutive patient ranges of about BATCH_ROWS rows each."""
+    n_b = max(1, -(-int(patients * per_patient) // BATCH_ROWS))
+    step = -(-patients // n_b)
+    return [f"pidx >= {lo} AND pidx < {min(lo + step, patients)}" for lo in range(0, patients, step)]
+
+
 def _select(columns: list[str], produced: set[str], sql: str, order: str | None) -> str:
     # matched case-insensitively: the catalog may spell a column as PhysioNet does (ORIGINALAMOUNT)
     cols = ", ".join(f'"{c.lower()}" AS "{c}"' if c.lower() in produced else f'NULL AS "{c}"' for c in columns)
@@ -110,30 +120,78 @@ def _produced(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
     return {d[0].lower() for d in con.execute(f"DESCRIBE SELECT * FROM ({sql})").fetchall()}
 
 
-def _write_table(con, out: Path, columns: list[str], batches: Sequence[tuple[str, str | None]], tmp: Path,
-                 pool: ThreadPoolExecutor, level: int | None = None) -> int:
-    """COPY each batch to plain CSV (DuckDB, parallel), then append it to one deterministic gzip stream."""
-    part = out.with_name(out.name + ".part")
-    rows = 0
-    produced = _produced(con, batches[0][0])
-    plain = tmp / (out.name + ".csv")
-    with open(part, "wb") as fh:
-        gz: GzipWriter | None = None
-        for i, (sql, order) in enumerate(batches):
-            q = _select(columns, produced, sql, order)
-            res = con.execute(f"COPY ({q}) TO '{plain}' (FORMAT csv, HEADER {str(i == 0).lower()})").fetchone()
-            rows += res[0] if res else 0
-            if gz is None:
-                lvl = level if level is not None else (6 if plain.stat().st_size < (16 << 20) else 1)
-                gz = GzipWriter(fh, pool, level=lvl)
-            gz.write_file(plain)
-        assert gz is not None, "batches is never empty (batches[0] was read above)"
-        gz.close()
-    plain.unlink(missing_ok=True)
-    os.replace(part, out)
-    return rows
+@dataclass
+class _Table:
+    """One output file: its batches are COPY'd in order and appended to one gzip stream."""
+    key: str
+    out: Path
+    columns: list[str]
+    batches: list[tuple[str, str | None]]
+    level: int | None = None
+    rows: int = 0
 
 
+def _copy_batch(con: duckdb.DuckDBPyConnection, query: str, plain: Path, header: bool) -> int:
+    """One batch to plain CSV on its own cursor, so two batches run at once (each is mostly one thread)."""
+    with con.cursor() as cur:
+        res = cur.execute(f"COPY ({query}) TO '{plain}' (FORMAT csv, HEADER {str(header).lower()})").fetchone()
+    return res[0] if res else 0
+
+
+def _write_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[_Table], tmp: Path,
+                  done: Callable[[_Table], None] | None = None) -> None:
+    """Generate every batch of every table on WORKERS DuckDB cursors, a few batches ahead, and append
+    them in order to each table's gzip stream. Order and bytes depend only on the batch list, never on
+    which worker finished first; at most AHEAD plain batches sit on temp disk, so memory and disk stay flat."""
+    jobs: list[tuple[int, int, str]] = []
+    for ti, t in enumerate(tables):
+        produced = _produced(con, t.batches[0][0])
+        jobs += [(ti, bi, _select(t.columns, produced, sql, order)) for bi, (sql, order) in enumerate(t.batches)]
+    ahead: deque[tuple[int, int, Path, Future[int]]] = deque()
+    it = iter(jobs)
+    cur_ti, fh, gz, part = -1, None, None, None
+    with ThreadPoolExecutor(WORKERS) as dpool, ThreadPoolExecutor(2) as zpool:
+        try:
+            while True:
+                while len(ahead) < AHEAD and (job := next(it, None)) is not None:
+                    ti, bi, query = job
+                    plain = tmp / f"{ti}-{bi}.csv"
+                    ahead.append((ti, bi, plain, dpool.submit(_copy_batch, con, query, plain, bi == 0)))
+                if not ahead:
+                    break
+                ti, bi, plain, fut = ahead.popleft()
+                n = fut.result()
+                t = tables[ti]
+                if ti != cur_ti:
+                    if gz is not None and fh is not None and part is not None:
+                        _finish(gz, fh, part, tables[cur_ti], done)
+                    cur_ti = ti
+                    part = t.out.with_name(t.out.name + ".part")
+                    fh = open(part, "wb")  # noqa: SIM115 - closed by _finish or on error below
+                    lvl = t.level if t.level is not None else (6 if plain.stat().st_size < (16 << 20) else 1)
+                    gz = GzipWriter(fh, zpool, level=lvl)
+                assert gz is not None
+                gz.write_file(plain)
+                plain.unlink()
+                t.rows += n
+            if gz is not None and fh is not None and part is not None:
+                _finish(gz, fh, part, tables[cur_ti], done)
+                fh = None
+        except BaseException:
+            for *_, f in ahead:
+                f.cancel()
+            if fh is not None and part is not None:
+                fh.close()
+                part.unlink(missing_ok=True)
+            raise
+
+
+def _finish(gz: GzipWriter, fh, part: Path, t: _Table, done: Callable[[_Table], None] | None) -> None:
+    gz.close()
+    fh.close()
+    os.replace(part, t.out)
+    if done:
+        done(t)
 
 
 LICENSE = """Synthetic MIMIC-IV-shaped data generated by mimiclab (mimiclab.synth).
@@ -172,30 +230,31 @@ def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFA
             con.execute(stmt)
         result.seconds["_core"] = time.perf_counter() - t0
         small = _sql.small_tables(version, _n_providers(patients), _n_caregivers(patients))
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for t in tabs:
-                t1 = time.perf_counter()
-                out = dest / f"{t.file}.csv.gz"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                columns = [c.name for c in t.columns_for(version)]
-                batches: list[tuple[str, str | None]]
-                if t.name in small:
-                    batches = [small[t.name]]
-                elif t.name in _sql.EVENT_TABLES:
-                    builder, per_patient = _sql.EVENT_TABLES[t.name]
-                    n_b = max(1, -(-patients * per_patient // BATCH_ROWS))
-                    step = -(-patients // n_b)
-                    batches = [builder(f"pidx >= {lo} AND pidx < {min(lo + step, patients)}")
-                               for lo in range(0, patients, step)]
-                else:  # a table the catalog knows but the generator does not: header only
-                    batches = [("SELECT 1 AS _none WHERE false", None)]
-                n = _write_table(con, out, columns, batches, tmp, pool)
-                key = f"{t.module}/{t.name}"
-                result.rows[key] = n
-                result.seconds[key] = time.perf_counter() - t1
-                result.files.append(out)
-                if progress:
-                    progress(key, n)
+        jobs: list[_Table] = []
+        for t in tabs:
+            out = dest / f"{t.file}.csv.gz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            batches: list[tuple[str, str | None]]
+            if t.name in small:
+                batches = [small[t.name]]
+            elif t.name in _sql.EVENT_TABLES:
+                builder, per_patient = _sql.EVENT_TABLES[t.name]
+                batches = [builder(w) for w in _ranges(patients, per_patient)]
+            else:  # a table the catalog knows but the generator does not: header only
+                batches = [("SELECT 1 AS _none WHERE false", None)]
+            jobs.append(_Table(f"{t.module}/{t.name}", out, [c.name for c in t.columns_for(version)], batches))
+        clock = [time.perf_counter()]
+
+        def done(t: _Table) -> None:  # pipelined: a table's seconds are the wall time since the previous one ended
+            now = time.perf_counter()
+            result.rows[t.key] = t.rows
+            result.seconds[t.key] = now - clock[0]
+            clock[0] = now
+            result.files.append(t.out)
+            if progress:
+                progress(t.key, t.rows)
+
+        _write_tables(con, jobs, tmp, done)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -233,21 +292,20 @@ def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
     try:
         for stmt in _sql.core(patients, seed, DEFAULT_VERSION):
             con.execute(stmt)
-        n_b = max(1, -(-patients * per_patient // BATCH_ROWS))
-        step = -(-patients // n_b)
         left = rows
         out_batches: list[tuple[str, str | None]] = []
-        for lo in range(0, patients, step):
+        for w in _ranges(patients, per_patient):
             if left <= 0 and out_batches:
                 break
-            sql, _ = _sql.chartevents(f"pidx >= {lo} AND pidx < {min(lo + step, patients)}")
+            sql, _ = _sql.chartevents(w)
             take = min(_scalar(con, f"SELECT count(*) FROM ({sql})"), left)  # counting is cheap
             out_batches.append((f"SELECT * FROM ({sql}) LIMIT {take}", None))
             left -= take
         if left > 0:  # pragma: no cover - patients are sized with a 30% margin
             raise MimiclabError(f"could only generate {rows - left} of {rows} rows")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            return _write_table(con, path, columns, out_batches, tmp, pool)
+        job = _Table("icu/chartevents", path, columns, out_batches)
+        _write_tables(con, [job], tmp)
+        return job.rows
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
