@@ -9,13 +9,15 @@ the Wget/libwfdb User-Agent rule, 401 vs 403) and injectable faults.
     srv.start(); srv.url -> "http://127.0.0.1:<port>"
     srv.faults.cut("ed/triage.csv.gz", at=1000)   # next serve of that file drops the connection at byte 1000
     srv.faults.status("ed/triage.csv.gz", 503, times=2, retry_after=1)
-    srv.faults.corrupt("ed/triage.csv.gz", offset=10, times=1)
+    srv.faults.corrupt("ed/triage.csv.gz", offset=10, times=1)  # spent by the next serve that carries byte 10
     srv.faults.missing.add("ed/triage.csv.gz")
-    srv.faults.rate = 50_000                      # bytes/s per connection (slow trickle)
+    srv.faults.rate = 50_000                      # bytes/s per connection (token bucket per TCP connection)
     srv.faults.overclaim["ed/triage.csv.gz"] = 10  # announce 10 bytes more than sent, then close (every serve)
-    srv.faults.ignore_range.add("ed/triage.csv.gz")   # answer Range requests with 200 and the whole file
+    srv.faults.ignore_range.add("ed/triage.csv.gz")   # answer Range requests with 200 and the whole file ("*": all)
+    srv.faults.status("x.bin", 429, retry_after="Wed, 21 Oct 2099 07:28:00 GMT")  # a str goes out as is
     srv.faults.shift_range["ed/triage.csv.gz"] = -100  # answer Range bytes=a- with 206 bytes (a-100)-...
     srv.bytes_served["ed/triage.csv.gz"]
+    srv.max_connections                           # most TCP connections open at once (srv.reset_counts() resets)
 
 Run as a script (benchmarks): `python tests/physionet_server.py ROOT [--rate BPS]` prints the URL.
 """
@@ -43,7 +45,7 @@ class Faults:
     """Per-path fault queues. Paths are relative to the version folder (e.g. 'ed/triage.csv.gz')."""
 
     cuts: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # absolute byte offsets
-    statuses: dict[str, list[tuple[int, float | None]]] = field(default_factory=lambda: defaultdict(list))
+    statuses: dict[str, list[tuple[int, float | str | None]]] = field(default_factory=lambda: defaultdict(list))
     corruptions: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # absolute offsets
     missing: set[str] = field(default_factory=set)
     overclaim: dict[str, int] = field(default_factory=dict)  # extra bytes announced, never sent
@@ -58,7 +60,7 @@ class Faults:
         with self.lock:
             self.cuts[path].append(at)
 
-    def status(self, path: str, code: int, times: int = 1, retry_after: float | None = None) -> None:
+    def status(self, path: str, code: int, times: int = 1, retry_after: float | str | None = None) -> None:
         with self.lock:
             self.statuses[path].extend([(code, retry_after)] * times)
 
@@ -92,6 +94,8 @@ class PhysioNetServer:
         self.faults = Faults()
         self.bytes_served: dict[str, int] = defaultdict(int)
         self.requests: list[dict] = []
+        self.open_connections = 0
+        self.max_connections = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -133,6 +137,7 @@ class PhysioNetServer:
         with self._lock:
             self.bytes_served.clear()
             self.requests.clear()
+            self.max_connections = self.open_connections
 
     def _count(self, path: str, n: int) -> None:
         with self._lock:
@@ -145,6 +150,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def handle(self) -> None:
+        """One TCP connection (all its keep-alive requests): counted, with its own rate bucket."""
+        s = self.server_obj
+        self._tokens, self._filled = 0.0, time.monotonic()
+        with s._lock:
+            s.open_connections += 1
+            s.max_connections = max(s.max_connections, s.open_connections)
+        try:
+            super().handle()
+        except OSError:
+            pass  # the client went away
+        finally:
+            with s._lock:
+                s.open_connections -= 1
+
+    def _throttle(self, n: int, rate: float) -> None:
+        """Token bucket per connection: at most `rate` bytes/s averaged, bursts of at most 50 ms worth."""
+        now = time.monotonic()
+        self._tokens = min(rate * 0.05, self._tokens + (now - self._filled) * rate)
+        self._filled = now
+        self._tokens -= n
+        if self._tokens < 0:
+            time.sleep(-self._tokens / rate)
 
     # ------------------------------------------------------------------ helpers
     def _send_simple(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -161,7 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _record(self, **kw) -> None:
         s = self.server_obj
         with s._lock:
-            s.requests.append({"method": self.command, "path": self.path, "ua": self.headers.get("User-Agent", ""),
+            s.requests.append({"t": time.monotonic(), "method": self.command, "path": self.path,
+                               "ua": self.headers.get("User-Agent", ""),
                                "authorization": self.headers.get("Authorization"),
                                "range": self.headers.get("Range"), **kw})
 
@@ -220,7 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
         if status is not None:
             code, retry_after = status
             self._record(status=code)
-            hdr = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+            hdr = ({"Retry-After": retry_after if isinstance(retry_after, str) else f"{retry_after:g}"}
+                   if retry_after is not None else {})
             return self._send_simple(code, b"Service Unavailable", hdr)
         if rel in s.faults.missing:
             self._record(status=404)
@@ -242,7 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
         size = target.stat().st_size
         start, end = 0, size - 1
         rng = self.headers.get("Range")
-        if rel in s.faults.ignore_range:
+        no_ranges = rel in s.faults.ignore_range or "*" in s.faults.ignore_range
+        if no_ranges:
             rng = None
         code = 200
         if rng and rng.startswith("bytes="):
@@ -265,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(length + extra))
-        self.send_header("Accept-Ranges", "bytes")
+        if not no_ranges:
+            self.send_header("Accept-Ranges", "bytes")
         if code == 206:
             self.send_header("Content-Range", f"bytes {start}-{end + extra}/{size + extra}")
         self.end_headers()
@@ -282,8 +315,10 @@ class _Handler(BaseHTTPRequestHandler):
                 cut = start + f.rng.randrange(0, length)
             corrupt = None
             corr = f.corruptions.get(rel)
-            if corr:
-                corrupt = corr.pop(0)
+            hit = [o for o in corr or () if start <= o <= end]  # only a serve that carries the byte spends one
+            if hit:
+                corrupt = hit[0]
+                corr.remove(corrupt)
             rate = f.rate
         stop_at = end + 1 if cut is None else max(start, min(cut, end + 1))
         if rate is None and corrupt is None and cut is None:
@@ -303,7 +338,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._hangup()
             return
         chunk = s.chunk if rate is None else max(1, min(s.chunk, int(rate / 20) or 1))
-        t0 = time.monotonic()
         sent = 0
         with open(target, "rb") as fh:
             fh.seek(start)
@@ -323,9 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(data)
                 s._count(rel, len(data))
                 if rate:
-                    ahead = sent / rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
+                    self._throttle(len(data), rate)
         if (cut is not None and stop_at <= end) or extra:
             self._hangup()
 
@@ -366,7 +398,8 @@ def main(argv: list[str]) -> int:
     srv.faults.rate = args.rate
     print(srv.url, flush=True)
     try:
-        # stdin closes when the parent goes away; 'stats' prints bytes served
+        # stdin closes when the parent goes away; 'stats' prints bytes served, 'maxconn' the most connections
+        # open at once since the last 'reset'
         for line in sys.stdin:
             cmd = line.strip()
             if cmd == "stats":
@@ -375,6 +408,8 @@ def main(argv: list[str]) -> int:
                 v = cmd.split()[1]
                 srv.faults.rate = None if v == "none" else float(v)
                 print("ok", flush=True)
+            elif cmd == "maxconn":
+                print(srv.max_connections, flush=True)
             elif cmd == "reset":
                 srv.reset_counts()
                 print("ok", flush=True)

@@ -105,7 +105,11 @@ def download(
     modules: str = typer.Option(None, "--modules", "-m", help="Comma-separated folders, e.g. hosp,icu."),
     tables: str = typer.Option(None, "--tables", "-t", help="Comma-separated tables, e.g. admissions,patients."),
     dest: Path = typer.Option(None, "--dest", "-d", help="Target folder (default: $MIMICLAB_HOME/raw/<slug>/<version>)."),
-    jobs: int = typer.Option(4, "--jobs", "-j", min=1, max=32, help="Parallel file transfers."),
+    connections: int = typer.Option(
+        8, "--connections", "-c", min=1, max=64,
+        help="Requests at once, one cap shared by all files; large files are fetched as byte ranges over several "
+             "(PhysioNet caps each connection at ~50 KB/s, not a client's total)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", min=1, max=64, help="Former name of --connections."),
     mirror: str = typer.Option(None, "--mirror", help="Mirror URL standing in for https://physionet.org, or a local folder.",
                                envvar="MIMICLAB_PHYSIONET_URL"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be fetched and stop."),
@@ -130,11 +134,15 @@ def download(
                 t.add_row(escape(f.path), human(f.size) if f.size is not None else "?")
             console.print(t)
 
+    def show_estimate(e) -> None:
+        console.print(escape(e.describe()[0].upper() + e.describe()[1:]) + ".", highlight=False)
+
     trace = (lambda line: err_console.print(escape(line), highlight=False, soft_wrap=True)) if verbose else None
     with friendly_errors():
         t0 = time.perf_counter()
-        res = dl(slug, version=version, modules=modules, tables=tables, dest=dest, jobs=jobs, mirror=mirror,
-                 dry_run=dry_run, progress=not quiet and not dry_run, trace=trace, on_plan=show_plan)
+        res = dl(slug, version=version, modules=modules, tables=tables, dest=dest, mirror=mirror,
+                 connections=jobs or connections, dry_run=dry_run, progress=not quiet and not dry_run, trace=trace,
+                 on_plan=show_plan, on_estimate=show_estimate)
         if dry_run:
             console.print("Dry run: nothing fetched.")
             return

@@ -2,8 +2,8 @@
 
 Public entry points (the CLI, `mimiclab demo` and the web UI call these):
 
-    download(slug, version=None, modules=None, tables=None, dest=None, jobs=4, mirror=None,
-             dry_run=False, progress=True) -> DownloadResult
+    download(slug, version=None, modules=None, tables=None, dest=None, jobs=None, mirror=None,
+             dry_run=False, progress=True, *, connections=8, split=Split(), on_estimate=None) -> DownloadResult
     reachable(mirror=None, timeout=3.0) -> bool
     check_access(slug, version=None, credentials=None, mirror=None) -> AccessStatus
     guide(slug, version=None) -> str
@@ -38,12 +38,13 @@ from mimiclab.physionet.errors import (
     UnreachableError,
 )
 from mimiclab.physionet.plan import SUMS, Plan, PlannedFile, check_space, fill_sizes, lookup, parse_sums, select
-from mimiclab.physionet.transfer import PART, Event, RetryPolicy, Transfer
+from mimiclab.physionet.ranges import CONNECTIONS, RATE_PER_CONNECTION, Estimate, Split, estimate, present
+from mimiclab.physionet.transfer import DEFAULT_SPLIT, PART, Event, RetryPolicy, Transfer
 
 __all__ = [
     "AccessDeniedError", "AccessStatus", "AuthError", "ChecksumError", "Credentials", "CredentialsError",
-    "DownloadError", "DownloadResult", "Event", "InsecureAuthError", "InsufficientSpaceError", "NotFoundError",
-    "PhysioNetError", "Plan", "PlannedFile", "RetryPolicy", "UnreachableError", "check_access", "check_all",
+    "DownloadError", "DownloadResult", "Estimate", "Event", "InsecureAuthError", "InsufficientSpaceError", "NotFoundError",
+    "PhysioNetError", "Plan", "PlannedFile", "RetryPolicy", "Split", "UnreachableError", "check_access", "check_all",
     "credentials", "download", "guide", "plan_download", "reachable", "user_agent",
 ]
 
@@ -146,11 +147,15 @@ def download(
     modules: list[str] | str | None = None,
     tables: list[str] | str | None = None,
     dest: str | os.PathLike | None = None,
-    jobs: int = 4,
+    jobs: int | None = None,
     mirror: str | os.PathLike | None = None,
     dry_run: bool = False,
     progress: bool | Callable[[Event], None] = True,
     *,
+    connections: int = CONNECTIONS,
+    split: Split | None = DEFAULT_SPLIT,
+    rate_estimate: float = RATE_PER_CONNECTION,
+    on_estimate: Callable[[Estimate], None] | None = None,
     credentials_: Credentials | None = None,
     retry: RetryPolicy | None = None,
     trace: Callable[[str], None] | None = None,
@@ -161,9 +166,17 @@ def download(
 
     Safe to interrupt at any moment and to run again: it resumes partial files and skips verified ones.
     Raises a PhysioNetError subclass with the step to take (login, DUA, disk space, ...).
+
+    connections: requests at once, shared by all files (PhysioNet caps each connection, not a client's
+    total); `jobs` is its former name. split: which files go as byte ranges on several connections (None:
+    every file one stream). on_estimate gets, before the transfer starts, the bytes to fetch and the time they
+    take at `rate_estimate` bytes/s per connection (PhysioNet's ~50 KB/s).
     """
-    if jobs < 1:
-        raise PhysioNetError("--jobs must be at least 1.")
+    if jobs is not None:
+        connections = jobs
+    if connections < 1:
+        raise PhysioNetError("--connections (--jobs) must be at least 1.")
+    jobs = connections
     ds, version = lookup(slug, version)
     dest = Path(dest).expanduser() if dest else config.raw_dir(slug, version)
     send_auth = ds is None or ds.access != "open"
@@ -176,11 +189,13 @@ def download(
         if dry_run:
             return result
         needed = 0
+        left: list[tuple[PlannedFile, int]] = []
         for f in plan.files:
             final = dest / f.path
             if f.size is not None and not final.is_file():
-                part = final.with_name(final.name + PART)
-                needed += f.size - (part.stat().st_size if part.is_file() else 0)
+                n = max(f.size - present(final.with_name(final.name + PART), f.sha256), 0)
+                needed += n
+                left.append((f, n))
         check_space(dest, max(needed, 0))
         try:
             config.private_dir(dest)
@@ -201,8 +216,11 @@ def download(
             ctx, sink = contextlib.nullcontext(), progress
         else:
             ctx, sink = contextlib.nullcontext(), None
+        transfer = Transfer(src, dest, connections=connections, progress=sink, retry=retry, split=split)
+        if on_estimate is not None and src.remote:
+            on_estimate(estimate([(n, transfer.ranged(f)) for f, n in left], connections, rate_estimate, split))
         with ctx:
-            outcomes = Transfer(src, dest, jobs=jobs, progress=sink, retry=retry).run(plan.files)
+            outcomes = transfer.run(plan.files)
     for o in outcomes:
         (result.fetched if o.status == "fetched" else result.skipped).append(o.path)
         result.bytes_transferred += o.bytes

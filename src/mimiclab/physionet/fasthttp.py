@@ -25,8 +25,10 @@ def proxies_configured() -> bool:
 
 class _Body(httpx.SyncByteStream):
     def __init__(self, transport: FastTransport, key, conn: http.client.HTTPConnection,
-                 resp: http.client.HTTPResponse):
+                 resp: http.client.HTTPResponse, head: bool = False):
         self.t, self.key, self.conn, self.resp = transport, key, conn, resp
+        self.head = head
+        self.complete = False
         self.expected = resp.length  # None for chunked / close-delimited
 
     def __iter__(self) -> Iterator[bytes]:
@@ -45,9 +47,14 @@ class _Body(httpx.SyncByteStream):
         if self.resp.length:  # http.client reports an early close as a quiet end of body
             raise httpx.RemoteProtocolError(
                 f"peer closed connection with {self.resp.length} of {self.expected} body bytes outstanding")
+        self.complete = True
 
     def close(self) -> None:
-        reusable = self.resp.isclosed() and not self.resp.will_close and not self.resp.length
+        if self.head:
+            self.resp.read()  # no body: marks the response done, so the connection goes back to the pool
+        # reusable only after the whole body: every announced byte read (http.client 3.11 leaves length at 0
+        # without marking the response closed), or a body without length read to its proper end
+        reusable = not self.resp.will_close and (self.resp.length == 0 or (self.complete and self.resp.length is None))
         self.resp.close()
         if reusable:
             self.t._release(self.key, self.conn)
@@ -72,9 +79,9 @@ class FastTransport(httpx.BaseTransport):
                 return
         conn.close()
 
-    def _connect(self, key, timeout: float | None) -> tuple[http.client.HTTPConnection, bool]:
+    def _connect(self, key, timeout: float | None, fresh: bool = False) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
-            pool = self._idle.get(key)
+            pool = None if fresh else self._idle.get(key)
             if pool:
                 conn = pool.pop()
                 conn.timeout = timeout
@@ -94,7 +101,7 @@ class FastTransport(httpx.BaseTransport):
         body = request.read()
         target = url.raw_path.decode("ascii")
         for attempt in (0, 1):
-            conn, reused = self._connect(key, timeout)
+            conn, reused = self._connect(key, timeout, fresh=attempt > 0)  # the idle ones may all be stale
             try:
                 conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
                 for k, v in request.headers.raw:
@@ -119,7 +126,7 @@ class FastTransport(httpx.BaseTransport):
         return httpx.Response(
             resp.status,
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.getheaders()],
-            stream=_Body(self, key, conn, resp),
+            stream=_Body(self, key, conn, resp, head=request.method == "HEAD"),
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (resp.reason or "").encode("latin-1")},
             request=request,
         )

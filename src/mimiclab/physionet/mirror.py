@@ -36,9 +36,10 @@ MAX_SMALL = 256 << 20
 class TransientError(PhysioNetError):
     """A failure worth retrying (timeout, dropped connection, 5xx, 429); may carry Retry-After seconds."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, when the server answered (429/503: it refuses for now)
 
 
 class RangeNotSatisfiable(PhysioNetError):
@@ -54,6 +55,7 @@ class Stream:
     start: int  # offset the data begins at (0 if the server ignored Range)
     total: int | None  # full file size, when known
     chunks: Iterator[bytes]
+    ranged: bool = False  # the answer is the range asked for (206), not the whole file from byte 0 (200)
 
 
 def resolve(mirror: str | os.PathLike | None = None) -> str | Path:
@@ -155,16 +157,28 @@ class LocalSource:
         return p.stat().st_size if p.is_file() else None
 
     @contextlib.contextmanager
-    def stream(self, rel: str, offset: int, chunk: int = CHUNK) -> Iterator[Stream]:
+    def stream(self, rel: str, offset: int, chunk: int = CHUNK, end: int | None = None) -> Iterator[Stream]:
+        """Bytes from `offset` to the end of the file, or to `end` (exclusive) when given."""
         p = self._path(rel)
         if not p.is_file():
             raise NotFoundError(f"{rel} is listed in SHA256SUMS.txt but missing from the local mirror {self.base}.")
         total = p.stat().st_size
-        if offset >= total and offset > 0:
+        if offset >= total and (offset > 0 or end is not None):
             raise RangeNotSatisfiable(total)
+        stop = total if end is None else min(end, total)
         with open(p, "rb") as fh:
             fh.seek(offset)
-            yield Stream(offset, total, iter(lambda: fh.read(chunk), b""))
+
+            def chunks() -> Iterator[bytes]:
+                left = stop - offset
+                while left > 0:
+                    b = fh.read(min(chunk, left))
+                    if not b:
+                        return
+                    left -= len(b)
+                    yield b
+
+            yield Stream(offset, total, chunks(), ranged=end is not None)
 
 
 class RemoteSource:
@@ -203,7 +217,7 @@ class RemoteSource:
             total = int(cr.rsplit("/", 1)[1]) if "/" in cr and cr.rsplit("/", 1)[1].isdigit() else None
             raise RangeNotSatisfiable(total)
         if code == 429 or code >= 500:
-            raise TransientError(f"HTTP {code} for {rel}", parse_retry_after(response.headers.get("retry-after")))
+            raise TransientError(f"HTTP {code} for {rel}", parse_retry_after(response.headers.get("retry-after")), code)
         raise PhysioNetError(f"HTTP {code} for {self.url(rel)}")
 
     @contextlib.contextmanager
@@ -235,8 +249,13 @@ class RemoteSource:
             return int(n) if n and n.isdigit() else None
 
     @contextlib.contextmanager
-    def stream(self, rel: str, offset: int, chunk: int = CHUNK) -> Iterator[Stream]:
-        headers = {"Range": f"bytes={offset}-"} if offset > 0 else None
+    def stream(self, rel: str, offset: int, chunk: int = CHUNK, end: int | None = None) -> Iterator[Stream]:
+        """Bytes from `offset` (or, `end` given, `bytes=offset-(end-1)`, asked even from byte 0 to learn whether
+        the server honours ranges); `ranged` says whether it did."""
+        if end is not None:
+            headers: dict[str, str] | None = {"Range": f"bytes={offset}-{end - 1}"}
+        else:
+            headers = {"Range": f"bytes={offset}-"} if offset > 0 else None
         with self._send("GET", rel, headers) as r:
             start, total = 0, None
             if r.status_code == 206:
@@ -260,4 +279,4 @@ class RemoteSource:
                 except (httpx.TransportError, httpx.StreamError) as exc:
                     raise TransientError(f"connection dropped reading {rel}: {type(exc).__name__}") from None
 
-            yield Stream(start, total, chunks())
+            yield Stream(start, total, chunks(), ranged=r.status_code == 206)

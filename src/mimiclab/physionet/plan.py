@@ -25,6 +25,7 @@ class PlannedFile:
     path: str  # relative, PhysioNet layout, forward slashes
     sha256: str
     size: int | None = None
+    approx: bool = False  # size is the catalog's rounded figure, not the exact byte count
 
 
 @dataclass
@@ -159,8 +160,8 @@ def select(sums: dict[str, str], ds: catalog.Dataset | None, version: str,
 def fill_sizes(files: list[PlannedFile], ds: catalog.Dataset | None, version: str, size_of, jobs: int = 4) -> list[PlannedFile]:
     """Sizes from the catalog, the rest from the source (HEAD / stat), looked up in parallel."""
     known = ds.version(version).files if ds is not None else {}
-    out = [PlannedFile(f.path, f.sha256, known[f.path].size if f.path in known and known[f.path].size else None)
-           for f in files]
+    out = [PlannedFile(f.path, f.sha256, known[f.path].size, known[f.path].approx_size)
+           if f.path in known and known[f.path].size else PlannedFile(f.path, f.sha256) for f in files]
     missing = [i for i, f in enumerate(out) if f.size is None]
     if missing:
         def one(i: int) -> int | None:
