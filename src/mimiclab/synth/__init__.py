@@ -29,10 +29,12 @@ from mimiclab.errors import MimiclabError
 from mimiclab.synth import _sql
 from mimiclab.synth._gzip import GzipWriter
 
-__all__ = ["DEFAULT_VERSION", "SLUG", "SynthResult", "chartevents_file", "generate"]
+__all__ = ["DEFAULT_VERSION", "SCALES", "SLUG", "SynthResult", "chartevents_file", "count_rows", "full_patients", "generate", "resolve"]
 
 SLUG = "mimic-iv-synthetic"
 DEFAULT_VERSION = "2.2"
+SCALES = {"demo": _sql.DEMO, "full": _sql.FULL}  # per-patient rates: the demo's, or MIMIC-IV 3.1's table sizes
+FULL_VERSION = "3.1"  # the release whose published row counts --scale full matches (catalog rows:)
 BATCH_ROWS = 1_000_000  # rows per DuckDB COPY of an event table: bounds memory and temp disk
 WORKERS = 2  # batches generated at once: one DuckDB query of a batch mostly runs on one core
 AHEAD = 3  # batches generated ahead of the gzip writer (each is a plain CSV on temp disk)
@@ -75,14 +77,23 @@ def _tables(version: str, names: list[str] | None):
     return tables
 
 
-def _connect(tmp: Path, seed: int, patients: int) -> duckdb.DuckDBPyConnection:
+def full_patients() -> int:
+    """MIMIC-IV 3.1's patient count, from the catalog (hosp/patients.csv.gz rows)."""
+    from mimiclab import catalog
+
+    rows = catalog.get("mimiciv").version(FULL_VERSION).files["hosp/patients.csv.gz"].rows
+    assert rows, "the catalog lists MIMIC-IV 3.1's patients rows"
+    return rows
+
+
+def _connect(tmp: Path, seed: int, patients: int, rates: _sql.Rates = _sql.DEMO) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={
         "threads": min(os.cpu_count() or 2, 4), "memory_limit": "1GB", "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
     if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
         con.execute("SET enable_progress_bar = false")
-    for m in _sql.macros(seed, _n_providers(patients), _n_caregivers(patients)):
+    for m in _sql.macros(seed, _n_providers(patients, rates), _n_caregivers(patients, rates)):
         con.execute(m)
     return con
 
@@ -95,12 +106,16 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str):
     return row[0]
 
 
-def _n_providers(patients: int) -> int:
-    return min(40_000, max(500, patients * 10))
+def _n_providers(patients: int, rates: _sql.Rates = _sql.DEMO) -> int:
+    if rates.per_patient_staff:
+        return max(1, round(patients * rates.providers))
+    return min(40_000, max(500, int(patients * rates.providers)))
 
 
-def _n_caregivers(patients: int) -> int:
-    return min(15_000, max(300, patients * 8))
+def _n_caregivers(patients: int, rates: _sql.Rates = _sql.DEMO) -> int:
+    if rates.per_patient_staff:
+        return max(1, round(patients * rates.caregivers))
+    return min(15_000, max(300, int(patients * rates.caregivers)))
 
 
 def _ranges(patients: int, per_patient: float) -> list[str]:
@@ -206,14 +221,74 @@ You may use, copy and share these files freely. MIMIC-IV itself is available fro
 """
 
 
-def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFAULT_VERSION,
-             tables: list[str] | None = None, progress: Progress | None = None) -> SynthResult:
-    """Write a synthetic MIMIC-IV (hosp + icu) in PhysioNet's layout under ``dest``.
-
-    Same (patients, seed, version) and the same DuckDB version give byte-identical files.
-    """
+def resolve(patients: int | None, scale: str, fraction: float | None) -> tuple[int, _sql.Rates]:
+    """(patients, rates) from the caller's choice of scale and patients or fraction of MIMIC-IV 3.1."""
+    if scale not in SCALES:
+        raise MimiclabError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    if fraction is not None:
+        if patients is not None:
+            raise MimiclabError("give patients or fraction, not both")
+        if not 0 < fraction <= 1:
+            raise MimiclabError(f"fraction must be in (0, 1], got {fraction}")
+        patients = max(1, round(full_patients() * fraction))
+    elif patients is None:
+        patients = full_patients() if scale == "full" else 100
     if patients < 1:
         raise MimiclabError("patients must be at least 1")
+    return patients, SCALES[scale]
+
+
+def _plan(dest: Path, tabs, patients: int, version: str, rates: _sql.Rates) -> list[_Table]:
+    """Every output file with its batches (SQL over the core tables, in output order)."""
+    small = _sql.small_tables(version, _n_providers(patients, rates), _n_caregivers(patients, rates), rates)
+    jobs: list[_Table] = []
+    for t in tabs:
+        batches: list[tuple[str, str | None]]
+        if t.name in small:
+            batches = [small[t.name]]
+        elif t.name in _sql.EVENT_TABLES:
+            builder, per_patient = _sql.EVENT_TABLES[t.name]
+            batches = [builder(w, rates) for w in _ranges(patients, per_patient * rates.density)]
+        else:  # a table the catalog knows but the generator does not: header only
+            batches = [("SELECT 1 AS _none WHERE false", None)]
+        jobs.append(_Table(f"{t.module}/{t.name}", dest / f"{t.file}.csv.gz", [c.name for c in t.columns_for(version)],
+                           batches))
+    return jobs
+
+
+def count_rows(patients: int | None = None, seed: int = 0, version: str = DEFAULT_VERSION,
+               tables: list[str] | None = None, scale: str = "demo", fraction: float | None = None,
+               workdir: Path | None = None) -> dict[str, int]:
+    """The rows ``generate`` would write per file, counted in DuckDB without formatting or writing.
+
+    Counting skips the value columns, so even the full-scale set is counted in minutes: this is how the
+    ``full`` preset was checked against MIMIC-IV 3.1 without generating 10 GB.
+    """
+    import tempfile
+
+    patients, rates = resolve(patients, scale, fraction)
+    tabs = _tables(version, tables)
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="synth-count-") as tmp:
+        con = _connect(Path(tmp), seed, patients, rates)
+        try:
+            for stmt in _sql.core(patients, seed, version, rates):
+                con.execute(stmt)
+            return {j.key: sum(_scalar(con, f"SELECT count(*) FROM ({sql})") for sql, _ in j.batches)
+                    for j in _plan(Path("."), tabs, patients, version, rates)}
+        finally:
+            con.close()
+
+
+def generate(dest: Path, patients: int | None = None, seed: int = 0, version: str = DEFAULT_VERSION,
+             tables: list[str] | None = None, progress: Progress | None = None, scale: str = "demo",
+             fraction: float | None = None) -> SynthResult:
+    """Write a synthetic MIMIC-IV (hosp + icu) in PhysioNet's layout under ``dest``.
+
+    ``scale`` picks the per-patient rates: "demo" (ICU-heavy, like the open demo; 100 patients unless
+    given) or "full" (MIMIC-IV 3.1's published table sizes at its 364,627 patients, or at ``fraction``
+    of them). Same (patients, seed, version, scale) and the same DuckDB version give byte-identical files.
+    """
+    patients, rates = resolve(patients, scale, fraction)
     dest = Path(dest)
     tabs = _tables(version, tables)
     from mimiclab import config
@@ -224,25 +299,14 @@ def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFA
     tmp.mkdir()
     result = SynthResult(dest=dest, patients=patients, seed=seed, version=version)
     t0 = time.perf_counter()
-    con = _connect(tmp, seed, patients)
+    con = _connect(tmp, seed, patients, rates)
     try:
-        for stmt in _sql.core(patients, seed, version):
+        for stmt in _sql.core(patients, seed, version, rates):
             con.execute(stmt)
         result.seconds["_core"] = time.perf_counter() - t0
-        small = _sql.small_tables(version, _n_providers(patients), _n_caregivers(patients))
-        jobs: list[_Table] = []
-        for t in tabs:
-            out = dest / f"{t.file}.csv.gz"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            batches: list[tuple[str, str | None]]
-            if t.name in small:
-                batches = [small[t.name]]
-            elif t.name in _sql.EVENT_TABLES:
-                builder, per_patient = _sql.EVENT_TABLES[t.name]
-                batches = [builder(w) for w in _ranges(patients, per_patient)]
-            else:  # a table the catalog knows but the generator does not: header only
-                batches = [("SELECT 1 AS _none WHERE false", None)]
-            jobs.append(_Table(f"{t.module}/{t.name}", out, [c.name for c in t.columns_for(version)], batches))
+        jobs = _plan(dest, tabs, patients, version, rates)
+        for j in jobs:
+            j.out.parent.mkdir(parents=True, exist_ok=True)
         clock = [time.perf_counter()]
 
         def done(t: _Table) -> None:  # pipelined: a table's seconds are the wall time since the previous one ended
@@ -260,7 +324,8 @@ def generate(dest: Path, patients: int = 100, seed: int = 0, version: str = DEFA
         shutil.rmtree(tmp, ignore_errors=True)
     (dest / "LICENSE.txt").write_text(LICENSE)
     marker = {"synthetic": True, "generator": "mimiclab.synth", "mimiclab_version": __version__,
-              "patients": patients, "seed": seed, "version": version, "duckdb_version": duckdb.__version__,
+              "patients": patients, "seed": seed, "version": version, "scale": scale,
+              "duckdb_version": duckdb.__version__,
               "rows": dict(sorted(result.rows.items()))}
     (dest / "SYNTHETIC.json").write_text(json.dumps(marker, indent=2) + "\n")
     # PhysioNet's SHA256SUMS.txt lists every file of the version, sorted by path, except itself.

@@ -10,6 +10,7 @@ streamed per subject batch (``{w}`` is the batch filter on pidx).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from mimiclab.synth import _vocab as V
 
@@ -27,6 +28,52 @@ def wlist(pairs) -> str:
 
 def num(x) -> str:
     return "NULL" if x is None else repr(float(x))
+
+
+@dataclass(frozen=True)
+class Rates:
+    """How much of everything per patient. The defaults are tuned to the MIMIC-IV demo (ICU-heavy:
+    every demo patient had a stay); FULL to MIMIC-IV 3.1's published table sizes. Each knob drives the
+    row count of one or a few tables, so a preset can be tuned table by table."""
+    adm_scale: float = 2.21  # admissions per patient: 1 + floor(Exp(1) * adm_scale)
+    icu0: float = 0.55  # P(admission has no ICU stay)
+    icu1: float = 0.94  # P(admission has at most one ICU stay); the rest have two
+    chart_fast: float = 0.7  # share of 6-hour ICU blocks with vitals every 15 minutes
+    lab_icu_h: float = 12  # hours between lab draws, admissions with an ICU stay
+    lab_ward_h: float = 24  # hours between lab draws, other admissions
+    poe_per_h: float = 1.0  # provider orders per hospital hour (+3 per admission)
+    med_share: float = 0.4  # share of orders that are medications (prescriptions, pharmacy, emar)
+    emar_keep: float = 1.0  # share of scheduled doses charted in emar
+    poe_fields: int = 1  # poe_detail rows per ADT order
+    input_min: float = 120  # minutes between input events of a stay
+    ingredient_extra: float = 0.0  # share of input events with a second ingredient row
+    output_min: float = 120  # minutes between output events
+    dte_h: float = 24  # hours between datetimeevents charting rounds
+    proc_h: float = 24  # hours between electrolyte procedureevents
+    omr_span: int = 10  # omr visits per patient: 2 + floor(u * omr_span)
+    dx_span: int = 20  # diagnoses per admission: 5 + floor(u * dx_span)
+    px_ward: float = 2.2  # ICD procedures per non-ICU admission: floor(u * px_ward)
+    micro_ward: float = 0.3  # P(microbiology) for a non-ICU admission (ICU admissions always)
+    micro_tests: int = 3  # up to this many specimens per admission (at most 4: ids have room for 4)
+    micro_pos: float = 0.18  # P(a specimen grows an organism, with susceptibility rows)
+    drg_apr: float = 0.65  # P(an APR DRG besides the HCFA one)
+    hcpcs: float = 0.12  # P(admission has HCPCS events)
+    ward_moves: int = 0  # up to this many extra ward transfers before the first ICU stay or discharge
+    providers: float = 10.0  # providers per patient (bounded to 500..40,000 unless per_patient_staff)
+    caregivers: float = 8.0  # caregivers per patient (bounded to 300..15,000 unless per_patient_staff)
+    per_patient_staff: bool = False
+    density: float = 1.0  # event rows per patient relative to the demo rates: only sizes batches
+
+
+DEMO = Rates()
+# MIMIC-IV 3.1 (catalog: datasets.yaml, mimiciv 3.1 `rows:`): 364,627 patients, 1.50 admissions per
+# patient, 17% of admissions with an ICU stay; every other knob tuned so each table lands within 10% of
+# its published row count (tests/test_synth_scale.py checks a fraction of the set against the catalog).
+FULL = Rates(adm_scale=0.907, icu0=0.841, icu1=0.986, chart_fast=0.62, lab_icu_h=5.6, lab_ward_h=10.3, poe_per_h=0.96,
+             med_share=0.3625, emar_keep=0.68, poe_fields=6, input_min=50, ingredient_extra=0.3, output_min=102,
+             dte_h=2.2, proc_h=15.5, omr_span=13, dx_span=14, px_ward=3.54, micro_ward=0.9, micro_tests=4,
+             micro_pos=0.31, drg_apr=0.40, hcpcs=0.163, ward_moves=3, providers=42244 / 364627,
+             caregivers=17984 / 364627, per_patient_staff=True, density=0.25)
 
 
 def macros(seed: int, n_prov: int, n_cg: int) -> list[str]:
@@ -52,9 +99,11 @@ def macros(seed: int, n_prov: int, n_cg: int) -> list[str]:
     ]
 
 
-def core(n: int, seed: int, version: str) -> list[str]:
+def core(n: int, seed: int, version: str, r: Rates = DEMO) -> list[str]:
     """pat, adm, icu: the skeleton every other table hangs from."""
     stride = max(1, 9_000_000 // max(n, 1))
+    npoe = n_poe(r).replace("hosp_h", "(epoch(dischtime - admittime) / 3600)")
+    ndraw = n_draw(r)
     groups = "[" + ", ".join(q(g) for g in V.YEAR_GROUPS.get(version, V.YEAR_GROUPS["3.1"])) + "]"
     ins = wlist(V.INSURANCE.get(version, V.INSURANCE["3.1"]))
     lang = wlist(V.LANGUAGES.get(version, V.LANGUAGES["3.1"]))
@@ -65,14 +114,14 @@ def core(n: int, seed: int, version: str) -> list[str]:
             clamp(round(61 + 17 * z(i, 3)), 18, 91)::INTEGER AS anchor_age,
             (2110 + floor(u(i, 4) * 76))::INTEGER AS anchor_year,
             pick({groups}, u(i, 5)) AS anchor_year_group,
-            (1 + least(floor(-ln(greatest(u(i, 6), 1e-12)) * 2.21), 25))::INTEGER AS n_adm,
+            (1 + least(floor(-ln(greatest(u(i, 6), 1e-12)) * {r.adm_scale!r}), 25))::INTEGER AS n_adm,
             pick({ins}, u(i, 7)) AS insurance, pick({lang}, u(i, 8)) AS language,
             pick({wlist(V.MARITAL)}, u(i, 9)) AS marital_status, pick({wlist(V.RACES)}, u(i, 10)) AS race
           FROM range({n}) t(i) ORDER BY i""",
-        """CREATE TABLE adm0 AS
+        f"""CREATE TABLE adm0 AS
           WITH a AS (SELECT *, unnest(range(n_adm)) AS k FROM pat),
           b AS (SELECT *, pidx * 64 + k AS akey, k = n_adm - 1 AS is_last FROM a),
-          c AS (SELECT *, CASE WHEN u(akey, 10) < 0.55 THEN 0 WHEN u(akey, 10) < 0.94 THEN 1 ELSE 2 END AS n_icu,
+          c AS (SELECT *, CASE WHEN u(akey, 10) < {r.icu0!r} THEN 0 WHEN u(akey, 10) < {r.icu1!r} THEN 1 ELSE 2 END AS n_icu,
                   clamp(exp(ln(8) + z(akey, 11)), 0.5, 336) AS pre_h,
                   clamp(exp(ln(68) + 0.85 * z(akey, 12)), 4, 960) AS icu1_h,
                   clamp(exp(ln(58) + 0.85 * z(akey, 13)), 4, 960) AS icu2_h,
@@ -105,12 +154,10 @@ def core(n: int, seed: int, version: str) -> list[str]:
             CASE WHEN via_ed THEN admittime - secs(3600 + 9 * 3600 * u(akey, 23)) END AS edregtime,
             CASE WHEN via_ed THEN admittime END AS edouttime,
             sum(n_icu) OVER (ORDER BY aidx) - n_icu AS icu_base,
-            sum(floor(epoch(dischtime - admittime) / 3600)::BIGINT + 3) OVER (ORDER BY aidx)
-              - (floor(epoch(dischtime - admittime) / 3600)::BIGINT + 3) AS poe_gbase,
-            coalesce(sum(floor(epoch(dischtime - admittime) / 3600)::BIGINT + 3) OVER (PARTITION BY pidx ORDER BY k
+            sum({npoe}) OVER (ORDER BY aidx) - ({npoe}) AS poe_gbase,
+            coalesce(sum({npoe}) OVER (PARTITION BY pidx ORDER BY k
               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS poe_base,
-            sum(greatest(1, floor((epoch(dischtime - admittime) / 3600 - 3) / CASE WHEN n_icu > 0 THEN 12 ELSE 24 END)::BIGINT + 1))
-              OVER (ORDER BY aidx) * 40 AS lab_end
+            sum({ndraw.replace("hosp_h", "(epoch(dischtime - admittime) / 3600)")}) OVER (ORDER BY aidx) * 40 AS lab_end
           FROM g ORDER BY aidx""",
         f"""CREATE TABLE icu AS
           WITH a AS (SELECT *, unnest(range(n_icu)) AS j FROM adm)
@@ -123,11 +170,37 @@ def core(n: int, seed: int, version: str) -> list[str]:
           FROM a ORDER BY aidx, j""",
         "ALTER TABLE icu ADD COLUMN hours INTEGER",
         "UPDATE icu SET hours = ceil(epoch(outtime - intime) / 3600)::INTEGER",
+        # dense bases so that order ids stay unique (and INTEGER) at full scale
+        f"""CREATE TABLE icu2 AS SELECT *, sum({n_inputs(r)}) OVER (ORDER BY aidx, j) - {n_inputs(r)} AS inp_base,
+            (sum({n_procdays(r)}) OVER (ORDER BY aidx, j) - {n_procdays(r)}) * 6 AS proc_base FROM icu ORDER BY aidx, j""",
+        "DROP TABLE icu",
+        "ALTER TABLE icu2 RENAME TO icu",
     ]
 
 
+def n_poe(r: Rates) -> str:
+    return "floor(hosp_h)::BIGINT + 3" if r.poe_per_h == 1.0 else f"floor(hosp_h * {r.poe_per_h!r})::BIGINT + 3"
+
+
+def n_draw(r: Rates) -> str:
+    return (f"greatest(1, floor((hosp_h - 3) / CASE WHEN n_icu > 0 THEN {_n(r.lab_icu_h)} ELSE {_n(r.lab_ward_h)} END)::BIGINT + 1)")
+
+
+def n_inputs(r: Rates) -> str:
+    return f"greatest(1, floor(hours * 60 / {_n(r.input_min)})::BIGINT)"
+
+
+def n_procdays(r: Rates) -> str:
+    return f"greatest(1, floor(hours / {_n(r.proc_h)})::BIGINT)"
+
+
+def _n(x: float) -> str:
+    """A number as SQL: integers without a decimal point, so integer arithmetic stays integer."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
 # ---------------------------------------------------------------- small tables (whole, ORDER BY)
-def small_tables(version: str, n_prov: int, n_cg: int) -> dict[str, tuple[str, str]]:
+def small_tables(version: str, n_prov: int, n_cg: int, r: Rates = DEMO) -> dict[str, tuple[str, str]]:
     """name -> (SQL, ORDER BY). Written in one piece."""
     dx = V.ICD_DIAGNOSES
     px = V.ICD_PROCEDURES
@@ -146,16 +219,23 @@ def small_tables(version: str, n_prov: int, n_cg: int) -> dict[str, tuple[str, s
     t["icustays"] = ("""SELECT subject_id, hadm_id, stay_id, careunit AS first_careunit, careunit AS last_careunit,
           intime, outtime, epoch(outtime - intime) / 86400.0 AS los FROM icu""", "subject_id, intime")
     wards = wlist(V.WARDS)
-    t["transfers"] = (f"""WITH seg AS (
-          SELECT subject_id, hadm_id, akey, 0 AS o, 'ED' AS eventtype, 'Emergency Department' AS careunit, edregtime AS intime, admittime AS outtime FROM adm WHERE via_ed
-          UNION ALL SELECT subject_id, hadm_id, akey, 1, 'admit', pick({wards}, u(akey, 50)), admittime, CASE WHEN n_icu = 0 THEN dischtime ELSE icu1_in END FROM adm
-          UNION ALL SELECT subject_id, hadm_id, akey, 2 + 2 * j, 'transfer', careunit, intime, outtime FROM icu
-          UNION ALL SELECT subject_id, hadm_id, akey, 3, 'transfer', pick({wards}, u(akey, 51)), icu1_out, icu2_in FROM adm WHERE n_icu = 2
-          UNION ALL SELECT subject_id, hadm_id, akey, 5, 'transfer', pick({wards}, u(akey, 52)),
+    moves = ("SELECT *, 0 AS pc, 1 AS npc FROM adm" if r.ward_moves == 0 else
+             f"SELECT *, unnest(range(npc)) AS pc FROM (SELECT *, 1 + floor(u(akey, 53) * {r.ward_moves + 1})::INTEGER AS npc FROM adm)")
+    t["transfers"] = (f"""WITH mv AS ({moves}),
+        seg AS (
+          SELECT subject_id, hadm_id, akey, aidx, 0 AS o, 'ED' AS eventtype, 'Emergency Department' AS careunit, edregtime AS intime, admittime AS outtime FROM adm WHERE via_ed
+          UNION ALL SELECT subject_id, hadm_id, akey, aidx, CASE WHEN pc = 0 THEN 1 ELSE 5 + pc END,
+            CASE WHEN pc = 0 THEN 'admit' ELSE 'transfer' END, pick({wards}, CASE WHEN pc = 0 THEN u(akey, 50) ELSE u3(akey, pc, 50) END),
+            CASE WHEN pc = 0 THEN admittime ELSE date_trunc('minute', admittime + secs(epoch(ward_end - admittime) * pc / npc)) END,
+            CASE WHEN pc = npc - 1 THEN ward_end ELSE date_trunc('minute', admittime + secs(epoch(ward_end - admittime) * (pc + 1) / npc)) END
+            FROM (SELECT *, CASE WHEN n_icu = 0 THEN dischtime ELSE icu1_in END AS ward_end FROM mv)
+          UNION ALL SELECT subject_id, hadm_id, akey, aidx, 2 + 2 * j, 'transfer', careunit, intime, outtime FROM icu
+          UNION ALL SELECT subject_id, hadm_id, akey, aidx, 3, 'transfer', pick({wards}, u(akey, 51)), icu1_out, icu2_in FROM adm WHERE n_icu = 2
+          UNION ALL SELECT subject_id, hadm_id, akey, aidx, 5, 'transfer', pick({wards}, u(akey, 52)),
               CASE WHEN n_icu = 2 THEN icu2_out ELSE icu1_out END, dischtime FROM adm WHERE n_icu > 0 AND NOT died_in_icu
-          UNION ALL SELECT subject_id, hadm_id, akey, 9, 'discharge', NULL, dischtime, NULL FROM adm)
-        SELECT subject_id, hadm_id, uid(30000000, akey * 10 + o) AS transfer_id, eventtype, careunit, intime, outtime,
-          akey, o FROM seg""", "subject_id, akey, o")
+          UNION ALL SELECT subject_id, hadm_id, akey, aidx, 9, 'discharge', NULL, dischtime, NULL FROM adm)
+        SELECT subject_id, hadm_id, uid(30000000, aidx * 10 + o) AS transfer_id, eventtype, careunit, intime, outtime,
+          akey, o FROM seg""", "subject_id, akey, intime, o")
     svc = wlist(V.SERVICES)
     t["services"] = (f"""SELECT subject_id, hadm_id, admittime + secs(60 * u(akey, 60)) AS transfertime, NULL AS prev_service,
           pick({svc}, u(akey, 61)) AS curr_service, 0 AS o, akey FROM adm
@@ -172,7 +252,7 @@ def small_tables(version: str, n_prov: int, n_cg: int) -> dict[str, tuple[str, s
     icdver = ("CASE WHEN u(akey, 70) < CASE WHEN anchor_year_group < '2014' THEN 0.05 WHEN anchor_year_group < '2017' "
               "THEN 0.5 ELSE 0.97 END THEN 10 ELSE 9 END")
     t["diagnoses_icd"] = (f"""WITH a AS (SELECT subject_id, hadm_id, akey, admittime, {icdver} AS v,
-            (5 + floor(u(akey, 71) * 20))::INTEGER AS n FROM adm),
+            (5 + floor(u(akey, 71) * {r.dx_span}))::INTEGER AS n FROM adm),
           b AS (SELECT *, unnest(range(least(n, CASE WHEN v = 9 THEN {n9} ELSE {n10} END))) AS s FROM a)
         SELECT subject_id, hadm_id, s + 1 AS seq_num,
           CASE WHEN v = 9 THEN {dx9}[1 + ((floor(u(akey, 72) * {n9}) + s * {steps9}[1 + floor(u(akey, 73) * len({steps9}))::INTEGER]) % {n9})::INTEGER]
@@ -182,7 +262,7 @@ def small_tables(version: str, n_prov: int, n_cg: int) -> dict[str, tuple[str, s
     p9 = "[" + ", ".join(q(c[0]) for c in px if c[1] == 9) + "]"
     p10 = "[" + ", ".join(q(c[0]) for c in px if c[1] == 10) + "]"
     t["procedures_icd"] = (f"""WITH a AS (SELECT subject_id, hadm_id, akey, admittime, hosp_h, {icdver} AS v,
-            (CASE WHEN n_icu > 0 THEN 1 + floor(u(akey, 74) * 5) ELSE floor(u(akey, 74) * 2.2) END)::INTEGER AS n FROM adm),
+            (CASE WHEN n_icu > 0 THEN 1 + floor(u(akey, 74) * 5) ELSE floor(u(akey, 74) * {r.px_ward!r}) END)::INTEGER AS n FROM adm),
           b AS (SELECT *, unnest(range(n)) AS s FROM a)
         SELECT subject_id, hadm_id, s + 1 AS seq_num, (admittime + secs(hosp_h * 3600 * (s + u3(akey, s, 75)) / n))::DATE AS chartdate,
           CASE WHEN v = 9 THEN {p9}[1 + ((floor(u(akey, 76) * len({p9})) + s) % len({p9}))::INTEGER]
@@ -196,22 +276,22 @@ def small_tables(version: str, n_prov: int, n_cg: int) -> dict[str, tuple[str, s
             {al}[1 + floor(u(akey, 80) * {len(apr)})::INTEGER] AS p FROM adm)
         SELECT subject_id, hadm_id, 'HCFA' AS drg_type, h.c AS drg_code, h.d AS description, NULL AS drg_severity, NULL AS drg_mortality, admittime, 0 AS o FROM a
         UNION ALL SELECT subject_id, hadm_id, 'APR', p.c, p.d, (1 + floor(u(akey, 81) * 4))::INTEGER, (1 + floor(u(akey, 82) * 4))::INTEGER, admittime, 1
-          FROM a WHERE u(akey, 83) < 0.65""", "subject_id, admittime, o")
+          FROM a WHERE u(akey, 83) < {r.drg_apr!r}""", "subject_id, admittime, o")
     hc = "[" + ", ".join(f"{{'c': {q(h[0])}, 's': {q(h[2])}}}" for h in V.HCPCS) + "]"
     t["hcpcsevents"] = (f"""WITH a AS (SELECT subject_id, hadm_id, akey, admittime, hosp_h, unnest(range(1 + floor(u(akey, 85) * 3)::INTEGER)) AS s
-            FROM adm WHERE u(akey, 84) < 0.12),
+            FROM adm WHERE u(akey, 84) < {r.hcpcs!r}),
           b AS (SELECT *, {hc}[1 + ((floor(u(akey, 86) * {len(V.HCPCS)}) + s) % {len(V.HCPCS)})::INTEGER] AS h FROM a)
         SELECT subject_id, hadm_id, (admittime + secs(hosp_h * 3600 * u3(akey, s, 87)))::DATE AS chartdate, h.c AS hcpcs_cd,
           s + 1 AS seq_num, h.s AS short_description FROM b""", "subject_id, chartdate, seq_num")
-    t["omr"] = ("""WITH a AS (SELECT pidx, subject_id, anchor_year, unnest(range(2 + floor(u(pidx, 90) * 10)::INTEGER)) AS v FROM pat),
+    t["omr"] = (f"""WITH a AS (SELECT pidx, subject_id, anchor_year, unnest(range(2 + floor(u(pidx, 90) * {r.omr_span})::INTEGER)) AS v FROM pat),
           b AS (SELECT *, (make_date(anchor_year, 1, 1) + to_days((v * 120 + floor(u3(pidx, v, 91) * 100))::INTEGER))::DATE AS chartdate,
             clamp(170 + 10 * z(pidx, 92), 145, 200) AS h_cm, clamp(80 + 18 * z(pidx, 93), 40, 180) + 3 * z3(pidx, v, 94) AS w_kg FROM a),
           c AS (SELECT *, unnest([
-            {'n': 'Blood Pressure', 'v': CAST(round(clamp(128 + 16 * z3(pidx, v, 95), 85, 200))::INTEGER AS VARCHAR) || '/' ||
-                                          CAST(round(clamp(76 + 10 * z3(pidx, v, 95), 45, 120))::INTEGER AS VARCHAR), 'o': 0},
-            {'n': 'Weight (Lbs)', 'v': CAST(round(w_kg * 2.20462, 1) AS VARCHAR), 'o': 1},
-            {'n': 'BMI (kg/m2)', 'v': CAST(round(w_kg / (h_cm / 100) ^ 2, 1) AS VARCHAR), 'o': 2},
-            {'n': 'Height (Inches)', 'v': CAST(round(h_cm / 2.54)::INTEGER AS VARCHAR), 'o': 3}]) AS r FROM b
+            {{'n': 'Blood Pressure', 'v': CAST(round(clamp(128 + 16 * z3(pidx, v, 95), 85, 200))::INTEGER AS VARCHAR) || '/' ||
+                                          CAST(round(clamp(76 + 10 * z3(pidx, v, 95), 45, 120))::INTEGER AS VARCHAR), 'o': 0}},
+            {{'n': 'Weight (Lbs)', 'v': CAST(round(w_kg * 2.20462, 1) AS VARCHAR), 'o': 1}},
+            {{'n': 'BMI (kg/m2)', 'v': CAST(round(w_kg / (h_cm / 100) ^ 2, 1) AS VARCHAR), 'o': 2}},
+            {{'n': 'Height (Inches)', 'v': CAST(round(h_cm / 2.54)::INTEGER AS VARCHAR), 'o': 3}}]) AS r FROM b
             WHERE v = 0 OR u3(pidx, v, 96) < 0.8)
         SELECT subject_id, chartdate, 1 AS seq_num, r.n AS result_name, r.v AS result_value, v, r.o AS o FROM c
           WHERE r.o <> 3 OR v = 0""", "subject_id, chartdate, o")
@@ -275,7 +355,7 @@ def chartevents_rows_per_hour() -> tuple[float, float]:
 FAST_SHARE = 0.7  # share of 6-hour blocks with vitals every 15 minutes (unstable periods)
 
 
-def chartevents(w: str) -> tuple[str, str | None]:
+def chartevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     items = V.ADMIT_ITEMS + V.CHART_ITEMS
     structs, opt_t, opt_n = _chart_structs(items)
     all_l = "[" + ", ".join(structs) + "]"
@@ -283,7 +363,7 @@ def chartevents(w: str) -> tuple[str, str | None]:
     sql = f"""WITH s AS (SELECT subject_id, hadm_id, stay_id, skey, intime, outtime, hours,
               CASE WHEN vent THEN 1 ELSE 2 END AS c1, CASE WHEN art THEN 3 ELSE 0 END AS c2, weight FROM icu WHERE {w}),
       hh AS (SELECT *, unnest(range(hours)) AS h FROM s),
-      sl AS (SELECT *, unnest(CASE WHEN u3(skey, h // 6, 200) < {FAST_SHARE} THEN [0, 1, 2, 3] ELSE [0] END) AS qq FROM hh),
+      sl AS (SELECT *, unnest(CASE WHEN u3(skey, h // 6, 200) < {r.chart_fast!r} THEN [0, 1, 2, 3] ELSE [0] END) AS qq FROM hh),
       r AS (SELECT *, date_trunc('hour', intime) + to_minutes(60 * (h + 1) + 15 * qq) AS charttime,
               unnest(CASE WHEN qq = 0 THEN {all_l} ELSE {fast_l} END) AS it FROM sl),
       f AS (SELECT * FROM r WHERE charttime < outtime
@@ -302,7 +382,7 @@ def chartevents(w: str) -> tuple[str, str | None]:
     return sql, None  # already in (subject, time) order
 
 
-def labevents(w: str) -> tuple[str, str | None]:
+def labevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     labs = []
     for i, x in enumerate(V.LABS):
         itemid, _label, _fluid, _cat, uom, mean, sd, dec, rlo, rhi, lo, hi, panel = x
@@ -312,9 +392,9 @@ def labevents(w: str) -> tuple[str, str | None]:
                     f"'panel': {V.LAB_PANELS.index(panel)}}}")
     ll = "[" + ", ".join(labs) + "]"
     sql = f"""WITH a AS (SELECT subject_id, hadm_id, akey, aidx, n_icu, admittime, hosp_h, lab_end,
-              greatest(1, floor((hosp_h - 3) / CASE WHEN n_icu > 0 THEN 12 ELSE 24 END)::BIGINT + 1) AS n_draw FROM adm WHERE {w}),
+              {n_draw(r)} AS n_draw FROM adm WHERE {w}),
       d AS (SELECT *, unnest(range(n_draw)) AS d FROM a),
-      t AS (SELECT *, date_trunc('minute', admittime + secs(3600 * (1 + d * CASE WHEN n_icu > 0 THEN 12 ELSE 24 END
+      t AS (SELECT *, date_trunc('minute', admittime + secs(3600 * (1 + d * CASE WHEN n_icu > 0 THEN {_n(r.lab_icu_h)} ELSE {_n(r.lab_ward_h)} END
               + 2 * u3(akey, d, 300)))) AS charttime FROM d),
       r AS (SELECT *, unnest({ll}) AS it FROM t),
       f AS (SELECT * FROM r WHERE it.panel <= 1 OR (it.panel = 2 AND d % 2 = 0) OR (it.panel = 3 AND d % 3 = 0)
@@ -344,13 +424,13 @@ def _drugs_list() -> str:
     return "[" + ", ".join(out) + "]"
 
 
-def _poe_base(w: str) -> str:
+def _poe_base(w: str, r: Rates = DEMO) -> str:
     others = "[" + ", ".join(f"{{'t': {q(t)}, 's': {q(s)}::VARCHAR}}" for t, s, wt in V.POE_OTHER for _ in range(wt)) + "]"
     return f"""a AS (SELECT subject_id, hadm_id, akey, admittime, dischtime, hosp_h, poe_base, poe_gbase,
-              floor(hosp_h)::BIGINT + 3 AS n_poe FROM adm WHERE {w}),
+              {n_poe(r)} AS n_poe FROM adm WHERE {w}),
       p AS (SELECT *, unnest(range(n_poe)) AS j FROM a),
       o AS (SELECT *, poe_base + j + 1 AS poe_seq, admittime + secs(hosp_h * 3600 * (j + u3(akey, j, 400)) / n_poe) AS ordertime,
-              u3(akey, j, 401) < 0.4 AS is_med, {others}[1 + floor(u3(akey, j, 402) * {sum(x[2] for x in V.POE_OTHER)})::INTEGER] AS ot,
+              u3(akey, j, 401) < {r.med_share!r} AS is_med, {others}[1 + floor(u3(akey, j, 402) * {sum(x[2] for x in V.POE_OTHER)})::INTEGER] AS ot,
               {_drugs_list()}[1 + floor(u3(akey, j, 403) * {sum(x[9] for x in V.DRUGS)})::INTEGER] AS dr,
               uidk(poe_gbase + j) AS pharmacy_id FROM p),
       m0 AS (SELECT *, subject_id || '-' || poe_seq AS poe_id,
@@ -359,21 +439,30 @@ def _poe_base(w: str) -> str:
               dischtime)) AS stoptime FROM m0)"""
 
 
-def poe(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_poe_base(w)}
+def poe(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_poe_base(w, r)}
       SELECT poe_id, poe_seq, subject_id, hadm_id, ordertime, CASE WHEN is_med THEN 'Medications' ELSE ot.t END AS order_type,
         CASE WHEN is_med THEN NULL ELSE ot.s END AS order_subtype, 'New' AS transaction_type, NULL AS discontinue_of_poe_id,
         NULL AS discontinued_by_poe_id, prov(u3(akey, j, 405)) AS order_provider_id, 'Inactive' AS order_status FROM m""", None)
 
 
-def poe_detail(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_poe_base(w)}
-      SELECT poe_id, poe_seq, subject_id, 'Admit to' AS field_name, 'Medicine' AS field_value FROM m
-        WHERE NOT is_med AND ot.t = 'ADT orders'""", None)
+def poe_detail(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_poe_base(w, r)}
+      SELECT poe_id, poe_seq, subject_id, fv.n AS field_name, fv.v AS field_value
+        FROM (SELECT *, unnest({_poe_fields(r)}) AS fv FROM m WHERE NOT is_med AND ot.t = 'ADT orders')""", None)
 
 
-def prescriptions(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_poe_base(w)}
+POE_FIELDS = [("Admit to", "Medicine"), ("Admit category", "Admit to inpatient"), ("Code status", "Full code"),
+              ("Level of Urgency", "Urgent"), ("Discharge Planning", "Finalized"), ("Transfer to", "Medicine"),
+              ("Tubes & Drains type", "Foley"), ("Consult Status", "Active")]
+
+
+def _poe_fields(r: Rates) -> str:
+    return "[" + ", ".join(f"{{'n': {q(n)}, 'v': {q(v)}}}" for n, v in POE_FIELDS[:max(1, min(r.poe_fields, len(POE_FIELDS)))]) + "]"
+
+
+def prescriptions(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_poe_base(w, r)}
       SELECT subject_id, hadm_id, pharmacy_id, poe_id, poe_seq, prov(u3(akey, j, 405)) AS order_provider_id, starttime, stoptime,
         'MAIN' AS drug_type, dr.drug AS drug, dr.cd AS formulary_drug_cd, NULL AS gsn,
         lpad(CAST((hash(dr.cd) % 99999999999)::BIGINT AS VARCHAR), 11, '0') AS ndc, dr.strength AS prod_strength,
@@ -381,8 +470,8 @@ def prescriptions(w: str) -> tuple[str, str | None]:
         dr.per24 AS doses_per_24_hrs, dr.route AS route FROM m WHERE is_med""", "subject_id, starttime, poe_seq")
 
 
-def pharmacy(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_poe_base(w)}
+def pharmacy(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_poe_base(w, r)}
       SELECT subject_id, hadm_id, pharmacy_id, poe_id, starttime, stoptime, dr.drug AS medication,
         CASE WHEN dr.route LIKE 'IV%' THEN 'IV Piggyback' ELSE 'Unit Dose' END AS proc_type,
         CASE WHEN stoptime = dischtime THEN 'Discontinued via patient discharge' ELSE 'Expired' END AS status,
@@ -393,17 +482,17 @@ def pharmacy(w: str) -> tuple[str, str | None]:
         NULL AS fill_quantity, poe_seq FROM m WHERE is_med""", "subject_id, starttime, poe_seq")
 
 
-def _emar_base(w: str) -> str:
-    return f"""{_poe_base(w)},
+def _emar_base(w: str, r: Rates = DEMO) -> str:
+    return f"""{_poe_base(w, r)},
       e AS (SELECT *, unnest(range(least(8, greatest(1, floor(epoch(stoptime - starttime) / 3600 / (24.0 / dr.per24))::BIGINT)))) AS mm
               FROM m WHERE is_med),
       x AS (SELECT *, starttime + to_minutes((mm * 1440 // dr.per24)::BIGINT) AS scheduletime, poe_seq * 32 + mm AS emar_seq FROM e),
       y AS (SELECT *, scheduletime + to_minutes(floor(-20 + 50 * u3(akey * 4096 + j, mm, 410))::BIGINT) AS charttime FROM x
-              WHERE scheduletime < stoptime)"""
+              WHERE scheduletime < stoptime{"" if r.emar_keep >= 1 else f" AND u3(akey * 4096 + j, mm, 413) < {r.emar_keep!r}"})"""
 
 
-def emar(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_emar_base(w)}
+def emar(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_emar_base(w, r)}
       SELECT subject_id, hadm_id, subject_id || '-' || emar_seq AS emar_id, emar_seq, poe_id, pharmacy_id,
         NULL AS enter_provider_id, charttime, dr.drug AS medication,
         CASE WHEN u3(akey * 4096 + j, mm, 411) < 0.9 THEN 'Administered' ELSE 'Not Given' END AS event_txt,
@@ -411,8 +500,8 @@ def emar(w: str) -> tuple[str, str | None]:
             "subject_id, charttime, emar_seq")
 
 
-def emar_detail(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_emar_base(w)},
+def emar_detail(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_emar_base(w, r)},
       z AS (SELECT *, unnest([0, 1]) AS part FROM y)
       SELECT subject_id, subject_id || '-' || emar_seq AS emar_id, emar_seq,
         CASE WHEN part = 1 THEN '1.1' END AS parent_field_ordinal,
@@ -430,17 +519,17 @@ def emar_detail(w: str) -> tuple[str, str | None]:
         NULL AS non_formulary_visual_verification, charttime, part FROM z""", "subject_id, charttime, emar_seq, part")
 
 
-def microbiologyevents(w: str) -> tuple[str, str | None]:
+def microbiologyevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     tests = "[" + ", ".join(f"{{'si': {a}, 'sd': {q(b)}, 'ti': {c}, 'tn': {q(d)}}}" for a, b, c, d, wt in V.MICRO_TESTS
                             for _ in range(wt)) + "]"
     orgs = "[" + ", ".join(f"{{'i': {a}, 'n': {q(b)}}}" for a, b in V.ORGANISMS) + "]"
     abx = "[" + ", ".join(f"{{'i': {a}, 'n': {q(b)}}}" for a, b in V.ANTIBIOTICS) + "]"
     nt = sum(x[4] for x in V.MICRO_TESTS)
     return (f"""WITH a AS (SELECT subject_id, hadm_id, akey, aidx, admittime, hosp_h,
-              unnest(range((1 + floor(u(akey, 500) * 3))::INTEGER)) AS j FROM adm WHERE ({w}) AND (n_icu > 0 OR u(akey, 501) < 0.3)),
+              unnest(range((1 + floor(u(akey, 500) * {min(4, r.micro_tests)}))::INTEGER)) AS j FROM adm WHERE ({w}) AND (n_icu > 0 OR u(akey, 501) < {r.micro_ward!r})),
       b AS (SELECT *, {tests}[1 + floor(u3(akey, j, 502) * {nt})::INTEGER] AS t,
               date_trunc('minute', admittime + secs(hosp_h * 3600 * (j + u3(akey, j, 503)) / 3)) AS charttime,
-              u3(akey, j, 504) < 0.18 AS pos, {orgs}[1 + floor(u3(akey, j, 505) * {len(V.ORGANISMS)})::INTEGER] AS org FROM a),
+              u3(akey, j, 504) < {r.micro_pos!r} AS pos, {orgs}[1 + floor(u3(akey, j, 505) * {len(V.ORGANISMS)})::INTEGER] AS org FROM a),
       c AS (SELECT *, unnest(CASE WHEN pos THEN range(-1, {len(V.ANTIBIOTICS)}) ELSE [-1] END) AS ab FROM b)
       SELECT (aidx * 32 + j * 8 + ab + 1) * 1 + 1 AS microevent_id, subject_id, hadm_id, uid8(aidx * 4 + j) AS micro_specimen_id,
         NULL AS order_provider_id, date_trunc('day', charttime) AS chartdate, charttime, t.si AS spec_itemid, t.sd AS spec_type_desc,
@@ -463,20 +552,20 @@ def _inputs_list() -> str:
     return "[" + ", ".join(out) + "]"
 
 
-def _input_base(w: str) -> str:
+def _input_base(w: str, r: Rates = DEMO) -> str:
     nw = sum(x[7] for x in V.INPUTS)
     return f"""s AS (SELECT * FROM icu WHERE {w}),
-      e AS (SELECT *, unnest(range(greatest(1, hours // 2))) AS e FROM s),
+      e AS (SELECT *, unnest(range({n_inputs(r)})) AS e FROM s),
       t AS (SELECT *, {_inputs_list()}[1 + floor(u3(skey, e, 600) * {nw})::INTEGER] AS it,
-              date_trunc('minute', intime + secs(7200 * (e + 0.9 * u3(skey, e, 601)))) + INTERVAL 1 MINUTE AS starttime,
-              uidk(skey * 512 + e) AS orderid FROM e),
+              date_trunc('minute', intime + secs({_n(60 * r.input_min)} * (e + 0.9 * u3(skey, e, 601)))) + INTERVAL 1 MINUTE AS starttime,
+              uidk(inp_base + e) AS orderid FROM e),
       v AS (SELECT *, least(CASE WHEN it.rate IS NULL THEN starttime + INTERVAL 1 MINUTE
                 ELSE starttime + to_minutes((30 + floor(u3(skey, e, 602) * 210))::BIGINT) END, outtime) AS endtime,
               round(it.amt * (0.5 + u3(skey, e, 603)), 2) AS amount FROM t WHERE starttime + INTERVAL 1 MINUTE < outtime)"""
 
 
-def inputevents(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_input_base(w)}
+def inputevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    return (f"""WITH {_input_base(w, r)}
       SELECT subject_id, hadm_id, stay_id, cg(u3(skey, e // 6, 604)) AS caregiver_id, starttime, endtime,
         endtime + to_minutes(floor(u3(skey, e, 605) * 30)::BIGINT) AS storetime, it.itemid AS itemid, amount, it.auom AS amountuom,
         CASE WHEN it.rate IS NOT NULL THEN round(it.rate * (0.5 + u3(skey, e, 606)), 3) END AS rate, it.ruom AS rateuom,
@@ -487,29 +576,32 @@ def inputevents(w: str) -> tuple[str, str | None]:
         coalesce(it.rate, 1) AS originalrate FROM v""", None)
 
 
-def ingredientevents(w: str) -> tuple[str, str | None]:
-    return (f"""WITH {_input_base(w)}
+def ingredientevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
+    # a share of infusions also carries an IVF ingredient row (primary key: orderid, itemid)
+    ing, src = ("220490", "v") if r.ingredient_extra <= 0 else (
+        "ing", f"(SELECT *, unnest(CASE WHEN u3(skey, e, 607) < {r.ingredient_extra!r} THEN [220490, 227074] ELSE [220490] END) AS ing FROM v)")
+    return (f"""WITH {_input_base(w, r)}
       SELECT subject_id, hadm_id, stay_id, cg(u3(skey, e // 6, 604)) AS caregiver_id, starttime, endtime,
-        endtime + to_minutes(floor(u3(skey, e, 605) * 30)::BIGINT) AS storetime, 220490 AS itemid,
+        endtime + to_minutes(floor(u3(skey, e, 605) * 30)::BIGINT) AS storetime, {ing} AS itemid,
         CASE WHEN it.auom = 'ml' THEN amount ELSE 100 END AS amount, 'ml' AS amountuom,
         CASE WHEN it.rate IS NOT NULL THEN round(it.rate * (0.5 + u3(skey, e, 606)), 3) END AS rate, it.ruom AS rateuom,
         orderid, orderid AS linkorderid, 'FinishedRunning' AS statusdescription,
-        CASE WHEN it.auom = 'ml' THEN amount ELSE 100 END AS originalamount, coalesce(it.rate, 0) AS originalrate FROM v""", None)
+        CASE WHEN it.auom = 'ml' THEN amount ELSE 100 END AS originalamount, coalesce(it.rate, 0) AS originalrate FROM {src}""", None)
 
 
-def outputevents(w: str) -> tuple[str, str | None]:
+def outputevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     outs = "[" + ", ".join(f"{{'itemid': {i}, 'm': {float(m)!r}}}" for i, m, wt in V.OUTPUTS for _ in range(wt)) + "]"
     nw = sum(x[2] for x in V.OUTPUTS)
     return (f"""WITH s AS (SELECT * FROM icu WHERE {w}),
-      e AS (SELECT *, unnest(range(greatest(1, hours // 2))) AS e FROM s),
-      t AS (SELECT *, date_trunc('hour', intime) + to_hours(2 * e + 2) AS charttime,
+      e AS (SELECT *, unnest(range(greatest(1, floor(hours * 60 / {_n(r.output_min)})::BIGINT))) AS e FROM s),
+      t AS (SELECT *, date_trunc('hour', intime) + to_minutes(floor({_n(r.output_min)} * (e + 1))::BIGINT) AS charttime,
               {outs}[1 + floor(u3(skey, e, 700) * {nw})::INTEGER] AS it FROM e)
       SELECT subject_id, hadm_id, stay_id, cg(u3(skey, e // 6, 701)) AS caregiver_id, charttime,
         charttime + to_minutes(floor(u3(skey, e, 702) * 40)::BIGINT) AS storetime, it.itemid AS itemid,
         round(it.m * exp(0.6 * z3(skey, e, 703))) AS value, 'ml' AS valueuom FROM t WHERE charttime < outtime""", None)
 
 
-def procedureevents(w: str) -> tuple[str, str | None]:
+def procedureevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     return (f"""WITH s AS (SELECT * FROM icu WHERE {w}),
       p AS (SELECT *, unnest([
           {{'itemid': 224275, 'cat': 'Peripheral Lines', 'desc': 'Task', 'cont': true, 'on': true, 'o': 0}},
@@ -518,8 +610,8 @@ def procedureevents(w: str) -> tuple[str, str | None]:
           {{'itemid': 224263, 'cat': 'Invasive Lines', 'desc': 'ContinuousProcess', 'cont': true, 'on': art AND u(skey, 801) < 0.6, 'o': 3}},
           {{'itemid': 225792, 'cat': 'Ventilation', 'desc': 'ContinuousProcess', 'cont': true, 'on': vent, 'o': 4}},
           {{'itemid': 225402, 'cat': 'Procedures', 'desc': 'Electrolytes', 'cont': false, 'on': true, 'o': 5}}]) AS it FROM s),
-      d AS (SELECT *, unnest(range(CASE WHEN it.cont THEN 1 ELSE greatest(1, hours // 24) END)) AS dd FROM p WHERE it.on),
-      t AS (SELECT *, date_trunc('minute', intime + secs(60 * (5 + 55 * u3(skey, it.itemid, 802)) + dd * 86400)) AS starttime FROM d),
+      d AS (SELECT *, unnest(range(CASE WHEN it.cont THEN 1 ELSE {n_procdays(r)} END)) AS dd FROM p WHERE it.on),
+      t AS (SELECT *, date_trunc('minute', intime + secs(60 * (5 + 55 * u3(skey, it.itemid, 802)) + dd * {_n(3600 * r.proc_h)})) AS starttime FROM d),
       v AS (SELECT *, CASE WHEN it.cont THEN greatest(starttime + INTERVAL 1 MINUTE,
                  date_trunc('minute', outtime - secs(60 * (5 + 55 * u3(skey, it.itemid, 803)))))
                ELSE starttime + INTERVAL 1 MINUTE END AS endtime FROM t WHERE starttime + INTERVAL 1 MINUTE < outtime)
@@ -528,21 +620,22 @@ def procedureevents(w: str) -> tuple[str, str | None]:
         it.itemid AS itemid,
         CASE WHEN it.cont THEN round(epoch(least(endtime, outtime) - starttime) / 60) ELSE 1 END AS value,
         CASE WHEN it.cont THEN 'min' ELSE 'None' END AS valueuom, NULL AS location, NULL AS locationcategory,
-        uidk(skey * 512 + 300 + it.o * 30 + dd) AS orderid, uidk(skey * 512 + 300 + it.o * 30 + dd) AS linkorderid,
+        uidk(1000000000 + proc_base + it.o * {n_procdays(r)} + dd) AS orderid,
+        uidk(1000000000 + proc_base + it.o * {n_procdays(r)} + dd) AS linkorderid,
         it.cat AS ordercategoryname, it.desc AS ordercategorydescription, weight AS patientweight, 1 AS isopenbag,
         0 AS continueinnextdept, 'FinishedRunning' AS statusdescription,
         CASE WHEN it.cont THEN round(epoch(least(endtime, outtime) - starttime) / 60) ELSE 1 END AS originalamount,
         1 AS originalrate, it.o AS o, dd FROM v""", "subject_id, starttime, o, dd")
 
 
-def datetimeevents(w: str) -> tuple[str, str | None]:
+def datetimeevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
     return (f"""WITH s AS (SELECT * FROM icu WHERE {w}),
-      d AS (SELECT *, unnest(range(greatest(1, hours // 24))) AS dd FROM s),
+      d AS (SELECT *, unnest(range(greatest(1, floor(hours / {_n(r.dte_h)})::BIGINT))) AS dd FROM s),
       p AS (SELECT *, unnest([
           {{'itemid': 225343, 'on': dd = 0, 'o': 0}}, {{'itemid': 225754, 'on': true, 'o': 1}},
           {{'itemid': 229352, 'on': u(skey, 800) < 0.7, 'o': 2}}, {{'itemid': 224288, 'on': art, 'o': 3}},
           {{'itemid': 224280, 'on': art AND u(skey, 801) < 0.6, 'o': 4}}]) AS it FROM d),
-      t AS (SELECT *, date_trunc('minute', intime + secs(3600 * (1 + 24 * dd + 3 * u3(skey, dd, 900)))) AS charttime FROM p WHERE it.on)
+      t AS (SELECT *, date_trunc('minute', intime + secs(3600 * (1 + {_n(r.dte_h)} * dd + {_n(r.dte_h / 8)} * u3(skey, dd, 900)))) AS charttime FROM p WHERE it.on)
       SELECT subject_id, hadm_id, stay_id, cg(u3(skey, dd, 901)) AS caregiver_id, charttime,
         charttime + to_minutes(floor(u3(skey, dd * 8 + it.o, 902) * 20)::BIGINT) AS storetime, it.itemid AS itemid,
         CASE WHEN it.itemid = 225343 THEN date_trunc('day', admittime)
