@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from mimiclab.cli import app
@@ -47,13 +49,18 @@ def _mirror(root: Path, sizes: dict[str, int], seed: int = 1) -> dict[str, bytes
     return files
 
 
+class _Files(dict):
+    def __repr__(self) -> str:  # a failing test prints its arguments: names and sizes, not megabytes
+        return repr({k: len(v) for k, v in self.items()})
+
+
 @pytest.fixture()
 def served(tmp_path):
     """A server over a fresh mirror: two ranged-size files, two small ones."""
     files = _mirror(tmp_path / "src", {"big/a.bin": 1 * MiB + 12_345, "big/b.bin": 700 * KiB,
                                        "small/c.bin": 5_000, "small/d.bin": 40 * KiB})
     srv = PhysioNetServer(tmp_path / "src").start()
-    yield srv, files
+    yield srv, _Files(files)
     srv.stop()
 
 
@@ -360,3 +367,105 @@ def test_progress_events_count_every_byte_once(served, tmp_path):
     assert adv == {rel: len(data) for rel, data in files.items()}
     assert {e.path for e in events if e.kind == "done"} == set(files)
     assert os.environ.get("MIMICLAB_PHYSIONET_URL", "").startswith("http://127.0.0.1")
+
+
+def test_progress_without_a_terminal_is_plain_lines(served, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from mimiclab.physionet.progress import RichProgress
+
+    srv, files = served
+    buf = io.StringIO()
+    total = sum(len(v) for v in files.values())
+    sink = RichProgress(total, len(files), console=Console(file=buf, force_terminal=False, width=200), every=0.0)
+    with sink:
+        _dl(srv, tmp_path / "d", connections=4, progress=sink)
+    lines = buf.getvalue().splitlines()
+    assert "\x1b" not in buf.getvalue()  # no cursor movement or colour codes
+    for rel in files:
+        assert any(line.startswith(f"done {rel} (") for line in lines), lines
+    assert f"{len(files)} of {len(files)} files" in buf.getvalue()
+    summary = [line for line in lines if "/s" in line and " of 1.8 MB (" in line]
+    assert summary and summary[-1].split(" of ")[0] == "1.8 MB"  # the last summary: everything on disk
+
+
+_fault = st.one_of(
+    st.tuples(st.just("cut"), st.floats(0, 1)),
+    st.tuples(st.just("status"), st.sampled_from([500, 503, 429]), st.integers(1, 3)),
+    st.tuples(st.just("corrupt"), st.floats(0, 1), st.integers(1, 2)),
+    st.tuples(st.just("shift"), st.sampled_from([-100, 50])),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.dictionaries(st.sampled_from(["big/a.bin", "big/b.bin"]), st.lists(_fault, min_size=1, max_size=4),
+                            max_size=2),
+       conns=st.integers(1, 5), random_cut=st.sampled_from([0.0, 0.1]))
+def test_any_fault_schedule_on_ranges_ends_verified_or_resumable(served, plan, conns, random_cut):
+    import tempfile
+
+    from mimiclab.errors import MimiclabError
+
+    srv, files = served
+    srv.faults.clear()
+    srv.faults.random_cut = random_cut
+    for rel, faults in plan.items():
+        size = len(files[rel])
+        for f in faults:
+            if f[0] == "cut":
+                srv.faults.cut(rel, int(f[1] * size))
+            elif f[0] == "status":
+                srv.faults.status(rel, f[1], times=f[2], retry_after=0)
+            elif f[0] == "corrupt":
+                srv.faults.corrupt(rel, min(size - 1, int(f[1] * size)), times=f[2])
+            else:
+                srv.faults.shift_range[rel] = f[1]
+    retry = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.005)
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "d"
+        error = None
+        try:
+            _dl(srv, dest, connections=conns, retry=retry)
+        except MimiclabError as exc:
+            error = exc
+        present = {p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()} if dest.exists() else set()
+        for rel in present & set(files):  # never a wrong file at a final path
+            assert (dest / rel).read_bytes() == files[rel], rel
+        if error is None:
+            assert present & set(files) == set(files)
+        else:
+            assert set(getattr(error, "failures", {})) <= set(plan) | (set(files) if random_cut else set()), error
+        # a sidecar left behind never claims a byte that is not written as received (right, unless the server
+        # corrupted it: only the final sha256 can tell, and the next run's check does)
+        for side in dest.rglob("*.part.ranges") if dest.exists() else ():
+            rel = side.relative_to(dest).as_posix()[: -len(".part.ranges")]
+            if any(f[0] == "corrupt" for f in plan.get(rel, [])):
+                continue
+            rec = json.loads(side.read_text())
+            on_disk = (dest / (rel + ".part")).read_bytes()
+            assert all(on_disk[a:b] == files[rel][a:b] for a, b in rec["done"]), rel
+        srv.faults.clear()
+        _dl(srv, dest, connections=conns, retry=retry)
+        _check(dest, files)
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.5])
+def test_rounded_catalog_size_is_corrected_by_the_first_answer(served, tmp_path, factor):
+    """The catalog's sizes are rounded for most MIMIC-IV files: the part takes the size the server states."""
+    from mimiclab.physionet.client import make_client
+    from mimiclab.physionet.mirror import RemoteSource
+    from mimiclab.physionet.plan import PlannedFile
+    from mimiclab.physionet.transfer import Transfer
+
+    srv, files = served
+    rel = "big/a.bin"
+    f = PlannedFile(rel, hashlib.sha256(files[rel]).hexdigest(), int(len(files[rel]) * factor), approx=True)
+    with make_client(None, jobs=4) as client:
+        out = Transfer(RemoteSource(srv.url, SLUG, VERSION, client), tmp_path / "d", connections=4, split=TINY,
+                       retry=FAST).run([f])
+    assert [o.status for o in out] == ["fetched"]
+    assert (tmp_path / "d" / rel).read_bytes() == files[rel]
+    assert srv.bytes_served[rel] == len(files[rel])

@@ -165,6 +165,21 @@ class _Ranged:
         self.moved = 0
         self.mismatches = 0
         self.saved_at = 0.0
+        self.fresh_hash()
+
+    def fresh_hash(self) -> None:
+        """sha256 of the file's first `hashed` bytes, fed as they arrive when they extend that prefix, else read
+        back from the part by one worker at a time (`catching`); the rest at the end. `gen` tells a reader that
+        the file was started again meanwhile."""
+        self.h = hashlib.sha256()
+        self.hashed = 0
+        self.catching = False
+        self.gen = getattr(self, "gen", 0) + 1
+
+    def prefix(self) -> int:
+        """Length of the written prefix [0, n)."""
+        done = self.ranges.done if self.ranges else []
+        return done[0][1] if done and done[0][0] == 0 else 0
 
     @property
     def size(self) -> int | None:
@@ -530,7 +545,7 @@ class Transfer:
                     n = min(len(b), req_end - seg.pos)
                     if n > 0:
                         _pwrite_all(fd, b, n, seg.pos)
-                        self._advance(rf, seg, n)
+                        self._advance(rf, seg, b, n)
                     if seg.pos >= req_end:
                         break
                     if self.stop.is_set() or rf.closed:
@@ -540,17 +555,57 @@ class Transfer:
         if seg.pos < req_end:
             raise TransientError(f"connection closed at byte {seg.pos} (asked for up to byte {req_end - 1})")
 
-    def _advance(self, rf: _Ranged, seg: _Seg, n: int) -> None:
+    def _advance(self, rf: _Ranged, seg: _Seg, data: bytes, n: int) -> None:
         assert rf.ranges is not None
         with self._cond:
             rf.ranges.add(seg.pos, seg.pos + n)
+            if seg.pos == rf.hashed and not rf.catching:
+                rf.h.update(memoryview(data)[:n])
+                rf.hashed += n
             seg.pos += n
             rf.moved += n
+            catch = not rf.catching and rf.hashed < rf.prefix()
+            rf.catching = rf.catching or catch
             now = time.monotonic()
             if now - rf.saved_at >= SAVE_EVERY:
                 rf.ranges.save()
                 rf.saved_at = now
         self.progress(Event("advance", rf.f.path, n, rf.ranges.size))
+        if catch:
+            self._catch_up(rf)
+
+    def _catch_up(self, rf: _Ranged) -> None:
+        """Hash, from the part, bytes other connections wrote that now extend the hashed prefix."""
+        gen = rf.gen
+        try:
+            with open(rf.part, "rb") as fh:
+                while True:
+                    with self._cond:
+                        start, stop = rf.hashed, rf.prefix()
+                        if rf.gen != gen or start >= stop or rf.closed:
+                            return
+                    fh.seek(start)
+                    b = fh.read(min(self.chunk, stop - start))
+                    with self._cond:
+                        if rf.gen != gen or not b:
+                            return
+                        rf.h.update(b)
+                        rf.hashed += len(b)
+        except OSError:
+            pass  # the rest is hashed at the end
+        finally:
+            with self._cond:
+                if rf.gen == gen:
+                    rf.catching = False
+
+    def _digest(self, rf: _Ranged) -> str:
+        """sha256 of the whole part: the prefix hashed on the way, the rest read back now."""
+        h, n = rf.h.copy(), rf.hashed
+        with open(rf.part, "rb") as fh:
+            fh.seek(n)
+            for b in iter(lambda: fh.read(CHUNK), b""):
+                h.update(b)
+        return h.hexdigest()
 
     def _piece_failed(self, rf: _Ranged, seg: _Seg, exc: TransientError) -> None:
         with self._cond:
@@ -625,6 +680,7 @@ class Transfer:
             rf.ranges = None
             rf.pending = [(0, UNKNOWN)]
             rf.best = 0
+            rf.fresh_hash()
             rf.closed = False
             self._cond.notify_all()
 
@@ -632,7 +688,7 @@ class Transfer:
         """All ranges written: the file reaches its final name only if its sha256 matches."""
         f = rf.f
         try:
-            digest = sha256_file(rf.part)
+            digest = self._digest(rf)
             if digest == f.sha256:
                 final = self.dest / f.path
                 os.replace(rf.part, final)
