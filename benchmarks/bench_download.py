@@ -114,9 +114,9 @@ def run(h: Harness) -> None:
     files = _make_dataset(src, "bench-data", sizes)
     rate_files = _make_dataset(src, "bench-rate", [4 * MiB if quick else 8 * MiB] * 4)
     _make_dataset(src, "bench-resume", [32 * MiB if quick else 96 * MiB])
-    big = 16 * MiB if quick else 64 * MiB
+    big = 32 * MiB if quick else 64 * MiB
     _make_dataset(src, "bench-large", {"icu/chartevents.csv.gz": big})
-    mix_total = 24_000_000 if quick else 96_000_000
+    mix_total = 32_000_000 if quick else 96_000_000
     mix = _mimic_mix(mix_total)
     _make_dataset(src, "bench-mix", mix)
     total = sum(sizes)
@@ -228,20 +228,26 @@ def _physionet_shape(h: Harness, srv: Server, ours, mix: dict[str, int], quick: 
             ours(conns, slug, split=split)
             wall = time.perf_counter() - t0
             maxconn = int(srv.cmd("maxconn"))
-            base_rate = _former(srv, out, slug, nbytes, limit=1.5 if quick else 5.0)
+            # the large file on one connection would take minutes at a steady rate: its first seconds tell it;
+            # the mix's former time is set by its tail (the largest file alone at the end): run it whole
+            limit = (1.5 if quick else 5.0) if slug == "bench-large" else None
+            base_rate = _former(srv, out, slug, nbytes, limit)
             h.record(SECTION, f"PhysioNet-shaped cap ({rate / 1e6:g} MB/s per connection), {conns} connections, "
                      f"{label}, {nbytes / 1e6:.0f} MB: throughput", nbytes / wall / 1e6, "MB/s",
                      baseline_name="former: files in parallel, one connection each (4 at once)",
                      baseline_value=base_rate / 1e6,
                      target=f"wall within 15% of {ideal:.2f} s", met=abs(wall - ideal) <= 0.15 * ideal,
-                     note=f"wall {wall:.2f} s = {wall / ideal:.3f} x bytes/(connections x rate); "
+                     note=f"wall {wall:.2f} s = {wall / ideal:.3f} x bytes/(connections x rate); former "
+                          f"{nbytes / base_rate:.1f} s{' (projected from its first seconds)' if limit else ''}; "
                           f"most connections open at once {maxconn}")
+            print(f"    wall {wall:.2f} s, ideal {ideal:.2f} s ({wall / ideal:.3f}x); former {nbytes / base_rate:.1f} s; "
+                  f"max connections {maxconn}", flush=True)
     finally:
         srv.cmd("rate none")
         shutil.rmtree(out, ignore_errors=True)
 
 
-def _former(srv: Server, out: Path, slug: str, nbytes: int, limit: float) -> float:
+def _former(srv: Server, out: Path, slug: str, nbytes: int, limit: float | None) -> float:
     """The former behaviour's throughput (bytes/s): the whole transfer, or its first `limit` seconds when it
     would take longer (a large file on one connection takes minutes; its rate is steady, one connection's)."""
     from mimiclab.physionet import download
@@ -254,7 +260,7 @@ def _former(srv: Server, out: Path, slug: str, nbytes: int, limit: float) -> flo
         nonlocal moved
         if e.kind == "advance":
             moved += e.nbytes
-            if time.perf_counter() - t0 > limit:
+            if limit is not None and time.perf_counter() - t0 > limit:
                 raise _Enough()
 
     with contextlib.suppress(_Enough):
