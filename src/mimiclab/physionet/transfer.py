@@ -558,25 +558,36 @@ class Transfer:
     def _advance(self, rf: _Ranged, seg: _Seg, data: bytes, n: int) -> None:
         assert rf.ranges is not None
         with self._cond:
-            rf.ranges.add(seg.pos, seg.pos + n)
-            if seg.pos == rf.hashed and not rf.catching:
-                rf.h.update(memoryview(data)[:n])
-                rf.hashed += n
+            a = seg.pos
+            rf.ranges.add(a, a + n)
             seg.pos += n
             rf.moved += n
-            catch = not rf.catching and rf.hashed < rf.prefix()
-            rf.catching = rf.catching or catch
+            # `catching` is the token for feeding rf.h: hashing runs outside the lock, so connections writing
+            # other files (or other parts of this one) never wait for it
+            mine = a == rf.hashed and not rf.catching
+            claim = mine or (not rf.catching and rf.hashed < rf.prefix())
+            rf.catching = rf.catching or claim
+            gen, h = rf.gen, rf.h
             now = time.monotonic()
             if now - rf.saved_at >= SAVE_EVERY:
                 rf.ranges.save()
                 rf.saved_at = now
         self.progress(Event("advance", rf.f.path, n, rf.ranges.size))
-        if catch:
-            self._catch_up(rf)
+        if mine:
+            h.update(memoryview(data)[:n])
+            with self._cond:
+                if rf.gen != gen:
+                    return
+                rf.hashed = a + n
+                if rf.hashed >= rf.prefix():  # nothing written beyond: hand the token back
+                    rf.catching = claim = False
+        if claim:
+            self._catch_up(rf, gen)
 
-    def _catch_up(self, rf: _Ranged) -> None:
-        """Hash, from the part, bytes other connections wrote that now extend the hashed prefix."""
-        gen = rf.gen
+    def _catch_up(self, rf: _Ranged, gen: int) -> None:
+        """Holding the token: hash, from the part, what other connections wrote that now extends the hashed
+        prefix; then hand the token back."""
+        h = rf.h
         try:
             with open(rf.part, "rb") as fh:
                 while True:
@@ -586,10 +597,12 @@ class Transfer:
                             return
                     fh.seek(start)
                     b = fh.read(min(self.chunk, stop - start))
+                    if not b:
+                        return
+                    h.update(b)
                     with self._cond:
-                        if rf.gen != gen or not b:
+                        if rf.gen != gen:
                             return
-                        rf.h.update(b)
                         rf.hashed += len(b)
         except OSError:
             pass  # the rest is hashed at the end
