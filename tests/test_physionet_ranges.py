@@ -286,8 +286,11 @@ def test_estimate_before_start_is_hand_computable():
 def test_cli_prints_the_estimate_before_transferring(served, tmp_path):
     srv, files = served
     dest = tmp_path / "d"
-    res = CliRunner().invoke(app, ["download", SLUG, "--version", VERSION, "--mirror", srv.url, "--dest", str(dest),
-                                   "--connections", "4", "--quiet"])
+    args = ["download", SLUG, "--version", VERSION, "--mirror", srv.url, "--dest", str(dest), "--connections", "4"]
+    res = CliRunner().invoke(app, [*args, "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "MB to fetch in 4 files" in " ".join(res.output.split()) and not dest.exists()  # a dry run says it too
+    res = CliRunner().invoke(app, [*args, "--quiet"])
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
     total = sum(len(v) for v in files.values())  # 1_849_025 bytes -> "1.8 MB"

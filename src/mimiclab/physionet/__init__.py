@@ -186,8 +186,6 @@ def download(
         if on_plan:
             on_plan(plan)
         result = DownloadResult(slug, version, dest, src.label, plan.files, dry_run=dry_run)
-        if dry_run:
-            return result
         needed = 0
         left: list[tuple[PlannedFile, int]] = []
         for f in plan.files:
@@ -196,6 +194,11 @@ def download(
                 n = max(f.size - present(final.with_name(final.name + PART), f.sha256), 0)
                 needed += n
                 left.append((f, n))
+        transfer = Transfer(src, dest, connections=connections, progress=None, retry=retry, split=split)
+        if on_estimate is not None and src.remote:  # a dry run says it too
+            on_estimate(estimate([(n, transfer.ranged(f)) for f, n in left], connections, rate_estimate, split))
+        if dry_run:
+            return result
         check_space(dest, max(needed, 0))
         try:
             config.private_dir(dest)
@@ -216,9 +219,7 @@ def download(
             ctx, sink = contextlib.nullcontext(), progress
         else:
             ctx, sink = contextlib.nullcontext(), None
-        transfer = Transfer(src, dest, connections=connections, progress=sink, retry=retry, split=split)
-        if on_estimate is not None and src.remote:
-            on_estimate(estimate([(n, transfer.ranged(f)) for f, n in left], connections, rate_estimate, split))
+        transfer.progress = sink or transfer.progress
         with ctx:
             outcomes = transfer.run(plan.files)
     for o in outcomes:
