@@ -86,6 +86,72 @@ def test_gzip_is_single_standard_member(synth_dir: Path):
     assert d.eof and d.unused_data == b""
 
 
+
+def test_output_does_not_depend_on_threads_and_content_not_on_batches(tmp_path: Path, synth_dir: Path, monkeypatch):
+    """One worker, one batch ahead: the same bytes as the default pipeline. Many small batches: the same
+    CSV content (the gzip pieces follow batch boundaries, so only the compressed bytes may differ)."""
+    tables = ["chartevents", "labevents", "emar"]
+    monkeypatch.setattr(synth, "WORKERS", 1)
+    monkeypatch.setattr(synth, "AHEAD", 1)
+    res = synth.generate(tmp_path / "one", patients=N, seed=7, tables=tables)
+    for key in res.rows:
+        assert (tmp_path / "one" / f"{key}.csv.gz").read_bytes() == (synth_dir / f"{key}.csv.gz").read_bytes(), key
+    for batch_rows, names in [(20_000, tables), (150, ["patients", "admissions", "icustays", "transfers", "services",
+                                                       "diagnoses_icd", "procedures_icd", "drgcodes", "omr"])]:
+        monkeypatch.setattr(synth, "BATCH_ROWS", batch_rows)
+        res = synth.generate(tmp_path / f"many{batch_rows}", patients=N, seed=7, tables=names)
+        for key in res.rows:
+            assert gzip.decompress((tmp_path / f"many{batch_rows}" / f"{key}.csv.gz").read_bytes()) == \
+                gzip.decompress((synth_dir / f"{key}.csv.gz").read_bytes()), key
+
+
+def test_crc32_combine_and_chunked_member():
+    import gzip as _gz
+    import io
+    import os
+    import zlib
+
+    from mimiclab.synth import _gzip
+
+    a, b = os.urandom(100_003), b"x" * 70_001
+    assert _gzip.crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert _gzip.crc32_combine(zlib.crc32(a), zlib.crc32(b""), 0) == zlib.crc32(a)
+    parts = [os.urandom(3000), b"row,1\n" * 500_000, b"", b"tail\n"]  # the middle one is bigger than CHUNK
+    out = io.BytesIO()
+    member = _gzip.GzipMember(out)
+    for p in parts:
+        member.append(_gzip.compress_stream(io.BytesIO(p)))
+    member.close()
+    assert _gz.decompress(out.getvalue()) == b"".join(parts)  # the CRC and length in the trailer are checked
+
+
+def test_level_rule_depends_only_on_bytes():
+    import io
+    import zlib
+
+    from mimiclab.synth import _gzip
+
+    small = b"1,2,3\n" * 100_000  # 0.6 MB: level 6
+    big = b"1,2,3\n" * 3_000_000  # 18 MB: level 1
+    s, b = _gzip.compress_stream(io.BytesIO(small)), _gzip.compress_stream(io.BytesIO(big))
+    assert s.pieces == [_gzip._deflate(small, 6)]
+    assert b.pieces[0] == _gzip._deflate(big[:_gzip.CHUNK], 1) and len(b.pieces) == 3
+    assert (s.crc, b.size) == (zlib.crc32(small), len(big))
+
+
+def test_failed_batch_leaves_no_file(tmp_path: Path, monkeypatch):
+    from mimiclab.errors import MimiclabError
+    from mimiclab.synth import _sql
+
+    good = _sql.EVENT_TABLES["labevents"]
+    monkeypatch.setitem(_sql.EVENT_TABLES, "labevents",
+                        (lambda w, r=_sql.DEMO: (good[0](w, r)[0].replace(
+                            " AS specimen_id", " + error('synthetic failure')::INTEGER AS specimen_id"), None), good[1]))
+    with pytest.raises(MimiclabError, match=r"hosp/labevents, batch 1 of 1: .*synthetic failure"):  # at run time
+        synth.generate(tmp_path / "x", patients=5, tables=["admissions", "labevents", "poe"])
+    assert (tmp_path / "x/hosp/admissions.csv.gz").exists()  # finished before the failure
+    assert not (tmp_path / "x/hosp/labevents.csv.gz").exists() and not list((tmp_path / "x").rglob("*.part"))
+
 ORPHANS = {
     # every hadm_id exists in admissions for the same subject
     **{f"{t}.hadm_id": f"SELECT count(*) FROM {t} x WHERE x.hadm_id IS NOT NULL AND NOT EXISTS "

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 
@@ -27,7 +28,7 @@ from mimiclab import __version__
 from mimiclab.checksums import sha256_file
 from mimiclab.errors import MimiclabError
 from mimiclab.synth import _sql
-from mimiclab.synth._gzip import GzipWriter
+from mimiclab.synth._gzip import Compressed, GzipMember, compress_stream
 
 __all__ = ["DEFAULT_VERSION", "SCALES", "SLUG", "SynthResult", "chartevents_file", "count_rows", "full_patients", "generate", "resolve"]
 
@@ -37,7 +38,7 @@ SCALES = {"demo": _sql.DEMO, "full": _sql.FULL}  # per-patient rates: the demo's
 FULL_VERSION = "3.1"  # the release whose published row counts --scale full matches (catalog rows:)
 BATCH_ROWS = 1_000_000  # rows per DuckDB COPY of an event table: bounds memory and temp disk
 WORKERS = 2  # batches generated at once: one DuckDB query of a batch mostly runs on one core
-AHEAD = 3  # batches generated ahead of the gzip writer (each is a plain CSV on temp disk)
+AHEAD = 4  # batches generated ahead of the file writer (each waits compressed, in memory)
 
 Progress = Callable[[str, int], None]  # (table name, rows written)
 
@@ -54,7 +55,7 @@ class SynthResult:
 
     @property
     def total_seconds(self) -> float:
-        return sum(self.seconds.values())
+        return self.seconds.get("_total", 0.0)  # wall time; tables overlap, so their seconds do not add up
 
 
 def _tables(version: str, names: list[str] | None):
@@ -88,7 +89,7 @@ def full_patients() -> int:
 
 def _connect(tmp: Path, seed: int, patients: int, rates: _sql.Rates = _sql.DEMO) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={
-        "threads": min(os.cpu_count() or 2, 4), "memory_limit": "1GB", "preserve_insertion_order": True,
+        "threads": min(os.cpu_count() or 2, 4), "memory_limit": "2GB", "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
     if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
@@ -137,61 +138,94 @@ def _produced(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
 
 @dataclass
 class _Table:
-    """One output file: its batches are COPY'd in order and appended to one gzip stream."""
+    """One output file: its batches are generated in order and appended to one gzip member."""
     key: str
     out: Path
     columns: list[str]
     batches: list[tuple[str, str | None]]
-    level: int | None = None
     rows: int = 0
+    seconds: float = 0.0  # summed over batches (they overlap other tables' batches)
 
 
-def _copy_batch(con: duckdb.DuckDBPyConnection, query: str, plain: Path, header: bool) -> int:
-    """One batch to plain CSV on its own cursor, so two batches run at once (each is mostly one thread)."""
+_PIPES = os.path.isdir("/dev/fd")  # COPY straight into a pipe; elsewhere through a temp file
+
+
+def _timed(con: duckdb.DuckDBPyConnection, query: str, header: bool, tmp: Path,
+           name: str) -> tuple[int, Compressed, float]:
+    t0 = time.perf_counter()
+    n, packed = _batch(con, query, header, tmp, name)
+    return n, packed, time.perf_counter() - t0
+
+
+def _batch(con: duckdb.DuckDBPyConnection, query: str, header: bool, tmp: Path, name: str) -> tuple[int, Compressed]:
+    """One batch as CSV, compressed: DuckDB COPYs into a pipe on its own cursor while a reader thread
+    compresses what comes out, so nothing touches the disk and two batches can run at once (one batch's
+    query is mostly one thread). Returns (rows, compressed pieces)."""
+    def copy(path: object) -> str:
+        return f"COPY ({query}) TO '{path}' (FORMAT csv, HEADER {str(header).lower()})"
+
     with con.cursor() as cur:
-        res = cur.execute(f"COPY ({query}) TO '{plain}' (FORMAT csv, HEADER {str(header).lower()})").fetchone()
-    return res[0] if res else 0
+        if not _PIPES:  # pragma: no cover - Windows
+            plain = tmp / f"{name}.csv"
+            res = cur.execute(copy(plain)).fetchone()
+            with open(plain, "rb") as f:
+                packed = compress_stream(f)
+            plain.unlink()
+            return (res[0] if res else 0), packed
+        r, w = os.pipe()
+        with ThreadPoolExecutor(1) as reader:
+            fut = reader.submit(_read_pipe, r)
+            try:
+                res = cur.execute(copy(f"/dev/fd/{w}")).fetchone()
+            finally:
+                os.close(w)  # DuckDB closed its own descriptor: the reader now sees the end
+            return (res[0] if res else 0), fut.result()
+
+
+def _read_pipe(fd: int) -> Compressed:
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        return compress_stream(f)
 
 
 def _write_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[_Table], tmp: Path,
                   done: Callable[[_Table], None] | None = None) -> None:
-    """Generate every batch of every table on WORKERS DuckDB cursors, a few batches ahead, and append
-    them in order to each table's gzip stream. Order and bytes depend only on the batch list, never on
-    which worker finished first; at most AHEAD plain batches sit on temp disk, so memory and disk stay flat."""
+    """Generate and compress every batch of every table on WORKERS threads, a few batches ahead, and
+    append them in order to each table's gzip member. Order and bytes depend only on the batch list,
+    never on which worker finished first; at most AHEAD compressed batches wait in memory."""
     jobs: list[tuple[int, int, str]] = []
     for ti, t in enumerate(tables):
         produced = _produced(con, t.batches[0][0])
         jobs += [(ti, bi, _select(t.columns, produced, sql, order)) for bi, (sql, order) in enumerate(t.batches)]
-    ahead: deque[tuple[int, int, Path, Future[int]]] = deque()
+    ahead: deque[tuple[int, int, Future[tuple[int, Compressed, float]]]] = deque()
     it = iter(jobs)
-    cur_ti, fh, gz, part = -1, None, None, None
-    with ThreadPoolExecutor(WORKERS) as dpool, ThreadPoolExecutor(2) as zpool:
+    fh: BinaryIO | None = None
+    gz: GzipMember | None = None
+    part: Path | None = None
+    with ThreadPoolExecutor(WORKERS) as pool:
         try:
             while True:
                 while len(ahead) < AHEAD and (job := next(it, None)) is not None:
                     ti, bi, query = job
-                    plain = tmp / f"{ti}-{bi}.csv"
-                    ahead.append((ti, bi, plain, dpool.submit(_copy_batch, con, query, plain, bi == 0)))
+                    ahead.append((ti, bi, pool.submit(_timed, con, query, bi == 0, tmp, f"{ti}-{bi}")))
                 if not ahead:
                     break
-                ti, bi, plain, fut = ahead.popleft()
-                n = fut.result()
+                ti, bi, fut = ahead.popleft()
                 t = tables[ti]
-                if ti != cur_ti:
-                    if gz is not None and fh is not None and part is not None:
-                        _finish(gz, fh, part, tables[cur_ti], done)
-                    cur_ti = ti
+                try:
+                    n, packed, secs = fut.result()
+                except duckdb.Error as exc:
+                    raise MimiclabError(f"synthetic {t.key}, batch {bi + 1} of {len(t.batches)}: {exc}") from exc
+                if bi == 0:
                     part = t.out.with_name(t.out.name + ".part")
                     fh = open(part, "wb")  # noqa: SIM115 - closed by _finish or on error below
-                    lvl = t.level if t.level is not None else (6 if plain.stat().st_size < (16 << 20) else 1)
-                    gz = GzipWriter(fh, zpool, level=lvl)
-                assert gz is not None
-                gz.write_file(plain)
-                plain.unlink()
+                    gz = GzipMember(fh)
+                assert gz is not None and fh is not None and part is not None
+                gz.append(packed)
                 t.rows += n
-            if gz is not None and fh is not None and part is not None:
-                _finish(gz, fh, part, tables[cur_ti], done)
-                fh = None
+                t.seconds += secs
+                if bi == len(t.batches) - 1:  # a finished table reaches its final name at once
+                    _finish(gz, fh, part, t, done)
+                    fh = gz = part = None
         except BaseException:
             for *_, f in ahead:
                 f.cancel()
@@ -201,7 +235,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[_Table], tmp:
             raise
 
 
-def _finish(gz: GzipWriter, fh, part: Path, t: _Table, done: Callable[[_Table], None] | None) -> None:
+def _finish(gz: GzipMember, fh: BinaryIO, part: Path, t: _Table, done: Callable[[_Table], None] | None) -> None:
     gz.close()
     fh.close()
     os.replace(part, t.out)
@@ -238,6 +272,17 @@ def resolve(patients: int | None, scale: str, fraction: float | None) -> tuple[i
     return patients, SCALES[scale]
 
 
+def _per_patient(t, rates: _sql.Rates, demo: float) -> float:
+    """Expected rows per patient, to size batches: MIMIC-IV 3.1's published ratio at full scale."""
+    if rates.sized_by_catalog:
+        from mimiclab import catalog
+
+        f = catalog.get("mimiciv").version(FULL_VERSION).files.get(f"{t.file}.csv.gz")
+        if f is not None and f.rows:
+            return 1.1 * f.rows / full_patients()
+    return demo
+
+
 def _plan(dest: Path, tabs, patients: int, version: str, rates: _sql.Rates) -> list[_Table]:
     """Every output file with its batches (SQL over the core tables, in output order)."""
     small = _sql.small_tables(version, _n_providers(patients, rates), _n_caregivers(patients, rates), rates)
@@ -245,10 +290,17 @@ def _plan(dest: Path, tabs, patients: int, version: str, rates: _sql.Rates) -> l
     for t in tabs:
         batches: list[tuple[str, str | None]]
         if t.name in small:
-            batches = [small[t.name]]
+            sql, order = small[t.name]
+            if t.name in _sql.SMALL_PER_PATIENT:  # patient-level: in patient ranges too once it is big
+                batches = [(_sql.restrict(sql, w), order)
+                           for w in _ranges(patients, _per_patient(t, rates, _sql.SMALL_PER_PATIENT[t.name]))]
+                if len(batches) == 1:
+                    batches = [small[t.name]]
+            else:
+                batches = [small[t.name]]
         elif t.name in _sql.EVENT_TABLES:
             builder, per_patient = _sql.EVENT_TABLES[t.name]
-            batches = [builder(w, rates) for w in _ranges(patients, per_patient * rates.density)]
+            batches = [builder(w, rates) for w in _ranges(patients, _per_patient(t, rates, per_patient))]
         else:  # a table the catalog knows but the generator does not: header only
             batches = [("SELECT 1 AS _none WHERE false", None)]
         jobs.append(_Table(f"{t.module}/{t.name}", dest / f"{t.file}.csv.gz", [c.name for c in t.columns_for(version)],
@@ -307,13 +359,10 @@ def generate(dest: Path, patients: int | None = None, seed: int = 0, version: st
         jobs = _plan(dest, tabs, patients, version, rates)
         for j in jobs:
             j.out.parent.mkdir(parents=True, exist_ok=True)
-        clock = [time.perf_counter()]
 
-        def done(t: _Table) -> None:  # pipelined: a table's seconds are the wall time since the previous one ended
-            now = time.perf_counter()
+        def done(t: _Table) -> None:
             result.rows[t.key] = t.rows
-            result.seconds[t.key] = now - clock[0]
-            clock[0] = now
+            result.seconds[t.key] = t.seconds  # generate + compress, summed over its batches
             result.files.append(t.out)
             if progress:
                 progress(t.key, t.rows)

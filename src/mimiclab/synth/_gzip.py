@@ -1,21 +1,20 @@
-"""Deterministic, parallel gzip writing.
+"""Deterministic gzip assembled from independently compressed batches.
 
-DuckDB's own ``COMPRESSION gzip`` is deterministic (mtime 0) but single-threaded and slow (~13 MB/s),
-which would make the 10,000-patient chartevents file take many minutes. Like pigz, we compress
-fixed-size chunks as independent raw-deflate pieces (each ending in a sync flush), concatenate them into
-ONE standard gzip member, and compute the CRC in order. Output depends only on the input bytes, the
-chunk size and the level, never on thread timing.
+DuckDB's own ``COMPRESSION gzip`` is deterministic (mtime 0) but single-threaded and slow (~13 MB/s).
+Like pigz, each batch is cut into fixed-size chunks compressed as raw-deflate pieces (each ending in a
+sync flush), so batches compress on whichever thread produced them; the pieces are concatenated in batch
+order into ONE standard gzip member whose CRC is combined from the batches' CRCs. Output depends only on
+the batch bytes, the chunk size and the level rule, never on thread timing.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 CHUNK = 8 << 20
+SMALL = 16 << 20  # a batch under this compresses at level 6 (small files, better ratio); larger ones at 1
 # 10-byte gzip header: magic, deflate, no flags, mtime 0, no extra flags, OS "unknown" (as DuckDB writes).
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -25,40 +24,104 @@ def _deflate(data: bytes, level: int) -> bytes:
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
 
 
-class GzipWriter:
-    """Append bytes; compress chunks on a thread pool (zlib releases the GIL); write in order."""
+@dataclass
+class Compressed:
+    """One batch: its raw-deflate pieces, with the CRC-32 and length of its plain bytes."""
+    pieces: list[bytes] = field(default_factory=list)
+    crc: int = 0
+    size: int = 0
 
-    def __init__(self, out: BinaryIO, pool: ThreadPoolExecutor, level: int = 6, max_pending: int = 4):
-        self.out, self.pool, self.level, self.max_pending = out, pool, level, max_pending
+
+def compress_stream(src: BinaryIO, level: int | None = None) -> Compressed:
+    """Read ``src`` to its end and compress it in CHUNK pieces; without ``level``, level 6 for a batch
+    under SMALL bytes and 1 otherwise (decided once SMALL bytes were read, so only the bytes decide)."""
+    out = Compressed()
+    held: list[bytes] = []  # chunks read before the level is known
+    held_size = 0
+    lvl = level
+    buf = bytearray()
+
+    def emit(chunk: bytes, lv: int) -> None:
+        out.crc = zlib.crc32(chunk, out.crc)
+        out.size += len(chunk)
+        out.pieces.append(_deflate(chunk, lv))
+
+    while block := src.read(CHUNK):
+        buf += block
+        while len(buf) >= CHUNK:
+            chunk = bytes(buf[:CHUNK])
+            del buf[:CHUNK]
+            if lvl is None:
+                held.append(chunk)
+                held_size += len(chunk)
+                if held_size >= SMALL:
+                    lvl = 1
+                    for h in held:
+                        emit(h, lvl)
+                    held.clear()
+            else:
+                emit(chunk, lvl)
+    if lvl is None:
+        lvl = 6
+        for h in held:
+            emit(h, lvl)
+    if buf:
+        emit(bytes(buf), lvl)
+    return out
+
+
+def _gf2_times(mat: list[int], vec: int) -> int:
+    s, i = 0, 0
+    while vec:
+        if vec & 1:
+            s ^= mat[i]
+        vec >>= 1
+        i += 1
+    return s
+
+
+def _gf2_square(mat: list[int]) -> list[int]:
+    return [_gf2_times(mat, mat[n]) for n in range(32)]
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32 of A + B from crc(A), crc(B) and len(B): zlib's crc32_combine (Python's zlib lacks it)."""
+    if len2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:  # apply len2 zero bytes to crc1
+        even = _gf2_square(odd)
+        if len2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+        odd = _gf2_square(even)
+        if len2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        len2 >>= 1
+        if not len2:
+            break
+    return crc1 ^ crc2
+
+
+class GzipMember:
+    """One gzip member written from Compressed batches, in the order they are appended."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
         self.crc = 0
         self.size = 0
-        self.buf = bytearray()
-        self.pending: deque[Future[bytes]] = deque()
         out.write(_HEADER)
 
-    def write(self, data: bytes) -> None:
-        self.buf += data
-        while len(self.buf) >= CHUNK:
-            self._submit(bytes(self.buf[:CHUNK]))
-            del self.buf[:CHUNK]
-
-    def write_file(self, path: Path) -> None:
-        with open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                self.write(block)
-
-    def _submit(self, chunk: bytes) -> None:
-        self.crc = zlib.crc32(chunk, self.crc)
-        self.size += len(chunk)
-        self.pending.append(self.pool.submit(_deflate, chunk, self.level))
-        while len(self.pending) > self.max_pending:
-            self.out.write(self.pending.popleft().result())
+    def append(self, batch: Compressed) -> None:
+        for piece in batch.pieces:
+            self.out.write(piece)
+        self.crc = crc32_combine(self.crc, batch.crc, batch.size)
+        self.size += batch.size
 
     def close(self) -> None:
-        if self.buf:
-            self._submit(bytes(self.buf))
-            self.buf.clear()
-        while self.pending:
-            self.out.write(self.pending.popleft().result())
-        self.out.write(zlib.compressobj(self.level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # empty final block
+        self.out.write(zlib.compressobj(1, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # empty final block
         self.out.write(self.crc.to_bytes(4, "little") + (self.size & 0xFFFFFFFF).to_bytes(4, "little"))

@@ -10,6 +10,7 @@ streamed per subject batch (``{w}`` is the batch filter on pidx).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from mimiclab.synth import _vocab as V
@@ -62,7 +63,7 @@ class Rates:
     providers: float = 10.0  # providers per patient (bounded to 500..40,000 unless per_patient_staff)
     caregivers: float = 8.0  # caregivers per patient (bounded to 300..15,000 unless per_patient_staff)
     per_patient_staff: bool = False
-    density: float = 1.0  # event rows per patient relative to the demo rates: only sizes batches
+    sized_by_catalog: bool = False  # size batches from MIMIC-IV 3.1's rows per patient (else the demo's)
 
 
 DEMO = Rates()
@@ -73,7 +74,7 @@ FULL = Rates(adm_scale=0.907, icu0=0.841, icu1=0.986, chart_fast=0.62, lab_icu_h
              med_share=0.3625, emar_keep=0.68, poe_fields=6, input_min=50, ingredient_extra=0.3, output_min=102,
              dte_h=2.2, proc_h=15.5, omr_span=13, dx_span=14, px_ward=3.54, micro_ward=0.9, micro_tests=4,
              micro_pos=0.31, drg_apr=0.40, hcpcs=0.163, ward_moves=3, providers=42244 / 364627,
-             caregivers=17984 / 364627, per_patient_staff=True, density=0.25)
+             caregivers=17984 / 364627, per_patient_staff=True, sized_by_catalog=True)
 
 
 def macros(seed: int, n_prov: int, n_cg: int) -> list[str]:
@@ -642,6 +643,17 @@ def datetimeevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
              ELSE date_trunc('minute', intime + secs(60 * (5 + 55 * u3(skey, it.itemid, 802)))) END AS value,
         CASE WHEN it.itemid = 225343 THEN 'Date' ELSE 'Date and Time' END AS valueuom, 0 AS warning FROM t
         WHERE charttime < outtime""", None)
+
+
+# rows per patient of the patient-level "small" tables at the demo rates (only sizes their batches)
+SMALL_PER_PATIENT = {"patients": 1, "admissions": 3, "icustays": 1.5, "transfers": 10, "services": 3.2, "diagnoses_icd": 40,
+                     "procedures_icd": 5, "drgcodes": 4.5, "hcpcsevents": 0.7, "omr": 18}
+_CORE = re.compile(r"\bFROM (adm|pat|icu)\b")
+
+
+def restrict(sql: str, w: str) -> str:
+    """A small table's SQL limited to one patient range: every read of a core table gets the filter."""
+    return _CORE.sub(lambda m: f"FROM (SELECT * FROM {m[1]} WHERE {w}) {m[1]}", sql)
 
 
 EVENT_TABLES = {
