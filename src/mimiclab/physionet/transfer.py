@@ -467,6 +467,9 @@ class Transfer:
                 try:
                     seg.asked_at = time.monotonic()
                     self._request(rf, seg, req_end)
+                except TransientError as exc:
+                    self._refused(exc, rf.idle)  # before this connection is free for another request
+                    raise
                 finally:
                     self.gate.release()
                 self.gate.ok()
@@ -620,6 +623,11 @@ class Transfer:
                 h.update(b)
         return h.hexdigest()
 
+    def _refused(self, exc: TransientError, idle: int) -> None:
+        """A 429/503 holds back every request, for its Retry-After or else the backoff."""
+        if exc.status in (429, 503):
+            self.gate.refused(self.retry.delay(max(idle, 1), exc.retry_after))
+
     def _piece_failed(self, rf: _Ranged, seg: _Seg, exc: TransientError) -> None:
         with self._cond:
             rf.active.discard(seg)
@@ -638,8 +646,6 @@ class Transfer:
                 with contextlib.suppress(OSError):
                     rf.ranges.save()
             self._cond.notify_all()
-        if exc.status in (429, 503):
-            self.gate.refused(delay)
         if give_up:
             self._file_failed(rf, UnreachableError(
                 f"gave up after {rf.idle} attempts without progress ({covered} of {rf.size} bytes): {exc}"))
@@ -752,8 +758,6 @@ class Transfer:
                         raise UnreachableError(
                             f"gave up after {idle} attempts without progress (stuck at byte {best}): {exc}") from None
                     delay = self.retry.delay(max(idle, 1), exc.retry_after)
-                    if exc.status in (429, 503):
-                        self.gate.refused(delay)
                     self.progress(Event("retry", f.path, message=f"{exc}; retrying in {delay:.1f} s"))
                     if self.stop.wait(delay):
                         raise _Stopped() from None
@@ -821,6 +825,7 @@ class Transfer:
             # the part already holds at least the whole file: judge it by its checksum
             return 0, sha256_file(part)
         except TransientError as exc:
+            self._refused(exc, 0)
             reached = offset + moved
             if hashed and total is not None and reached < total:
                 what = (f"the server announced {total} bytes and the connection ended at byte {reached}"
