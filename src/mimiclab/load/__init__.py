@@ -17,10 +17,11 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,7 +37,7 @@ from mimiclab.checksums import sha256_file as sha256
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.load import manifest as mf
 from mimiclab.load.loader import connect, load_csv_to_parquet, write_empty_parquet
-from mimiclab.load.source import check_header, locate, source_problem
+from mimiclab.load.source import SourceFile, check_header, locate, source_problem
 from mimiclab.load.version import resolve as resolve_version
 from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
@@ -144,6 +145,7 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
     con = connect(temp_dir=out_dir / "parquet")  # empty tables, and csv -> Parquet for views builds
     staging = _Staging(out_dir / database_name(slug), storage, previous, out_dir, force)
     try:
+        planned: list[tuple[Table, str, mf.TableEntry | None, _Load | mf.TableEntry | BuildError]] = []
         for table in ds.tables(ver):
             key = f"{ds.db_schema(table.module)}.{table.name}"
             old = previous.tables.get(key) if previous else None
@@ -151,18 +153,28 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
                 entries[key] = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
                 continue
             try:
-                entry, did_load = _build_table(con, staging, ds, ver, table, src_dir, out_dir, old, force, emit,
-                                               drop_missing)
-            except BuildError as exc:
-                result.failed[key] = str(exc)
-                emit("failed", key, error=str(exc))
+                step: _Load | mf.TableEntry | BuildError = _plan_table(con, staging, ds, ver, table, src_dir, out_dir,
+                                                                       old, force, emit, drop_missing)
+            except BuildError as problem:
+                step = problem
+            planned.append((table, key, old, step))
+        done = _run_loads([s for *_, s in planned if isinstance(s, _Load)], con, staging, emit)
+        for table, key, old, step in planned:
+            if isinstance(step, _Load):
+                step = done[key]
+            if isinstance(step, BuildError):
+                error = str(step)
+                result.failed[key] = error
+                emit("failed", key, error=error)
                 keep = old if old and (out_dir / old.parquet).exists() else _empty(con, ds, ver, table, out_dir)
                 gone = keep is old and old.status == "loaded" and locate(src_dir, table) is None
                 if gone:
                     result.gone.append(key)
-                entries[key] = keep.model_copy(update={"error": str(exc), "source_missing": gone}) if keep is old \
-                    else keep.model_copy(update={"status": "failed", "error": str(exc)})
+                entries[key] = keep.model_copy(update={"error": error, "source_missing": gone}) if keep is old \
+                    else keep.model_copy(update={"status": "failed", "error": error})
                 continue
+            entry = step
+            did_load = key in done
             entries[key] = entry
             if entry.source_missing:
                 result.gone.append(key)
@@ -263,9 +275,26 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
             p.unlink(missing_ok=True)
 
 
-def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
-                 old: mf.TableEntry | None, force: bool, emit: Progress,
-                 drop_missing: bool = False) -> tuple[mf.TableEntry, bool]:
+@dataclass
+class _Load:
+    """A table to (re)load: what `_plan_table` decided, run by `_run_loads`."""
+
+    key: str
+    ds: Dataset
+    ver: str
+    table: Table
+    src: SourceFile
+    out_dir: Path
+    shash: str
+    hashing: Future[str] | None  # sha256 of the source, computed while loading (None: `digest` is known)
+    digest: str | None
+    into: str | None  # native storage: the staging database's table
+
+
+def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
+                old: mf.TableEntry | None, force: bool, emit: Progress,
+                drop_missing: bool = False) -> _Load | mf.TableEntry:
+    """The table's entry when nothing needs loading (unchanged, missing, gone), else the load to run."""
     key = f"{ds.db_schema(table.module)}.{table.name}"
     cols = [(c.name, c.type) for c in table.columns_for(ver)]
     shash = mf.schema_hash(cols)
@@ -275,48 +304,112 @@ def _build_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, sr
             raise BuildError(f"{problem} [table {table.module}/{table.name}]")
         if not drop_missing and old is not None and old.status == "loaded" and (out_dir / old.parquet).exists():
             emit("gone", key, rows=old.rows, file=old.source_file)
-            return old.model_copy(update={"source_missing": True, "error": None}), False
+            return old.model_copy(update={"source_missing": True, "error": None})
         emit("missing", key)
-        return _empty(con, ds, ver, table, out_dir), True
+        return _empty(con, ds, ver, table, out_dir)
     could_skip = not force and old is not None and old.status == "loaded" and old.schema_hash == shash \
         and (out_dir / old.parquet).exists()
-    hashing = None
+    hashing, digest = None, None
     if could_skip and old is not None:
         digest = sha256(src.path)
         if digest == old.sha256:
             emit("skipped", key, rows=old.rows)
-            return old.model_copy(update={"source_missing": False, "error": None}), False
+            return old.model_copy(update={"source_missing": False, "error": None})
     else:
-        # Nothing to compare with: hash on another core while DuckDB loads (hashlib releases the GIL).
+        # Nothing to compare with: hash on another core while the table loads (hashlib releases the GIL).
         hashing = _HASH_POOL.submit(sha256, src.path)
     check_header(src, table, ver)
+    into = staging.open().table_name(ds.db_schema(table.module), table.name) if staging.storage == "native" else None
+    return _Load(key, ds, ver, table, src, out_dir, shash, hashing, digest, into)
+
+
+# Tables loaded at once. Each load parses on the shared Arrow pool (all cores) and then has DuckDB copy
+# its Parquet file into the database; two at a time keep both cores busy while one of them is in a step
+# that uses one core (gzip decoding, DuckDB's single-threaded parts), without holding more than two
+# tables' buffers in memory.
+LOAD_WORKERS = 2
+
+
+def _run_loads(loads: list[_Load], con, staging: _Staging, emit: Progress) -> dict[str, mf.TableEntry | BuildError]:
+    """Run the loads, largest first, LOAD_WORKERS at a time; Ctrl-C or an unexpected error stops them all
+    (Arrow between blocks, DuckDB through interrupt()) before it propagates, so nothing writes after."""
+    results: dict[str, mf.TableEntry | BuildError] = {}
+    if not loads:
+        return results
+    stop = threading.Event()
+    cursors: list = []
+    lock = threading.Lock()
+
+    def run(load: _Load) -> mf.TableEntry:
+        base = staging.open().con if load.into is not None else con
+        assert base is not None, "the staging database is open while loads run"
+        with lock:
+            if stop.is_set():
+                raise KeyboardInterrupt
+            cur = base.cursor()
+            cursors.append(cur)
+        try:
+            return _load_table(cur, staging, load, emit, stop)
+        finally:
+            with lock:
+                cursors.remove(cur)
+            cur.close()
+
+    order = sorted(loads, key=lambda ld: -ld.src.size)
+    with ThreadPoolExecutor(max_workers=LOAD_WORKERS, thread_name_prefix="mimiclab-load") as pool:
+        futures = {pool.submit(run, ld): ld for ld in order}
+        try:
+            for f in as_completed(futures):
+                try:
+                    results[futures[f].key] = f.result()
+                except BuildError as exc:
+                    results[futures[f].key] = exc
+        except BaseException:
+            stop.set()
+            with lock:
+                for cur in cursors:
+                    with contextlib.suppress(Exception):
+                        cur.interrupt()
+            for f in futures:
+                f.cancel()
+            wait(futures)
+            raise
+    return results
+
+
+def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threading.Event) -> mf.TableEntry:
+    table, src, out_dir, key = load.table, load.src, load.out_dir, load.key
     emit("loading", key, size=src.size, file=src.rel)
     part = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
     part.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    last = [t0]
+
+    def progress(done_bytes: int, rows: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 0.5:
+            last[0] = now
+            emit("progress", key, bytes=done_bytes, size=src.size, rows=rows)
+
     try:
-        if staging.storage == "native":
-            # parsed once, straight into the next database; the Parquet file is written from that table
-            writer = staging.open()
-            rows = load_csv_to_parquet(writer.con, src, table, ver, part, into=writer.table_name(ds.db_schema(table.module), table.name))
+        rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop)
+        if load.into is not None:
             staging.loaded.add(key)
-        else:
-            rows = load_csv_to_parquet(con, src, table, ver, part)
-        if hashing is not None:
-            digest = hashing.result()
-        rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
+        digest = load.hashing.result() if load.hashing is not None else load.digest
+        assert digest is not None
+        rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{load.shash}.parquet"
         os.replace(part, out_dir / rel)
     finally:
         part.unlink(missing_ok=True)
-    expected = _expected_rows(ds, ver, table)
+    expected = _expected_rows(load.ds, load.ver, table)
     check: Literal["ok", "mismatch", "unknown"] = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(
-        module=table.module, table=table.name, db_schema=ds.db_schema(table.module), status="loaded",
-        parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=shash,
+        module=table.module, table=table.name, db_schema=load.ds.db_schema(table.module), status="loaded",
+        parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=load.shash,
         expected_rows=expected, count_check=check, seconds=round(time.perf_counter() - t0, 3),
     )
     emit("loaded", key, rows=rows, seconds=entry.seconds, expected=expected, check=check)
-    return entry, True
+    return entry
 
 
 def _stale_on_disk(out_dir: Path, manifest: mf.Manifest) -> bool:

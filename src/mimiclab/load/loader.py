@@ -1,8 +1,9 @@
-"""Typed load of one csv(.gz) into one Parquet file, streaming through DuckDB.
+"""Typed load of one csv(.gz) into one Parquet file (and a DuckDB table), streaming, memory bounded.
 
-DuckDB reads the csv with the catalog's types (no sniffing, so a bad value is an error, not a silently
-widened column) and streams row groups into Parquet: memory stays bounded whatever the file size, and no
-pandas is involved. The output is written to a temporary name and renamed only once complete.
+The csv is read with the catalog's types (no sniffing, so a bad value is an error, not a silently widened
+column): by Arrow on every core when it reads the file exactly as DuckDB would (`arrowcsv`), else by DuckDB.
+Row groups stream into Parquet, so memory stays bounded whatever the file size, and no pandas is involved.
+The output is written to a temporary name and renamed only once complete.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import zlib
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import duckdb
 
 from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
+from mimiclab.load import arrowcsv
 from mimiclab.load.source import SourceFile
 from mimiclab.sqltext import ident as quote_ident
 from mimiclab.sqltext import lit as sql_literal
@@ -88,34 +91,28 @@ def connect(threads: int | None = None, memory_limit: str = "1500MB", temp_dir: 
     return con
 
 
-def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: Path, into: str | None = None) -> int:
+def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: Path, into: str | None = None,
+                        progress: arrowcsv.Progress | None = None, stop: threading.Event | None = None) -> int:
     """Write `out` atomically; return the number of data rows. BuildError names file, line and column.
 
-    With `into` (a table of `con`'s database), the csv is parsed once, into that DuckDB table, and the
-    Parquet file is written from the table, in one transaction: a failure leaves the table as it was.
-    Parsing the csv.gz is most of the work; re-reading Parquet into DuckDB afterwards cost 10% more.
+    The csv is parsed once, by Arrow on every core (`arrowcsv`), into the Parquet file; with `into` (a
+    table of `con`'s database) the same parsed rows also stream into that DuckDB table, in one transaction
+    with the primary-key check: a failure leaves the table as it was. A file Arrow cannot read exactly as
+    DuckDB would goes through DuckDB's reader instead (`_load_with_duckdb`), whose errors name the line.
     """
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     rg = row_group_size(estimate_rows(src))
     try:
-        check_exact_path(con, src.path)
-        if into is None:
-            row = con.execute(f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} "
-                              f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
-            rows = int(row[0]) if row else 0
-            check_primary_key(con, f"read_parquet({sql_literal(exact_path(tmp))})", src, table)
-        else:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {read_csv_sql(src, table, version)}")
-                check_primary_key(con, into, src, table)
-                row = con.execute(f"COPY {into} TO {sql_literal(tmp)} ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
-                rows = int(row[0]) if row else 0
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
+        try:
+            if into is None:
+                rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop)
+                check_primary_key(con, f"read_parquet({sql_literal(exact_path(tmp))})", src, table)
+            else:
+                rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop,
+                                               also=lambda rows: _create_from(con, into, rows, src, table))
+        except arrowcsv.NotFast:
+            tmp.unlink(missing_ok=True)
+            rows = _load_with_duckdb(con, src, table, version, tmp, rg, into)
         os.replace(tmp, out)
     except duckdb.Error as exc:
         raise BuildError(describe_csv_error(src, table, exc)) from None
@@ -123,6 +120,49 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return rows
+
+
+def _create_from(con, into: str, rows, src: SourceFile, table: Table) -> None:
+    """`into` := the Arrow stream `rows`, and its key checked, in one transaction."""
+    name = f"mimiclab_rows_{threading.get_ident()}"
+    con.register(name, rows)
+    try:
+        _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {name}",
+                        lambda: check_primary_key(con, into, src, table))
+    finally:
+        con.unregister(name)
+
+
+def _in_transaction(con, sql: str, then) -> None:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql)
+        then()
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+def _load_with_duckdb(con, src: SourceFile, table: Table, version: str, tmp: Path, rg: int,
+                      into: str | None) -> int:
+    """DuckDB's own csv reader: the reference semantics, and the error that names line, column and value."""
+    check_exact_path(con, src.path)
+    if into is None:
+        row = con.execute(f"COPY (SELECT * FROM {read_csv_sql(src, table, version)}) TO {sql_literal(tmp)} "
+                          f"({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
+        check_primary_key(con, f"read_parquet({sql_literal(exact_path(tmp))})", src, table)
+        return int(row[0]) if row else 0
+    result: list[int] = []
+
+    def then() -> None:
+        check_primary_key(con, into, src, table)
+        row = con.execute(f"COPY {into} TO {sql_literal(tmp)} ({PARQUET_OPTIONS}, ROW_GROUP_SIZE {rg})").fetchone()
+        result.append(int(row[0]) if row else 0)
+
+    _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {read_csv_sql(src, table, version)}", then)
+    return result[0]
 
 
 def check_primary_key(con, relation: str, src: SourceFile, table: Table) -> None:

@@ -1,0 +1,232 @@
+"""The build's fast path (Arrow parses, mimiclab.load.arrowcsv) must read every file exactly as DuckDB's csv
+reader does with the loader's options, or step aside: the oracle here is DuckDB's `read_csv` over the same
+bytes, never the fast path's own output."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import math
+import threading
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mimiclab.catalog import Column, Table
+from mimiclab.errors import BuildError
+from mimiclab.load import arrowcsv, loader
+from mimiclab.load.source import SourceFile
+
+TYPES = ["INTEGER", "BIGINT", "SMALLINT", "DOUBLE", "TIMESTAMP", "DATE", "VARCHAR"]
+
+
+def _table(types: list[str], key: list[str] | None = None) -> Table:
+    cols = [Column(name=f"c{i}", type=t) for i, t in enumerate(types)]
+    return Table(name="t", module="hosp", file="hosp/t", columns=tuple(cols), primary_key=tuple(key or ()))
+
+
+def _src(path: Path) -> SourceFile:
+    st_ = path.stat()
+    return SourceFile(path=path, rel=path.name, size=st_.st_size, mtime_ns=st_.st_mtime_ns)
+
+
+def _write(path: Path, header: list[str], body: str, gz: bool = True, eol: str = "\n") -> Path:
+    data = (",".join(header) + eol + body).encode()
+    if gz:
+        path = path.with_suffix(".csv.gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path = path.with_suffix(".csv")
+        path.write_bytes(data)
+    return path
+
+
+def _duckdb_rows(src: SourceFile, table: Table):
+    """The oracle: DuckDB's own reader with the loader's options. None when DuckDB refuses the file."""
+    try:
+        return duckdb.connect().execute(f"SELECT * FROM {loader.read_csv_sql(src, table, '1')}").fetchall()
+    except duckdb.Error:
+        return None
+
+
+def _fast_rows(src: SourceFile, table: Table, tmp: Path):
+    """The fast path's rows (via the Parquet file it wrote), or None when it stepped aside (NotFast)."""
+    out = tmp / "out.parquet"
+    try:
+        n = arrowcsv.csv_to_parquet(src, table, "1", out, row_group=16_384)
+    except arrowcsv.NotFast:
+        return None
+    rows = duckdb.connect().execute(f"SELECT * FROM read_parquet('{out}')").fetchall()
+    assert n == len(rows)
+    types = [r[1] for r in duckdb.connect().execute(f"DESCRIBE SELECT * FROM read_parquet('{out}')").fetchall()]
+    assert types == [c.type for c in table.columns], "Parquet column types must be the catalog's"
+    return rows
+
+
+def _norm(rows):
+    """NaN compared as a value (nan != nan in Python), with its sign of zero and type kept visible."""
+    return None if rows is None else [tuple("NaN" if isinstance(v, float) and math.isnan(v) else (type(v).__name__, repr(v))
+                                            for v in r) for r in rows]
+
+
+def _same(fast, ref) -> bool:
+    return fast is None or _norm(fast) == _norm(ref)  # stepping aside is always allowed; a different answer never
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of a few bytes: every record boundary, quote and newline lands on a block edge somewhere."""
+    monkeypatch.setattr(arrowcsv, "BLOCK", 7)
+
+
+def test_quoted_newlines_quotes_and_empty_strings_cross_block_edges(tmp_path, small_blocks):
+    body = ('1,"line one\nline two",2180-01-01 10:00:00\n'
+            '2,"he said ""hi""\nthen left",\n'
+            '3,"",2180-01-02 00:00:00\n'
+            '4,,2180-01-03 23:59:59\n'
+            '5,"a,b,c",2180-01-04 01:02:03\n'
+            '6,"ünïcödé ✓",2180-01-05 00:00:00\n'
+            '7,"' + "x" * 200 + '\n' + "y" * 50 + '",2180-01-06 00:00:00')  # no trailing newline, longer than blocks
+    table = _table(["INTEGER", "VARCHAR", "TIMESTAMP"])
+    src = _src(_write(tmp_path / "t", ["c0", "c1", "c2"], body))
+    ref = _duckdb_rows(src, table)
+    assert ref is not None and len(ref) == 7
+    assert ref[2][1] == "" and ref[3][1] is None  # quoted empty is a string, unquoted empty is NULL
+    fast = _fast_rows(src, table, tmp_path)
+    assert fast == ref
+
+
+def test_crlf_and_mixed_line_endings_read_as_duckdb_reads_them(tmp_path, small_blocks):
+    table = _table(["INTEGER", "DOUBLE", "DATE"])
+    body = "1,1.5,2180-01-01\r\n2,,\r\n3,-2e3,2180-12-31\r\n"
+    crlf = _src(_write(tmp_path / "a", ["c0", "c1", "c2"], body, eol="\r\n"))
+    mixed = _src(_write(tmp_path / "m", ["c0", "c1", "c2"], body))  # LF header, CRLF rows: DuckDB refuses it
+    assert _duckdb_rows(crlf, table) is not None and _duckdb_rows(mixed, table) is None
+    for src in (crlf, mixed):  # stepped aside: DuckDB decides (reads it, or names the line it refuses)
+        assert _fast_rows(src, table, tmp_path) is None
+
+
+def test_header_only_file(tmp_path, small_blocks):
+    table = _table(["INTEGER", "DOUBLE", "DATE"])
+    empty = _src(_write(tmp_path / "b", ["c0", "c1", "c2"], ""))
+    assert _fast_rows(empty, table, tmp_path) == [] == _duckdb_rows(empty, table)
+
+
+def test_uncompressed_csv_too(tmp_path):
+    table = _table(["BIGINT", "VARCHAR"])
+    src = _src(_write(tmp_path / "p", ["c0", "c1"], "9000000000,x\n-1,\n", gz=False))
+    assert _fast_rows(src, table, tmp_path) == _duckdb_rows(src, table) == [(9000000000, "x"), (-1, None)]
+
+
+# Values each reader might take differently: spacing, signs, exponents, overflow, odd dates and times.
+TRICKY = ["", '""', "0", "-0", "+5", " 5", "5 ", "1.0", "1.5", "1e2", "-1E-3", "0x10", "1_000", "nan", "NaN", "inf",
+          "-Infinity", "32767", "32768", "-32769", "2147483648", "9223372036854775807", "9223372036854775808",
+          "2180-01-01", "2180-01-01 10:00:00", "2180-01-01T10:00:00", "2180-01-01 10:00:00.5", "2180-01-01 10:00",
+          "2180-01-01 10:00:00+02", "2180-01-01 24:00:00", "2180-02-30", "0001-01-01", "99999-01-01", "true", "t",
+          "NULL", "NA", "abc", "é", '"a""b"', '"x\ny"', "12:00:00"]
+
+
+def test_each_tricky_value_in_each_type_reads_as_duckdb_reads_it(tmp_path):
+    disagree = []
+    for type_ in TYPES:
+        table = _table(["INTEGER", type_])
+        for i, v in enumerate(TRICKY):
+            src = _src(_write(tmp_path / f"v{TYPES.index(type_)}_{i}", ["c0", "c1"], f"1,{v}\n"))
+            ref, fast = _duckdb_rows(src, table), _fast_rows(src, table, tmp_path)
+            if not _same(fast, ref) or (ref is None and fast is not None):
+                disagree.append((type_, v, fast, ref))
+    assert not disagree
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(type_=st.sampled_from(TYPES),
+       values=st.lists(st.sampled_from(TRICKY) | st.from_regex(r"-?[0-9]{1,6}(\.[0-9]{1,3})?", fullmatch=True),
+                       min_size=1, max_size=6))
+def test_fast_path_never_reads_a_value_differently_from_duckdb(tmp_path, type_, values):
+    table = _table(["INTEGER", type_])
+    body = "".join(f"{i},{v}\n" for i, v in enumerate(values))
+    src = _src(_write(tmp_path / "h", ["c0", "c1"], body))
+    ref = _duckdb_rows(src, table)
+    fast = _fast_rows(src, table, tmp_path)
+    assert _same(fast, ref), (type_, values, fast, ref)
+    if ref is None:
+        assert fast is None, "the fast path accepted a file DuckDB refuses"
+
+
+def test_records_are_cut_only_between_records():
+    rows = [["1", "plain"], ["2", 'with "quotes"'], ["3", "multi\nline\r\ntext"], ["4", ""], ["5", "x" * 50]]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([["c0", "c1"], *rows])
+    data = buf.getvalue().encode()
+    for size in (1, 2, 3, 5, 8, 13, 64, 1 << 20):
+        blocks = list(arrowcsv._records(io.BytesIO(data), block=size))
+        assert b"".join(blocks) == data[data.index(b"\n") + 1:]
+        parsed = [r for b in blocks for r in csv.reader(io.StringIO(b.decode(), newline=""))]
+        assert parsed == rows, size
+
+
+def test_a_value_arrow_refuses_goes_through_duckdb_and_its_error_names_line_and_column(tmp_path, mimiclab_home):
+    table = _table(["INTEGER", "INTEGER"])
+    src = _src(_write(tmp_path / "bad", ["c0", "c1"], "1,2\n2,oops\n"))
+    con = duckdb.connect()
+    with pytest.raises(BuildError) as err:
+        loader.load_csv_to_parquet(con, src, table, "1", tmp_path / "bad.parquet")
+    assert "line 3" in str(err.value) and "c1" in str(err.value) and "oops" in str(err.value)
+    assert not (tmp_path / "bad.parquet").exists()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_native_load_streams_the_same_rows_into_duckdb_and_parquet(tmp_path, small_blocks):
+    table = _table(["INTEGER", "VARCHAR", "DOUBLE"], key=["c0"])
+    body = "".join(f'{i},"v{i}\n",{i / 7}\n' for i in range(500))
+    src = _src(_write(tmp_path / "n", ["c0", "c1", "c2"], body))
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    n = loader.load_csv_to_parquet(con, src, table, "1", tmp_path / "n.parquet", into="main.t")
+    ref = _duckdb_rows(src, table)
+    assert n == 500
+    assert con.execute("SELECT * FROM main.t").fetchall() == ref
+    assert con.execute(f"SELECT * FROM read_parquet('{tmp_path / 'n.parquet'}')").fetchall() == ref
+
+
+def test_native_load_with_a_duplicate_key_leaves_the_table_as_it_was(tmp_path):
+    table = _table(["INTEGER", "VARCHAR"], key=["c0"])
+    src = _src(_write(tmp_path / "d", ["c0", "c1"], "1,a\n2,b\n1,c\n"))
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    con.execute("CREATE TABLE main.t AS SELECT 42 AS c0, 'old' AS c1")
+    with pytest.raises(BuildError, match="not unique"):
+        loader.load_csv_to_parquet(con, src, table, "1", tmp_path / "d.parquet", into="main.t")
+    assert con.execute("SELECT * FROM main.t").fetchall() == [(42, "old")]
+    assert not (tmp_path / "d.parquet").exists()
+
+
+def test_row_groups_are_full_except_the_last(tmp_path, small_blocks):
+    table = _table(["INTEGER"])
+    src = _src(_write(tmp_path / "g", ["c0"], "".join(f"{i}\n" for i in range(10_000))))
+    out = tmp_path / "g.parquet"
+    assert arrowcsv.csv_to_parquet(src, table, "1", out, row_group=3_000) == 10_000
+    meta = pq.ParquetFile(out).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3000, 3000, 3000, 1000]
+    assert pq.read_table(out).column("c0").to_pylist() == list(range(10_000))  # file order kept
+
+
+def test_stop_event_ends_the_parse_and_no_parse_thread_is_left_working(tmp_path, small_blocks):
+    table = _table(["INTEGER"])
+    src = _src(_write(tmp_path / "s", ["c0"], "".join(f"{i}\n" for i in range(20_000))))
+    stop = threading.Event()
+    seen = []
+
+    def progress(done, rows):
+        seen.append((done, rows))
+        if rows > 1000:
+            stop.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        arrowcsv.csv_to_parquet(src, table, "1", tmp_path / "s.parquet", row_group=16_384, progress=progress, stop=stop)
+    assert seen and all(b[0] >= a[0] and b[1] >= a[1] for a, b in itertools.pairwise(seen))
+    assert all(0 <= d <= src.size for d, _ in seen)
