@@ -257,6 +257,15 @@ def test_refusals_in_a_row_lower_the_cap():
         g.refused(0.0)
     assert g.limit == 1  # never below one
     assert g.acquire(stop) and not (stop.set() or g.acquire(stop))  # the one slot is taken; stop ends the wait
+    g = Gate(4, recover=0.2)
+    assert not g.refused(0.0) and g.refused(0.0) and g.limit == 3
+    g.ok()
+    assert g.limit == 3  # too soon after the refusal
+    time.sleep(0.25)
+    g.ok()
+    assert g.limit == 4
+    g.ok()
+    assert g.limit == 4  # never above the cap asked for
 
 
 def test_untrusted_sidecar_means_the_part_is_discarded(served, tmp_path):
@@ -499,3 +508,14 @@ def test_rounded_catalog_size_is_corrected_by_the_first_answer(served, tmp_path,
     assert [o.status for o in out] == ["fetched"]
     assert (tmp_path / "d" / rel).read_bytes() == files[rel]
     assert srv.bytes_served[rel] == len(files[rel])
+
+
+def test_refusals_in_a_row_are_said_and_the_download_still_completes(tmp_path):
+    files = _mirror(tmp_path / "src", {"big/only.bin": 300_000})  # one file: no other request succeeds between
+    with PhysioNetServer(tmp_path / "src") as srv:
+        events = []
+        _dl(srv, tmp_path / "d", connections=4, progress=events.append,
+            on_plan=lambda plan: srv.faults.status("big/only.bin", 429, times=2, retry_after=0))
+        _check(tmp_path / "d", files)
+    said = [e.message for e in events if e.kind == "wait" and "keeps refusing" in e.message]
+    assert said == ["the server keeps refusing (HTTP 429): 3 connection(s) at once from now on"]

@@ -141,14 +141,17 @@ class Gate:
     """At most `limit` requests at once across all files, none before `not_before`.
 
     A 429/503 pushes `not_before` to its Retry-After for every request (the server throttles the client), and
-    refusals in a row with no success between them lower the limit by one (never below 1)."""
+    refusals in a row with no success between them lower the limit by one (never below 1); `recover` seconds
+    without a refusal give one back at the next success."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, recover: float = 60.0):
         self.limit = self.start_limit = max(1, limit)
         self.active = 0
         self.peak = 0
         self.not_before = 0.0
         self.refusals = 0
+        self.recover = recover
+        self.last_refusal = 0.0
         self._cond = threading.Condition()
 
     def acquire(self, stop: threading.Event) -> bool:
@@ -169,17 +172,27 @@ class Gate:
             self.active -= 1
             self._cond.notify_all()
 
-    def refused(self, delay: float) -> None:
+    def refused(self, delay: float) -> bool:
+        """Hold back every request for `delay` s; True if this lowered the limit."""
         with self._cond:
-            self.not_before = max(self.not_before, time.monotonic() + delay)
+            now = time.monotonic()
+            self.not_before = max(self.not_before, now + delay)
+            self.last_refusal = now
             self.refusals += 1
             if self.refusals >= 2 and self.limit > 1:
                 self.limit -= 1
                 self.refusals = 0
+                return True
+            return False
 
     def ok(self) -> None:
         with self._cond:
             self.refusals = 0
+            now = time.monotonic()
+            if self.limit < self.start_limit and now - self.last_refusal >= self.recover:
+                self.limit += 1
+                self.last_refusal = now  # one more connection per quiet period
+                self._cond.notify_all()
 
 
 @dataclass(frozen=True)

@@ -468,7 +468,7 @@ class Transfer:
                     seg.asked_at = time.monotonic()
                     self._request(rf, seg, req_end)
                 except TransientError as exc:
-                    self._refused(exc, rf.idle)  # before this connection is free for another request
+                    self._refused(exc, rf.idle, rf.f.path)  # before this connection is free for another request
                     raise
                 finally:
                     self.gate.release()
@@ -623,10 +623,11 @@ class Transfer:
                 h.update(b)
         return h.hexdigest()
 
-    def _refused(self, exc: TransientError, idle: int) -> None:
+    def _refused(self, exc: TransientError, idle: int, path: str) -> None:
         """A 429/503 holds back every request, for its Retry-After or else the backoff."""
-        if exc.status in (429, 503):
-            self.gate.refused(self.retry.delay(max(idle, 1), exc.retry_after))
+        if exc.status in (429, 503) and self.gate.refused(self.retry.delay(max(idle, 1), exc.retry_after)):
+            self.progress(Event("wait", path, message=f"the server keeps refusing (HTTP {exc.status}): "
+                                                      f"{self.gate.limit} connection(s) at once from now on"))
 
     def _piece_failed(self, rf: _Ranged, seg: _Seg, exc: TransientError) -> None:
         with self._cond:
@@ -825,7 +826,7 @@ class Transfer:
             # the part already holds at least the whole file: judge it by its checksum
             return 0, sha256_file(part)
         except TransientError as exc:
-            self._refused(exc, 0)
+            self._refused(exc, 0, f.path)
             reached = offset + moved
             if hashed and total is not None and reached < total:
                 what = (f"the server announced {total} bytes and the connection ended at byte {reached}"
