@@ -11,6 +11,7 @@ import typer
 from rich.table import Table as RichTable
 
 from mimiclab.cli import app
+from mimiclab.cli._build_progress import BuildProgress
 from mimiclab.cli._common import console, err_console, friendly_errors
 
 
@@ -56,30 +57,7 @@ def build_cmd(
         if backend == "postgres" and not postgres:
             raise MimiclabError("--backend postgres needs --postgres postgresql://user@host/db "
                                 "(or MIMICLAB_POSTGRES_DSN)")
-        status = console.status("starting", spinner="dots")
-
-        def progress(event: str, key: str | None, **info) -> None:
-            if event == "loading":
-                status.update(f"loading {key} ({_human(info.get('size'))})")
-            elif event == "loaded":
-                mark = {"ok": "[green]ok[/]", "mismatch": "[yellow]count differs from catalog[/]"}.get(info["check"], "")
-                console.print(f"  [green]loaded[/]  {key}: {info['rows']:,} rows in {info['seconds']:.2f} s {mark}")
-            elif event == "skipped":
-                console.print(f"  [dim]unchanged {key}: {info['rows']:,} rows[/]")
-            elif event == "gone":
-                console.print(f"  [yellow]kept[/]    {key}: source file {info['file']} is gone; "
-                              f"{info['rows']:,} rows from the previous build kept", soft_wrap=True)
-            elif event == "missing":
-                console.print(f"  [yellow]not loaded[/] {key}: source file absent (empty typed table)")
-            elif event == "waiting":
-                status.update("waiting for another build of this dataset to finish")
-            elif event == "publishing":
-                status.update(f"writing the database ({info['storage']} tables)")
-            elif event == "failed":
-                # through the live status's own console: a second console would race with its redraws
-                console.print(f"  [red]failed[/]  {info['error']}", highlight=False, soft_wrap=True)
-
-        with status:
+        with BuildProgress(console) as progress:
             result = build(slug, version=version, source=source, modules=_split(modules),
                            tables=_split(tables), force=force, progress=progress, storage=storage,
                            drop_missing=drop_missing)

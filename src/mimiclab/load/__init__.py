@@ -158,7 +158,9 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
             except BuildError as problem:
                 step = problem
             planned.append((table, key, old, step))
-        done = _run_loads([s for *_, s in planned if isinstance(s, _Load)], con, staging, emit)
+        loads = [s for *_, s in planned if isinstance(s, _Load)]
+        emit("plan", None, tables=len(loads), bytes=sum(ld.src.size for ld in loads))
+        done = _run_loads(loads, con, staging, emit)
         for table, key, old, step in planned:
             if isinstance(step, _Load):
                 step = done[key]
