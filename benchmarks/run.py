@@ -59,10 +59,40 @@ def write_results(h: Harness, failures: list[str], partial: bool) -> None:
             ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
             met = "" if f.met is None else ("yes" if f.met else "**no**")
             lines.append(f"| {f.name} | {f.value:.4g} {f.unit} | {base} | {ratio} | {f.target} | {met} | {f.note} |")
+    if partial:  # a partial run replaces its own sections and keeps the others' figures, said so
+        for section, body in _old_sections(ROOT / "results.md").items():
+            if section not in sections and section not in ("Machine and versions", "Benchmarks that failed to run"):
+                note = "_(from an earlier run: not re-run this time)_"
+                lines += ["", f"## {section}", ""] + ([] if note in body else [note, ""]) + body
     if failures:
         lines += ["", "## Benchmarks that failed to run", ""] + [f"- {n}" for n in failures]
     (ROOT / "results.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {ROOT / 'results.md'}")
+
+
+def _old_sections(path: Path) -> dict[str, list[str]]:
+    """`## heading` -> its lines (without the heading and surrounding blank lines) of an earlier results.md."""
+    out: dict[str, list[str]] = {}
+    current = None
+    try:
+        text = path.read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            out[current] = []
+        elif current is not None:
+            out[current].append(line)
+    return {k: _strip_blank(v) for k, v in out.items()}
+
+
+def _strip_blank(lines: list[str]) -> list[str]:
+    while lines and not lines[0].strip():
+        lines = lines[1:]
+    while lines and not lines[-1].strip():
+        lines = lines[:-1]
+    return lines
 
 
 if __name__ == "__main__":

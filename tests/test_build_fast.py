@@ -182,7 +182,7 @@ def test_a_value_arrow_refuses_goes_through_duckdb_and_its_error_names_line_and_
     assert not list(tmp_path.glob("*.tmp-*"))
 
 
-def test_native_load_streams_the_same_rows_into_duckdb_and_parquet(tmp_path, small_blocks):
+def test_native_load_gives_duckdb_and_parquet_the_same_rows(tmp_path, small_blocks):
     table = _table(["INTEGER", "VARCHAR", "DOUBLE"], key=["c0"])
     body = "".join(f'{i},"v{i}\n",{i / 7}\n' for i in range(500))
     src = _src(_write(tmp_path / "n", ["c0", "c1", "c2"], body))

@@ -247,41 +247,15 @@ class ParquetOut:
 
 
 def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_group: int,
-                   progress: Progress | None = None, stop: threading.Event | None = None,
-                   also: Callable[[pa.RecordBatchReader], None] | None = None) -> int:
-    """Write ``out`` (the caller's temporary name) from the csv; return its data rows. NotFast: use DuckDB.
-
-    With `also`, the same parsed rows are handed to it as one Arrow stream while they are written (the
-    loader gives them to DuckDB): parsed once, never re-read from the Parquet file.
-    """
+                   progress: Progress | None = None, stop: threading.Event | None = None) -> int:
+    """Write ``out`` (the caller's temporary name) from the csv; return its data rows. NotFast: use DuckDB."""
     schema = arrow_schema(table, version)
     if schema is None:
         raise NotFast("a column type Arrow is not used for")
     sink = ParquetOut(out, schema, row_group)
-    failure: list[BaseException] = []
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            for part in parsed(src, schema, progress, stop):
-                sink.write(part)
-                yield from part.to_batches()
-        except BaseException as exc:  # seen by the consumer as its own error: keep ours to re-raise
-            failure.append(exc)
-            raise
-
     try:
-        if also is None:
-            for _ in batches():
-                pass
-        else:
-            try:
-                also(pa.RecordBatchReader.from_batches(schema, batches()))
-            except BaseException:
-                if failure:
-                    raise failure[0] from None
-                raise
-            if failure:
-                raise failure[0]
+        for part in parsed(src, schema, progress, stop):
+            sink.write(part)
     finally:
         sink.close()
     return sink.rows

@@ -96,8 +96,8 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
     """Write `out` atomically; return the number of data rows. BuildError names file, line and column.
 
     The csv is parsed once, by Arrow on every core (`arrowcsv`), into the Parquet file; with `into` (a
-    table of `con`'s database) the same parsed rows also stream into that DuckDB table, in one transaction
-    with the primary-key check: a failure leaves the table as it was. A file Arrow cannot read exactly as
+    table of `con`'s database) DuckDB then copies that file into its own table, in one transaction with
+    the primary-key check: a failure leaves the table as it was. A file Arrow cannot read exactly as
     DuckDB would goes through DuckDB's reader instead (`_load_with_duckdb`), whose errors name the line.
     """
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
@@ -108,8 +108,12 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
                 rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop)
                 check_primary_key(con, f"read_parquet({sql_literal(exact_path(tmp))})", src, table)
             else:
-                rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop,
-                                               also=lambda rows: _create_from(con, into, rows, src, table))
+                # Then DuckDB reads the Parquet file in parallel: measured cheaper than handing it the parsed
+                # rows as a stream (one thread, 2.4 against 2.0 CPU-seconds for 7.2M chartevents rows).
+                rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop)
+                _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM "
+                                     f"read_parquet({sql_literal(exact_path(tmp))})",
+                                lambda: check_primary_key(con, into, src, table))
         except arrowcsv.NotFast:
             tmp.unlink(missing_ok=True)
             rows = _load_with_duckdb(con, src, table, version, tmp, rg, into)
@@ -120,17 +124,6 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return rows
-
-
-def _create_from(con, into: str, rows, src: SourceFile, table: Table) -> None:
-    """`into` := the Arrow stream `rows`, and its key checked, in one transaction."""
-    name = f"mimiclab_rows_{threading.get_ident()}"
-    con.register(name, rows)
-    try:
-        _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM {name}",
-                        lambda: check_primary_key(con, into, src, table))
-    finally:
-        con.unregister(name)
 
 
 def _in_transaction(con, sql: str, then) -> None:
