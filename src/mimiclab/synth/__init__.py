@@ -36,9 +36,10 @@ SLUG = "mimic-iv-synthetic"
 DEFAULT_VERSION = "2.2"
 SCALES = {"demo": _sql.DEMO, "full": _sql.FULL}  # per-patient rates: the demo's, or MIMIC-IV 3.1's table sizes
 FULL_VERSION = "3.1"  # the release whose published row counts --scale full matches (catalog rows:)
-BATCH_ROWS = 1_000_000  # rows per DuckDB COPY of an event table: bounds memory and temp disk
-WORKERS = 2  # batches generated at once: one DuckDB query of a batch mostly runs on one core
-AHEAD = 4  # batches generated ahead of the file writer (each waits compressed, in memory)
+BATCH_ROWS = 1_000_000  # rows per batch (a patient range) of a table: bounds memory
+WORKERS = min(8, max(2, os.cpu_count() or 2))  # batches generated at once, one core each (output does not depend on it)
+THREADS = 1  # DuckDB threads per query: the parallelism is across batches (measured: same CPU, less memory)
+AHEAD = 2 * WORKERS  # batches generated ahead of the file writer (each waits compressed, in memory)
 
 Progress = Callable[[str, int], None]  # (table name, rows written)
 
@@ -89,7 +90,7 @@ def full_patients() -> int:
 
 def _connect(tmp: Path, seed: int, patients: int, rates: _sql.Rates = _sql.DEMO) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={
-        "threads": min(os.cpu_count() or 2, 4), "memory_limit": "2GB", "preserve_insertion_order": True,
+        "threads": THREADS, "memory_limit": "2GB", "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
     if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
