@@ -3,6 +3,8 @@
 Baseline = the datathon's public example class (pandas.read_csv of each file, np.where per patient),
 re-implemented below. At synthetic scale the API is measured in a fresh subprocess (so its peak memory is
 its own), and the example class in another one under an address-space cap, to record how far it gets.
+`MIMICLAB_BENCH_FULL=1` adds the same lookups on the full-scale synthetic build (harness.full_build; no
+example class there: it cannot hold those tables); `=only` runs just that pass.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import WORK, Harness, data_root, percentile
+from harness import FULL, WORK, Harness, data_root, full_build, full_note, percentile
 
 HOSP3 = ["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"]
 SYNTH_PATIENTS = 10_000
@@ -45,8 +47,11 @@ def _home(path: Path) -> None:
 
 
 def run(h: Harness) -> None:
-    demo(h)
-    synthetic(h)
+    if FULL != "only":
+        demo(h)
+        synthetic(h)
+    if FULL:
+        full_scale(h)
 
 
 # ---------------------------------------------------------------------------------------------- demo
@@ -127,6 +132,7 @@ CHILD = PEAK_RSS + textwrap.dedent("""
     import numpy as np
     import mimiclab
     src, n_items, n_tl = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    n_ce = int(sys.argv[4]) if len(sys.argv) > 4 else 50
     out = {}
     t0 = time.perf_counter()
     ds = mimiclab.MIMICDataset(src, files=%(files)r)
@@ -149,7 +155,7 @@ CHILD = PEAK_RSS + textwrap.dedent("""
     out["timeline_rows_median"] = float(np.median(rows))
     ce = mimiclab.MIMICDataset(src, files=["icu/chartevents"])
     lat = []
-    for i in idx[:50]:
+    for i in idx[:n_ce]:
         t = time.perf_counter(); ce[i %% len(ce)]; lat.append(time.perf_counter() - t)
     out["chartevents_getitem_ms"] = [x * 1000 for x in lat]
     out["peak_rss_mb"] = peak_rss_mb()
@@ -221,6 +227,38 @@ def synthetic(h: Harness) -> None:
     note = ce["failed"] or f"loaded in {ce.get('construct_s', 0):.0f} s, peak {ce['peak_rss_mb']:.0f} MB"
     h.record(sec, f"example class on icu/chartevents under a {EXAMPLE_CAP_GB} GB cap: peak memory",
              ce["peak_rss_mb"], "MB", met=ce["failed"] is None, note=note)
+
+
+def full_scale(h: Harness) -> None:
+    """ds[i], timeline() and chartevents lookups on the full-scale build, in a fresh process (same child)."""
+    sec = "api: full scale"
+    found = full_build()
+    if isinstance(found, str):
+        print(f"  full scale skipped: {found}", flush=True)
+        h.record(sec, "skipped: no full-scale build", 0, "", note=found)
+        return
+    home, build_dir = found
+    env = {**os.environ, "MIMICLAB_HOME": str(home)}
+    n_items, n_tl, n_ce = 200, 60, 30
+    res = subprocess.run([sys.executable, "-c", CHILD % {"files": HOSP3}, str(build_dir), str(n_items), str(n_tl),
+                          str(n_ce)], env=env, check=True, capture_output=True, text=True)
+    r = json.loads(res.stdout.strip().splitlines()[-1])
+    what = full_note(build_dir)
+    gi, tl = r["getitem_ms"], r["timeline_ms"]
+    h.record(sec, "ds[i] 3 hosp tables p50", percentile(gi, 50), "ms", target="< 20 ms", met=percentile(gi, 50) < 20,
+             note=f"{what}; {n_items} random patients")
+    h.record(sec, "ds[i] 3 hosp tables p99", percentile(gi, 99), "ms", target="< 100 ms", met=percentile(gi, 99) < 100)
+    h.record(sec, "patient(id).timeline() p50", percentile(tl, 50), "ms", target="< 50 ms",
+             met=percentile(tl, 50) < 50,
+             note=f"{n_tl} random patients, median {r['timeline_rows_median']:.0f} events/patient; "
+                  f"{r['chartevents_rows']:,} chartevents rows")
+    h.record(sec, "patient(id).timeline() p99", percentile(tl, 99), "ms", target="< 200 ms", met=percentile(tl, 99) < 200)
+    h.record(sec, "ds[i] icu/chartevents p50", percentile(r["chartevents_getitem_ms"], 50), "ms",
+             note=f"p99 {percentile(r['chartevents_getitem_ms'], 99):.1f} ms, {n_ce} patients")
+    h.record(sec, "peak memory of the API process", r["peak_rss_mb"], "MB", target="< 1024 MB",
+             met=r["peak_rss_mb"] < 1024)
+    h.record(sec, "MIMICDataset(...) construction (built)", r["construct_s"], "s",
+             note="patients present in all 3 tables listed from the build")
 
 
 def _example_at_scale(src: Path, files: list[str], env: dict) -> dict:

@@ -26,6 +26,34 @@ def data_root() -> Path:
     return Path(os.environ.get("MIMICLAB_TEST_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
+FULL = os.environ.get("MIMICLAB_BENCH_FULL", "")  # "1": also the full-scale passes; "only": just those
+
+
+def full_build() -> tuple[Path, Path] | str:
+    """The full-scale synthetic build the api/cohort/web full passes read, as (MIMICLAB_HOME, build folder),
+    or why there is none. It is the one `MIMICLAB_BENCH_FULL=1 run.py build` leaves in
+    benchmarks/_work/home-synth-full; `MIMICLAB_BENCH_FULL_HOME=<a MIMICLAB_HOME>` points at another."""
+    from mimiclab.load import manifest as mf
+
+    home = Path(os.environ.get("MIMICLAB_BENCH_FULL_HOME") or WORK / "home-synth-full").resolve()
+    for d in sorted((home / "db" / "mimic-iv-synthetic").glob("*/"), reverse=True):
+        man = mf.read(d)
+        if man is not None and (d / man.database).exists():
+            return home, d
+    return (f"no finished mimic-iv-synthetic build under {home}/db: run `MIMICLAB_BENCH_FULL=1 python "
+            "benchmarks/run.py build` first, or set MIMICLAB_BENCH_FULL_HOME to the MIMICLAB_HOME holding one")
+
+
+def full_note(build_dir: Path) -> str:
+    """What the full-scale build holds, for the figures' notes: patients and rows."""
+    from mimiclab.load import manifest as mf
+
+    man = mf.read(build_dir)
+    patients = (man.synthetic_info or {}).get("patients", 0) if man else 0
+    rows = sum(t.rows or 0 for t in man.loaded) if man else 0
+    return f"{patients:,} patients, {rows:,} rows"
+
+
 @dataclass
 class Figure:
     section: str
