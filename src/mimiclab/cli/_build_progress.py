@@ -130,6 +130,8 @@ class BuildProgress:
             self._say(f"  [green]loaded[/]  {k}: {info['rows']:,} rows in {info['seconds']:.2f} s {mark}")
         elif event == "skipped":
             self._say(f"  [dim]unchanged {k}: {info['rows']:,} rows[/]")
+        elif event == "resumed":
+            self._say(f"  [green]resumed[/] {k}: finished by an interrupted build, not parsed again")
         elif event == "gone":
             self._say(f"  [yellow]kept[/]    {k}: source file {escape(str(info['file']))} is gone; "
                       f"{info['rows']:,} rows from the previous build kept")

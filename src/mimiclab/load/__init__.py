@@ -31,12 +31,14 @@ if sys.platform == "win32":  # pragma: no cover - no advisory locks on Windows
 else:
     import fcntl
 
+import duckdb
+
 from mimiclab import __version__, catalog, config
 from mimiclab.catalog import Dataset, Table
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.load import manifest as mf
-from mimiclab.load.loader import connect, load_csv_to_parquet, write_empty_parquet
+from mimiclab.load.loader import connect, load_csv_to_parquet, reuse_parquet, write_empty_parquet
 from mimiclab.load.source import SourceFile, check_header, locate, source_problem
 from mimiclab.load.version import resolve as resolve_version
 from mimiclab.store import TableRef
@@ -291,6 +293,7 @@ class _Load:
     hashing: Future[str] | None  # sha256 of the source, computed while loading (None: `digest` is known)
     digest: str | None
     into: str | None  # native storage: the staging database's table
+    reuse: Path | None = None  # the table's finished Parquet file (relative to out_dir): no parse needed
 
 
 def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src_dir: Path, out_dir: Path,
@@ -317,12 +320,30 @@ def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src
         if digest == old.sha256:
             emit("skipped", key, rows=old.rows)
             return old.model_copy(update={"source_missing": False, "error": None})
+    elif not force and _finished(out_dir, table, shash):
+        digest = sha256(src.path)  # an interrupted build may have finished this table: its file says so
     else:
         # Nothing to compare with: hash on another core while the table loads (hashlib releases the GIL).
         hashing = _HASH_POOL.submit(sha256, src.path)
     check_header(src, table, ver)
+    reuse = None
+    if digest is not None and not force:
+        done = _parquet_name(table, digest, shash)
+        reuse = done if (out_dir / done).exists() else None
     into = staging.open().table_name(ds.db_schema(table.module), table.name) if staging.storage == "native" else None
-    return _Load(key, ds, ver, table, src, out_dir, shash, hashing, digest, into)
+    return _Load(key, ds, ver, table, src, out_dir, shash, hashing, digest, into, reuse)
+
+
+def _parquet_name(table: Table, digest: str, shash: str) -> Path:
+    """Where a table's Parquet file lives: named by its source's sha256 and its column schema."""
+    return Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
+
+
+def _finished(out_dir: Path, table: Table, shash: str) -> bool:
+    """A loaded Parquet file of this table and schema exists (one a killed build finished, say). Such a file
+    got its final name only after its rows were parsed, counted and their key checked."""
+    folder = out_dir / "parquet" / table.module
+    return any("-empty-" not in p.name for p in folder.glob(f"{table.name}-*-{shash}.parquet"))
 
 
 # Tables loaded at once. Each load parses on the shared Arrow pool (all cores) and then has DuckDB copy
@@ -394,15 +415,25 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
             emit("progress", key, bytes=done_bytes, size=src.size, rows=rows)
 
     try:
-        rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop)
+        rows = None
+        if load.reuse is not None:  # finished by an interrupted build: its rows are in the file already
+            try:
+                rows = reuse_parquet(cur, out_dir / load.reuse, load.into)
+                rel = load.reuse
+                emit("resumed", key, file=str(load.reuse))
+            except (duckdb.Error, OSError, ValueError):  # unreadable after all: parse the csv again
+                (out_dir / load.reuse).unlink(missing_ok=True)
+        if rows is None:
+            rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop)
+            digest = load.hashing.result() if load.hashing is not None else load.digest
+            assert digest is not None
+            rel = _parquet_name(table, digest, load.shash)
+            os.replace(part, out_dir / rel)
         if load.into is not None:
             staging.loaded.add(key)
-        digest = load.hashing.result() if load.hashing is not None else load.digest
-        assert digest is not None
-        rel = Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{load.shash}.parquet"
-        os.replace(part, out_dir / rel)
     finally:
         part.unlink(missing_ok=True)
+    digest = load.digest or (load.hashing.result() if load.hashing is not None else None)
     expected = _expected_rows(load.ds, load.ver, table)
     check: Literal["ok", "mismatch", "unknown"] = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(

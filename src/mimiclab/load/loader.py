@@ -126,6 +126,18 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
     return rows
 
 
+def reuse_parquet(con, path: Path, into: str | None) -> int:
+    """A finished Parquet file of this table (same source sha256, same schema): its rows, copied `into` the
+    database if given. Its key was checked before it got its final name."""
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(path).metadata.num_rows
+    if into is not None:
+        _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM read_parquet({sql_literal(exact_path(path))})",
+                        lambda: None)
+    return rows
+
+
 def _in_transaction(con, sql: str, then) -> None:
     con.execute("BEGIN TRANSACTION")
     try:
