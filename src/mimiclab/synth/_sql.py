@@ -396,7 +396,9 @@ def labevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
               {n_draw(r)} AS n_draw FROM adm WHERE {w}),
       d AS (SELECT *, unnest(range(n_draw)) AS d FROM a),
       t AS (SELECT *, date_trunc('minute', admittime + secs(3600 * (1 + d * CASE WHEN n_icu > 0 THEN {_n(r.lab_icu_h)} ELSE {_n(r.lab_ward_h)} END
-              + 2 * u3(akey, d, 300)))) AS charttime FROM d),
+              + 2 * u3(akey, d, 300)))) AS charttime,
+              CASE WHEN u3(akey, d, 304) < 0.2 THEN prov(u3(akey, d, 305)) END AS prov_id,
+              pick(['STAT', 'STAT', 'ROUTINE', 'ROUTINE', ''], u3(akey, d, 307)) AS prio FROM d),
       r AS (SELECT *, unnest({ll}) AS it FROM t),
       f AS (SELECT * FROM r WHERE it.panel <= 1 OR (it.panel = 2 AND d % 2 = 0) OR (it.panel = 3 AND d % 3 = 0)
               OR (it.panel = 4 AND n_icu > 0 AND d % 2 = 1) OR (it.panel = 5 AND d = 0 AND u(akey, 301) < 0.5)),
@@ -405,12 +407,12 @@ def labevents(w: str, r: Rates = DEMO) -> tuple[str, str | None]:
       y AS (SELECT *, round(x, it.dec) AS xr FROM v)
       SELECT (lab_end - n_draw * 40 + d * 40 + it.i + 1)::INTEGER AS labevent_id, subject_id, hadm_id,
         uid8((lab_end // 40 - n_draw + d) * 8 + it.panel) AS specimen_id, it.itemid AS itemid,
-        CASE WHEN u3(akey, d, 304) < 0.2 THEN prov(u3(akey, d, 305)) END AS order_provider_id,
+        prov_id AS order_provider_id,
         charttime, charttime + to_minutes(floor(20 + 160 * u3(akey, d, 306 + it.panel))::BIGINT) AS storetime,
         fmt(xr, it.dec) AS value, fmt(xr, it.dec) AS valuenum, nullif(it.uom, '') AS valueuom,
         it.rlo AS ref_range_lower, it.rhi AS ref_range_upper,
         CASE WHEN xr < it.rlo OR xr > it.rhi THEN 'abnormal' END AS flag,
-        pick(['STAT', 'STAT', 'ROUTINE', 'ROUTINE', ''], u3(akey, d, 307)) AS priority, NULL AS comments
+        prio AS priority, NULL AS comments
       FROM y"""
     return sql, None
 
