@@ -374,3 +374,15 @@ def test_key_ids_never_repeat_where_a_large_set_reaches(tmp_path):
     assert samek == 0 and top <= 2**31 - 1  # none with the key ids, which stay INTEGER
     n, distinct = con.execute("SELECT count(*), count(DISTINCT uidk(i)) FROM range(0, 3000000) t(i)").fetchone()
     assert distinct == n
+
+
+def test_failing_compressor_does_not_hang_the_copy(tmp_path: Path, monkeypatch):
+    """If the reader side of the pipe fails, it drains the pipe so DuckDB's COPY ends and the error surfaces."""
+    def broken(src, level=None):
+        src.read(1000)
+        raise RuntimeError("compressor broke")
+
+    monkeypatch.setattr(synth, "compress_stream", broken)
+    with pytest.raises(RuntimeError, match="compressor broke"):
+        synth.generate(tmp_path / "x", patients=20, tables=["chartevents"])
+    assert not list((tmp_path / "x").rglob("*.csv.gz*"))

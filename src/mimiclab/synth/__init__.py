@@ -185,7 +185,12 @@ def _batch(con: duckdb.DuckDBPyConnection, query: str, header: bool, tmp: Path, 
 
 def _read_pipe(fd: int) -> Compressed:
     with os.fdopen(fd, "rb", buffering=0) as f:
-        return compress_stream(f)
+        try:
+            return compress_stream(f)
+        except BaseException:
+            while f.read(1 << 20):  # drain, so that DuckDB's COPY can finish instead of blocking forever
+                pass
+            raise
 
 
 def _write_tables(con: duckdb.DuckDBPyConnection, tables: Sequence[_Table], tmp: Path,
