@@ -68,6 +68,10 @@ def columns_struct(table: Table, version: str) -> str:
     return "{" + ", ".join(f"{sql_literal(c.name)}: {sql_literal(c.type)}" for c in table.columns_for(version)) + "}"
 
 
+def columns_ddl(table: Table, version: str) -> str:
+    return ", ".join(f"{quote_ident(c.name)} {c.type}" for c in table.columns_for(version))
+
+
 def read_csv_sql(src: SourceFile, table: Table, version: str) -> str:
     """read_csv over the source with the catalog's names and types, as PostgreSQL's COPY CSV would read it.
 
@@ -110,9 +114,11 @@ def load_csv_to_parquet(con, src: SourceFile, table: Table, version: str, out: P
             else:
                 # Then DuckDB reads the Parquet file in parallel: measured cheaper than handing it the parsed
                 # rows as a stream (one thread, 2.4 against 2.0 CPU-seconds for 7.2M chartevents rows).
+                # A typed CREATE then INSERT: the catalog's types whatever the file says, and 8% less CPU than
+                # CREATE TABLE AS (5.9 against 6.4 s for 20.7M chartevents rows).
                 rows = arrowcsv.csv_to_parquet(src, table, version, tmp, rg, progress=progress, stop=stop)
-                _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM "
-                                     f"read_parquet({sql_literal(exact_path(tmp))})",
+                _in_transaction(con, f"CREATE OR REPLACE TABLE {into} ({columns_ddl(table, version)}); "
+                                     f"INSERT INTO {into} SELECT * FROM read_parquet({sql_literal(exact_path(tmp))})",
                                 lambda: check_primary_key(con, into, src, table))
         except arrowcsv.NotFast:
             tmp.unlink(missing_ok=True)
