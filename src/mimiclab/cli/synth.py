@@ -19,7 +19,7 @@ def synth_cmd(
     version: str = typer.Option("2.2", "--version", help="MIMIC-IV version whose schema to follow."),
     scale: str = typer.Option("demo", "--scale",
                               help="Rates per patient: 'demo' (ICU-heavy, like the open demo) or 'full' "
-                                   "(MIMIC-IV 3.1's published table sizes: ~890M rows, over 10 GB)."),
+                                   "(MIMIC-IV 3.1's published table sizes: ~896M rows, 13 GB)."),
     fraction: float | None = typer.Option(None, "--fraction", min=0.0, max=1.0,
                                           help="With --scale full: this share of MIMIC-IV 3.1's patients (e.g. 0.01)."),
 ) -> None:
