@@ -3,6 +3,11 @@
     python benchmarks/run.py                 # all
     python benchmarks/run.py build download  # only bench_build.py and bench_download.py
     MIMICLAB_BENCH_QUICK=1 python benchmarks/run.py   # smaller data, for a smoke run
+    MIMICLAB_BENCH_FULL=1 python benchmarks/run.py    # also the full-scale passes (=only: just those);
+        # `run.py build` generates (once, ~13 GB) and builds MIMIC-IV 3.1's sizes into benchmarks/_work,
+        # api/cohort/web then use that build (or MIMICLAB_BENCH_FULL_HOME=<a MIMICLAB_HOME holding one)
+
+A run of some benchmarks rewrites only their sections of results.md and keeps the others, marked as such.
 """
 
 from __future__ import annotations
