@@ -22,6 +22,12 @@ SUGGESTED = {
 }
 
 
+# Pickers whose whole vocabulary (every value with its count) is small enough to keep: the web layer reads it
+# once per build and filters it in Python on every keystroke (see vocabulary_sql).
+VOCABULARY = {("admission_type", "values"), ("admission_location", "values"), ("year_group", "values"),
+              ("care_unit", "values"), ("medication", "names")}
+
+
 def _escape(q: str) -> str:
     """LIKE's wildcards (and the escape character) in `q` taken literally (used with ESCAPE '\\')."""
     return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -114,3 +120,23 @@ def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", lim
         rx = n.prescriptions
         return None if rx is None else _counted(f"r.{rx.name}", f"{rx.table} r", q, limit)
     return None  # pragma: no cover - SUGGESTED lists only the cases above
+
+
+def vocabulary_sql(family: str | None, criterion: str, param: str, max_values: int) -> str | None:
+    """SQL returning every `value`, `label`, `n` of a picker (at most `max_values` + 1 rows, most frequent first,
+    as suggest_sql orders them), or None: no picker, or one read from a dictionary at each keystroke.
+
+    Counting drug names over prescriptions' 19M rows took 0.3 s to 1 s a keystroke at full scale (DuckDB's
+    ILIKE with ESCAPE is slow); the build does not change under a given generation, so its vocabulary
+    (a few thousand names) is read once, and `matching` answers each keystroke."""
+    if (criterion, param) not in VOCABULARY:
+        return None
+    made = suggest_sql(family, criterion, param, "", max_values + 1)
+    return None if made is None else made[0]
+
+
+def matching(vocabulary: list[tuple[Any, Any, Any]], q: str, limit: int) -> list[tuple[Any, Any, Any]]:
+    """The first `limit` (value, label, n) of a vocabulary whose value contains `q`, ignoring case: what
+    suggest_sql's `ILIKE '%q%'` returns, in the same order."""
+    q = q.strip()[:100].lower()
+    return [r for r in vocabulary if q in str(r[0]).lower()][:limit] if q else vocabulary[:limit]

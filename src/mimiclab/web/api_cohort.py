@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import re
 import tempfile
+import threading
+import weakref
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -66,20 +68,60 @@ async def suggest(request: Request, slug: str, criterion: str = Query(max_length
 
 def _suggest(request: Request, slug: str, criterion: str, param: str, q: str, limit: int) -> dict:
     from mimiclab.cohort.spec import SpecError
-    from mimiclab.cohort.suggest import suggest_sql
+    from mimiclab.cohort.suggest import matching, suggest_sql
 
     ds = dataset(wb(request), slug)
     try:
-        made = suggest_sql(ds.family, criterion, param, q, limit)
+        vocab = _vocabulary(request, slug, ds.family, criterion, param)
+        made = None if vocab is not None else suggest_sql(ds.family, criterion, param, q, limit)
     except SpecError:  # a schema family without cohorts (OMOP)
-        made = None
-    if made is None:
+        vocab = made = None
+    if vocab is not None:
+        found = matching(vocab, q, limit)
+    elif made is None:
         return {"criterion": criterion, "param": param, "supported": False, "suggestions": []}
-    sql, params = made
-    t = wb(request).store(slug).arrow(sql, params, portable=True)  # the cohort layer writes it portable
-    rows = [{"value": str(v), "label": lab, "n": n} for v, lab, n in
-            zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist(), strict=True)]
+    else:
+        sql, params = made
+        t = wb(request).store(slug).arrow(sql, params, portable=True)  # the cohort layer writes it portable
+        found = list(zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist(),
+                         strict=True))
+    rows = [{"value": str(v), "label": lab, "n": n} for v, lab, n in found]
     return {"criterion": criterion, "param": param, "supported": True, "suggestions": rows}
+
+
+VOCABULARY_MAX = 50_000  # values kept per picker; a larger vocabulary is queried at each keystroke instead
+_vocabularies: weakref.WeakKeyDictionary[Any, dict[tuple, list | None]] = weakref.WeakKeyDictionary()
+_vocab_lock = threading.Lock()
+
+
+def _vocabulary(request: Request, slug: str, family: str | None, criterion: str, param: str) -> list | None:
+    """Every (value, label, n) of a picker, read once per build generation (a build is immutable under its
+    `built_at` and `generation`; a rebuild gets new ones, and the old entries are dropped), or None: this
+    picker is queried at each keystroke (no vocabulary, or more than VOCABULARY_MAX values)."""
+    from mimiclab.cohort.suggest import VOCABULARY, vocabulary_sql
+
+    if (criterion, param) not in VOCABULARY:
+        return None
+    w = wb(request)
+    b = w.build(slug)
+    gen = (b.slug, b.version, b.manifest.built_at, b.manifest.generation)
+    with _vocab_lock:
+        cache = _vocabularies.setdefault(w, {})
+        key = (*gen, criterion, param)
+        if key in cache:
+            return cache[key]
+    sql = vocabulary_sql(family, criterion, param, VOCABULARY_MAX)
+    if sql is None:
+        return None
+    t = w.store(slug).arrow(sql, portable=True)
+    rows = list(zip(t.column("value").to_pylist(), t.column("label").to_pylist(), t.column("n").to_pylist(),
+                    strict=True))
+    vocab = rows if len(rows) <= VOCABULARY_MAX else None
+    with _vocab_lock:
+        for old in [k for k in cache if k[:2] == gen[:2] and k[:4] != gen]:  # an older build of this dataset
+            del cache[old]
+        cache[key] = vocab
+    return vocab
 
 
 @router.post("/datasets/{slug}/cohort/run", summary="Run a cohort spec: attrition, Table 1, SQL, warnings")

@@ -374,6 +374,15 @@ async def stats(request: Request, slug: str, table: str, column: str,
                                    what="the column statistics")
 
 
+# Above EXACT_MAX_ROWS rows in the (filtered) relation, what needs every value (distinct, mean, std, median,
+# most frequent values) is computed on a sample of about SAMPLE_ROWS rows, and the answer says so: exact over
+# labevents' 158M rows took 5 s, the sample 0.1 s. Rows, empty values, min and max stay exact (cheap: one
+# pass without hashing or sorting, answered from the table's statistics by DuckDB when there is no filter).
+EXACT_MAX_ROWS = 5_000_000
+SAMPLE_ROWS = 1_000_000
+ESTIMATED_FIELDS = ("distinct", "mean", "std", "median", "top")
+
+
 def _stats(request: Request, slug: str, table: str, column: str, filters: list[Filter], q: str) -> dict:
     _, b, _t, st, key, types = _table_ctx(request, slug, table)
     if column not in types:
@@ -381,21 +390,60 @@ def _stats(request: Request, slug: str, table: str, column: str, filters: list[F
     where, params = _where(filters, types, q)
     typ = types[column]
     if not _loaded(b, key):
-        return {"column": column, "type": typ, "rows": 0, "nulls": 0, "distinct": 0, "top": []}
+        return {"column": column, "type": typ, "rows": 0, "nulls": 0, "distinct": 0, "top": [], "estimated": None}
     c = quote(column)
+    num, ordered = typ.startswith(NUMERIC), typ.startswith(NUMERIC) or typ.startswith(TEMPORAL)
     src = f"(SELECT {c} AS v FROM {qualify(key)} {where}) AS src"
-    base = st.arrow(f"SELECT count(*) AS n, count(v) AS non_null, {distinct_count(st, 'v')} AS n_distinct FROM {src}",
-                    params, portable=True).to_pylist()[0]
-    out = {"column": column, "type": typ, "rows": base["n"], "nulls": base["n"] - base["non_null"],
-           "distinct": base["n_distinct"]}
-    if typ.startswith(NUMERIC) or typ.startswith(TEMPORAL):
-        num = typ.startswith(NUMERIC)
-        agg = "min(v) AS min, max(v) AS max" + (", avg(v) AS mean, stddev(v) AS std, median(v) AS median" if num else "")
-        out.update({k: jsonable(v) for k, v in
-                    st.arrow(f"SELECT {agg} FROM {src}", params, portable=True).to_pylist()[0].items()})
+    base = st.arrow(f"SELECT count(*) AS n, count(v) AS non_null{', min(v) AS min, max(v) AS max' if ordered else ''} "
+                    f"FROM {src}", params, portable=True).to_pylist()[0]
+    out: dict[str, Any] = {"column": column, "type": typ, "rows": base["n"], "nulls": base["n"] - base["non_null"]}
+    if ordered:
+        out.update(min=jsonable(base["min"]), max=jsonable(base["max"]))
+    if base["n"] > EXACT_MAX_ROWS:
+        out.update(_sampled_stats(st, key, c, where, params, num, base["n"], base["non_null"]))
+        return out
+    out["distinct"] = st.scalar(f"SELECT {distinct_count(st, 'v')} FROM {src}", params, portable=True)
+    if num:
+        out.update({k: jsonable(v) for k, v in st.arrow(
+            f"SELECT avg(v) AS mean, stddev(v) AS std, median(v) AS median FROM {src}", params,
+            portable=True).to_pylist()[0].items()})
     top = st.arrow(f"SELECT v AS value, count(*) AS n FROM {src} WHERE v IS NOT NULL GROUP BY v "
                    f"ORDER BY n DESC, v LIMIT 10", params, portable=True).to_pylist()
     out["top"] = [{"value": jsonable(r["value"]), "n": r["n"]} for r in top]
+    out["estimated"] = None
+    return out
+
+
+def _sampled_stats(st, key: str, c: str, where: str, params: list, num: bool, rows: int, non_null: int) -> dict:
+    """Distinct, mean, std, median and top values from one sample of the table, in one query.
+
+    TABLESAMPLE SYSTEM is the one sampling clause DuckDB, PostgreSQL and BigQuery all have, and the cheap
+    one: it reads only the chosen blocks of rows (DuckDB: 2,048-row vectors; PostgreSQL: pages; BigQuery:
+    storage blocks), where a row-level sample (BERNOULLI, ORDER BY random()) reads every row. The table is
+    sampled before the filter, at the share that leaves about SAMPLE_ROWS rows after it. Blocks hold rows
+    stored together (one patient's, one day's), so: the distinct count is the values seen in the sample (a
+    lower bound, never scaled up: scaling is wildly wrong for clustered values), and the top values' counts
+    are the sample's scaled by non-null rows / non-null rows in the sample (unbiased, approximate)."""
+    pct = min(100.0, 100.0 * SAMPLE_ROWS / max(rows, 1))
+    sample = f"SELECT {c} AS v FROM {qualify(key)} TABLESAMPLE SYSTEM ({pct:.6g} PERCENT) {where}"
+    moments = ", avg(v) AS mean, stddev(v) AS std, median(v) AS median" if num else ""
+    res = st.arrow(
+        f"WITH s AS MATERIALIZED ({sample}), g AS (SELECT v, count(*) AS c FROM s WHERE v IS NOT NULL GROUP BY v), "
+        f"a AS (SELECT count(*) AS sampled, count(v) AS sampled_values{moments}, "
+        f"(SELECT count(*) FROM g) AS seen FROM s) "
+        f"SELECT a.*, t.value, t.n FROM a LEFT JOIN (SELECT v AS value, c AS n FROM g ORDER BY c DESC, v LIMIT 10) "
+        f"AS t ON true ORDER BY t.n DESC, t.value", params, portable=True).to_pylist()
+    first = res[0]
+    got = first["sampled_values"] or 0
+    scale = non_null / got if got else 0.0
+    out: dict[str, Any] = {"distinct": first["seen"],
+                           "top": [{"value": jsonable(r["value"]), "n": round(r["n"] * scale)}
+                                   for r in res if r["n"] is not None]}
+    if num:
+        out.update({k: jsonable(first[k]) for k in ("mean", "std", "median")})
+    out["estimated"] = {"fields": [f for f in ESTIMATED_FIELDS if num or f in ("distinct", "top")],
+                        "from_rows": first["sampled"], "of": rows, "values_in_sample": got, "percent": round(pct, 4),
+                        "method": "TABLESAMPLE SYSTEM: blocks of rows", "distinct_is_lower_bound": True}
     return out
 
 

@@ -52,14 +52,21 @@
     try {
       const s = await api(ds(`/tables/${encodeURIComponent(state.table)}/stats`) + qs({ column, f: state.f, q: state.q }));
       const kv = (k, v) => el("div.kv", el("span", k), el("b", v));
-      const facts = [kv("rows", num(s.rows)), kv("empty", num(s.nulls)), kv("distinct (approx.)", num(s.distinct))];
-      for (const k of ["min", "max", "mean", "median", "std"]) if (s[k] !== undefined && s[k] !== null) facts.push(kv(k, typeof s[k] === "number" ? String(+s[k].toFixed(4)) : s[k]));
+      // above a few million rows the server estimates what needs every value, and says which (s.estimated)
+      const est = s.estimated, approx = (k) => (est && est.fields.includes(k) ? "≈ " : "");
+      const facts = [kv("rows", num(s.rows)), kv("empty", num(s.nulls)),
+        kv(est ? "distinct (at least: seen in the sample)" : "distinct (approx.)", num(s.distinct))];
+      for (const k of ["min", "max", "mean", "median", "std"]) if (s[k] !== undefined && s[k] !== null) facts.push(kv(`${approx(k)}${k}`, typeof s[k] === "number" ? String(+s[k].toFixed(4)) : s[k]));
+      const note = est ? el("p.muted.small.estimated",
+        `Estimated from a sample of ${num(est.from_rows)} of the ${num(est.of)} rows (blocks of rows, ${est.percent}% of the table): `
+        + `${est.fields.filter((f) => f !== "distinct" && f !== "top").join(", ")}${est.fields.length > 2 ? " and " : ""}the counts of the most frequent values are estimates (≈); `
+        + `distinct counts the values seen in the sample. Rows, empty${s.min !== undefined ? ", min and max" : ""} are exact.`) : null;
       const close = el("button.button.secondary", { type: "button" }, "close");
       close.addEventListener("click", () => { box.hidden = true; });
       put(box, el("div.row.between", el("h2", `Column `, el("code", s.column), " ", el("span.muted.small", s.type.toLowerCase())), close),
-        el("div.stats", facts),
-        el("h3", "Most frequent values"),
-        grid({ columns: ["value", "rows"], types: ["", ""], rows: s.top.map((t) => [t.value, t.n]) }, { showTypes: false }));
+        el("div.stats", facts), ...(note ? [note] : []),
+        el("h3", est ? "Most frequent values (estimated from the sample)" : "Most frequent values"),
+        grid({ columns: ["value", est ? "rows ≈" : "rows"], types: ["", ""], rows: s.top.map((t) => [t.value, t.n]) }, { showTypes: false }));
     } catch (e) { put(box, ML.errorBox(e.message)); }
   }
 
