@@ -246,3 +246,20 @@ def test_a_rebuilt_dataset_gets_a_new_vocabulary(client, app, raw, queries, monk
     assert len(queries) == 2  # read again for the new generation
     cache = api_cohort._vocabularies[app.state.workbench]
     assert [k[3] for k in cache] == ["another-generation"]  # the old generation's entry is dropped
+
+
+def test_icd_picker_from_the_vocabulary_matches_raw(client, raw, queries):  # noqa: F811
+    """Codes by words (title) or by code prefix (dots dropped), with their diagnosis rows, as the SQL finds them."""
+    from mimiclab.web import api_cohort
+
+    api_cohort._vocabularies.clear()
+    for q in ("hypertens", "I1", "i10", "e78.5", "%_'\\", "Heart failure"):
+        got = client.get(SUGGEST, params={"criterion": "diagnosis", "param": "icd10", "q": q}).json()["suggestions"]
+        want = raw.execute(
+            "SELECT x.icd_code, max(d.long_title), count(*) AS n FROM hosp_diagnoses_icd x LEFT JOIN hosp_d_icd_diagnoses d "
+            "USING (icd_code, icd_version) WHERE x.icd_version = 10 AND (starts_with(lower(x.icd_code), ?) "
+            "OR contains(lower(d.long_title), ?)) GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20",
+            [q.replace(".", "").lower(), q.lower()]).fetchall()
+        assert [(s["value"], s["label"], s["n"]) for s in got] == [tuple(w) for w in want], q
+        assert want or q.startswith("%"), q  # each search but the odd one finds codes
+    assert len(queries) == 1

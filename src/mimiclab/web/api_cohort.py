@@ -77,7 +77,7 @@ def _suggest(request: Request, slug: str, criterion: str, param: str, q: str, li
     except SpecError:  # a schema family without cohorts (OMOP)
         vocab = made = None
     if vocab is not None:
-        found = matching(vocab, q, limit)
+        found = matching(vocab, q, limit, criterion)
     elif made is None:
         return {"criterion": criterion, "param": param, "supported": False, "suggestions": []}
     else:
