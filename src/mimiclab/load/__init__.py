@@ -144,7 +144,7 @@ def _build(ds: Dataset, slug: str, ver: str, src_dir: Path, out_dir: Path, modul
     result = BuildResult(out_dir)  # manifest set when the build is published or found unchanged
     entries: dict[str, mf.TableEntry] = {}
     t_start = time.perf_counter()
-    con = connect(temp_dir=out_dir / "parquet")  # empty tables, and csv -> Parquet for views builds
+    con = connect(temp_dir=out_dir / "parquet", memory_limit=WRITER_MEMORY)  # empty tables; views builds' key checks
     staging = _Staging(out_dir / database_name(slug), storage, previous, out_dir, force)
     try:
         planned: list[tuple[Table, str, mf.TableEntry | None, _Load | mf.TableEntry | BuildError]] = []
@@ -236,7 +236,7 @@ class _Staging:
     def open(self) -> DatabaseWriter:
         if self.writer is None:
             self.writer = DatabaseWriter(self.path, storage=self.storage, base=self.base,
-                                         temp_dir=self.out_dir / "parquet")
+                                         temp_dir=self.out_dir / "parquet", memory_limit=WRITER_MEMORY)
         return self.writer
 
     def current(self, entries: dict[str, mf.TableEntry]) -> set[str]:
@@ -345,6 +345,11 @@ def _finished(out_dir: Path, table: Table, shash: str) -> bool:
     folder = out_dir / "parquet" / table.module
     return any("-empty-" not in p.name for p in folder.glob(f"{table.name}-*-{shash}.parquet"))
 
+
+# DuckDB's buffer pool while building. DuckDB also allocates outside it (per-thread insert state, Parquet
+# reader buffers), and two tables load at once: with 1 GB the full-scale build peaked at 2.4 GB (chartevents
+# and labevents together); Arrow's own share was 52 MB. Spilling (the key check's GROUP BY) goes to disk.
+WRITER_MEMORY = "640MB"
 
 # Tables loaded at once. Each load parses on the shared Arrow pool (all cores) and then has DuckDB copy
 # its Parquet file into the database; two at a time keep both cores busy while one of them is in a step
