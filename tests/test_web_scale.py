@@ -2,7 +2,7 @@
 cohort pickers' vocabulary read once per build. On the demo with the thresholds lowered; the estimates are
 checked against plain DuckDB over the raw csv.gz, the exact path for equality.
 
-Tolerances come from 200 runs of the same sampling on the demo (SYSTEM sampling, 37% of labevents' blocks):
+Tolerances come from 200 runs of SYSTEM sampling on the demo at 37% of labevents' blocks (the tests sample 56%):
 itemid's mean and median never moved more than 0.2%, its std 2.7%, the scaled count of a top value 4.8%.
 """
 
@@ -43,9 +43,9 @@ def client(app):
 
 @pytest.fixture()
 def low(monkeypatch):
-    """Sample above 50,000 rows, about 40,000 of them: 37% of the demo's 107,727 labevents."""
+    """Sample above 50,000 rows, about 60,000 of them: 56% of the demo's 107,727 labevents (8 parts of 7%)."""
     monkeypatch.setattr(api_data, "EXACT_MAX_ROWS", 50_000)
-    monkeypatch.setattr(api_data, "SAMPLE_ROWS", 40_000)
+    monkeypatch.setattr(api_data, "SAMPLE_ROWS", 60_000)
 
 
 @pytest.fixture()
@@ -86,7 +86,7 @@ def _check_estimated(client, raw, slug: str = SLUG) -> None:  # noqa: F811
     n = one(raw, "SELECT count(*) FROM hosp_labevents")
     est = s["estimated"]
     assert est is not None and est["of"] == n and est["fields"] == ["distinct", "mean", "std", "median", "top"]
-    assert 0.15 * n < est["from_rows"] < 0.65 * n and est["percent"] == pytest.approx(100 * 40_000 / n, rel=1e-3)
+    assert 0.3 * n < est["from_rows"] < 0.85 * n and est["percent"] == pytest.approx(100 * 60_000 / n, rel=1e-3)
     # exact: rows, empty, min, max
     assert (s["rows"], s["nulls"]) == (n, 0)
     assert (s["min"], s["max"]) == raw.execute("SELECT min(itemid), max(itemid) FROM hosp_labevents").fetchone()
@@ -97,9 +97,10 @@ def _check_estimated(client, raw, slug: str = SLUG) -> None:  # noqa: F811
     exact = _exact_top(raw, "itemid")
     assert 0 < s["distinct"] <= len(exact) and est["distinct_is_lower_bound"]  # values seen in the sample
     assert len(s["top"]) == 10
-    for t in s["top"]:  # counts scaled up to the table (unscaled they would be ~37% of these)
+    for t in s["top"]:  # counts scaled up to the table (unscaled they would be ~56% of these)
         assert t["n"] == pytest.approx(exact[t["value"]], rel=0.15), t
-    assert max(exact, key=exact.get) in [t["value"] for t in s["top"][:3]]
+    top = max(exact.values())  # itemids come in panels, so many are near-tied; those shown are among the most frequent
+    assert all(exact[t["value"]] >= 0.8 * top for t in s["top"]), (top, s["top"])
 
 
 def test_stats_above_the_threshold_are_estimated_close_to_exact_and_say_so(client, raw, low):  # noqa: F811
@@ -127,6 +128,17 @@ def test_estimated_stats_on_bigquery(demo_con, raw, low, tmp_path, monkeypatch):
     with TestClient(create_app(sources=[open_source("bigquery://my-lab-123456/mimiciv-2.2", client=fake)]),
                     base_url=LOCAL) as c:
         _check_estimated(c, raw, "mimiciv")
+
+
+def test_values_stored_together_are_not_counted_from_a_sample(client, raw, low):  # noqa: F811
+    """A specimen's few rows sit together in labevents: a sample catches them whole or not at all, so its
+    scaled-up count would be ~2x the truth (or 0); such values are left out, and the answer says so."""
+    s = client.get(STATS, params={"column": "specimen_id"}).json()
+    assert s["estimated"]["top_left_out"] > 0 and s["top"] == []
+    assert s["rows"] == one(raw, "SELECT count(*) FROM hosp_labevents")
+    exact = client.get(STATS.replace("labevents", "admissions"), params={"column": "subject_id"}).json()
+    assert exact["estimated"] is None and exact["top"]  # a small table: exact, with its top values
+    assert exact["top"][0]["n"] == one(raw, "SELECT count(*) FROM hosp_admissions GROUP BY subject_id ORDER BY 1 DESC LIMIT 1")
 
 
 def test_estimated_stats_of_a_filtered_text_column(client, raw, low):  # noqa: F811
@@ -167,7 +179,7 @@ def test_table_page_says_what_is_estimated(demo_build, tmp_path_factory, raw, mo
     if not Path("/usr/bin/chromium").exists():
         pytest.skip("chromium not installed")
     monkeypatch.setattr(api_data, "EXACT_MAX_ROWS", 50_000)
-    monkeypatch.setattr(api_data, "SAMPLE_ROWS", 40_000)
+    monkeypatch.setattr(api_data, "SAMPLE_ROWS", 60_000)
     monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("scale-page-home")))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

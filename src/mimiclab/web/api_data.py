@@ -415,36 +415,51 @@ def _stats(request: Request, slug: str, table: str, column: str, filters: list[F
 
 
 def _sampled_stats(st, key: str, c: str, where: str, params: list, num: bool, rows: int, non_null: int) -> dict:
-    """Distinct, mean, std, median and top values from one sample of the table, in one query.
+    """Distinct, mean, std, median and top values from a sample of the table, in one query.
 
     TABLESAMPLE SYSTEM is the one sampling clause DuckDB, PostgreSQL and BigQuery all have, and the cheap
     one: it reads only the chosen blocks of rows (DuckDB: 2,048-row vectors; PostgreSQL: pages; BigQuery:
     storage blocks), where a row-level sample (BERNOULLI, ORDER BY random()) reads every row. The table is
-    sampled before the filter, at the share that leaves about SAMPLE_ROWS rows after it. Blocks hold rows
-    stored together (one patient's, one day's), so: the distinct count is the values seen in the sample (a
-    lower bound, never scaled up: scaling is wildly wrong for clustered values), and the top values' counts
-    are the sample's scaled by non-null rows / non-null rows in the sample (unbiased, approximate)."""
+    sampled before the filter, at the share that leaves about SAMPLE_ROWS rows after it.
+
+    Blocks hold rows stored together (one patient's, one hour's): such a value is missed or caught whole,
+    and its count scaled up ~100-fold is nonsense. So the sample is drawn as SUBSAMPLES independent parts,
+    and a top value is shown only if every part saw it (a value spread over the table is; one patient's
+    rows are not), its count scaled from all of them. The distinct count is the values seen (a lower
+    bound, never scaled up for the same reason)."""
     pct = min(100.0, 100.0 * SAMPLE_ROWS / max(rows, 1))
-    sample = f"SELECT {c} AS v FROM {qualify(key)} TABLESAMPLE SYSTEM ({pct:.6g} PERCENT) {where}"
+    part = f"FROM {qualify(key)} TABLESAMPLE SYSTEM ({pct / SUBSAMPLES:.6g} PERCENT) {where}"
+    parts = " UNION ALL ".join(f"SELECT {c} AS v, {i} AS h {part}" for i in range(SUBSAMPLES))
     moments = ", avg(v) AS mean, stddev(v) AS std, median(v) AS median" if num else ""
     res = st.arrow(
-        f"WITH s AS MATERIALIZED ({sample}), g AS (SELECT v, count(*) AS c FROM s WHERE v IS NOT NULL GROUP BY v), "
-        f"a AS (SELECT count(*) AS sampled, count(v) AS sampled_values{moments}, "
-        f"(SELECT count(*) FROM g) AS seen FROM s) "
-        f"SELECT a.*, t.value, t.n FROM a LEFT JOIN (SELECT v AS value, c AS n FROM g ORDER BY c DESC, v LIMIT 10) "
-        f"AS t ON true ORDER BY t.n DESC, t.value", params, portable=True).to_pylist()
+        f"WITH s AS MATERIALIZED ({parts}), "
+        "g AS (SELECT v, count(*) AS c, count(DISTINCT h) AS parts FROM s WHERE v IS NOT NULL GROUP BY v), "
+        f"a AS (SELECT count(*) AS sampled{moments}, (SELECT count(*) FROM g) AS seen, "
+        "(SELECT sum(c) FROM g) AS got, (SELECT count(DISTINCT h) FROM s WHERE v IS NOT NULL) AS parts_seen FROM s) "
+        f"SELECT a.*, t.value, t.c, t.parts FROM a LEFT JOIN (SELECT v AS value, c, parts FROM g "
+        f"ORDER BY c DESC, v LIMIT {TOP_CANDIDATES}) AS t ON true ORDER BY t.c DESC, t.value",
+        params * SUBSAMPLES, portable=True).to_pylist()
     first = res[0]
-    got = first["sampled_values"] or 0
+    got, parts_seen = int(first["got"] or 0), int(first["parts_seen"] or 0)
     scale = non_null / got if got else 0.0
+    cands = [(r["value"], int(r["c"]), int(r["parts"])) for r in res if r["c"] is not None]
+    # too few parts with values to tell a spread value from a clustered one: no top values
+    kept = [r for r in cands if r[2] == parts_seen] if parts_seen >= SUBSAMPLES // 2 else []
+    floor = kept[9][1] if len(kept) >= 10 else 0  # the last value shown: count those left out above it
     out: dict[str, Any] = {"distinct": first["seen"],
-                           "top": [{"value": jsonable(r["value"]), "n": round(r["n"] * scale)}
-                                   for r in res if r["n"] is not None]}
+                           "top": [{"value": jsonable(v), "n": round(n * scale)} for v, n, _ in kept[:10]]}
     if num:
         out.update({k: jsonable(first[k]) for k in ("mean", "std", "median")})
     out["estimated"] = {"fields": [f for f in ESTIMATED_FIELDS if num or f in ("distinct", "top")],
                         "from_rows": first["sampled"], "of": rows, "values_in_sample": got, "percent": round(pct, 4),
-                        "method": "TABLESAMPLE SYSTEM: blocks of rows", "distinct_is_lower_bound": True}
+                        "method": f"TABLESAMPLE SYSTEM: blocks of rows, {SUBSAMPLES} independent parts",
+                        "distinct_is_lower_bound": True,
+                        "top_left_out": sum(1 for r in cands if r not in kept and r[1] >= floor)}
     return out
+
+
+SUBSAMPLES = 8
+TOP_CANDIDATES = 40
 
 
 @router.get("/datasets/{slug}/tables/{table}/export.csv", summary="The filtered, sorted table view as CSV")

@@ -66,6 +66,9 @@
       put(box, el("div.row.between", el("h2", `Column `, el("code", s.column), " ", el("span.muted.small", s.type.toLowerCase())), close),
         el("div.stats", facts), ...(note ? [note] : []),
         el("h3", est ? "Most frequent values (estimated from the sample)" : "Most frequent values"),
+        ...(est && est.top_left_out ? [el("p.muted.small.left-out", s.top.length
+          ? `${est.top_left_out} frequent-looking values are left out: the sample caught them in one place only (rows stored together, such as one patient's), so their counts cannot be estimated.`
+          : "Not estimated: the values seen most often in the sample were each stored together (such as one patient's rows), so a sample cannot count them. Filter the rows to count them exactly.")] : []),
         grid({ columns: ["value", est ? "rows ≈" : "rows"], types: ["", ""], rows: s.top.map((t) => [t.value, t.n]) }, { showTypes: false }));
     } catch (e) { put(box, ML.errorBox(e.message)); }
   }
