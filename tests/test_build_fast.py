@@ -288,3 +288,38 @@ def test_force_never_resumes(data_root, mimiclab_home):
     events: list[str] = []
     build("mimic-iv-ed-demo", source=src, force=True, progress=lambda e, k, **i: events.append(e))
     assert "resumed" not in events and events.count("loaded") >= 5
+
+
+def test_a_forked_child_builds_after_its_parent_did(data_root, tmp_path):
+    """The parse and hash pools are per process: a child forked after a build (a notebook's multiprocessing
+    worker, joblib) must get threads of its own, not inherit the parent's dead ones and wait forever."""
+    import multiprocessing as mp
+    import os
+
+    from mimiclab.load import build
+
+    src = data_root / "mimic-iv-ed-demo" / "2.2"
+    os.environ["MIMICLAB_HOME"] = str(tmp_path / "parent")
+    try:
+        build("mimic-iv-ed-demo", source=src)  # the pools now exist in this process
+    finally:
+        os.environ.pop("MIMICLAB_HOME", None)
+    ctx = mp.get_context("fork")
+    child = ctx.Process(target=_child_build, args=(str(src), str(tmp_path / "child")))
+    child.start()
+    child.join(90)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child's build hung"
+    assert child.exitcode == 0
+    assert (tmp_path / "child" / "db" / "mimic-iv-ed-demo").is_dir()
+
+
+def _child_build(src: str, home: str) -> None:
+    import os
+
+    from mimiclab.load import build
+
+    os.environ["MIMICLAB_HOME"] = home
+    build("mimic-iv-ed-demo", source=src, force=True)

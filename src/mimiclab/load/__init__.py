@@ -38,6 +38,7 @@ from mimiclab.catalog import Dataset, Table
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.load import manifest as mf
+from mimiclab.load.arrowcsv import PerProcessPool
 from mimiclab.load.loader import connect, load_csv_to_parquet, reuse_parquet, write_empty_parquet
 from mimiclab.load.source import SourceFile, check_header, locate, source_problem
 from mimiclab.load.version import resolve as resolve_version
@@ -46,7 +47,7 @@ from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 LOCK = mf.LOCK
-_HASH_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimiclab-sha256")
+_HASH_POOL = PerProcessPool(1, "mimiclab-sha256")
 
 Progress = Callable[..., None]  # progress(event, table_key, **info)
 
@@ -324,7 +325,7 @@ def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src
         digest = sha256(src.path)  # an interrupted build may have finished this table: its file says so
     else:
         # Nothing to compare with: hash on another core while the table loads (hashlib releases the GIL).
-        hashing = _HASH_POOL.submit(sha256, src.path)
+        hashing = _HASH_POOL.get().submit(sha256, src.path)
     check_header(src, table, ver)
     reuse = None
     if digest is not None and not force:

@@ -52,17 +52,33 @@ class NotFast(Exception):
     """Arrow cannot read this file with DuckDB's semantics; load it through DuckDB instead."""
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+class PerProcessPool:
+    """A thread pool made on first use and made again in a forked child: a child inherits the parent's
+    pool object but not its threads, and work submitted there would wait forever."""
+
+    def __init__(self, workers: int, name: str):
+        self.workers, self.name = workers, name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._lock = None, threading.Lock()
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=self.name)
+            return self._pool
+
+
+# One parse pool for the process, sized to the cores: tables loaded concurrently share it.
+_PARSE = PerProcessPool(os.cpu_count() or 2, "mimiclab-csv")
 
 
 def parse_pool() -> ThreadPoolExecutor:
-    """One parse pool for the process, sized to the cores: tables loaded concurrently share it."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="mimiclab-csv")
-        return _POOL
+    return _PARSE.get()
 
 
 def arrow_schema(table: Table, version: str) -> pa.Schema | None:
