@@ -592,14 +592,16 @@ class Transfer:
         prefix; then hand the token back."""
         h = rf.h
         try:
-            with open(rf.part, "rb") as fh:
+            # pread on an unbuffered fd: a buffered reader reads ahead past `stop` into bytes not written yet
+            # (zeros of the sparse part) and a later seek inside its buffer would hash those stale zeros
+            fd = os.open(rf.part, os.O_RDONLY)
+            try:
                 while True:
                     with self._cond:
                         start, stop = rf.hashed, rf.prefix()
                         if rf.gen != gen or start >= stop or rf.closed:
                             return
-                    fh.seek(start)
-                    b = fh.read(min(self.chunk, stop - start))
+                    b = os.pread(fd, min(self.chunk, stop - start), start)
                     if not b:
                         return
                     h.update(b)
@@ -607,6 +609,8 @@ class Transfer:
                         if rf.gen != gen:
                             return
                         rf.hashed += len(b)
+            finally:
+                os.close(fd)
         except OSError:
             pass  # the rest is hashed at the end
         finally:
