@@ -323,3 +323,36 @@ def _child_build(src: str, home: str) -> None:
 
     os.environ["MIMICLAB_HOME"] = home
     build("mimic-iv-ed-demo", source=src, force=True)
+
+
+def test_tables_load_two_at_a_time_but_enter_duckdb_one_at_a_time(data_root, mimiclab_home, monkeypatch):
+    """Two DuckDB bulk inserts at once each allocate outside the buffer pool (the full-scale build peaked
+    over 2 GB that way): loads overlap (Arrow parses one table while DuckDB takes another) but their DuckDB
+    steps take turns. Each insert is slowed here so that overlap, if allowed, could not be missed."""
+    import time as _time
+
+    from mimiclab.load import build
+
+    spans: list[tuple[float, float]] = []
+    real = loader._in_transaction
+
+    def slow(con, sql, then):
+        t0 = _time.perf_counter()
+        _time.sleep(0.05)
+        real(con, sql, then)
+        spans.append((t0, _time.perf_counter()))
+
+    monkeypatch.setattr(loader, "_in_transaction", slow)
+    loads: dict[str, list[float]] = {}
+
+    def watch(event, key, **info):
+        if event in ("loading", "loaded"):
+            loads.setdefault(key, []).append(_time.perf_counter())
+
+    result = build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2", progress=watch)
+    assert not result.failed and len(spans) >= 5
+    spans.sort()
+    for (_a0, a1), (b0, _b1) in itertools.pairwise(spans):
+        assert b0 >= a1, "two DuckDB inserts ran at once"
+    whole = sorted((v[0], v[1]) for v in loads.values() if len(v) == 2)
+    assert any(b0 < a1 for (a0, a1), (b0, b1) in itertools.pairwise(whole)), "loads never overlapped: nothing tested"

@@ -347,9 +347,9 @@ def _finished(out_dir: Path, table: Table, shash: str) -> bool:
     return any("-empty-" not in p.name for p in folder.glob(f"{table.name}-*-{shash}.parquet"))
 
 
-# DuckDB's buffer pool while building. DuckDB also allocates outside it (per-thread insert state, Parquet
-# reader buffers), and two tables load at once: with 1 GB the full-scale build peaked at 2.4 GB (chartevents
-# and labevents together); Arrow's own share was 52 MB. Spilling (the key check's GROUP BY) goes to disk.
+# DuckDB's buffer pool while building; spilling (the key check's GROUP BY) goes to disk. The full-scale
+# build once peaked at 2.4 GB with 1 GB here: Arrow's pool then held 52 MB, but glibc kept what it had freed
+# (arrowcsv now parses with mimalloc), and DuckDB ran two inserts at once (now they take turns).
 WRITER_MEMORY = "640MB"
 
 # Tables loaded at once. Each load parses on the shared Arrow pool (all cores) and then has DuckDB copy
@@ -368,6 +368,7 @@ def _run_loads(loads: list[_Load], con, staging: _Staging, emit: Progress) -> di
     stop = threading.Event()
     cursors: list = []
     lock = threading.Lock()
+    turn = threading.Lock()  # one DuckDB bulk step at a time (loader.duckdb_turn)
 
     def run(load: _Load) -> mf.TableEntry:
         base = staging.open().con if load.into is not None else con
@@ -378,7 +379,7 @@ def _run_loads(loads: list[_Load], con, staging: _Staging, emit: Progress) -> di
             cur = base.cursor()
             cursors.append(cur)
         try:
-            return _load_table(cur, staging, load, emit, stop)
+            return _load_table(cur, staging, load, emit, stop, turn)
         finally:
             with lock:
                 cursors.remove(cur)
@@ -406,7 +407,8 @@ def _run_loads(loads: list[_Load], con, staging: _Staging, emit: Progress) -> di
     return results
 
 
-def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threading.Event) -> mf.TableEntry:
+def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threading.Event,
+                turn: threading.Lock | None = None) -> mf.TableEntry:
     table, src, out_dir, key = load.table, load.src, load.out_dir, load.key
     emit("loading", key, size=src.size, file=src.rel)
     part = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
@@ -424,13 +426,14 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
         rows = None
         if load.reuse is not None:  # finished by an interrupted build: its rows are in the file already
             try:
-                rows = reuse_parquet(cur, out_dir / load.reuse, load.into)
+                rows = reuse_parquet(cur, out_dir / load.reuse, load.into, turn, stop)
                 rel = load.reuse
                 emit("resumed", key, file=str(load.reuse))
             except (duckdb.Error, OSError, ValueError):  # unreadable after all: parse the csv again
                 (out_dir / load.reuse).unlink(missing_ok=True)
         if rows is None:
-            rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop)
+            rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop,
+                                       turn=turn)
             digest = load.hashing.result() if load.hashing is not None else load.digest
             assert digest is not None
             rel = _parquet_name(table, digest, load.shash)
