@@ -189,8 +189,11 @@ def bench_dataset(h: Harness, src: Path, label: str, repeat: int, gen_seconds: f
     t_build = statistics.median(builds)
     med = f"median of {repeat}" if repeat > 1 else "one run"
     if not baselines:
-        h.record(section, f"{label}: mimiclab build, whole dataset (wall)", t_build, "s", target="< 16 min (960 s)",
-                 met=t_build < 960, note=f"{rows:,} rows, {size / GB:.2f} GB csv.gz, {len(files)} files; {med} "
+        share = FRACTION if "% of full" in label else 1.0  # issue 12's 16 minutes are for the whole set
+        limit = 960 * (share or 1.0)
+        h.record(section, f"{label}: mimiclab build, whole dataset (wall)", t_build, "s",
+                 target="< 16 min (960 s)" if share == 1.0 else f"< {limit:.0f} s (16 min x {share:.0%})",
+                 met=t_build < limit, note=f"{rows:,} rows, {size / GB:.2f} GB csv.gz, {len(files)} files; {med} "
                                          "(COPY and gzip baselines: MIMICLAB_BENCH_FULL_BASELINES=1)")
         h.record(section, f"{label}: peak memory of the build process", max(peaks), "MB", target="< 2048 MB",
                  met=max(peaks) < 2048)
