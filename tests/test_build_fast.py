@@ -356,3 +356,4 @@ def test_tables_load_two_at_a_time_but_enter_duckdb_one_at_a_time(data_root, mim
         assert b0 >= a1, "two DuckDB inserts ran at once"
     whole = sorted((v[0], v[1]) for v in loads.values() if len(v) == 2)
     assert any(b0 < a1 for (a0, a1), (b0, b1) in itertools.pairwise(whole)), "loads never overlapped: nothing tested"
+

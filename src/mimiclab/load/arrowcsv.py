@@ -107,13 +107,14 @@ def _open(src: SourceFile) -> tuple[BinaryIO, BinaryIO]:
     return igzip.open(raw, "rb"), raw
 
 
-def _records(stream: BinaryIO, block: int = BLOCK) -> Iterator[bytes]:
+def _records(stream: BinaryIO, block: int | None = None) -> Iterator[bytes]:
     """The stream without its header line, in blocks that end at a record boundary.
 
     A newline ends a record only outside quotes. With quotes escaped by doubling (PhysioNet's csv), a
     position is outside quotes exactly when the number of quote characters before it is even, so a block
     is cut at its last newline with an even quote count; multi-line notes stay whole.
     """
+    block = block or BLOCK  # read when called, not when defined: tests set BLOCK to a few bytes
     carry = b""
     quotes_carry = 0  # quote characters in `carry`
     header_done = False
