@@ -357,3 +357,12 @@ def test_tables_load_two_at_a_time_but_enter_duckdb_one_at_a_time(data_root, mim
     whole = sorted((v[0], v[1]) for v in loads.values() if len(v) == 2)
     assert any(b0 < a1 for (a0, a1), (b0, b1) in itertools.pairwise(whole)), "loads never overlapped: nothing tested"
 
+
+
+def test_the_block_size_set_by_a_test_is_the_one_used(tmp_path, small_blocks):
+    """The block-edge tests above mean something only if the parse really cuts 7-byte blocks (a default
+    argument once froze 8 MiB): 50 records of 8 bytes and more come out as many blocks, not one."""
+    table = _table(["INTEGER", "VARCHAR"])
+    src = _src(_write(tmp_path / "b", ["c0", "c1"], "".join(f"{i},abcdef\n" for i in range(50))))
+    parts = list(arrowcsv.parsed(src, arrowcsv.arrow_schema(table, "1")))
+    assert len(parts) >= 25 and sum(p.num_rows for p in parts) == 50
