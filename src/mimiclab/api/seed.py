@@ -120,6 +120,7 @@ class MIMICDataset:
         ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
+        self._lines: dict[str, str] = {}  # row maps of tables stored in patient-sorted windows
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
         self._manifest, self._gen = build.manifest, self._ds.generation
@@ -132,6 +133,8 @@ class MIMICDataset:
                     f"(its file was not there at build time); add the file and rebuild")
             self._tables[key] = qualified
             self._parquet[key] = str((build.build_dir / entry.parquet).resolve())
+            if entry.lines:
+                self._lines[key] = str((build.build_dir / entry.lines).resolve())
             self._sql[key], self._conv[key] = self._select(key)
         self._subject_ids: list[int] = self._ids()
         self.data._cache.clear()
@@ -186,7 +189,8 @@ class MIMICDataset:
                     n = self._ds.store.scalar(f"SELECT count(*) - count({ident(name)}) FROM read_parquet({src})")
                 conv[name] = "float64" if n else "int64"
         if self._ds.manifest.storage == "native":
-            # DuckDB's own table: far faster point lookups; rowid is the row's position, i.e. its line in the file
+            # DuckDB's own table: far faster point lookups; rowid is the row's position: its line in the file,
+            # or, in a table stored in patient-sorted windows, its place in the row map (see _fetch)
             sql = f"SELECT rowid AS __row__, * FROM {self._tables[key]}"
         else:
             sql = (f"SELECT file_row_number AS __row__, * EXCLUDE (file_row_number) "
@@ -216,7 +220,27 @@ class MIMICDataset:
             t = self._ds.store.arrow(self._sql[key])
         else:
             t = self._ds.fetch(f"{self._sql[key]} WHERE subject_id = $sid", {"sid": subject_id})
+        if key in self._lines:
+            t = self._file_lines(key, t, subject_id)
         return self._convert(key, t)
+
+    def _file_lines(self, key: str, t, subject_id: int | None):
+        """Rows of a table stored in patient-sorted windows get their line in the file from its row map,
+        which lists (subject_id, line) in the stored order: the k-th of a patient's rows in stored order is
+        the k-th of that patient's entries in the map."""
+        import pyarrow.compute as pc
+
+        src = f"read_parquet({lit(self._lines[key])}, file_row_number=true)"
+        if subject_id is None:
+            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY file_row_number")
+        else:
+            m = self._ds.fetch(f"SELECT line FROM {src} WHERE subject_id = $sid ORDER BY file_row_number",
+                               {"sid": subject_id})
+        if m.num_rows != t.num_rows:
+            raise MimiclabError(f"{key}: the build's row map ({self._lines[key]}) does not match its table "
+                                f"({m.num_rows} against {t.num_rows} rows); rebuild with --force")
+        t = t.take(pc.sort_indices(t.column("__row__")))  # stored order
+        return t.set_column(t.schema.get_field_index("__row__"), "__row__", m.column("line"))
 
     def _fetch_all(self, subject_id: int) -> dict[str, pd.DataFrame]:
         """One point query per file, run concurrently (DuckDB releases the GIL; one cursor per thread)."""

@@ -275,6 +275,7 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
     manifest.database_stat = (st.st_size, st.st_mtime_ns)
     mf.write(out_dir, manifest)
     keep = {(out_dir / e.parquet).resolve() for e in manifest.tables.values()}
+    keep |= {(out_dir / e.lines).resolve() for e in manifest.tables.values() if e.lines}
     for p in (out_dir / "parquet").rglob("*.parquet"):
         if p.resolve() not in keep:
             p.unlink(missing_ok=True)
@@ -338,6 +339,11 @@ def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src
 def _parquet_name(table: Table, digest: str, shash: str) -> Path:
     """Where a table's Parquet file lives: named by its source's sha256 and its column schema."""
     return Path("parquet") / table.module / f"{table.name}-{digest[:12]}-{shash}.parquet"
+
+
+def lines_name(parquet: Path) -> Path:
+    """The row map of a Parquet file stored in patient-sorted windows (arrowcsv.ParquetOut), beside it."""
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".lines.parquet")
 
 
 def _finished(out_dir: Path, table: Table, shash: str) -> bool:
@@ -412,6 +418,7 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
     table, src, out_dir, key = load.table, load.src, load.out_dir, load.key
     emit("loading", key, size=src.size, file=src.rel)
     part = out_dir / "parquet" / table.module / f"{table.name}.staging.tmp-{os.getpid()}"
+    part_lines = out_dir / "parquet" / table.module / f"{table.name}.staging-lines.tmp-{os.getpid()}"
     part.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     last = [t0]
@@ -433,15 +440,21 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
                 (out_dir / load.reuse).unlink(missing_ok=True)
         if rows is None:
             rows = load_csv_to_parquet(cur, src, table, load.ver, part, into=load.into, progress=progress, stop=stop,
-                                       turn=turn)
+                                       turn=turn, lines_out=part_lines)
             digest = load.hashing.result() if load.hashing is not None else load.digest
             assert digest is not None
             rel = _parquet_name(table, digest, load.shash)
+            # the row map first: a Parquet file at its final name with no map beside it is in file order
+            if part_lines.exists():
+                os.replace(part_lines, out_dir / lines_name(rel))
+            else:
+                (out_dir / lines_name(rel)).unlink(missing_ok=True)
             os.replace(part, out_dir / rel)
         if load.into is not None:
             staging.loaded.add(key)
     finally:
         part.unlink(missing_ok=True)
+        part_lines.unlink(missing_ok=True)
     digest = load.digest or (load.hashing.result() if load.hashing is not None else None)
     expected = _expected_rows(load.ds, load.ver, table)
     check: Literal["ok", "mismatch", "unknown"] = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
@@ -449,6 +462,7 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
         module=table.module, table=table.name, db_schema=load.ds.db_schema(table.module), status="loaded",
         parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=load.shash,
         expected_rows=expected, count_check=check, seconds=round(time.perf_counter() - t0, 3),
+        lines=str(lines_name(rel)) if (out_dir / lines_name(rel)).exists() else None,
     )
     emit("loaded", key, rows=rows, seconds=entry.seconds, expected=expected, check=check)
     return entry

@@ -35,6 +35,9 @@ class TableEntry(BaseModel):
     db_schema: str
     status: TableStatus
     parquet: str  # relative to the build dir
+    # the row map when the Parquet file (and table) is stored in patient-sorted windows, not in file order:
+    # (patient, line) in stored order, relative to the build dir (load.arrowcsv.ParquetOut)
+    lines: str | None = None
     rows: int = 0
     source_file: str | None = None  # relative to the source folder
     sha256: str | None = None

@@ -1,0 +1,187 @@
+"""Patient tables are stored in windows sorted by patient, with a row map back to the file's lines
+(load.arrowcsv.ParquetOut). Oracles: DuckDB's read_csv over the raw file with each row's line number, and,
+for the MIMICDataset drop-in, pandas.read_csv as the datathon's example class reads it."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mimiclab.catalog import Column, Table
+from mimiclab.load import arrowcsv, loader
+from mimiclab.load.source import SourceFile
+
+pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
+
+
+def _table() -> Table:
+    cols = (Column(name="subject_id", type="INTEGER"), Column(name="v", type="VARCHAR"), Column(name="x", type="DOUBLE"))
+    return Table(name="t", module="hosp", file="hosp/t", columns=cols, patient_key="subject_id")
+
+
+def _csv(path: Path, subjects: list[int | None]) -> SourceFile:
+    body = "".join(f"{'' if s is None else s},r{i},{i / 4}\n" for i, s in enumerate(subjects))
+    path.write_bytes(gzip.compress(("subject_id,v,x\n" + body).encode()))
+    st_ = path.stat()
+    return SourceFile(path=path, rel=path.name, size=st_.st_size, mtime_ns=st_.st_mtime_ns)
+
+
+def _raw(src: SourceFile) -> list[tuple]:
+    """(line, subject_id, v, x) of every data row, line 0-based as read_csv's index: DuckDB over the file."""
+    sql = f"SELECT row_number() OVER () - 1, * FROM {loader.read_csv_sql(src, _table(), '1')}"
+    return duckdb.connect(config={"threads": 1}).execute(sql).fetchall()
+
+
+def _stored(path: Path) -> list[tuple]:
+    return duckdb.connect().execute(
+        f"SELECT * EXCLUDE (file_row_number) FROM read_parquet('{path}', file_row_number=true) "
+        f"ORDER BY file_row_number").fetchall()
+
+
+def _write(src: SourceFile, tmp: Path, row_group: int) -> tuple[Path, Path, int]:
+    out, lines = tmp / "t.parquet", tmp / "t.lines.parquet"
+    n = arrowcsv.csv_to_parquet(src, _table(), "1", out, row_group=row_group, lines=lines)
+    return out, lines, n
+
+
+def _expected(raw: list[tuple], window: int) -> list[tuple]:
+    """Hand-worked: each window of `window` lines, stably sorted by patient (missing patients last)."""
+    out: list[tuple] = []
+    for start in range(0, len(raw), window):
+        out += sorted(raw[start:start + window], key=lambda r: (r[1] is None, r[1] or 0))  # sorted() is stable
+    return out
+
+
+def test_interleaved_patients_are_sorted_per_window_and_mapped_to_their_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 8)
+    subjects = [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1, 5, 4, 4, 5, 1, 2, 3, 3]
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    out, lines, n = _write(src, tmp_path, row_group=4)
+    raw = _raw(src)
+    want = _expected(raw, 8)  # windows: lines 0-7, 8-15, 16-19
+    assert n == len(subjects) == len(raw)
+    assert _stored(out) == [r[1:] for r in want]
+    assert _stored(lines) == [(r[1], r[0]) for r in want]
+    assert [want[i][1] for i in range(8)] == [1, 1, 1, 1, 2, 2, 3, 3]
+    assert [want[i][0] for i in range(8)] == [1, 3, 6, 7, 2, 5, 0, 4]  # each patient's rows in file order
+    assert pq.ParquetFile(out).metadata.num_row_groups == 5  # whole row groups: 4 + 4 + 4 + 4 + 4
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subjects=st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=0, max_size=60),
+       row_group=st.sampled_from([2, 3, 5]), groups=st.integers(1, 4))
+def test_any_order_round_trips_through_the_row_map(tmp_path, monkeypatch, subjects, row_group, groups):
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", row_group * groups)
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    out, lines, n = _write(src, tmp_path, row_group)
+    raw = _raw(src)
+    assert n == len(raw)
+    if lines.exists():
+        assert _stored(out) == [r[1:] for r in _expected(raw, row_group * groups)]
+        by_line = {r[0]: r[1:] for r in raw}
+        stored = _stored(out)
+        assert [by_line[line] for _, line in _stored(lines)] == stored  # the map names each stored row's line
+        assert [k for k, _ in _stored(lines)] == [r[0] for r in stored]
+    else:  # nothing moved: the file's own order
+        assert _stored(out) == [r[1:] for r in raw]
+    for p in (out, lines):
+        p.unlink(missing_ok=True)
+
+
+def test_a_file_already_in_patient_order_gets_no_row_map(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 8)
+    src = _csv(tmp_path / "t.csv.gz", sorted(random.Random(1).choices(range(1, 9), k=50)))
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    assert not lines.exists()
+    assert _stored(out) == [r[1:] for r in _raw(src)]
+
+
+def test_a_table_of_one_row_group_keeps_file_order(tmp_path):
+    src = _csv(tmp_path / "t.csv.gz", [3, 1, 2, 1])
+    out, lines, _ = _write(src, tmp_path, row_group=16_384)
+    assert not lines.exists()
+    assert _stored(out) == [r[1:] for r in _raw(src)]
+
+
+def test_a_failed_parse_leaves_no_row_map(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"subject_id,v,x\n2,a,1\n1,b,2\n3,c,3\n1,d,4\n2,e,5\n1,f,not-a-number\n"))
+    st_ = path.stat()
+    src = SourceFile(path=path, rel=path.name, size=st_.st_size, mtime_ns=st_.st_mtime_ns)
+    with pytest.raises(arrowcsv.NotFast):
+        _write(src, tmp_path, row_group=2)
+    assert not (tmp_path / "t.lines.parquet").exists()
+
+
+# ---------------------------------------------------------------- a build of the real demo
+
+
+@pytest.fixture(scope="module")
+def windowed_build(tmp_path_factory, demo_dir):
+    """labevents and prescriptions of the demo (PhysioNet's order: patients interleaved) built with one row
+    group per window, so each patient's rows lie in several sorted windows."""
+    from mimiclab.load import build
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("cluster-home")))
+        mp.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
+        b = build("mimic-iv-demo", source=demo_dir, dest=tmp_path_factory.mktemp("cluster") / "b",
+                  tables=["admissions", "labevents", "prescriptions"])
+        yield b
+
+
+def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(windowed_build, demo_dir):
+    entry = windowed_build.manifest.tables["mimiciv_hosp.labevents"]
+    assert entry.lines is not None and windowed_build.manifest.tables["mimiciv_hosp.admissions"].lines is None
+    con = duckdb.connect(str(windowed_build.build_dir / windowed_build.manifest.database), read_only=True)
+    lines = str(windowed_build.build_dir / entry.lines)
+    raw = f"{demo_dir}/hosp/labevents.csv.gz"
+    # the native table in rowid order, each row joined to the raw file's row at the line its map names
+    diff = con.execute(f"""
+        WITH t AS (SELECT rowid AS pos, * FROM mimiciv_hosp.labevents),
+             m AS (SELECT file_row_number AS pos, line FROM read_parquet('{lines}', file_row_number=true)),
+             r AS (SELECT row_number() OVER () - 1 AS line, labevent_id, subject_id, itemid, valuenum
+                   FROM read_csv('{raw}', header=true))
+        SELECT count(*), count(r.line), count(*) FILTER (WHERE t.labevent_id IS DISTINCT FROM r.labevent_id
+               OR t.subject_id IS DISTINCT FROM r.subject_id OR t.itemid IS DISTINCT FROM r.itemid
+               OR t.valuenum IS DISTINCT FROM r.valuenum), count(DISTINCT m.line)
+        FROM t JOIN m USING (pos) LEFT JOIN r USING (line)""").fetchone()
+    assert diff == (107_727, 107_727, 0, 107_727)
+    # within each window (one row group), patients ascend; the raw file has 5,663 runs of one patient
+    runs = con.execute("""SELECT count(*) FILTER (WHERE subject_id < prev AND rowid % 16384 <> 0) FROM
+        (SELECT rowid, subject_id, lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)""").fetchone()
+    assert runs == (0,)
+    windows = -(-107_727 // 16_384)
+    stored_runs = con.execute("""SELECT count(*) FROM (SELECT subject_id, lag(subject_id) OVER (ORDER BY rowid) AS prev
+        FROM mimiciv_hosp.labevents) WHERE prev IS DISTINCT FROM subject_id""").fetchone()[0]
+    assert stored_runs <= 100 * windows < 5_663  # at most one run per patient and window
+
+
+def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, demo_dir):
+    from mimiclab.api import MIMICDataset
+
+    files = ["hosp/labevents", "hosp/prescriptions"]
+    ds = MIMICDataset(windowed_build.build_dir, files=files)
+    frames = {f: pd.read_csv(f"{demo_dir}/{f}.csv.gz") for f in files}
+    ids = sorted(set.intersection(*[set(m.subject_id) for m in frames.values()]))
+    assert ds._subject_ids == [int(s) for s in ids]
+    for i in (0, 7, len(ids) // 2, -1):
+        got = ds[i]
+        assert got.subject_id == ids[i]
+        for f in files:
+            want = frames[f][frames[f].subject_id == ids[i]]
+            assert list(got.data[f].index) == list(want.index), f  # read_csv's index: the line in the file
+            assert got.data[f]["itemid" if f.endswith("labevents") else "pharmacy_id"].tolist() == \
+                want["itemid" if f.endswith("labevents") else "pharmacy_id"].tolist()
+    whole = ds.data["hosp/labevents"]
+    assert list(whole.index) == list(range(107_727))
+    assert whole["labevent_id"].tolist() == frames["hosp/labevents"]["labevent_id"].tolist()
