@@ -185,3 +185,41 @@ def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, dem
     whole = ds.data["hosp/labevents"]
     assert list(whole.index) == list(range(107_727))
     assert whole["labevent_id"].tolist() == frames["hosp/labevents"]["labevent_id"].tolist()
+
+
+def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+
+    def broken(*a, **k):
+        raise OSError("disk full (made up)")
+
+    monkeypatch.setattr(arrowcsv.pc, "array_sort_indices", broken)
+    src = _csv(tmp_path / "t.csv.gz", [2, 1] * 20)
+    with pytest.raises(OSError, match="disk full"):
+        _write(src, tmp_path, row_group=2)
+    assert not (tmp_path / "t.lines.parquet").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
+
+
+def test_stopping_mid_file_with_a_window_in_flight_ends_cleanly(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowcsv, "BLOCK", 64)
+    src = _csv(tmp_path / "t.csv.gz", [3, 1, 2] * 200)
+    stop = threading.Event()
+    seen = []
+
+    def progress(done: int, rows: int) -> None:
+        seen.append(rows)
+        if rows > 100:
+            stop.set()
+
+    with pytest.raises(KeyboardInterrupt):
+        arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=2, progress=progress,
+                                stop=stop, lines=tmp_path / "t.lines.parquet")
+    assert seen and max(seen) < 600
+    assert not (tmp_path / "t.lines.parquet").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
