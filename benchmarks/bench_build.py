@@ -322,7 +322,7 @@ def bench_patient_order(h: Harness, src: Path) -> None:
         copy_s, _, _ = _child([sys.executable, "-c", COPY_SCRIPT, str(inter), str(db)])
         what = "synthetic set with chartevents and labevents in PhysioNet's order"
         h.record("build", f"build of the {what} (wall)", ours_s, "s", baseline_name="plain typed COPY of the same files",
-                 baseline_value=copy_s, note=f"one run each; peak {ours_mb:.0f} MB; the build sorts each 2M-row window "
+                 baseline_value=copy_s, note=f"one run each; peak {ours_mb:.0f} MB; the build sorts each window (2M rows / 64 MB at most) "
                                               "by patient and writes a row map")
         maps = sum(p.stat().st_size for p in ours.parent.rglob("*.lines.parquet"))
         data = sum(p.stat().st_size for p in ours.parent.rglob("*.parquet")) - maps
