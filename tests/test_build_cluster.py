@@ -192,13 +192,17 @@ def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(t
 
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
 
-    def broken(*a, **k):
-        raise OSError("disk full (made up)")
+    calls = []
+
+    def broken(*a, **k):  # fails once; a second window would report something else
+        calls.append(1)
+        raise OSError("disk full (made up)") if len(calls) == 1 else RuntimeError("a later window was written")
 
     monkeypatch.setattr(arrowcsv.pc, "array_sort_indices", broken)
     src = _csv(tmp_path / "t.csv.gz", [2, 1] * 20)
     with pytest.raises(OSError, match="disk full"):
         _write(src, tmp_path, row_group=2)
+    assert len(calls) <= 2  # the window in flight may finish; nothing is written after the failure is seen
     assert not (tmp_path / "t.lines.parquet").exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
 
@@ -223,3 +227,37 @@ def test_stopping_mid_file_with_a_window_in_flight_ends_cleanly(tmp_path, monkey
     assert seen and max(seen) < 600
     assert not (tmp_path / "t.lines.parquet").exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
+
+
+def test_a_failing_disk_reports_its_own_error_not_a_closed_file(tmp_path, monkeypatch):
+    """The writer thread's write fails (disk full): that error reaches the caller, and the tail rows are not
+    written to the failed writer (which said only "Operation on closed file")."""
+    import errno
+
+    import pyarrow.parquet as pq_
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    real = pq_.ParquetWriter.write_table
+    written = []
+
+    def write_table(self, table, *a, **k):  # as pyarrow's writer does after a failed write: closed for good
+        written.append(table.num_rows)
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device (made up)")
+        if len(written) > 3:
+            raise ValueError("Operation on closed file")
+        return real(self, table, *a, **k)
+
+    monkeypatch.setattr(pq_.ParquetWriter, "write_table", write_table)
+    src = _csv(tmp_path / "t.csv.gz", [2, 1, 3] * 30)
+    with pytest.raises(OSError, match="No space left"):
+        _write(src, tmp_path, row_group=2)
+    assert not (tmp_path / "t.lines.parquet").exists()
+
+
+def test_a_table_whose_row_group_is_wider_than_a_window_keeps_file_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowcsv, "WINDOW_BYTES", 64)  # a few rows' worth: one row group of 4 is wider
+    src = _csv(tmp_path / "t.csv.gz", [3, 1, 2, 1] * 10)
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    assert not lines.exists()
+    assert _stored(out) == [r[1:] for r in _raw(src)]

@@ -444,7 +444,10 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
             digest = load.hashing.result() if load.hashing is not None else load.digest
             assert digest is not None
             rel = _parquet_name(table, digest, load.shash)
-            # the row map first: a Parquet file at its final name with no map beside it is in file order
+            # the row map first: a Parquet file at its final name with no map beside it is in file order. A file
+            # already at that name (--force, or a killed build, perhaps of another mimiclab version) goes first,
+            # so that a kill between the renames cannot pair it with the wrong map
+            (out_dir / rel).unlink(missing_ok=True)
             if part_lines.exists():
                 os.replace(part_lines, out_dir / lines_name(rel))
             else:

@@ -277,6 +277,7 @@ class ParquetOut:
         self._lines: pq.ParquetWriter | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
+        self._failed = False  # a window failed on the writer thread: write nothing more
         if self._cluster is not None and lines is not None:
             key = schema.field(self._cluster)
             # a dictionary of unique line numbers is built only to be dropped: delta encoding, a quarter of the CPU
@@ -314,14 +315,24 @@ class ParquetOut:
     def _wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            pending.result()
+            try:
+                pending.result()
+            except BaseException:
+                self._failed = True
+                raise
 
     def _window_rows(self) -> int:
+        """Rows per window, set from the first rows' width. A table whose row group alone is wider than
+        WINDOW_BYTES (notes: 16,384 rows of about 10 KB) is left in file order: a window holds whole groups,
+        and holding such groups several times over would break the memory bound for a few thousand rows."""
         if not self._window:
             rows = sum(t.num_rows for t in self._held)
             width = max(1, sum(t.nbytes for t in self._held) // max(rows, 1))
             groups = min(WINDOW_ROWS, WINDOW_BYTES // width) // self.row_group
-            self._window = max(1, groups) * self.row_group
+            if groups < 1:
+                self._cluster = None
+                return self.row_group
+            self._window = groups * self.row_group
         return self._window
 
     def _emit(self, t: pa.Table, first: int) -> None:
@@ -360,25 +371,33 @@ class ParquetOut:
                 self._lines.write_table(pa.table([key.take(idx), lines.take(idx)], names=[self._cluster, LINE]),
                                         row_group_size=self.row_group)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Write what is held and close; the row map is removed again when no window was reordered (the
-        stored order is then the file's)."""
+        stored order is then the file's). With `abort` (the parse failed or was stopped), or after a
+        window failed, nothing more is written: the caller deletes the files, and the first error is the
+        one that propagates (a second write to a failed writer said only "Operation on closed file")."""
         try:
-            if self._held_rows:
+            if self._held_rows and not abort and not self._failed:
                 t = pa.concat_tables(self._held, memory_pool=_MEMORY)
                 self._held, self._held_rows = [], 0
                 if self.rows == 0 and t.num_rows <= self.row_group:
                     self._cluster = None  # one row group in all: its min/max cannot skip anything, so keep file order
                 self._submit(t)
-            self._wait()
+            self._held = []
+            if abort:
+                with contextlib.suppress(BaseException):  # the error already on its way is the one to report
+                    self._wait()
+            else:
+                self._wait()
         finally:
             if self._thread is not None:
                 self._thread.shutdown(wait=True)  # an error above: let a running window finish before closing
-            self._writer.close()
-            if self._lines is not None:
-                self._lines.close()
-                if not self.reordered and self._lines_path is not None:
-                    self._lines_path.unlink(missing_ok=True)
+            with contextlib.suppress(Exception) if (abort or self._failed) else contextlib.nullcontext():
+                self._writer.close()
+                if self._lines is not None:
+                    self._lines.close()
+            if self._lines is not None and not self.reordered and self._lines_path is not None:
+                self._lines_path.unlink(missing_ok=True)
 
 
 def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_group: int,
@@ -399,7 +418,7 @@ def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_g
             sink.write(part)
         ok = True
     finally:
-        sink.close()
+        sink.close(abort=not ok)
         if not ok and lines is not None:
             lines.unlink(missing_ok=True)
     return sink.rows
