@@ -261,3 +261,36 @@ def test_a_table_whose_row_group_is_wider_than_a_window_keeps_file_order(tmp_pat
     out, lines, _ = _write(src, tmp_path, row_group=4)
     assert not lines.exists()
     assert _stored(out) == [r[1:] for r in _raw(src)]
+
+
+def test_an_open_mimicdataset_follows_a_rebuild_to_the_new_row_map(tmp_path, demo_dir, monkeypatch):
+    """prescriptions (18,087 rows, patients interleaved) is stored with a row map; after its file changes
+    and is rebuilt, an open MIMICDataset gives the new file's rows with the new file's lines as index."""
+    import shutil
+
+    from mimiclab.api import MIMICDataset
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    src = tmp_path / "mimic-iv-demo" / "2.2"
+    (src / "hosp").mkdir(parents=True)
+    rx = src / "hosp" / "prescriptions.csv.gz"
+    shutil.copy2(demo_dir / "hosp/prescriptions.csv.gz", rx)
+    first = build("mimic-iv-demo", source=src, tables=["hosp/prescriptions"])
+    assert first.manifest.tables["mimiciv_hosp.prescriptions"].lines is not None
+    ds = MIMICDataset("mimic-iv-demo", ["hosp/prescriptions"])
+    old = pd.read_csv(rx)
+    gone = int(old.subject_id.iloc[0])
+    duckdb.execute(f"COPY (SELECT * FROM read_csv('{demo_dir / 'hosp/prescriptions.csv.gz'}', all_varchar=true) "
+                   f"WHERE subject_id <> '{gone}') TO '{rx}' (HEADER, COMPRESSION gzip)")
+    res = build("mimic-iv-demo", source=src, tables=["hosp/prescriptions"])
+    assert res.loaded == ["mimiciv_hosp.prescriptions"] and res.manifest.tables["mimiciv_hosp.prescriptions"].lines
+    new = pd.read_csv(rx)
+    ids = sorted(set(new.subject_id))
+    assert len(ds) == len(ids) and gone not in ds._subject_ids
+    for i in (0, len(ids) // 2, -1):
+        got, want = ds[i].data["hosp/prescriptions"], new[new.subject_id == ids[i]]
+        assert list(got.index) == list(want.index)
+        assert got["pharmacy_id"].tolist() == want["pharmacy_id"].tolist()
+    old_maps = list((tmp_path / "home").rglob("*.lines.parquet"))
+    assert len(old_maps) == 1  # the first build's map went with its Parquet file
