@@ -156,6 +156,12 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(windowed_
                OR t.valuenum IS DISTINCT FROM r.valuenum), count(DISTINCT m.line)
         FROM t JOIN m USING (pos) LEFT JOIN r USING (line)""").fetchone()
     assert diff == (107_727, 107_727, 0, 107_727)
+    # the database's copy of the map (store.row_map_table) is the Parquet map, row for row in stored order
+    copy = f"mimiclab_rows.{chr(34)}{Path(lines).name.removesuffix('.parquet')}{chr(34)}"
+    assert con.execute(f"SELECT count(*) FROM (SELECT rowid AS pos, * FROM {copy}) c FULL JOIN "
+                       f"(SELECT file_row_number AS pos, * FROM read_parquet('{lines}', file_row_number=true)) p "
+                       f"USING (pos) WHERE c.line IS DISTINCT FROM p.line OR c.subject_id IS DISTINCT FROM p.subject_id"
+                       ).fetchone() == (0,)
     # within each window (one row group), patients ascend; the raw file has 5,663 runs of one patient
     runs = con.execute("""SELECT count(*) FILTER (WHERE subject_id < prev AND rowid % 16384 <> 0) FROM
         (SELECT rowid, subject_id, lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)""").fetchone()
@@ -171,6 +177,7 @@ def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, dem
 
     files = ["hosp/labevents", "hosp/prescriptions"]
     ds = MIMICDataset(windowed_build.build_dir, files=files)
+    assert [ds._lines[f][1] for f in files] == ["rowid", "rowid"]  # the database's copies of the maps
     frames = {f: pd.read_csv(f"{demo_dir}/{f}.csv.gz") for f in files}
     ids = sorted(set.intersection(*[set(m.subject_id) for m in frames.values()]))
     assert ds._subject_ids == [int(s) for s in ids]
@@ -294,3 +301,6 @@ def test_an_open_mimicdataset_follows_a_rebuild_to_the_new_row_map(tmp_path, dem
         assert got["pharmacy_id"].tolist() == want["pharmacy_id"].tolist()
     old_maps = list((tmp_path / "home").rglob("*.lines.parquet"))
     assert len(old_maps) == 1  # the first build's map went with its Parquet file
+    with duckdb.connect(str(res.database), read_only=True) as con:  # ... and from the database
+        assert con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mimiclab_rows'").fetchall() \
+            == [(old_maps[0].name.removesuffix(".parquet"),)]

@@ -120,7 +120,7 @@ class MIMICDataset:
         ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
-        self._lines: dict[str, str] = {}  # row maps of tables stored in patient-sorted windows
+        self._lines: dict[str, tuple[str, str]] = {}  # row maps of tables stored in patient-sorted windows
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
         self._manifest, self._gen = build.manifest, self._ds.generation
@@ -134,7 +134,7 @@ class MIMICDataset:
             self._tables[key] = qualified
             self._parquet[key] = str((build.build_dir / entry.parquet).resolve())
             if entry.lines:
-                self._lines[key] = str((build.build_dir / entry.lines).resolve())
+                self._lines[key] = self._row_map(str((build.build_dir / entry.lines).resolve()))
             self._sql[key], self._conv[key] = self._select(key)
         self._subject_ids: list[int] = self._ids()
         self.data._cache.clear()
@@ -224,20 +224,31 @@ class MIMICDataset:
             t = self._file_lines(key, t, subject_id)
         return self._convert(key, t)
 
+    def _row_map(self, path: str) -> tuple[str, str]:
+        """(relation, its order column) of a row map: the native database's copy (store.row_map_table;
+        several times faster), else the Parquet file (views storage, or a database from before the copy)."""
+        from mimiclab.store import ROW_MAP_SCHEMA, row_map_table
+
+        if self._ds.manifest.storage == "native":
+            name = row_map_table(path)
+            if self._ds.store.scalar("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                                     f"AND schema_name = {lit(ROW_MAP_SCHEMA)} AND table_name = {lit(name)}"):
+                return f"{ident(ROW_MAP_SCHEMA)}.{ident(name)}", "rowid"
+        return f"read_parquet({lit(path)}, file_row_number=true)", "file_row_number"
+
     def _file_lines(self, key: str, t, subject_id: int | None):
         """Rows of a table stored in patient-sorted windows get their line in the file from its row map,
         which lists (subject_id, line) in the stored order: the k-th of a patient's rows in stored order is
         the k-th of that patient's entries in the map."""
         import pyarrow.compute as pc
 
-        src = f"read_parquet({lit(self._lines[key])}, file_row_number=true)"
+        src, order = self._lines[key]
         if subject_id is None:
-            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY file_row_number")
+            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY {order}")
         else:
-            m = self._ds.fetch(f"SELECT line FROM {src} WHERE subject_id = $sid ORDER BY file_row_number",
-                               {"sid": subject_id})
+            m = self._ds.fetch(f"SELECT line FROM {src} WHERE subject_id = $sid ORDER BY {order}", {"sid": subject_id})
         if m.num_rows != t.num_rows:
-            raise MimiclabError(f"{key}: the build's row map ({self._lines[key]}) does not match its table "
+            raise MimiclabError(f"{key}: the build's row map ({src}) does not match its table "
                                 f"({m.num_rows} against {t.num_rows} rows); rebuild with --force")
         t = t.take(pc.sort_indices(t.column("__row__")))  # stored order
         return t.set_column(t.schema.get_field_index("__row__"), "__row__", m.column("line"))

@@ -259,7 +259,8 @@ def publish(out_dir: Path, ds: Dataset, manifest: mf.Manifest, t_start: float | 
     fam = ds.schema_family()
     unqualified = {m.db_schema for m in fam.modules if m.unqualified} if fam else set()
     refs = [
-        TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified)
+        TableRef(e.db_schema, e.table, str((out_dir / e.parquet).resolve()), e.db_schema in unqualified,
+                 str((out_dir / e.lines).resolve()) if e.lines else None)
         for e in manifest.tables.values()
     ]
     staging = staging or _Staging(out_dir / manifest.database, manifest.storage, None, out_dir, True)

@@ -25,7 +25,7 @@ import pyarrow as pa
 from mimiclab.errors import QueryError
 from mimiclab.sqltext import ident as _ident
 from mimiclab.sqltext import lit as _lit
-from mimiclab.store import Capabilities, Store, TableRef
+from mimiclab.store import ROW_MAP_SCHEMA, Capabilities, Store, TableRef, row_map_table
 from mimiclab.store import work as _work
 
 STORAGE = ("native", "views")
@@ -119,8 +119,17 @@ class DatabaseWriter:
             for schema in extra_schemas:
                 self._schema(schema)
             want: set[tuple[str, str]] = set()
+            have = {(r[0], r[1]) for r in con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
             for t in tables:
                 target = self.table_name(t.db_schema, t.name)
+                if t.lines is not None and self.storage == "native":
+                    row_map = (ROW_MAP_SCHEMA, row_map_table(t.lines))
+                    want.add(row_map)
+                    if row_map not in have:  # named by content: one of that name is this map already
+                        self._schema(ROW_MAP_SCHEMA)
+                        con.execute(f"CREATE TABLE {_ident(row_map[0])}.{_ident(row_map[1])} AS "
+                                    f"SELECT * FROM read_parquet({_lit(t.lines)})")
                 want.add((t.db_schema, t.name))
                 if self.storage == "views":
                     con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({_lit(t.parquet)})")
