@@ -305,7 +305,7 @@ class ParquetOut:
         first = self.rows
         self.rows += t.num_rows
         if self._cluster is None:
-            self._emit(t, first)
+            self._writer.write_table(t, row_group_size=self.row_group)
             return
         self._wait()
         if self._thread is None:
@@ -335,17 +335,10 @@ class ParquetOut:
             self._window = groups * self.row_group
         return self._window
 
-    def _emit(self, t: pa.Table, first: int) -> None:
-        """Write `t` (whole row groups, or the table's last rows; `first` is its first row's line), sorted
-        by the cluster column if set."""
-        if self._cluster is None or not t.num_rows:
-            self._writer.write_table(t, row_group_size=self.row_group)
-            return
-        self._emit_window([t], first)
-
     def _emit_window(self, box: list[pa.Table], first: int) -> None:
-        """A window, sorted if out of order, taken one row group at a time: the window is held once (its
-        parse chunks are let go as soon as they are combined: `box` holds the only reference)."""
+        """A window (`first`: its first row's line), sorted if out of order, taken one row group at a time:
+        the window is held once (its parse chunks are let go as soon as they are combined: `box` holds the
+        only reference)."""
         t = box.pop()
         n, key = t.num_rows, t.column(self._cluster)
         lines = pa.array(np.arange(first, first + n, dtype=np.int64))
