@@ -304,3 +304,31 @@ def test_an_open_mimicdataset_follows_a_rebuild_to_the_new_row_map(tmp_path, dem
     with duckdb.connect(str(res.database), read_only=True) as con:  # ... and from the database
         assert con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'mimiclab_rows'").fetchall() \
             == [(old_maps[0].name.removesuffix(".parquet"),)]
+
+
+_FORKED = None  # the parent's MIMICDataset, reached by a forked worker through fork() itself
+
+
+def _index_in_child(i: int) -> list[int]:
+    assert _FORKED is not None
+    return list(_FORKED[i].data["hosp/labevents"].index)
+
+
+def test_a_forked_worker_reads_the_row_map_like_its_parent(windowed_build, demo_dir):
+    """The parent has used the dataset (its connection and thread pool exist) before the fork."""
+    import multiprocessing
+
+    from mimiclab.api import MIMICDataset
+
+    global _FORKED
+    _FORKED = MIMICDataset(windowed_build.build_dir, files=["hosp/labevents"])
+    frame = pd.read_csv(f"{demo_dir}/hosp/labevents.csv.gz", usecols=["subject_id"])
+    ids = _FORKED._subject_ids
+    want = {i: list(frame.index[frame.subject_id == ids[i]]) for i in (0, 5, -1)}
+    assert _index_in_child(0) == want[0]  # used in the parent first
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            got = pool.map(_index_in_child, list(want), chunksize=1)
+    finally:
+        _FORKED = None
+    assert got == list(want.values())
