@@ -355,6 +355,34 @@ def test_empty_result_names_the_step(demo, tmp_path):
     assert len(Cohort.run(demo, p, allow_empty=True).ids) == 0
 
 
+def test_counts_and_rows_equal_the_raw_files_for_every_unit(demo, demo_dir):
+    """Cohort.run reads the attrition and the Table 1 rows in one statement (the step chain runs once; see
+    test_every_query_a_cohort_sends_is_portable). For every unit, each count equals that step's units worked
+    out on the raw files, and the rows are the last step's units from the raw files, in order."""
+    adults = f"""SELECT a.hadm_id, a.subject_id FROM {raw(demo_dir, 'hosp/admissions')} a
+                 JOIN {raw(demo_dir, 'hosp/patients')} p USING (subject_id) WHERE {AGE} >= 18"""
+    emergency = f"SELECT hadm_id FROM {raw(demo_dir, 'hosp/admissions')} WHERE admission_type = 'EW EMER.'"
+    icu = raw(demo_dir, "icu/icustays")
+    steps = {  # unit -> the raw-file SQL of each step's units (all, adults, adults admitted as emergencies)
+        "patient": [f"SELECT DISTINCT subject_id FROM {raw(demo_dir, 'hosp/patients')}",
+                    f"SELECT DISTINCT subject_id FROM ({adults})",
+                    f"SELECT DISTINCT subject_id FROM ({adults}) WHERE hadm_id IN ({emergency})"],
+        "admission": [f"SELECT hadm_id FROM {raw(demo_dir, 'hosp/admissions')}", f"SELECT hadm_id FROM ({adults})",
+                      f"SELECT hadm_id FROM ({adults}) WHERE hadm_id IN ({emergency})"],
+        "stay": [f"SELECT stay_id FROM {icu}", f"SELECT stay_id FROM {icu} WHERE hadm_id IN (SELECT hadm_id FROM ({adults}))",
+                 f"SELECT stay_id FROM {icu} WHERE hadm_id IN (SELECT hadm_id FROM ({adults})) AND hadm_id IN ({emergency})"],
+    }
+    for unit, queries in steps.items():
+        c = Cohort.run(demo, {"unit": unit, "include": [{"type": "age", "min": 18},
+                                                        {"type": "admission_type", "values": ["EW EMER."]}]})
+        want = [duckdb.execute(f"SELECT count(*) FROM ({q})").fetchone()[0] for q in queries]
+        assert want[0] >= want[1] > want[2] > 0, want  # the counts are not all alike
+        assert c.counts == want, unit
+        assert c.attrition["n_after"].tolist() == want
+        assert c.ids[KEY[unit]].tolist() == sorted(r[0] for r in duckdb.execute(queries[2]).fetchall())
+        assert c.table1["value"].iloc[0] == str(want[2])
+
+
 def test_failing_sql_escape_hatch_is_located(demo, tmp_path):
     p = _spec_file(tmp_path, "unit: patient\ninclude:\n  - type: sex\n    value: M\n"
                              "  - type: sql\n    query: SELECT subject_id FROM no_such_table\n")

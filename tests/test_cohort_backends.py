@@ -185,7 +185,7 @@ def _portable(sql: str) -> None:
 
 
 def test_every_query_a_cohort_sends_is_portable(demo_build, tmp_path):
-    """Attrition, Table 1 rows, the checks in _check (labels, itemids, exact values), the failure locator and
+    """Attrition with Table 1 rows (one statement), the checks in _check (labels, itemids, exact values), the failure locator and
     the subset export (both id sources): all sent with portable=True, all written for PostgreSQL and BigQuery."""
     spec = {"unit": "stay",
             "include": [{"type": "age", "min": 18}, {"type": "lab", "labels": ["Lactate"], "itemids": [50813], "above": 2},
@@ -196,12 +196,14 @@ def test_every_query_a_cohort_sends_is_portable(demo_build, tmp_path):
     for register_frames in (True, False):
         rec = Recording(demo_build, register_frames)
         c = Cohort.run(rec, spec)
+        # the step chain runs once: attrition and Table 1 rows in one statement
+        assert sum("step_1 AS MATERIALIZED" in s for s, _ in rec.sent) == 1, [s[:80] for s, _ in rec.sent]
         c.subset(tmp_path / f"sub-{register_frames}")
         with pytest.raises(SpecError, match=r"include\[1\].*fails"):  # the failure locator's queries too
             Cohort.run(rec, {"unit": "admission", "include": [
                 {"type": "age", "min": 18}, {"type": "sql", "query": "SELECT hadm_id FROM mimiciv_hosp.no_such_table"}]})
         assert rec.sent and all(portable for _, portable in rec.sent), [s for s, p in rec.sent if not p]
-        kinds = {"attrition": "UNION ALL", "table1": "race_group", "check": "UPPER(x.admission_type)",
+        kinds = {"attrition": "AS attrition_0", "table1": "race_group", "check": "UPPER(x.admission_type)",
                  "label": "LOWER(label)", "subset": "mimiciv_hosp.labevents"}
         for what, marker in kinds.items():
             assert any(marker in s for s, _ in rec.sent), what

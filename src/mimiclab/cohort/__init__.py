@@ -99,11 +99,14 @@ class Cohort:
         compiled = compile_spec(spec, family)
         warnings = _check(spec, compiled, store, manifest)
         try:
-            counts_t = store.arrow(compiled.attrition_sql, portable=True)
+            table = store.arrow(_table1.rows_and_counts_sql(compiled), portable=True)
         except QueryError as exc:
             raise _locate_failure(spec, compiled, store, exc) from None
-        counts = [int(x) for x in counts_t.column("n").to_pylist()]
-        rows = store.df(_table1.rows_sql(compiled), portable=True)
+        names = [_table1.count_column(i) for i in range(len(compiled.fragments) + 1)]
+        counts = [int(table.column(n)[0].as_py()) for n in names]
+        rows = table.drop_columns(names).to_pandas()
+        if counts[-1] == 0:
+            rows = rows.iloc[0:0]  # the one row that carried the counts
         for col in compiled.ctx.unit_columns:
             rows[col] = rows[col].astype("int64")
         cohort = cls(spec, compiled, store, manifest, build, counts, rows, warnings, owns)
