@@ -21,7 +21,7 @@ from mimiclab.cohort import spec as S
 from mimiclab.cohort.compile import compile_spec, transpile
 from mimiclab.cohort.criteria import families
 from mimiclab.cohort.suggest import SUGGESTED, suggest_sql
-from mimiclab.cohort.table1 import rows_sql
+from mimiclab.cohort.table1 import rows_and_counts_sql, rows_sql
 from mimiclab.store import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_compiled_examples_and_pickers_render_for_postgres_and_bigquery(family):
         except SpecError:
             continue
         compiled += 1
-        for sql in (comp.ids_sql, comp.attrition_sql, rows_sql(comp)):
+        for sql in (comp.ids_sql, comp.attrition_sql, rows_sql(comp), rows_and_counts_sql(comp)):
             _portable(sql)
         for dialect in DIALECTS:
             assert "MATERIALIZED" not in render(comp.attrition_sql, "bigquery")
