@@ -50,6 +50,18 @@ def _busiest_patients(n: int) -> list[int]:
     return [r[0] for r in rows]
 
 
+def _frequent_items(relation: str, n: int) -> list[int]:
+    """The n most frequent lab items of labevents (`relation`: read_csv/read_parquet of it), by plain DuckDB."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        return [r[0] for r in con.execute(f"SELECT itemid FROM {relation} GROUP BY 1 ORDER BY count(*) DESC, 1 "
+                                          f"LIMIT {int(n)}").fetchall()]
+    finally:
+        con.close()
+
+
 def _busiest_in_build(build_dir, n: int) -> list[int]:
     """The n patients with the most event rows (labs, microbiology, every icu *events table) of a build,
     counted with plain DuckDB over its Parquet files."""
@@ -79,7 +91,11 @@ def _endpoint_list(slug: str, sid: int) -> dict:
         "page: home": "/", "page: patients": f"/d/{slug}/patients", "page: sql": f"/d/{slug}/sql",
         "api: datasets": "/api/datasets", "api: dictionary": f"{d}/dictionary",
         "api: lookup d_items": f"{d}/lookups/mimiciv_icu.d_items?q=heart",
-        "api: rows labevents filtered+sorted": f"{d}/tables/mimiciv_hosp.labevents/rows?f=itemid:eq:50912&sort=valuenum&desc=1",
+        # a different lab item each request: the filtered count is remembered per filter (paging and sorting
+        # reuse it), so a repeated filter would measure only the rows' query; the next endpoint measures that
+        "api: rows labevents filtered+sorted": f"{d}/tables/mimiciv_hosp.labevents/rows?f=itemid:eq:{{item}}&sort=valuenum&desc=1",
+        "api: rows labevents filtered+sorted, next page (count remembered)":
+            f"{d}/tables/mimiciv_hosp.labevents/rows?f=itemid:eq:50912&sort=valuenum&desc=1&offset=50",
         "api: rows page 10": f"{d}/tables/mimiciv_hosp.labevents/rows?offset=500",
         "api: column stats": f"{d}/tables/mimiciv_hosp.labevents/stats?column=valuenum",
         "api: distribution grouped": f"{d}/distribution?table=mimiciv_hosp.admissions&column=admittime&by=admission_type",
@@ -103,6 +119,14 @@ def _server_ms(r) -> float:
     return float(r.headers["server-timing"].split("dur=")[1])
 
 
+def _parquet_of(build_dir, table: str):
+    from mimiclab.load import manifest as mf
+
+    man = mf.read(build_dir)
+    assert man is not None, build_dir
+    return next(build_dir / e.parquet for e in man.loaded if e.table == table)
+
+
 def _parquet(slug: str, table: str):
     from mimiclab.sources.registry import find
 
@@ -119,8 +143,8 @@ def _rows_vs_duckdb(h: Harness, c, slug: str, endpoints: dict, n: int, section: 
     base = h.time(lambda: con.execute(f"SELECT * FROM read_parquet('{pq}') WHERE itemid = 50912 "
                                       "ORDER BY valuenum DESC NULLS LAST LIMIT 50").fetchall(), repeat=n) * 1000
     con.close()
-    url = endpoints["api: rows labevents filtered+sorted"][1]
-    web = percentile([_server_ms(c.get(url)) for _ in range(n)], 50)
+    url = endpoints["api: rows labevents filtered+sorted"][1].format(item=50912)
+    web = percentile([_server_ms(c.get(url)) for _ in range(n)], 50)  # the count is remembered after the first
     h.record(section, "table rows endpoint (median) vs plain DuckDB query", web, "ms",
              baseline_name="plain DuckDB same query", baseline_value=base)
 
@@ -177,25 +201,27 @@ def demo(h: Harness) -> None:
 
     n = 8 if h.quick else 25
     sids = _busiest_patients(n + 1)
+    items = _frequent_items(f"read_csv_auto('{data_root() / SLUG / '2.2' / 'hosp' / 'labevents.csv.gz'}')", n + 1)
     sid = sids[0]
     endpoints = _endpoint_list(SLUG, sid)
     with TestClient(create_app(dataset=SLUG), base_url="http://127.0.0.1") as c:
-        worst = _endpoints(h, c, endpoints, sids, n)
+        worst = _endpoints(h, c, endpoints, sids, n, items)
         _rows_vs_duckdb(h, c, SLUG, endpoints, n, SECTION)
     h.record(SECTION, "worst p95 over all endpoints and pages", worst, "ms", target="< 300 ms", met=worst < 300)
-    _postgres(h, endpoints, sids, n)
+    _postgres(h, endpoints, sids, n, items)
     _browser(h, sid)
 
 
-def _endpoints(h: Harness, c, endpoints: dict, sids: list[int], n: int, label: str = "", section: str = SECTION,
-               failed: list[str] | None = None) -> float:
-    """p95 server time of each endpoint (the first request of each warms caches); the worst of them.
-    A non-200 answer raises, unless `failed` is given: then it is recorded as a missed target and listed there."""
+def _endpoints(h: Harness, c, endpoints: dict, sids: list[int], n: int, items: list[int], label: str = "",
+               section: str = SECTION, failed: list[str] | None = None) -> float:
+    """p95 server time of each endpoint (the first request of each warms caches); the worst of them. `{sid}`
+    in a URL is a new patient each request, `{item}` a new lab item. A non-200 answer raises, unless `failed`
+    is given: then it is recorded as a missed target and listed there."""
     worst = 0.0
     for name, (method, url, body) in endpoints.items():
         samples, error = [], ""
         for i in range(n + 1):
-            r = c.post(url, json=body) if method == "POST" else c.get(url.format(sid=sids[i]))
+            r = c.post(url, json=body) if method == "POST" else c.get(url.format(sid=sids[i], item=items[i]))
             if failed is not None and r.status_code != 200:
                 error = f"HTTP {r.status_code} on request {i + 1}: {' '.join(r.text[:160].split())}"
                 break
@@ -230,14 +256,16 @@ def full_scale(h: Harness) -> None:
     slug, n = "mimic-iv-synthetic", 12
     t0 = time.perf_counter()
     sids = _busiest_in_build(build_dir, n + 1)
-    print(f"  the {n + 1} busiest patients found in {time.perf_counter() - t0:.1f} s", flush=True)
+    items = _frequent_items(f"read_parquet('{_parquet_of(build_dir, 'labevents')}')", n + 1)
+    print(f"  the {n + 1} busiest patients and most frequent lab items found in {time.perf_counter() - t0:.1f} s",
+          flush=True)
     endpoints = _endpoint_list(slug, sids[0])
     old = os.environ.get("MIMICLAB_HOME")
     os.environ["MIMICLAB_HOME"] = str(home)
     try:
         failed: list[str] = []
         with TestClient(create_app(dataset=slug), base_url="http://127.0.0.1") as c:
-            worst = _endpoints(h, c, endpoints, sids, n, section=sec, failed=failed)
+            worst = _endpoints(h, c, endpoints, sids, n, items, section=sec, failed=failed)
             if "api: rows labevents filtered+sorted" not in failed:
                 _rows_vs_duckdb(h, c, slug, endpoints, n, sec)
             _causes(h, c, slug, endpoints, sec, failed)
@@ -257,7 +285,7 @@ def full_scale(h: Harness) -> None:
             os.environ["MIMICLAB_HOME"] = old
 
 
-def _postgres(h: Harness, endpoints: dict, sids: list[int], n: int) -> None:
+def _postgres(h: Harness, endpoints: dict, sids: list[int], n: int, items: list[int]) -> None:
     """The same endpoints over the demo published to the local PostgreSQL server, in a throwaway database."""
     import tempfile
 
@@ -287,7 +315,7 @@ def _postgres(h: Harness, endpoints: dict, sids: list[int], n: int) -> None:
         with tempfile.TemporaryDirectory() as empty:
             os.environ["MIMICLAB_HOME"] = empty  # the server's copy only
             with TestClient(create_app(sources=[src]), base_url="http://127.0.0.1") as c:
-                worst = _endpoints(h, c, endpoints, sids, n, label="PostgreSQL: ")
+                worst = _endpoints(h, c, endpoints, sids, n, items, label="PostgreSQL: ")
         h.record(SECTION, "PostgreSQL: worst p95 over all endpoints and pages", worst, "ms", target="< 300 ms",
                  met=worst < 300)
     finally:

@@ -346,7 +346,7 @@ async def rows(request: Request, slug: str, table: str,
 
 def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str, sort: str | None, desc: bool,
           limit: int, offset: int) -> dict:
-    _, b, t, st, key, types = _table_ctx(request, slug, table)
+    w, b, t, st, key, types = _table_ctx(request, slug, table)
     where, params = _where(filters, types, q)
     order = _order(sort, desc, types, t.primary_key)
     e = b.manifest.tables.get(key)
@@ -357,8 +357,10 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
     else:
         data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} "
                                    f"OFFSET {int(offset)}", params, portable=True))
-        total = e.rows if not where else st.scalar(f"SELECT count(*) FROM {qualify(key)} {where}", params,
-                                                   portable=True)
+        count = f"SELECT count(*) FROM {qualify(key)} {where}"
+        total = e.rows if not where else w.remembered(
+            st, ("count", count, *((type(v).__name__, v) for v in params)),
+            lambda: st.scalar(count, params, portable=True))
     cat = {c.name: c.description for c in t.columns_for(b.version)}
     data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
                  "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})
