@@ -136,6 +136,23 @@ def test_rows_filter_sort_paginate_match_raw(client, raw):
     assert r["total"] == one(raw, "SELECT count(*) FROM hosp_labevents WHERE comments ILIKE '%hemolyz%'")
 
 
+def test_rows_first_then_the_count(client, raw):
+    """The table page asks for rows without a count, then for the count: a filter not yet counted has total
+    null, /count gives the raw files' count, and after it the rows carry it. Unfiltered, the manifest's."""
+    url = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.labevents"
+    f = ["itemid:eq:50971", "valuenum:lt:4.5"]
+    first = client.get(f"{url}/rows", params={"f": f, "count": "false", "sort": "valuenum"}).json()
+    want = one(raw, "SELECT count(*) FROM hosp_labevents WHERE itemid = 50971 AND valuenum < 4.5")
+    assert first["total"] is None and len(first["rows"]) == min(50, want) and want > 0
+    assert client.get(f"{url}/count", params={"f": f}).json() == {"table": "mimiciv_hosp.labevents", "total": want}
+    assert client.get(f"{url}/rows", params={"f": f, "count": "false", "offset": 5}).json()["total"] == want
+    assert client.get(f"{url}/count", params={"f": f, "q": "zzz-no-such-text"}).json()["total"] == 0
+    plain = client.get(f"{url}/rows", params={"count": "false", "limit": 1}).json()
+    assert plain["total"] == one(raw, "SELECT count(*) FROM hosp_labevents")
+    r = client.get(f"{url}/count", params={"f": "no_such_column:eq:1"})
+    assert r.status_code == 400 and "no column" in r.json()["error"]
+
+
 def test_rows_errors_are_messages(client):
     url = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/rows"
     r = client.get(url, params={"f": "subject_id:eq:abc"})

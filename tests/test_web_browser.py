@@ -500,3 +500,28 @@ def test_no_request_left_localhost(browser):
     assert len(requests) > 30
     hosts = {urlsplit(u).hostname for u in requests if not u.startswith(("data:", "blob:"))}
     assert hosts == {"127.0.0.1"}, hosts
+
+
+def test_narrow_pages_scroll_their_tables_not_the_page(browser, server):
+    """At a phone's width every page fits: a wide table scrolls inside its box. A one-column layout of `1fr`
+    took the widest table's width, so the whole tables page scrolled sideways (1,738 px at 420)."""
+    page, _, problems = browser
+    page.set_viewport_size({"width": 420, "height": 900})
+    try:
+        for path, ready in [(f"/d/{SLUG}/tables/mimiciv_hosp.labevents?f=itemid%3Aeq%3A50912", "#table-grid table"),
+                            (f"/d/{SLUG}/patients", "#find-form"), (f"/d/{SLUG}/dictionary", "section.dtable"),
+                            (f"/d/{SLUG}/cohort", "body"), (f"/d/{SLUG}/sql", "body"), (f"/d/{SLUG}/population", "body"), ("/", "body")]:
+            go(page, server, path)
+            page.locator(ready).first.wait_for()
+            page.wait_for_timeout(300)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 421, (path, width)
+        go(page, server, f"/d/{SLUG}/tables/mimiciv_hosp.labevents")
+        page.locator("#table-grid table").wait_for()
+        wait_js(page, "document.querySelector('#pager').innerText.includes('rows')")
+        shot(page, "tables-narrow")
+        box = page.evaluate("(() => { const g = document.getElementById('table-grid'); return [g.scrollWidth, g.clientWidth]; })()")
+        assert box[0] > box[1], box  # the grid itself scrolls
+    finally:
+        page.set_viewport_size({"width": 1400, "height": 900})
+    assert not problems, problems

@@ -141,6 +141,7 @@ def test_no_request_opens_an_unsandboxed_store(home, monkeypatch, tmp_path):
             c.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT count(*) FROM mimiciv_hosp.admissions"}),
             c.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": "SELECT 1 AS a"}),
             c.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/rows"),
+            c.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/count", params={"f": "admission_type:eq:URGENT"}),
             c.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/stats", params={"column": "admission_type"}),
             c.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/export.csv"),
             c.get(f"/api/datasets/{SLUG}/distribution", params={"table": "mimiciv_hosp.patients", "column": "anchor_age"}),
@@ -434,9 +435,10 @@ def test_infinite_and_deep_numbers_and_specs_are_400(client):
         assert r.status_code == 400 and "finite" in r.json()["error"], r.text[:300]
     r = client.post("/api/cohort/parse", json={"text": "[" * 5000})
     assert r.status_code == 400 and "nested" in r.json()["error"]
-    r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.patients/stats",
-                   params={"column": "anchor_age", "f": "anchor_age:gt:1e999"})
-    assert r.status_code == 400 and "SMALLINT" in r.json()["error"]
+    for what in ("stats", "count", "rows"):
+        r = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.patients/{what}",
+                       params={"column": "anchor_age", "f": "anchor_age:gt:1e999"})
+        assert r.status_code == 400 and "SMALLINT" in r.json()["error"], (what, r.text[:200])
 
 
 # ------------------------------------------------------------------------------------------- review findings

@@ -61,6 +61,8 @@ def _every_route(c) -> None:
               params={"f": ["itemid:eq:50912", "valuenum:gt:1.5", "charttime:ge:2150-01-01", "comments:contains:x",
                             "flag:starts:ab", "ref_range_lower:null"], "q": "mg", "sort": "valuenum", "desc": "true"}),
         c.get(f"{base}/tables/mimiciv_hosp.admissions/rows", params={"limit": 5, "offset": 5}),
+        c.get(f"{base}/tables/mimiciv_hosp.labevents/rows", params={"f": "itemid:eq:50813", "count": "false"}),
+        c.get(f"{base}/tables/mimiciv_hosp.labevents/count", params={"f": ["itemid:eq:50813", "flag:starts:ab"], "q": "mg"}),
         c.get(f"{base}/tables/mimiciv_icu.icustays/stats", params={"column": "los", "f": "los:gt:1"}),
         c.get(f"{base}/tables/mimiciv_hosp.admissions/stats", params={"column": "admittime"}),
         c.get(f"{base}/tables/mimiciv_hosp.admissions/stats", params={"column": "insurance", "q": "med"}),

@@ -333,19 +333,55 @@ def _order(sort: str | None, desc: bool, types: dict, default: tuple[str, ...] =
     return ""
 
 
+FILTERS_DOC = "filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"
+
+
 @router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
 async def rows(request: Request, slug: str, table: str,
-         f: list[str] = Query([], description="filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"),  # noqa: B008 - FastAPI's parameter declaration, read once
+         f: list[str] = Query([], description=FILTERS_DOC),  # noqa: B008 - FastAPI's parameter declaration, read once
          q: str = Query("", max_length=200, description="text search over the text columns"),
          sort: str | None = None, desc: bool = False,
-         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)) -> dict:
+         limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+         count: bool = Query(True, description="count the matching rows; false: `total` is null unless already "
+                                               "known, and /count gives it")) -> dict:
     filters = parse_filters(f)
-    return await wb(request).heavy(request, lambda: _rows(request, slug, table, filters, q, sort, desc, limit, offset),
-                                   what="the table view")
+    return await wb(request).heavy(request, lambda: _rows(request, slug, table, filters, q, sort, desc, limit, offset,
+                                                          count), what="the table view")
+
+
+@router.get("/datasets/{slug}/tables/{table}/count", summary="How many rows of a table match the filters")
+async def count_rows(request: Request, slug: str, table: str,
+                     f: list[str] = Query([], description=FILTERS_DOC),  # noqa: B008 - FastAPI's parameter declaration, read once
+                     q: str = Query("", max_length=200, description="text search over the text columns")) -> dict:
+    """The table view asks for its rows first and the count after, so the rows show without waiting for a
+    second scan of the table (at full scale labevents: 230 ms for the rows, 95 more for the count)."""
+    filters = parse_filters(f)
+
+    def run() -> dict:
+        w, b, _t, st, key, types = _table_ctx(request, slug, table)
+        where, params = _where(filters, types, q)
+        return {"table": key, "total": _total(w, b, st, key, where, params, compute=True)}
+
+    return await wb(request).heavy(request, run, what="the row count")
+
+
+def _total(w, b, st, key: str, where: str, params: list, compute: bool) -> int | None:
+    """Rows of `key` matching `where`: from the manifest when unfiltered, else counted once per filter and
+    build (Workbench.remembered: paging and sorting ask again). Without `compute`, None unless known."""
+    if not _loaded(b, key):
+        return 0
+    if not where:
+        e = b.manifest.tables.get(key)
+        return e.rows if e else None
+    sql = f"SELECT count(*) FROM {qualify(key)} {where}"
+    memo = ("count", sql, *((type(v).__name__, v) for v in params))
+    if not compute:
+        return w.recall(st, memo)
+    return w.remembered(st, memo, lambda: st.scalar(sql, params, portable=True))
 
 
 def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str, sort: str | None, desc: bool,
-          limit: int, offset: int) -> dict:
+          limit: int, offset: int, count: bool = True) -> dict:
     w, b, t, st, key, types = _table_ctx(request, slug, table)
     where, params = _where(filters, types, q)
     order = _order(sort, desc, types, t.primary_key)
@@ -353,14 +389,10 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
     data: dict[str, Any]
     if not _loaded(b, key):
         data = {"columns": list(types), "types": list(types.values()), "rows": []}
-        total = 0
     else:
         data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} "
                                    f"OFFSET {int(offset)}", params, portable=True))
-        count = f"SELECT count(*) FROM {qualify(key)} {where}"
-        total = e.rows if not where else w.remembered(
-            st, ("count", count, *((type(v).__name__, v) for v in params)),
-            lambda: st.scalar(count, params, portable=True))
+    total = _total(w, b, st, key, where, params, compute=count)
     cat = {c.name: c.description for c in t.columns_for(b.version)}
     data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
                  "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})

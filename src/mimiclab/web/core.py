@@ -213,6 +213,11 @@ class Workbench:
                     self._remembered.popitem(last=False)
         return value
 
+    def recall(self, store: Store, key: tuple) -> Any:
+        """What `remembered` holds for (store, key), else None; computes nothing."""
+        with self._lock:
+            return self._remembered.get((id(store), *key))
+
     def table(self, slug: str, qualified: str) -> tuple[BuiltDataset, Table]:
         """A built table by `schema.table` (or bare name), with its catalog entry."""
         b = self.build(slug)

@@ -73,12 +73,30 @@
     } catch (e) { put(box, ML.errorBox(e.message)); }
   }
 
+  let shown = 0;  // which refresh() the page shows: a count arriving for an earlier one is dropped
+
+  // The pager and the row count; `total` null while the count is still being worked out.
+  function pager(total, rowsOnPage) {
+    const known = total !== null && total !== undefined;
+    const from = rowsOnPage ? state.offset + 1 : 0, to = state.offset + rowsOnPage;
+    const prev = el("button.button.secondary", { type: "button", disabled: state.offset === 0 }, "‹ Prev");
+    const next = el("button.button.secondary", { type: "button", disabled: known ? to >= total : rowsOnPage < PAGE }, "Next ›");
+    prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
+    next.addEventListener("click", () => { state.offset += PAGE; refresh(); });
+    put("pager", prev, next, el("span", `${num(from)}–${num(to)} of ${known ? num(total) : "…"} rows`));
+    document.getElementById("table-meta").textContent = known
+      ? `${num(total)} rows${state.f.length || state.q ? " match" : ""}` : "counting the matching rows…";
+  }
+
   async function refresh() {
     toUrl(); chips();
+    const me = ++shown;
     const link = document.getElementById("export-csv");
     link.href = ds(`/tables/${encodeURIComponent(state.table)}/export.csv`) + qs(params());
     try {
-      const d = await api(ds(`/tables/${encodeURIComponent(state.table)}/rows`) + qs({ ...params(), limit: PAGE, offset: state.offset }));
+      // rows first, the count after: the rows show without waiting for a second pass over a large table
+      const d = await api(ds(`/tables/${encodeURIComponent(state.table)}/rows`) + qs({ ...params(), limit: PAGE, offset: state.offset, count: 0 }));
+      if (me !== shown) return;
       state.columns = d.columns;
       const fc = document.getElementById("filter-col");
       if (!fc.options.length) fc.replaceChildren(...d.columns.map((c, i) => el("option", { value: c }, `${c} (${d.types[i].toLowerCase()})`)));
@@ -93,14 +111,17 @@
         b.addEventListener("click", (e) => { e.preventDefault(); e.stopPropagation(); stats(col); });
         th.append(b);
       }
-      const from = d.total ? state.offset + 1 : 0, to = Math.min(state.offset + PAGE, d.total);
-      const prev = el("button.button.secondary", { type: "button", disabled: state.offset === 0 }, "‹ Prev");
-      const next = el("button.button.secondary", { type: "button", disabled: to >= d.total }, "Next ›");
-      prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
-      next.addEventListener("click", () => { state.offset += PAGE; refresh(); });
-      put("pager", prev, next, el("span", `${num(from)}–${num(to)} of ${num(d.total)} rows`));
-      document.getElementById("table-meta").textContent = `${num(d.total)} rows${state.f.length || state.q ? " match" : ""}`;
+      pager(d.total, d.rows.length);
+      if (d.total === null) {
+        try {
+          const c = await api(ds(`/tables/${encodeURIComponent(state.table)}/count`) + qs({ f: state.f, q: state.q }));
+          if (me === shown) pager(c.total, d.rows.length);
+        } catch (e) {  // the rows stay; only the count is missing
+          if (me === shown) document.getElementById("table-meta").textContent = `The rows could not be counted: ${e.message}`;
+        }
+      }
     } catch (e) {
+      if (me !== shown) return;
       put("table-grid", ML.errorBox(e.message));
       put("pager");
     }
