@@ -352,7 +352,11 @@ def test_empty_result_names_the_step(demo, tmp_path):
         Cohort.run(demo, p)
     assert "step 2" in str(e.value) and "line 5" in str(e.value)
     assert e.value.cohort.attrition["n_after"].tolist()[-1] == 0
-    assert len(Cohort.run(demo, p, allow_empty=True).ids) == 0
+    empty = Cohort.run(demo, p, allow_empty=True)
+    assert len(empty.ids) == 0 and empty.counts[-1] == 0
+    # the row that carried the counts is gone before pandas: the columns keep the types a cohort's rows have
+    full = Cohort.run(demo, {"unit": "admission", "include": [{"type": "age", "min": 18}]})
+    assert len(full.rows) > 0 and empty.rows.dtypes.to_dict() == full.rows.dtypes.to_dict()
 
 
 def test_counts_and_rows_equal_the_raw_files_for_every_unit(demo, demo_dir):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.compute as pc
 
 from mimiclab import catalog
 from mimiclab.cohort import attrition as _attrition
@@ -104,9 +105,10 @@ class Cohort:
             raise _locate_failure(spec, compiled, store, exc) from None
         names = [_table1.count_column(i) for i in range(len(compiled.fragments) + 1)]
         counts = [int(table.column(n)[0].as_py()) for n in names]
-        rows = table.drop_columns(names).to_pandas()
-        if counts[-1] == 0:
-            rows = rows.iloc[0:0]  # the one row that carried the counts
+        # an empty cohort's one row carries only the counts: dropped by its NULL key, before pandas (a NULL
+        # would turn integer columns into floats)
+        table = table.filter(pc.is_valid(table.column(compiled.ctx.key))).drop_columns([*names, *_table1.JOIN_COLUMNS])
+        rows = table.to_pandas()
         for col in compiled.ctx.unit_columns:
             rows[col] = rows[col].astype("int64")
         cohort = cls(spec, compiled, store, manifest, build, counts, rows, warnings, owns)

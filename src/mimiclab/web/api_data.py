@@ -373,11 +373,14 @@ def _total(w, b, st, key: str, where: str, params: list, compute: bool) -> int |
     if not where:
         e = b.manifest.tables.get(key)
         return e.rows if e else None
-    sql = f"SELECT count(*) FROM {qualify(key)} {where}"
-    memo = ("count", sql, *((type(v).__name__, v) for v in params))
+    memo = _count_memo(key, where, params)
     if not compute:
         return w.recall(st, memo)
-    return w.remembered(st, memo, lambda: st.scalar(sql, params, portable=True))
+    return w.remembered(st, memo, lambda: st.scalar(f"SELECT count(*) FROM {qualify(key)} {where}", params, portable=True))
+
+
+def _count_memo(key: str, where: str, params: list) -> tuple:
+    return ("count", key, where, *((type(v).__name__, repr(v)) for v in params))  # repr: nan equals nan
 
 
 def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str, sort: str | None, desc: bool,
@@ -393,6 +396,9 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
         data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} "
                                    f"OFFSET {int(offset)}", params, portable=True))
     total = _total(w, b, st, key, where, params, compute=count)
+    n = len(data["rows"])
+    if total is None and n < limit and (n or not offset):  # the last page: no count needed to know it
+        total = w.remembered(st, _count_memo(key, where, params), lambda: offset + n)
     cat = {c.name: c.description for c in t.columns_for(b.version)}
     data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
                  "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import math
 import os
 import threading
@@ -42,7 +43,9 @@ from mimiclab.store import Store
 from mimiclab.store.work import Cancelled, Work
 
 T = TypeVar("T")
-REMEMBERED = 1024  # entries of Workbench.remembered: small values (counts), so well under a megabyte
+REMEMBERED = 1024  # entries of Workbench.remembered: a hash and a small value (a count) each
+REMEMBER_SECONDS = 600.0  # a server's tables can be republished under a running workbench
+REMEMBER_WAIT = 60.0  # how long a second asker waits for the same computation before doing its own
 
 
 @dataclass
@@ -94,6 +97,7 @@ class Workbench:
         self._apis: dict[tuple[str, str, str], Any] = {}
         self._patients: OrderedDict = OrderedDict()
         self._remembered: OrderedDict = OrderedDict()
+        self._computing: dict[tuple, threading.Event] = {}
         self._builds: list[Source] = []
         self._builds_key: tuple | None = None
         self._builds_checked = 0.0
@@ -198,25 +202,45 @@ class Workbench:
     def remembered(self, store: Store, key: tuple, compute: Callable[[], T]) -> T:
         """A small result computed on `store` once: e.g. a filtered table's row count, which every page and
         sort of that filter asks for again (at full scale a second scan of labevents, 95 of 320 ms). Kept per
-        store, and a store is one build: when a new build replaces it, its entries go with it (`store()`).
-        The least recently used of REMEMBERED entries is dropped; a failure is not remembered."""
-        full = (id(store), *key)
-        with self._lock:
-            if full in self._remembered:
-                self._remembered.move_to_end(full)
-                return self._remembered[full]
-        value = compute()
+        store, and a local store is one build: when a new build replaces it, its entries go with it
+        (`store()`); a server's data can change under the same store, so entries expire after
+        REMEMBER_SECONDS. Keys are hashed (a filter can be long); the least recently used of REMEMBERED
+        entries is dropped. One computation per key at a time: a second asker waits for the first (the
+        table page asks for a count again when paged before it arrived). A failure is not remembered."""
+        full = (id(store), hashlib.sha256(repr(key).encode()).hexdigest())
+        mine: threading.Event | None = None
+        while True:
+            with self._lock:
+                hit = self._remembered.get(full)
+                if hit is not None and time.monotonic() - hit[1] < REMEMBER_SECONDS:
+                    self._remembered.move_to_end(full)
+                    return hit[0]
+                running = self._computing.get(full)
+                if running is None:
+                    mine = self._computing[full] = threading.Event()
+                    break
+            if not running.wait(timeout=REMEMBER_WAIT):
+                break  # still running: compute alongside rather than wait past a request's limit
+        try:
+            value = compute()
+        finally:
+            if mine is not None:
+                with self._lock:
+                    if self._computing.get(full) is mine:
+                        del self._computing[full]
+                mine.set()
         with self._lock:
             if any(st is store for st in self._stores.values()):  # not replaced meanwhile
-                self._remembered[full] = value
+                self._remembered[full] = (value, time.monotonic())
                 while len(self._remembered) > REMEMBERED:
                     self._remembered.popitem(last=False)
         return value
 
     def recall(self, store: Store, key: tuple) -> Any:
-        """What `remembered` holds for (store, key), else None; computes nothing."""
+        """What `remembered` holds for (store, key) and has not expired, else None; computes nothing."""
         with self._lock:
-            return self._remembered.get((id(store), *key))
+            hit = self._remembered.get((id(store), hashlib.sha256(repr(key).encode()).hexdigest()))
+        return hit[0] if hit is not None and time.monotonic() - hit[1] < REMEMBER_SECONDS else None
 
     def table(self, slug: str, qualified: str) -> tuple[BuiltDataset, Table]:
         """A built table by `schema.table` (or bare name), with its catalog entry."""

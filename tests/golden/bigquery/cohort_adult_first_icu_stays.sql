@@ -14,7 +14,7 @@ WITH units AS (
   FROM step_0
   WHERE
     stay_id IN (
-      SELECT
+      SELECT DISTINCT
         u.stay_id
       FROM units AS u
       JOIN `physionet-data`.mimiciv_2_2_hosp.admissions AS a
@@ -34,7 +34,7 @@ WITH units AS (
   FROM step_1
   WHERE
     stay_id IN (
-      SELECT
+      SELECT DISTINCT
         u.stay_id
       FROM units AS u
       JOIN (
@@ -55,7 +55,7 @@ WITH units AS (
   FROM step_2
   WHERE
     stay_id IN (
-      SELECT
+      SELECT DISTINCT
         u.stay_id
       FROM units AS u
       JOIN `physionet-data`.mimiciv_2_2_icu.icustays AS i

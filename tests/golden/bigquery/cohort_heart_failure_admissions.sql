@@ -13,7 +13,7 @@ WITH units AS (
   FROM step_0
   WHERE
     hadm_id IN (
-      SELECT
+      SELECT DISTINCT
         u.hadm_id
       FROM units AS u
       JOIN `physionet-data`.mimiciv_2_2_hosp.admissions AS a
@@ -33,7 +33,7 @@ WITH units AS (
   FROM step_1
   WHERE
     hadm_id IN (
-      SELECT
+      SELECT DISTINCT
         u.hadm_id
       FROM units AS u
       JOIN `physionet-data`.mimiciv_2_2_hosp.diagnoses_icd AS d
@@ -62,7 +62,7 @@ WITH units AS (
   FROM step_2
   WHERE
     NOT hadm_id IN (
-      SELECT
+      SELECT DISTINCT
         u.hadm_id
       FROM units AS u
       JOIN `physionet-data`.mimiciv_2_2_hosp.admissions AS a

@@ -73,29 +73,39 @@
     } catch (e) { put(box, ML.errorBox(e.message)); }
   }
 
-  let shown = 0;  // which refresh() the page shows: a count arriving for an earlier one is dropped
+  let shown = null;  // the AbortController of the refresh() the page shows; a newer one aborts it
 
   // The pager and the row count; `total` null while the count is still being worked out.
   function pager(total, rowsOnPage) {
-    const known = total !== null && total !== undefined;
-    const from = rowsOnPage ? state.offset + 1 : 0, to = state.offset + rowsOnPage;
+    const to = rowsOnPage ? state.offset + rowsOnPage : 0;
     const prev = el("button.button.secondary", { type: "button", disabled: state.offset === 0 }, "‹ Prev");
-    const next = el("button.button.secondary", { type: "button", disabled: known ? to >= total : rowsOnPage < PAGE }, "Next ›");
+    const next = el("button.button.secondary#pager-next", { type: "button" }, "Next ›");
     prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
     next.addEventListener("click", () => { state.offset += PAGE; refresh(); });
-    put("pager", prev, next, el("span", `${num(from)}–${num(to)} of ${known ? num(total) : "…"} rows`));
+    put("pager", prev, next, el("span#pager-of", ""));
+    counted(total, to, rowsOnPage);
+  }
+
+  // The count's parts of the pager, updated in place when the count arrives (a focused button keeps focus).
+  function counted(total, to, rowsOnPage) {
+    const known = total !== null && total !== undefined;
+    const from = rowsOnPage ? state.offset + 1 : 0;
+    document.getElementById("pager-next").disabled = known ? to >= total : rowsOnPage < PAGE;
+    document.getElementById("pager-of").textContent = `${num(from)}–${num(to)} of ${known ? num(total) : "…"} rows`;
     document.getElementById("table-meta").textContent = known
       ? `${num(total)} rows${state.f.length || state.q ? " match" : ""}` : "counting the matching rows…";
   }
 
   async function refresh() {
     toUrl(); chips();
-    const me = ++shown;
+    if (shown) shown.abort();  // the server stops the work of a request whose client went away
+    const me = shown = new AbortController();
     const link = document.getElementById("export-csv");
     link.href = ds(`/tables/${encodeURIComponent(state.table)}/export.csv`) + qs(params());
     try {
       // rows first, the count after: the rows show without waiting for a second pass over a large table
-      const d = await api(ds(`/tables/${encodeURIComponent(state.table)}/rows`) + qs({ ...params(), limit: PAGE, offset: state.offset, count: 0 }));
+      const d = await api(ds(`/tables/${encodeURIComponent(state.table)}/rows`) + qs({ ...params(), limit: PAGE, offset: state.offset, count: 0 }),
+        { signal: me.signal });
       if (me !== shown) return;
       state.columns = d.columns;
       const fc = document.getElementById("filter-col");
@@ -114,8 +124,9 @@
       pager(d.total, d.rows.length);
       if (d.total === null) {
         try {
-          const c = await api(ds(`/tables/${encodeURIComponent(state.table)}/count`) + qs({ f: state.f, q: state.q }));
-          if (me === shown) pager(c.total, d.rows.length);
+          const c = await api(ds(`/tables/${encodeURIComponent(state.table)}/count`) + qs({ f: state.f, q: state.q }),
+            { signal: me.signal });
+          if (me === shown) counted(c.total, d.rows.length ? state.offset + d.rows.length : 0, d.rows.length);
         } catch (e) {  // the rows stay; only the count is missing
           if (me === shown) document.getElementById("table-meta").textContent = `The rows could not be counted: ${e.message}`;
         }
