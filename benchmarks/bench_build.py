@@ -248,12 +248,12 @@ def _disk_and_tables(h: Harness, section: str, label: str, home: Path, man: dict
 # patient order. This pass puts the two largest tables in that shape (runs of one specimen / one charting
 # time, in random order) and measures the build and per-patient lookups against the plain typed COPY of
 # the same files, which keeps the file's order.
-SCATTER = {"icu/chartevents": "hash(stay_id, charttime), itemid", "hosp/labevents": "hash(specimen_id), itemid"}
 
 
 def _scattered(src: Path) -> Path:
-    """`src` with chartevents and labevents in PhysioNet's shape; made once, other files linked."""
-    import duckdb
+    """`src` with chartevents and labevents in PhysioNet's shape (mimiclab.synth.physionet_order, what
+    `mimiclab synth --order physionet` writes); made once, other files linked."""
+    from mimiclab.synth import PHYSIONET_RUNS, physionet_order
 
     dest = WORK / f"{src.name}-scattered"
     if (dest / "SYNTHETIC.json").exists():
@@ -263,14 +263,11 @@ def _scattered(src: Path) -> Path:
         if f.is_file() and f.name != "SHA256SUMS.txt":
             rel = f.relative_to(src)
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            if rel.as_posix().removesuffix(".csv.gz") not in SCATTER:
+            table = rel.name.removesuffix(".csv.gz")
+            if table in PHYSIONET_RUNS and rel.name.endswith(".csv.gz"):
+                physionet_order(f, dest / rel, table)
+            elif rel.name != "SYNTHETIC.json":
                 (dest / rel).symlink_to(f)
-    con = duckdb.connect(config={"threads": 2, "memory_limit": "2GB"})
-    for name, order in SCATTER.items():
-        tmp = dest / f"{name}.tmp.csv.gz"
-        con.execute(f"COPY (SELECT * FROM read_csv('{src / name}.csv.gz', all_varchar=true) ORDER BY {order}) "
-                    f"TO '{tmp}' (HEADER, COMPRESSION gzip)")
-        tmp.rename(dest / f"{name}.csv.gz")
     (dest / "SYNTHETIC.json").write_bytes((src / "SYNTHETIC.json").read_bytes())  # last: marks it complete
     return dest
 

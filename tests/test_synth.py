@@ -386,3 +386,48 @@ def test_failing_compressor_does_not_hang_the_copy(tmp_path: Path, monkeypatch):
     with pytest.raises(RuntimeError, match="compressor broke"):
         synth.generate(tmp_path / "x", patients=20, tables=["chartevents"])
     assert not list((tmp_path / "x").rglob("*.csv.gz*"))
+
+
+def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth_dir: Path, mimiclab_home: Path):
+    """`order="physionet"`: chartevents and labevents in runs of one charting time / one specimen, scattered
+    over the file as PhysioNet's are; the same rows (as text, `""` included) as patient order; the same bytes
+    each time; sums that match; and a build over it holds every row."""
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+    from mimiclab.load import build
+
+    out = tmp_path / "scattered"
+    res = CliRunner().invoke(app, ["synth", "--patients", str(N), "--seed", "7", "--order", "physionet", "--dest", str(out)])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "SYNTHETIC.json").read_text())["order"] == "physionet"
+    con = duckdb.connect()
+
+    def text(d: Path, t: str) -> str:
+        return f"read_csv('{d / t}.csv.gz', header=true, all_varchar=true, allow_quoted_nulls=false)"
+
+    def runs(d: Path, t: str) -> int:  # how often the patient changes from one row to the next
+        return one(con, f"SELECT count(*) FILTER (WHERE s IS DISTINCT FROM p) FROM "
+                        f"(SELECT subject_id AS s, lag(subject_id) OVER () AS p FROM {text(d, t)})")
+
+    for t, run in [("icu/chartevents", "stay_id, charttime"), ("hosp/labevents", "specimen_id")]:
+        for a, b in [(out, synth_dir), (synth_dir, out)]:
+            assert one(con, f"SELECT count(*) FROM (SELECT * FROM {text(a, t)} EXCEPT ALL SELECT * FROM {text(b, t)})") == 0
+        patients = one(con, f"SELECT count(DISTINCT subject_id) FROM {text(out, t)}")
+        assert runs(synth_dir, t) == patients and runs(out, t) > 10 * patients, t
+        # each run (one charting time of a stay / one specimen) is together: as many runs as distinct keys
+        assert one(con, f"SELECT count(*) FILTER (WHERE k IS DISTINCT FROM p) FROM (SELECT ({run}) AS k, "
+                        f"lag(({run})) OVER () AS p FROM {text(out, t)})") == \
+            one(con, f"SELECT count(DISTINCT ({run})) FROM {text(out, t)}")
+    for t in ("hosp/admissions", "icu/icustays"):  # other tables as generated
+        assert (out / f"{t}.csv.gz").read_bytes() == (synth_dir / f"{t}.csv.gz").read_bytes()
+    for line in (out / "SHA256SUMS.txt").read_text().splitlines():
+        digest, path = line.split("  ", 1)
+        assert hashlib.sha256((out / path).read_bytes()).hexdigest() == digest, path
+    again = tmp_path / "again"
+    synth.generate(again, patients=N, seed=7, order="physionet", tables=["labevents"])
+    assert (again / "hosp/labevents.csv.gz").read_bytes() == (out / "hosp/labevents.csv.gz").read_bytes()
+    r = build("mimic-iv-synthetic", source=out)
+    assert r.manifest.tables["mimiciv_hosp.labevents"].rows == one(con, f"SELECT count(*) FROM {text(out, 'hosp/labevents')}")
+    with pytest.raises(synth.MimiclabError, match="order must be one of"):
+        synth.generate(tmp_path / "bad", patients=2, order="time")

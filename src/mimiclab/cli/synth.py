@@ -22,6 +22,9 @@ def synth_cmd(
                                    "(MIMIC-IV 3.1's published table sizes: ~896M rows, 13 GB)."),
     fraction: float | None = typer.Option(None, "--fraction", min=0.0, max=1.0,
                                           help="With --scale full: this share of MIMIC-IV 3.1's patients (e.g. 0.01)."),
+    order: str = typer.Option("patient", "--order",
+                              help="Row order: 'patient' (as generated) or 'physionet' (chartevents and labevents in "
+                                   "runs scattered over the file, as PhysioNet's files are: realistic lookups)."),
 ) -> None:
     """Write a synthetic MIMIC-IV (hosp + icu) in PhysioNet's layout. No real patient data."""
     from mimiclab import config, synth
@@ -34,7 +37,7 @@ def synth_cmd(
         n, _ = synth.resolve(patients, scale, fraction)
         console.print(f"Generating {n:,} synthetic patients ({scale} scale, seed {seed}) into [bold]{out}[/]")
         with console.status("generating...") as status:
-            res = synth.generate(out, patients=n, seed=seed, version=version, scale=scale,
+            res = synth.generate(out, patients=n, seed=seed, version=version, scale=scale, order=order,
                                  progress=lambda t, n: status.update(f"wrote {t} ({n:,} rows)"))
         from rich.table import Table
 

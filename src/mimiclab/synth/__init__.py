@@ -27,6 +27,8 @@ import duckdb
 from mimiclab import __version__
 from mimiclab.checksums import sha256_file
 from mimiclab.errors import MimiclabError
+from mimiclab.sqltext import ident as quote_ident
+from mimiclab.sqltext import lit as sql_literal
 from mimiclab.synth import _sql
 from mimiclab.synth._gzip import Compressed, GzipMember, compress_stream
 
@@ -342,15 +344,30 @@ def count_rows(patients: int | None = None, seed: int = 0, version: str = DEFAUL
             con.close()
 
 
+# PhysioNet's files are not in patient order. In the demo, which keeps the full files' row order, labevents
+# changes patient 5,663 times in 107,727 rows, in runs of one specimen, and each patient's rows span 94% of
+# the file. `order="physionet"` rewrites these tables in such runs (table -> the columns of one run), the
+# runs shuffled by their hash, so lookups, builds and benchmarks meet the order real files have.
+PHYSIONET_RUNS: dict[str, tuple[str, ...]] = {
+    "chartevents": ("stay_id", "charttime"),  # one charting time of one stay
+    "labevents": ("specimen_id",),  # one specimen
+}
+ORDERS = ("patient", "physionet")
+
+
 def generate(dest: Path, patients: int | None = None, seed: int = 0, version: str = DEFAULT_VERSION,
              tables: list[str] | None = None, progress: Progress | None = None, scale: str = "demo",
-             fraction: float | None = None) -> SynthResult:
+             fraction: float | None = None, order: str = "patient") -> SynthResult:
     """Write a synthetic MIMIC-IV (hosp + icu) in PhysioNet's layout under ``dest``.
 
     ``scale`` picks the per-patient rates: "demo" (ICU-heavy, like the open demo; 100 patients unless
     given) or "full" (MIMIC-IV 3.1's published table sizes at its 364,627 patients, or at ``fraction``
-    of them). Same (patients, seed, version, scale) and the same DuckDB version give byte-identical files.
+    of them). ``order``: "patient" (rows grouped by patient, as generated) or "physionet" (the tables of
+    PHYSIONET_RUNS in runs scattered over the file, as PhysioNet's are; one more pass over them, an
+    external sort). Same arguments and the same DuckDB version give byte-identical files.
     """
+    if order not in ORDERS:
+        raise MimiclabError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
     patients, rates = resolve(patients, scale, fraction)
     dest = Path(dest)
     tabs = _tables(version, tables)
@@ -379,12 +396,16 @@ def generate(dest: Path, patients: int | None = None, seed: int = 0, version: st
                 progress(t.key, t.rows)
 
         _write_tables(con, jobs, tmp, done)
+        if order == "physionet":
+            for j in jobs:
+                if j.key.split("/")[-1] in PHYSIONET_RUNS:
+                    _scatter(con, j.out, j.out, PHYSIONET_RUNS[j.key.split("/")[-1]], tmp)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     (dest / "LICENSE.txt").write_text(LICENSE)
     marker = {"synthetic": True, "generator": "mimiclab.synth", "mimiclab_version": __version__,
-              "patients": patients, "seed": seed, "version": version, "scale": scale,
+              "patients": patients, "seed": seed, "version": version, "scale": scale, "order": order,
               "duckdb_version": duckdb.__version__,
               "rows": dict(sorted(result.rows.items()))}
     (dest / "SYNTHETIC.json").write_text(json.dumps(marker, indent=2) + "\n")
@@ -395,6 +416,38 @@ def generate(dest: Path, patients: int | None = None, seed: int = 0, version: st
     (dest / "SHA256SUMS.txt").write_text("\n".join(lines) + "\n")
     result.seconds["_total"] = time.perf_counter() - t0
     return result
+
+
+def physionet_order(src: Path, dest: Path, table: str) -> None:
+    """Write `src` (a csv.gz of `table`, a key of PHYSIONET_RUNS) to `dest` in PhysioNet's order, as
+    `generate(order="physionet")` does: for reordering files made before (the build benchmark)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.synth-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": SYNTH_MEMORY, "temp_directory": str(tmp),
+                                 "preserve_insertion_order": True})
+    try:
+        if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
+            con.execute("SET enable_progress_bar = false")
+        _scatter(con, src, dest, PHYSIONET_RUNS[table], tmp)
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[str, ...], tmp: Path) -> None:
+    """Write the csv.gz at `path` to `dest` in runs of equal `run` columns, the runs in the order of their
+    hash. Ties are broken by every column, so the order (and the file) is the same each time. Values are
+    read and written as text: an empty field stays NULL and `""` an empty string."""
+    src = f"read_csv({sql_literal(str(path))}, header=true, all_varchar=true, allow_quoted_nulls=false)"
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+    keys = ", ".join(quote_ident(c) for c in run)
+    every = ", ".join(quote_ident(c) for c in cols)
+    out = tmp / f"{path.name}.scattered"
+    con.execute(f"COPY (SELECT * FROM {src} ORDER BY hash({keys}), {every}) TO {sql_literal(str(out))} "
+                f"(HEADER, COMPRESSION gzip)")
+    os.replace(out, dest)
 
 
 def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
