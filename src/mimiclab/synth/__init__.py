@@ -95,13 +95,18 @@ def full_patients() -> int:
 SYNTH_MEMORY = "768MB"
 
 
-def _connect(tmp: Path, seed: int, patients: int, rates: _sql.Rates = _sql.DEMO) -> duckdb.DuckDBPyConnection:
+def _duckdb(tmp: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={
         "threads": THREADS, "memory_limit": SYNTH_MEMORY, "preserve_insertion_order": True,
         "temp_directory": str(tmp),
     })
     if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
         con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def _connect(tmp: Path, seed: int, patients: int, rates: _sql.Rates = _sql.DEMO) -> duckdb.DuckDBPyConnection:
+    con = _duckdb(tmp)
     for m in _sql.macros(seed, _n_providers(patients, rates), _n_caregivers(patients, rates)):
         con.execute(m)
     return con
@@ -398,8 +403,9 @@ def generate(dest: Path, patients: int | None = None, seed: int = 0, version: st
         _write_tables(con, jobs, tmp, done)
         if order == "physionet":
             for j in jobs:
-                if j.key.split("/")[-1] in PHYSIONET_RUNS:
-                    _scatter(con, j.out, j.out, PHYSIONET_RUNS[j.key.split("/")[-1]], tmp)
+                run = PHYSIONET_RUNS.get(j.key.split("/")[-1])
+                if run is not None:
+                    _scatter(con, j.out, j.out, run, tmp)
     finally:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -425,11 +431,8 @@ def physionet_order(src: Path, dest: Path, table: str) -> None:
     tmp = dest.parent / f".{dest.name}.synth-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    con = duckdb.connect(config={"threads": THREADS, "memory_limit": SYNTH_MEMORY, "temp_directory": str(tmp),
-                                 "preserve_insertion_order": True})
+    con = _duckdb(tmp)
     try:
-        if _scalar(con, "SELECT current_setting('enable_progress_bar')"):  # SET raises in Jupyter
-            con.execute("SET enable_progress_bar = false")
         _scatter(con, src, dest, PHYSIONET_RUNS[table], tmp)
     finally:
         con.close()

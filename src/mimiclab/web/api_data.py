@@ -395,10 +395,11 @@ def _rows(request: Request, slug: str, table: str, filters: list[Filter], q: str
     else:
         data = arrow_rows(st.arrow(f"SELECT * FROM {qualify(key)} {where} {order} LIMIT {int(limit)} "
                                    f"OFFSET {int(offset)}", params, portable=True))
-    total = _total(w, b, st, key, where, params, compute=count)
     n = len(data["rows"])
-    if total is None and n < limit and (n or not offset):  # the last page: no count needed to know it
+    if where and n < limit and (n or not offset):  # the last page is its own count: no count query
         total = w.remembered(st, _count_memo(key, where, params), lambda: offset + n)
+    else:
+        total = _total(w, b, st, key, where, params, compute=count)
     cat = {c.name: c.description for c in t.columns_for(b.version)}
     data.update({"table": key, "total": total, "limit": limit, "offset": offset, "status": e.status if e else None,
                  "descriptions": [cat.get(c, "") for c in data["columns"]], "sort": sort, "desc": desc})

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import anyio
 import pyarrow as pa
@@ -204,15 +204,15 @@ class Workbench:
         sort of that filter asks for again (at full scale a second scan of labevents, 95 of 320 ms). Kept per
         store, and a local store is one build: when a new build replaces it, its entries go with it
         (`store()`); a server's data can change under the same store, so entries expire after
-        REMEMBER_SECONDS. Keys are hashed (a filter can be long); the least recently used of REMEMBERED
+        REMEMBER_SECONDS. The least recently used of REMEMBERED
         entries is dropped. One computation per key at a time: a second asker waits for the first (the
         table page asks for a count again when paged before it arrived). A failure is not remembered."""
-        full = (id(store), hashlib.sha256(repr(key).encode()).hexdigest())
+        full = _memo_key(store, key)
         mine: threading.Event | None = None
         while True:
             with self._lock:
                 hit = self._remembered.get(full)
-                if hit is not None and time.monotonic() - hit[1] < REMEMBER_SECONDS:
+                if _fresh(hit):
                     self._remembered.move_to_end(full)
                     return hit[0]
                 running = self._computing.get(full)
@@ -239,8 +239,8 @@ class Workbench:
     def recall(self, store: Store, key: tuple) -> Any:
         """What `remembered` holds for (store, key) and has not expired, else None; computes nothing."""
         with self._lock:
-            hit = self._remembered.get((id(store), hashlib.sha256(repr(key).encode()).hexdigest()))
-        return hit[0] if hit is not None and time.monotonic() - hit[1] < REMEMBER_SECONDS else None
+            hit = self._remembered.get(_memo_key(store, key))
+        return hit[0] if _fresh(hit) else None
 
     def table(self, slug: str, qualified: str) -> tuple[BuiltDataset, Table]:
         """A built table by `schema.table` (or bare name), with its catalog entry."""
@@ -351,6 +351,14 @@ class Workbench:
             self._apis.clear()
             self._patients.clear()
             self._remembered.clear()
+
+
+def _memo_key(store: Store, key: tuple) -> tuple[int, str]:
+    return id(store), hashlib.sha256(repr(key).encode()).hexdigest()  # hashed: a filter can be long
+
+
+def _fresh(hit: tuple[Any, float] | None) -> TypeGuard[tuple[Any, float]]:
+    return hit is not None and time.monotonic() - hit[1] < REMEMBER_SECONDS
 
 
 def qualified(ds: catalog.Dataset, t: Table) -> str:

@@ -77,19 +77,18 @@
 
   // The pager and the row count; `total` null while the count is still being worked out.
   function pager(total, rowsOnPage) {
-    const to = rowsOnPage ? state.offset + rowsOnPage : 0;
     const prev = el("button.button.secondary", { type: "button", disabled: state.offset === 0 }, "‹ Prev");
     const next = el("button.button.secondary#pager-next", { type: "button" }, "Next ›");
     prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); refresh(); });
     next.addEventListener("click", () => { state.offset += PAGE; refresh(); });
     put("pager", prev, next, el("span#pager-of", ""));
-    counted(total, to, rowsOnPage);
+    counted(total, rowsOnPage);
   }
 
   // The count's parts of the pager, updated in place when the count arrives (a focused button keeps focus).
-  function counted(total, to, rowsOnPage) {
+  function counted(total, rowsOnPage) {
     const known = total !== null && total !== undefined;
-    const from = rowsOnPage ? state.offset + 1 : 0;
+    const from = rowsOnPage ? state.offset + 1 : 0, to = rowsOnPage ? state.offset + rowsOnPage : 0;
     document.getElementById("pager-next").disabled = known ? to >= total : rowsOnPage < PAGE;
     document.getElementById("pager-of").textContent = `${num(from)}–${num(to)} of ${known ? num(total) : "…"} rows`;
     document.getElementById("table-meta").textContent = known
@@ -126,7 +125,7 @@
         try {
           const c = await api(ds(`/tables/${encodeURIComponent(state.table)}/count`) + qs({ f: state.f, q: state.q }),
             { signal: me.signal });
-          if (me === shown) counted(c.total, d.rows.length ? state.offset + d.rows.length : 0, d.rows.length);
+          if (me === shown) counted(c.total, d.rows.length);
         } catch (e) {  // the rows stay; only the count is missing
           if (me === shown) document.getElementById("table-meta").textContent = `The rows could not be counted: ${e.message}`;
         }
