@@ -144,32 +144,49 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(windowed_
     assert entry.lines is not None and windowed_build.manifest.tables["mimiciv_hosp.admissions"].lines is None
     con = duckdb.connect(str(windowed_build.build_dir / windowed_build.manifest.database), read_only=True)
     lines = str(windowed_build.build_dir / entry.lines)
+    parquet = str(windowed_build.build_dir / entry.parquet)
     raw = f"{demo_dir}/hosp/labevents.csv.gz"
-    # the native table in rowid order, each row joined to the raw file's row at the line its map names
+    # the native table in rowid order, its k-th row of a patient joined to the raw file's row at the line the
+    # map's k-th entry of that patient names (the pairing api/seed.py relies on)
     diff = con.execute(f"""
-        WITH t AS (SELECT rowid AS pos, * FROM mimiciv_hosp.labevents),
-             m AS (SELECT file_row_number AS pos, line FROM read_parquet('{lines}', file_row_number=true)),
+        WITH t AS (SELECT row_number() OVER (PARTITION BY subject_id ORDER BY rowid) AS k, *
+                   FROM mimiciv_hosp.labevents),
+             m AS (SELECT subject_id, row_number() OVER (PARTITION BY subject_id ORDER BY file_row_number) AS k, line
+                   FROM read_parquet('{lines}', file_row_number=true)),
              r AS (SELECT row_number() OVER () - 1 AS line, labevent_id, subject_id, itemid, valuenum
                    FROM read_csv('{raw}', header=true))
         SELECT count(*), count(r.line), count(*) FILTER (WHERE t.labevent_id IS DISTINCT FROM r.labevent_id
                OR t.subject_id IS DISTINCT FROM r.subject_id OR t.itemid IS DISTINCT FROM r.itemid
                OR t.valuenum IS DISTINCT FROM r.valuenum), count(DISTINCT m.line)
-        FROM t JOIN m USING (pos) LEFT JOIN r USING (line)""").fetchone()
+        FROM t JOIN m USING (subject_id, k) LEFT JOIN r USING (line)""").fetchone()
     assert diff == (107_727, 107_727, 0, 107_727)
-    # the database's copy of the map (store.row_map_table) is the Parquet map, row for row in stored order
+    # and the Parquet file row for row with its map, in stored order
+    assert con.execute(f"""SELECT count(*) FROM
+        (SELECT file_row_number AS pos, subject_id FROM read_parquet('{parquet}', file_row_number=true)) p
+        FULL JOIN (SELECT file_row_number AS pos, subject_id FROM read_parquet('{lines}', file_row_number=true)) m
+        USING (pos) WHERE p.subject_id IS DISTINCT FROM m.subject_id""").fetchone() == (0,)
+    # the database's copy of the map (store.row_map_table) is the Parquet map sorted as the table is: by
+    # patient, then the map's order
     copy = f"mimiclab_rows.{chr(34)}{Path(lines).name.removesuffix('.parquet')}{chr(34)}"
     assert con.execute(f"SELECT count(*) FROM (SELECT rowid AS pos, * FROM {copy}) c FULL JOIN "
-                       f"(SELECT file_row_number AS pos, * FROM read_parquet('{lines}', file_row_number=true)) p "
+                       f"(SELECT row_number() OVER (ORDER BY subject_id, file_row_number) - 1 AS pos, * "
+                       f"FROM read_parquet('{lines}', file_row_number=true)) p "
                        f"USING (pos) WHERE c.line IS DISTINCT FROM p.line OR c.subject_id IS DISTINCT FROM p.subject_id"
                        ).fetchone() == (0,)
-    # within each window (one row group), patients ascend; the raw file has 5,663 runs of one patient
-    runs = con.execute("""SELECT count(*) FILTER (WHERE subject_id < prev AND rowid % 16384 <> 0) FROM
-        (SELECT rowid, subject_id, lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)""").fetchone()
+    # the Parquet file: within each window (one row group) patients ascend; the raw file has 5,663 runs of
+    # one patient
+    runs = con.execute(f"""SELECT count(*) FILTER (WHERE subject_id < prev AND pos % 16384 <> 0) FROM
+        (SELECT file_row_number AS pos, subject_id, lag(subject_id) OVER (ORDER BY file_row_number) AS prev
+         FROM read_parquet('{parquet}', file_row_number=true))""").fetchone()
     assert runs == (0,)
     windows = -(-107_727 // 16_384)
-    stored_runs = con.execute("""SELECT count(*) FROM (SELECT subject_id, lag(subject_id) OVER (ORDER BY rowid) AS prev
-        FROM mimiciv_hosp.labevents) WHERE prev IS DISTINCT FROM subject_id""").fetchone()[0]
-    assert stored_runs <= 100 * windows < 5_663  # at most one run per patient and window
+    stored_runs = con.execute(f"""SELECT count(*) FROM (SELECT subject_id, lag(subject_id) OVER (ORDER BY file_row_number)
+        AS prev FROM read_parquet('{parquet}', file_row_number=true)) WHERE prev IS DISTINCT FROM subject_id""").fetchone()[0]
+    assert 100 < stored_runs <= 100 * windows < 5_663  # at most one run per patient and window
+    # the native table is sorted whole: one run per patient, whatever the windows
+    assert con.execute("""SELECT count(*), count(DISTINCT subject_id) FROM (SELECT subject_id,
+        lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)
+        WHERE prev IS DISTINCT FROM subject_id""").fetchone() == (100, 100)
 
 
 def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, demo_dir):
@@ -192,6 +209,32 @@ def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, dem
     whole = ds.data["hosp/labevents"]
     assert list(whole.index) == list(range(107_727))
     assert whole["labevent_id"].tolist() == frames["hosp/labevents"]["labevent_id"].tolist()
+
+
+def test_a_table_kept_in_window_order_still_pairs_with_a_sorted_map(windowed_build, demo_dir, tmp_path):
+    """A database from before native tables were sorted whole keeps such a table when a rebuild leaves it
+    unchanged, while its map's table may be made anew, sorted. Lines are paired per patient, so either
+    order gives read_csv's index."""
+    import shutil
+
+    from mimiclab.api import MIMICDataset
+
+    copy = tmp_path / "b"
+    shutil.copytree(windowed_build.build_dir, copy)
+    entry = windowed_build.manifest.tables["mimiciv_hosp.labevents"]
+    with duckdb.connect(str(copy / windowed_build.manifest.database)) as con:
+        con.execute(f"CREATE OR REPLACE TABLE mimiciv_hosp.labevents AS SELECT * FROM read_parquet('{copy / entry.parquet}')")
+        first_rows = con.execute("SELECT subject_id FROM mimiciv_hosp.labevents ORDER BY rowid LIMIT 20000").fetchall()
+        assert first_rows != sorted(first_rows)  # the windows' order, not the patients'
+    ds = MIMICDataset(copy, files=["hosp/labevents"])
+    want = pd.read_csv(f"{demo_dir}/hosp/labevents.csv.gz")
+    whole = ds.data["hosp/labevents"]
+    assert list(whole.index) == list(range(107_727))
+    assert whole["labevent_id"].tolist() == want["labevent_id"].tolist()
+    for i in (0, 50, -1):
+        got = ds[i].data["hosp/labevents"]
+        mine = want[want.subject_id == ds[i].subject_id]
+        assert list(got.index) == list(mine.index) and got["labevent_id"].tolist() == mine["labevent_id"].tolist()
 
 
 def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(tmp_path, monkeypatch):

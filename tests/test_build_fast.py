@@ -278,6 +278,7 @@ def test_an_interrupted_build_resumes_by_table(data_root, mimiclab_home, monkeyp
     from mimiclab.load import build
 
     src = data_root / "mimic-iv-demo" / "2.2"
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)  # several windows per patient table
     finished: list[str] = []
 
     def stop_after_three(event, key, **info):
@@ -303,6 +304,11 @@ def test_an_interrupted_build_resumes_by_table(data_root, mimiclab_home, monkeyp
         raw = src / entry.source_file
         want = duckdb.connect().execute(f"SELECT count(*) FROM read_csv('{raw}', header=true)").fetchone()[0]
         assert con.execute(f"SELECT count(*) FROM {key}").fetchone()[0] == want == entry.rows
+    mapped = [k for k in resumed if result.manifest.tables[k].lines]
+    assert mapped  # a table stored with a row map came back from its file sorted whole, as when parsed
+    for key in mapped:
+        assert con.execute(f"SELECT count(*) = count(DISTINCT subject_id) FROM (SELECT subject_id, lag(subject_id) "
+                           f"OVER (ORDER BY rowid) AS prev FROM {key}) WHERE prev IS DISTINCT FROM subject_id").fetchone() == (True,)
     assert not result.failed
 
 

@@ -237,20 +237,20 @@ class MIMICDataset:
         return f"read_parquet({lit(path)}, file_row_number=true)", "file_row_number"
 
     def _file_lines(self, key: str, t, subject_id: int | None):
-        """Rows of a table stored in patient-sorted windows get their line in the file from its row map,
-        which lists (subject_id, line) in the stored order: the k-th of a patient's rows in stored order is
-        the k-th of that patient's entries in the map."""
-        import pyarrow.compute as pc
-
+        """Rows of a table stored in patient order get their line in the file from its row map, which lists
+        (subject_id, line): the k-th of a patient's rows in stored order is the k-th of that patient's
+        entries in the map's order. Paired per patient, not by global position: a native table is sorted
+        whole by patient while its Parquet file and map are in sorted windows (or, built before that, both
+        in windows), and every one of these orders keeps a patient's rows in the same relative order."""
         src, order = self._lines[key]
         if subject_id is None:
-            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY {order}")
+            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY subject_id NULLS LAST, {order}")
         else:
             m = self._ds.fetch(f"SELECT line FROM {src} WHERE subject_id = $sid ORDER BY {order}", {"sid": subject_id})
         if m.num_rows != t.num_rows:
             raise MimiclabError(f"{key}: the build's row map ({src}) does not match its table "
                                 f"({m.num_rows} against {t.num_rows} rows); rebuild with --force")
-        t = t.take(pc.sort_indices(t.column("__row__")))  # stored order
+        t = t.sort_by([("subject_id", "ascending"), ("__row__", "ascending")])  # nulls last: the default
         return t.set_column(t.schema.get_field_index("__row__"), "__row__", m.column("line"))
 
     def _fetch_all(self, subject_id: int) -> dict[str, pd.DataFrame]:

@@ -434,7 +434,9 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
         rows = None
         if load.reuse is not None:  # finished by an interrupted build: its rows are in the file already
             try:
-                rows = reuse_parquet(cur, out_dir / load.reuse, load.into, turn, stop)
+                reused_lines = out_dir / lines_name(load.reuse)
+                rows = reuse_parquet(cur, out_dir / load.reuse, load.into, turn, stop,
+                                     lines=reused_lines if reused_lines.exists() else None)
                 rel = load.reuse
                 emit("resumed", key, file=str(load.reuse))
             except (duckdb.Error, OSError, ValueError):  # unreadable after all: parse the csv again

@@ -50,6 +50,14 @@ def row_map_table(lines: str) -> str:
     return os.path.basename(lines).removesuffix(".parquet")
 
 
+def row_map_key(lines: str) -> str:
+    """The patient column a row map lists (its first column; the second is the line): the column the
+    table's rows were sorted by."""
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(lines).names[0]
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a store can do beyond running a query; the layers above ask instead of checking the backend."""
