@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import FULL, WORK, Harness, data_root, full_build, full_note, percentile
+from harness import FULL, WORK, Harness, data_root, full_build, full_note, full_section, percentile
 
 HOSP3 = ["hosp/admissions", "hosp/prescriptions", "hosp/procedures_icd"]
 SYNTH_PATIENTS = 10_000
@@ -231,7 +231,7 @@ def synthetic(h: Harness) -> None:
 
 def full_scale(h: Harness) -> None:
     """ds[i], timeline() and chartevents lookups on the full-scale build, in a fresh process (same child)."""
-    sec = "api: full scale"
+    sec = full_section("api")
     found = full_build()
     if isinstance(found, str):
         print(f"  full scale skipped: {found}", flush=True)

@@ -337,7 +337,8 @@ def bench_patient_order(h: Harness, src: Path, section: str = "build", label: st
                  _seed_items(ours.parent, subjects), "ms",
                  note="rows in file order with read_csv's index (their line), through the row map")
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not os.environ.get("MIMICLAB_BENCH_KEEP_HOME"):  # set: keep the build for the api/web passes
+            shutil.rmtree(home, ignore_errors=True)
         db.unlink(missing_ok=True)
 
 

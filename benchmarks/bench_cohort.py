@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from harness import FULL, WORK, Harness, full_build, full_note
+from harness import FULL, WORK, Harness, full_build, full_note, full_section
 
 SPEC = """
 name: Benchmark cohort
@@ -168,7 +168,7 @@ def synthetic(h: Harness) -> None:
 
 
 def full_scale(h: Harness) -> None:
-    sec = "cohort: full scale"
+    sec = full_section("cohort")
     found = full_build()
     if isinstance(found, str):
         print(f"  full scale skipped: {found}", flush=True)

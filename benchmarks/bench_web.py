@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 
-from harness import FULL, WORK, Harness, data_root, full_build, full_note, percentile
+from harness import FULL, WORK, Harness, data_root, full_build, full_note, full_section, percentile
 
 SECTION = "web"
 SLUG = "mimic-iv-demo"
@@ -255,7 +255,7 @@ def _endpoints(h: Harness, c, endpoints: dict, sids: list[int], n: int, items: l
 
 def full_scale(h: Harness) -> None:
     """Every endpoint, the table-query baseline and the first chart cold, on the full-scale synthetic build."""
-    sec = "web: full scale"
+    sec = full_section("web")
     found = full_build()
     if isinstance(found, str):
         print(f"  full scale skipped: {found}", flush=True)
