@@ -5,7 +5,10 @@
     MIMICLAB_BENCH_QUICK=1 python benchmarks/run.py   # smaller data, for a smoke run
     MIMICLAB_BENCH_FULL=1 python benchmarks/run.py    # also the full-scale passes (=only: just those);
         # `run.py build` generates (once, ~13 GB) and builds MIMIC-IV 3.1's sizes into benchmarks/_work,
-        # api/cohort/web then use that build (or MIMICLAB_BENCH_FULL_HOME=<a MIMICLAB_HOME holding one)
+        # api/cohort/web then use that build (or MIMICLAB_BENCH_FULL_HOME=<a MIMICLAB_HOME holding one,
+        # with MIMICLAB_BENCH_FULL_SECTION="<what it is>" naming their sections instead of "full scale")
+    MIMICLAB_BENCH_FULL=only MIMICLAB_BENCH_FRACTION=0.25 MIMICLAB_BENCH_KEEP_HOME=1 python benchmarks/run.py build
+        # a quarter of full scale, also in PhysioNet's order, keeping that build (home-synth-f25-scattered)
 
 A run of some benchmarks rewrites only their sections of results.md and keeps the others, marked as such.
 """

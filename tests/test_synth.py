@@ -431,3 +431,24 @@ def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth
     assert r.manifest.tables["mimiciv_hosp.labevents"].rows == one(con, f"SELECT count(*) FROM {text(out, 'hosp/labevents')}")
     with pytest.raises(synth.MimiclabError, match="order must be one of"):
         synth.generate(tmp_path / "bad", patients=2, order="time")
+
+
+@pytest.mark.parametrize("bucket_bytes", [1 << 40, 4096])
+def test_the_scatter_in_buckets_is_one_sort_of_the_whole_file(tmp_path: Path, synth_dir: Path, monkeypatch, bucket_bytes):
+    """The scatter sorts by hash range in buckets (one, or about a hundred here), then each bucket alone:
+    the file equals one ORDER BY hash(run), every column over the whole file, written by DuckDB's csv writer
+    (the oracle, computed here in one statement)."""
+    monkeypatch.setattr(synth, "SCATTER_BUCKET_BYTES", bucket_bytes)
+    src = synth_dir / "icu" / "chartevents.csv.gz"
+    out = tmp_path / "chartevents.csv.gz"
+    synth.physionet_order(src, out, "chartevents")
+    con = duckdb.connect()
+    rel = f"read_csv('{src}', header=true, all_varchar=true, allow_quoted_nulls=false)"
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+    every = ", ".join(f'"{c}"' for c in cols)
+    want = tmp_path / "want.csv"
+    con.execute(f"COPY (SELECT * FROM {rel} ORDER BY hash(stay_id, charttime), {every}) TO '{want}' (FORMAT csv, HEADER true)")
+    assert gzip.decompress(out.read_bytes()) == want.read_bytes()
+    assert not list(tmp_path.glob("**/*.buckets")) and not list(tmp_path.glob("*.part"))
+    if bucket_bytes == 4096:
+        assert src.stat().st_size // 4096 > 50  # many buckets indeed
