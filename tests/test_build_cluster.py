@@ -75,6 +75,32 @@ def test_interleaved_patients_are_sorted_per_window_and_mapped_to_their_lines(tm
     assert pq.ParquetFile(out).metadata.num_row_groups == 5  # whole row groups: 4 + 4 + 4 + 4 + 4
 
 
+@pytest.mark.parametrize(("subjects", "window", "sorted_in_sql"), [
+    ([3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1], 8, True),  # two windows, each with patients 1-3: sorted whole in SQL
+    ([3, 1, 2, 1, 3, 2, 1, 1], 8, False),  # one window: in patient order already, copied as it is
+    ([2, 1, 2, 1, 4, 3, 4, 3], 4, False),  # two windows whose ranges do not overlap (1-2, then 3-4)
+    ([2, 1, None, 1, 4, 3, 4, 3], 4, True),  # a missing patient sorts last in its window: not in order
+])
+def test_a_native_table_is_in_patient_order_whether_sql_sorts_it_or_not(tmp_path, monkeypatch, subjects, window,
+                                                                          sorted_in_sql):
+    """store.duckdb_store.native_rows_sql sorts a file with a row map whole by patient, unless its footer
+    shows it in patient order already; either way the table holds every row, a patient's rows in file order
+    (hand-worked oracle: Python's stable sort of the raw rows)."""
+    from mimiclab.store.duckdb_store import native_rows_sql
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", window)
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    assert lines.exists()
+    sql = native_rows_sql(str(out), str(lines))
+    assert ("ORDER BY" in sql) is sorted_in_sql
+    got = duckdb.connect().execute(sql).fetchall()
+    raw = _raw(src)
+    assert got == [r[1:] for r in sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))]
+    mapped = duckdb.connect().execute(native_rows_sql(str(lines), str(lines))).fetchall()
+    assert mapped == [(r[1], r[0]) for r in sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subjects=st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=0, max_size=60),
        row_group=st.sampled_from([2, 3, 5]), groups=st.integers(1, 4))

@@ -4,6 +4,7 @@ rendering) BigQuery read them. Values from users are bound as parameters; these 
 from __future__ import annotations
 
 import os
+import re
 
 
 def lit(value: str | os.PathLike) -> str:
@@ -20,3 +21,15 @@ def qname(qualified: str) -> str:
     """schema.table -> "schema"."table" (a bare name stays one identifier)."""
     schema, _, name = qualified.rpartition(".")
     return f"{ident(schema)}.{ident(name)}" if schema else ident(name)
+
+
+_GLOB = re.compile(r"([\[*?])")
+
+
+def exact_path(path: str | os.PathLike) -> str:
+    """`path` as a DuckDB file pattern that matches that one file only.
+
+    DuckDB's read_csv and read_parquet treat `[`, `*` and `?` as glob characters anywhere in the path, so a
+    folder named `ed[12]` would read `ed1/...` instead. Each becomes a one-character class (`[[]`, `[*]`, `[?]`).
+    """
+    return _GLOB.sub(r"[\1]", str(path))

@@ -21,6 +21,7 @@ from mimiclab.catalog import Table
 from mimiclab.errors import BuildError
 from mimiclab.load import arrowcsv
 from mimiclab.load.source import SourceFile
+from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as quote_ident
 from mimiclab.sqltext import lit as sql_literal
 from mimiclab.store.duckdb_store import native_rows_sql, no_progress_bar
@@ -42,18 +43,6 @@ def row_group_size(estimated_rows: int) -> int:
     rg = -(-max(estimated_rows, 1) // 64)
     rg = -(-rg // 2048) * 2048
     return max(MIN_ROW_GROUP, min(MAX_ROW_GROUP, rg))
-
-
-_GLOB = re.compile(r"([\[*?])")
-
-
-def exact_path(path: str | os.PathLike) -> str:
-    """`path` as a DuckDB file pattern that matches that one file only.
-
-    DuckDB's read_csv treats `[`, `*` and `?` as glob characters anywhere in the path, so a folder named
-    `ed[12]` would read `ed1/...` instead. Each becomes a one-character class (`[[]`, `[*]`, `[?]`).
-    """
-    return _GLOB.sub(r"[\1]", str(path))
 
 
 def check_exact_path(con, path: str | os.PathLike) -> None:
@@ -161,7 +150,7 @@ def reuse_parquet(con, path: Path, into: str | None, turn: threading.Lock | None
     if into is not None:
         with duckdb_turn(turn, stop):
             _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS "
-                                 f"{native_rows_sql(exact_path(path), str(lines) if lines is not None else None)}",
+                                 f"{native_rows_sql(str(path), str(lines) if lines is not None else None)}",
                             lambda: None)
     return rows
 
@@ -206,9 +195,8 @@ def _insert_checked(con, parquet: Path, src: SourceFile, table: Table, version: 
     uncommitted rows stay in DuckDB's memory, and beside them the check's grouping ran out of the build's
     640 MB (15.8M labevents rows in PhysioNet's order, keys scattered, in a 1 GB database). A file with a
     row map (`lines`) is sorted whole by patient on the way in (store.duckdb_store.native_rows_sql)."""
-    path = exact_path(parquet)
-    check_primary_key(con, f"read_parquet({sql_literal(path)})", src, table)
-    rows = native_rows_sql(path, str(lines) if lines is not None else None)
+    check_primary_key(con, f"read_parquet({sql_literal(exact_path(parquet))})", src, table)
+    rows = native_rows_sql(str(parquet), str(lines) if lines is not None else None)
     _in_transaction(con, f"CREATE OR REPLACE TABLE {into} ({columns_ddl(table, version)}); "
                          f"INSERT INTO {into} {rows}", lambda: None)
 

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from mimiclab.errors import QueryError
+from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as _ident
 from mimiclab.sqltext import lit as _lit
 from mimiclab.store import ROW_MAP_SCHEMA, Capabilities, Store, TableRef, row_map_key, row_map_table
@@ -49,7 +50,7 @@ def no_progress_bar(con) -> None:
 
 
 def native_rows_sql(parquet: str, lines: str | None = None) -> str:
-    """The SELECT that fills a native table from its Parquet file (`parquet`, a path DuckDB reads as given).
+    """The SELECT that fills a native table from its Parquet file (paths as they are on disk).
 
     A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are, and is stored
     in windows sorted by patient (load.arrowcsv.ParquetOut). A window holds rows of nearly every patient,
@@ -58,12 +59,37 @@ def native_rows_sql(parquet: str, lines: str | None = None) -> str:
     place in the file: DuckDB's external sort, within the build's memory limit (chartevents, 20.8M rows:
     +11 CPU-seconds on an 8.4 insert, 0.7 GB of temporary disk; one patient's rows 3.7 against 6.2 ms).
     Ties keep the Parquet order, so each patient's rows keep their order and stay paired with their map
-    entries (api/seed.py pairs per patient); a row map is sorted the same way (`parquet` = `lines`).
+    entries (api/seed.py pairs per patient); a row map is sorted the same way (`parquet` = `lines`). A file
+    whose windows are in patient order already (one window: every table under 2M rows, the demo's) is
+    copied as it is.
     """
+    rows = f"read_parquet({_lit(exact_path(parquet))}"
     if lines is None:
-        return f"SELECT * FROM read_parquet({_lit(parquet)})"
-    return (f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({_lit(parquet)}, file_row_number=true) "
-            f"ORDER BY {_ident(row_map_key(lines))} NULLS LAST, file_row_number")
+        return f"SELECT * FROM {rows})"
+    key = row_map_key(lines)
+    if _in_order(parquet, key):
+        return f"SELECT * FROM {rows})"
+    return f"SELECT * EXCLUDE (file_row_number) FROM {rows}, file_row_number=true) ORDER BY {_ident(key)} NULLS LAST, file_row_number"
+
+
+def _in_order(parquet: str, key: str) -> bool:
+    """Whether the file's rows are in `key` order, from its footer: every row group sorted by `key` (true of
+    the windows ParquetOut writes, which are whole row groups) and their ranges ascending, no NULL."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(parquet).metadata
+    names = meta.schema.to_arrow_schema().names
+    if key not in names:
+        return False
+    col, last = names.index(key), None
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(col).statistics
+        if stats is None or not stats.has_min_max or not stats.has_null_count or stats.null_count:
+            return False
+        if last is not None and stats.min < last:
+            return False
+        last = stats.max
+    return True
 
 
 class DatabaseWriter:
