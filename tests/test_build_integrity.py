@@ -60,6 +60,29 @@ def test_source_path_with_glob_characters_reads_exactly_the_named_file(data_root
         assert entry.rows == csv_rows(f) == _count(res.database, f"mimiciv_ed.{t}"), t
 
 
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")  # MIMICDataset's point lookups: execute()
+@pytest.mark.parametrize("storage", ["views", "native"])
+def test_a_build_folder_with_glob_characters_serves_its_own_files(data_root, mimiclab_home, tmp_path, storage):
+    """The database reads the Parquet files by path; `b[1]` as a glob matches `b1`, not itself, so the paths
+    are escaped (sqltext.exact_path) in views as in the native copy."""
+    src = data_root / "mimic-iv-ed-demo" / "2.2"
+    res = build("mimic-iv-ed-demo", source=src, dest=tmp_path / "b[1]", storage=storage)
+    assert not res.failed, res.failed
+    decoy = tmp_path / "b1"  # what `b[1]` matches as a glob: the same files, cut to one row each
+    shutil.copytree(tmp_path / "b[1]", decoy)
+    con = duckdb.connect()
+    for f in decoy.rglob("*.parquet"):
+        con.execute(f"COPY (SELECT * FROM read_parquet('{f}') LIMIT 1) TO '{f}.cut' (FORMAT parquet)")
+        f.with_name(f.name + ".cut").replace(f)
+    for t in ED:
+        assert _count(res.database, f"mimiciv_ed.{t}") == csv_rows(src / "ed" / f"{t}.csv.gz"), t
+    from mimiclab.api import MIMICDataset  # it reads the Parquet files too (patients, dtypes)
+
+    ds = MIMICDataset(res.build_dir, files=["ed/edstays"])
+    want = con.execute(f"SELECT count(DISTINCT subject_id) FROM read_csv('{src / 'ed' / 'edstays.csv.gz'}')").fetchone()[0]
+    assert len(ds) == want > 1 and len(ds[0].data["ed/edstays"]) >= 1
+
+
 # -- 2. a previously loaded table whose source is gone ------------------------------------------------------
 
 def _break(path: Path, how: str) -> None:

@@ -32,6 +32,7 @@ from mimiclab.errors import MimiclabError
 from mimiclab.load import manifest as mf
 from mimiclab.load.source import EXTENSIONS
 from mimiclab.sources.registry import Build, find
+from mimiclab.sqltext import exact_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import ThreadPoolExecutor
@@ -175,7 +176,7 @@ class MIMICDataset:
         """The lookup SQL (plain, so DuckDB only prunes and decodes) and per-column conversions that give
         read_csv's dtypes where the data defines them: int64, or float64 when the file has empty cells
         (every other type follows the API's policy, see _convert)."""
-        src = lit(self._parquet[key])
+        src = lit(exact_path(self._parquet[key]))
         cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({src})").to_pylist()
         nulls = {r["path_in_schema"]: r["n"] for r in self._ds.store.arrow(
             f"SELECT path_in_schema, sum(stats_null_count) AS n, count(*) - count(stats_null_count) AS unknown "
@@ -206,9 +207,9 @@ class MIMICDataset:
         return df
 
     def _ids(self) -> list[int]:
-        parts = [f"SELECT DISTINCT subject_id FROM read_parquet({lit(p)})" for p in self._parquet.values()]
+        parts = [f"SELECT DISTINCT subject_id FROM read_parquet({lit(exact_path(p))})" for p in self._parquet.values()]
         for key, p in self._parquet.items():
-            cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({lit(p)})").column("column_name")
+            cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM read_parquet({lit(exact_path(p))})").column("column_name")
             if "subject_id" not in cols.to_pylist():
                 raise MimiclabError(f"{key} has no subject_id column, so it cannot be split by patient "
                                     f"(dictionary tables such as d_labitems are joined, not sampled)")
@@ -234,7 +235,7 @@ class MIMICDataset:
             if self._ds.store.scalar("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                                      f"AND schema_name = {lit(ROW_MAP_SCHEMA)} AND table_name = {lit(name)}"):
                 return f"{ident(ROW_MAP_SCHEMA)}.{ident(name)}", "rowid"
-        return f"read_parquet({lit(path)}, file_row_number=true)", "file_row_number"
+        return f"read_parquet({lit(exact_path(path))}, file_row_number=true)", "file_row_number"
 
     def _file_lines(self, key: str, t, subject_id: int | None):
         """Rows of a table stored in patient order get their line in the file from its row map, which lists

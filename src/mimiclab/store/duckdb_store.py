@@ -176,7 +176,7 @@ class DatabaseWriter:
                                     f"{native_rows_sql(t.lines, t.lines)}")
                 want.add((t.db_schema, t.name))
                 if self.storage == "views":
-                    con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({_lit(t.parquet)})")
+                    con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({_lit(exact_path(t.parquet))})")
                 elif t.qualified not in current:
                     con.execute(f"CREATE OR REPLACE TABLE {target} AS {native_rows_sql(t.parquet, t.lines)}")
                 if t.unqualified:
