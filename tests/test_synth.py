@@ -440,7 +440,7 @@ def test_the_scatter_in_buckets_is_one_sort_of_the_whole_file(tmp_path: Path, sy
     (the oracle, computed here in one statement)."""
     monkeypatch.setattr(synth, "SCATTER_BUCKET_BYTES", bucket_bytes)
     src = synth_dir / "icu" / "chartevents.csv.gz"
-    out = tmp_path / "chartevents.csv.gz"
+    out = tmp_path / "b[1]" / "chartevents.csv.gz"  # a glob character in the path: read and bucketed as named
     synth.physionet_order(src, out, "chartevents")
     con = duckdb.connect()
     rel = f"read_csv('{src}', header=true, all_varchar=true, allow_quoted_nulls=false)"

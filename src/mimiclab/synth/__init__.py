@@ -27,6 +27,7 @@ import duckdb
 from mimiclab import __version__
 from mimiclab.checksums import sha256_file
 from mimiclab.errors import MimiclabError
+from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as quote_ident
 from mimiclab.sqltext import lit as sql_literal
 from mimiclab.synth import _sql
@@ -453,7 +454,7 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
     by the generator's own writer (`_write_tables`: buckets sorted and compressed on WORKERS threads). One
     ORDER BY over the whole file took 846 s for a quarter of full scale's chartevents and labevents and
     spilled 8 GB; the bucket ranges partition the hash order, so the rows come out the same."""
-    src = f"read_csv({sql_literal(str(path))}, header=true, all_varchar=true, allow_quoted_nulls=false)"
+    src = f"read_csv({sql_literal(exact_path(path))}, header=true, all_varchar=true, allow_quoted_nulls=false)"
     cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     keys = ", ".join(quote_ident(c) for c in run)
     every = ", ".join(quote_ident(c) for c in cols)
@@ -469,7 +470,7 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
         con.execute(f"SET threads = {THREADS}")
     parts = [where / f"__bucket={b}" for b in range(buckets) if (where / f"__bucket={b}").is_dir()]
     batches: list[tuple[str, str | None]] = [
-        (f"SELECT * FROM read_parquet({sql_literal(str(d / '*.parquet'))}, hive_partitioning=false)", f"hash({keys}), {every}")
+        (f"SELECT * FROM read_parquet({sql_literal(exact_path(d) + '/*.parquet')}, hive_partitioning=false)", f"hash({keys}), {every}")
         for d in parts]
     if not batches:  # a header and no rows
         batches = [(f"SELECT * FROM {src} WHERE false", None)]
