@@ -401,3 +401,71 @@ def test_a_forked_worker_reads_the_row_map_like_its_parent(windowed_build, demo_
     finally:
         _FORKED = None
     assert got == list(want.values())
+
+
+def _runs(con, table: str) -> tuple[int, int]:
+    """(runs of one patient in rowid order, patients): equal when the table is sorted whole."""
+    return con.execute(f"SELECT count(*), count(DISTINCT subject_id) FROM (SELECT subject_id, lag(subject_id) "
+                       f"OVER (ORDER BY rowid) AS prev FROM {table}) WHERE prev IS DISTINCT FROM subject_id").fetchone()
+
+
+def _matches_read_csv(build_dir: Path, raw: Path, picks=(0, 7, -1)) -> None:
+    """MIMICDataset's labevents, whole and for a few patients, against pandas.read_csv of the raw file."""
+    from mimiclab.api import MIMICDataset
+
+    ds = MIMICDataset(build_dir, files=["hosp/labevents"])
+    want = pd.read_csv(raw)
+    whole = ds.data["hosp/labevents"]
+    assert list(whole.index) == list(range(len(want)))
+    assert whole["labevent_id"].tolist() == want["labevent_id"].tolist()
+    for i in picks:
+        got = ds[i].data["hosp/labevents"]
+        mine = want[want.subject_id == ds[i].subject_id]
+        assert list(got.index) == list(mine.index) and got["labevent_id"].tolist() == mine["labevent_id"].tolist()
+
+
+def test_a_views_build_made_native_sorts_its_tables_at_publish(tmp_path, demo_dir, monkeypatch):
+    """Switching a build from views to native copies the unchanged Parquet files into tables at publish
+    (DatabaseWriter.commit), which sorts them whole as a fresh load does."""
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
+    dest = tmp_path / "b"
+    build("mimic-iv-demo", source=demo_dir, dest=dest, tables=["labevents"], storage="views")
+    b = build("mimic-iv-demo", source=demo_dir, dest=dest, tables=["labevents"], storage="native")
+    assert "mimiciv_hosp.labevents" in b.skipped and b.manifest.tables["mimiciv_hosp.labevents"].lines
+    with duckdb.connect(str(b.database), read_only=True) as con:
+        assert _runs(con, "mimiciv_hosp.labevents") == (100, 100)
+    _matches_read_csv(dest, demo_dir / "hosp" / "labevents.csv.gz")
+
+
+@pytest.mark.parametrize("storage", ["native", "views"])
+def test_rows_without_a_patient_sort_last_and_keep_their_lines(tmp_path, demo_dir, monkeypatch, storage):
+    """The demo's labevents with 2% of subject_id blanked: those rows sort last in every window and in the
+    native table, and every row still gets its line in the file."""
+    import numpy as np
+
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
+    src = tmp_path / "src"
+    (src / "hosp").mkdir(parents=True)
+    for name in ("patients", "admissions", "d_labitems"):
+        (src / "hosp" / f"{name}.csv.gz").symlink_to(demo_dir / "hosp" / f"{name}.csv.gz")
+    df = pd.read_csv(demo_dir / "hosp" / "labevents.csv.gz", dtype=str, keep_default_na=False)
+    blank = np.random.default_rng(0).random(len(df)) < 0.02
+    df.loc[blank, "subject_id"] = ""
+    raw = src / "hosp" / "labevents.csv.gz"
+    with gzip.open(raw, "wt") as f:
+        df.to_csv(f, index=False)
+    b = build("mimic-iv-demo", source=src, dest=tmp_path / "b", tables=["labevents"], storage=storage, version="2.2")
+    assert b.manifest.tables["mimiciv_hosp.labevents"].lines
+    if storage == "native":
+        with duckdb.connect(str(b.database), read_only=True) as con:
+            nulls, tail = con.execute("SELECT count(*) FILTER (WHERE subject_id IS NULL), count(*) FILTER (WHERE "
+                                      "subject_id IS NULL AND rowid >= (SELECT count(*) FROM mimiciv_hosp.labevents) "
+                                      f"- {int(blank.sum())}) FROM mimiciv_hosp.labevents").fetchone()
+            assert nulls == tail == int(blank.sum()) > 1000
+    _matches_read_csv(tmp_path / "b", raw)

@@ -191,7 +191,7 @@ class MIMICDataset:
                 conv[name] = "float64" if n else "int64"
         if self._ds.manifest.storage == "native":
             # DuckDB's own table: far faster point lookups; rowid is the row's position: its line in the file,
-            # or, in a table stored in patient-sorted windows, its place in the row map (see _fetch)
+            # or, in a table with a row map (stored by patient), its order among the patient's rows (_file_lines)
             sql = f"SELECT rowid AS __row__, * FROM {self._tables[key]}"
         else:
             sql = (f"SELECT file_row_number AS __row__, * EXCLUDE (file_row_number) "
@@ -243,15 +243,19 @@ class MIMICDataset:
         entries in the map's order. Paired per patient, not by global position: a native table is sorted
         whole by patient while its Parquet file and map are in sorted windows (or, built before that, both
         in windows), and every one of these orders keeps a patient's rows in the same relative order."""
+        import pyarrow as pa
+
         src, order = self._lines[key]
         if subject_id is None:
-            m = self._ds.store.arrow(f"SELECT line FROM {src} ORDER BY subject_id NULLS LAST, {order}")
+            m = self._ds.store.arrow(f"SELECT subject_id, line FROM {src} ORDER BY subject_id NULLS LAST, {order}")
         else:
-            m = self._ds.fetch(f"SELECT line FROM {src} WHERE subject_id = $sid ORDER BY {order}", {"sid": subject_id})
-        if m.num_rows != t.num_rows:
-            raise MimiclabError(f"{key}: the build's row map ({src}) does not match its table "
-                                f"({m.num_rows} against {t.num_rows} rows); rebuild with --force")
+            m = self._ds.fetch(f"SELECT subject_id, line FROM {src} WHERE subject_id = $sid ORDER BY {order}",
+                               {"sid": subject_id})
         t = t.sort_by([("subject_id", "ascending"), ("__row__", "ascending")])  # nulls last: the default
+        if m.num_rows != t.num_rows or not m.column("subject_id").cast(pa.int64()).equals(
+                t.column("subject_id").cast(pa.int64())):  # the same patients, row for row (the map's own check)
+            raise MimiclabError(f"{key}: the build's row map ({src}) does not match its table "
+                                f"({m.num_rows} against {t.num_rows} rows, or other patients); rebuild with --force")
         return t.set_column(t.schema.get_field_index("__row__"), "__row__", m.column("line"))
 
     def _fetch_all(self, subject_id: int) -> dict[str, pd.DataFrame]:

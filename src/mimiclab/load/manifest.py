@@ -35,8 +35,9 @@ class TableEntry(BaseModel):
     db_schema: str
     status: TableStatus
     parquet: str  # relative to the build dir
-    # the row map when the Parquet file (and table) is stored in patient-sorted windows, not in file order:
-    # (patient, line) in stored order, relative to the build dir (load.arrowcsv.ParquetOut)
+    # the row map when the Parquet file is stored in patient-sorted windows, not in file order (its native
+    # table is then sorted whole, store.duckdb_store.native_rows_sql): (patient, line) in the Parquet file's
+    # order, relative to the build dir (load.arrowcsv.ParquetOut)
     lines: str | None = None
     rows: int = 0
     source_file: str | None = None  # relative to the source folder
