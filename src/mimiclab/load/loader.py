@@ -150,7 +150,7 @@ def reuse_parquet(con, path: Path, into: str | None, turn: threading.Lock | None
     if into is not None:
         with duckdb_turn(turn, stop):
             _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS "
-                                 f"{native_rows_sql(str(path), str(lines) if lines is not None else None)}",
+                                 f"{native_rows_sql(path, lines)}",
                             lambda: None)
     return rows
 
@@ -196,9 +196,8 @@ def _insert_checked(con, parquet: Path, src: SourceFile, table: Table, version: 
     640 MB (15.8M labevents rows in PhysioNet's order, keys scattered, in a 1 GB database). A file with a
     row map (`lines`) is sorted whole by patient on the way in (store.duckdb_store.native_rows_sql)."""
     check_primary_key(con, f"read_parquet({sql_literal(exact_path(parquet))})", src, table)
-    rows = native_rows_sql(str(parquet), str(lines) if lines is not None else None)
     _in_transaction(con, f"CREATE OR REPLACE TABLE {into} ({columns_ddl(table, version)}); "
-                         f"INSERT INTO {into} {rows}", lambda: None)
+                         f"INSERT INTO {into} {native_rows_sql(parquet, lines)}", lambda: None)
 
 
 def _load_with_duckdb(con, src: SourceFile, table: Table, version: str, tmp: Path, rg: int,

@@ -49,7 +49,7 @@ def no_progress_bar(con) -> None:
         con.execute("SET enable_progress_bar=false")
 
 
-def native_rows_sql(parquet: str, lines: str | None = None) -> str:
+def native_rows_sql(parquet: str | os.PathLike, lines: str | os.PathLike | None = None) -> str:
     """The SELECT that fills a native table from its Parquet file (paths as they are on disk).
 
     A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are, and is stored
@@ -63,21 +63,22 @@ def native_rows_sql(parquet: str, lines: str | None = None) -> str:
     whose windows are in patient order already (one window: every table under 2M rows, the demo's) is
     copied as it is.
     """
-    rows = f"read_parquet({_lit(exact_path(parquet))}"
+    rows = f"read_parquet({_lit(exact_path(parquet))})"
     if lines is None:
-        return f"SELECT * FROM {rows})"
-    key = row_map_key(lines)
+        return f"SELECT * FROM {rows}"
+    key = row_map_key(str(lines))
     if _in_order(parquet, key):
-        return f"SELECT * FROM {rows})"
-    return f"SELECT * EXCLUDE (file_row_number) FROM {rows}, file_row_number=true) ORDER BY {_ident(key)} NULLS LAST, file_row_number"
+        return f"SELECT * FROM {rows}"
+    numbered = f"read_parquet({_lit(exact_path(parquet))}, file_row_number=true)"
+    return f"SELECT * EXCLUDE (file_row_number) FROM {numbered} ORDER BY {_ident(key)} NULLS LAST, file_row_number"
 
 
-def _in_order(parquet: str, key: str) -> bool:
+def _in_order(parquet: str | os.PathLike, key: str) -> bool:
     """Whether the file's rows are in `key` order, from its footer: every row group sorted by `key` (true of
     the windows ParquetOut writes, which are whole row groups) and their ranges ascending, no NULL."""
     import pyarrow.parquet as pq
 
-    meta = pq.ParquetFile(parquet).metadata
+    meta = pq.read_metadata(parquet)
     names = meta.schema.to_arrow_schema().names
     if key not in names:
         return False
