@@ -433,17 +433,24 @@ def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth
         synth.generate(tmp_path / "bad", patients=2, order="time")
 
 
-def test_the_scatter_is_one_sort_of_the_whole_file(tmp_path: Path, synth_dir: Path):
-    """The scatter's file equals one ORDER BY hash(run), every column over the whole file, written by
-    DuckDB's csv writer (the oracle, computed here), also into a folder whose name has a glob character."""
+@pytest.mark.parametrize("bucket_bytes", [1 << 40, 20_000, 1])
+def test_the_scatter_is_a_stable_sort_of_the_whole_file_by_run_hash(tmp_path: Path, synth_dir: Path,
+                                                                    monkeypatch, bucket_bytes: int):
+    """The scatter's file is the source's lines sorted by DuckDB's hash of the run's columns, ties in file
+    order (the oracle, computed here in Python over the raw lines): with one bucket, a few dozen, and one
+    per few hundred bytes of input; also into a folder whose name has a glob character."""
+    monkeypatch.setattr(synth, "SCATTER_BUCKET_BYTES", bucket_bytes)
+    monkeypatch.setattr(synth, "SCATTER_BATCH", 1000)  # many batches, each cut into many buckets
     src = synth_dir / "icu" / "chartevents.csv.gz"
     out = tmp_path / "b[1]" / "chartevents.csv.gz"  # a glob character in the path: read and written as named
     synth.physionet_order(src, out, "chartevents")
-    con = duckdb.connect()
-    rel = f"read_csv('{src}', header=true, all_varchar=true, allow_quoted_nulls=false)"
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
-    every = ", ".join(f'"{c}"' for c in cols)
-    want = tmp_path / "want.csv"
-    con.execute(f"COPY (SELECT * FROM {rel} ORDER BY hash(stay_id, charttime), {every}) TO '{want}' (FORMAT csv, HEADER true)")
-    assert gzip.decompress(out.read_bytes()) == want.read_bytes()
+    head, *lines = gzip.decompress(src.read_bytes()).decode().splitlines(keepends=True)
+    con = duckdb.connect(config={"threads": 1})  # one thread: rows come back in file order
+    hashes = [r[0] for r in con.execute(f"SELECT hash(stay_id, charttime) FROM read_csv('{src}', header=true, "
+                                        "all_varchar=true, allow_quoted_nulls=false)").fetchall()]
+    assert len(hashes) == len(lines) > 1000
+    want = head + "".join(lines[i] for i in sorted(range(len(lines)), key=lambda i: (hashes[i], i)))
+    got = gzip.decompress(out.read_bytes()).decode()
+    assert got == want
+    assert got != head + "".join(lines)  # it did move rows
     assert [p.name for p in out.parent.iterdir()] == ["chartevents.csv.gz"]  # no part or temporary folder left

@@ -11,6 +11,8 @@ follows schema changes; a catalog column the generator does not know is written 
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import shutil
@@ -369,8 +371,8 @@ def generate(dest: Path, patients: int | None = None, seed: int = 0, version: st
     ``scale`` picks the per-patient rates: "demo" (ICU-heavy, like the open demo; 100 patients unless
     given) or "full" (MIMIC-IV 3.1's published table sizes at its 364,627 patients, or at ``fraction``
     of them). ``order``: "patient" (rows grouped by patient, as generated) or "physionet" (the tables of
-    PHYSIONET_RUNS in runs scattered over the file, as PhysioNet's are; one more pass over them, an
-    external sort). Same arguments and the same DuckDB version give byte-identical files.
+    PHYSIONET_RUNS in runs scattered over the file, as PhysioNet's are; two more passes over them, see
+    `_scatter`). Same arguments and the same DuckDB version give byte-identical files.
     """
     if order not in ORDERS:
         raise MimiclabError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
@@ -440,22 +442,125 @@ def physionet_order(src: Path, dest: Path, table: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[str, ...], tmp: Path) -> None:
-    """Write the csv.gz at `path` to `dest` in runs of equal `run` columns, the runs in the order of their
-    hash. Ties are broken by every column, so the order (and the file) is the same each time. Values are
-    read and written as text: an empty field stays NULL and `""` an empty string.
+SCATTER_BUCKET_BYTES = 32 << 20  # csv.gz bytes per bucket: 2-4M rows, sorted in memory or nearly
+SCATTER_MAX_BITS = 8  # at most 256 buckets, each an open file in the first pass
+SCATTER_BATCH = 1 << 20  # rows per batch of the first pass
+_HASH, _LINE = "__mimiclab_scatter_hash", "__mimiclab_scatter_line"
 
-    One ORDER BY, DuckDB's external sort: at a quarter of full scale (chartevents and labevents, 152M rows)
-    846 s and 8.7 GB of temporary disk. Buckets by hash range through DuckDB's PARTITION_BY were tried and
-    dropped: its writer buffered 1.4-2 GB per 10M rows on disk (60-90 GB for full-scale chartevents)."""
+
+def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[str, ...], tmp: Path,
+             bucket_bytes: int | None = None) -> None:
+    """Write the csv.gz at `path` to `dest` in runs of equal `run` columns, the runs in the order of their
+    hash, a run's rows in their order in `path`. Values are read and written as text: an empty field stays
+    NULL and `""` an empty string. Same input, same bytes.
+
+    Two passes, so disk and memory stay bounded whatever the size. The first streams the file once and
+    appends each row (with its hash and line) to the Parquet file of its hash range, one of 2^k buckets
+    of about `bucket_bytes` of input (SCATTER_BUCKET_BYTES). The second sorts each bucket alone, in hash-range order, and appends it
+    to one gzip member while the next bucket sorts. One ORDER BY over the whole file (the first way) spilled
+    8.7 GB at a quarter of full scale in 846 s; DuckDB's PARTITION_BY writer buffered 1.4-2 GB per 10M rows
+    on disk."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     src = f"read_csv({sql_literal(exact_path(path))}, header=true, all_varchar=true, allow_quoted_nulls=false)"
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     keys = ", ".join(quote_ident(c) for c in run)
-    every = ", ".join(quote_ident(c) for c in cols)
-    out = tmp / f"{path.name}.scattered"
-    con.execute(f"COPY (SELECT * FROM {src} ORDER BY hash({keys}), {every}) TO {sql_literal(str(out))} "
-                f"(HEADER, COMPRESSION gzip)")
-    os.replace(out, dest)
+    wanted = path.stat().st_size // max(1, bucket_bytes or SCATTER_BUCKET_BYTES)
+    bits = min(SCATTER_MAX_BITS, max(0, (max(1, wanted) - 1).bit_length()))
+    work = tmp / f"{path.name}.buckets"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    with gzip.open(path, "rb") as fh:  # the header line as it is in the file
+        header = fh.readline()
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        reader = con.sql(f"SELECT hash({keys}) AS {_HASH}, * FROM {src}").to_arrow_reader(SCATTER_BATCH)
+        line = 0
+        for batch in _prefetched(reader):
+            n = batch.num_rows
+            if n == 0:
+                continue
+            table = pa.Table.from_batches([batch]).append_column(_LINE, pa.array(np.arange(line, line + n)))
+            line += n
+            bucket = pc.shift_right(batch.column(0), pa.scalar(64 - bits, pa.uint64())).to_numpy() if bits \
+                else np.zeros(n, dtype=np.uint64)
+            order = np.argsort(bucket, kind="stable")
+            table = table.take(pa.array(order))
+            bucket = bucket[order]
+            cuts = np.flatnonzero(np.diff(bucket)) + 1
+            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
+                k = int(bucket[lo])
+                if k not in writers:
+                    writers[k] = pq.ParquetWriter(work / f"{k:06d}.parquet", table.schema, compression="lz4")
+                writers[k].write_table(table.slice(lo, hi - lo))
+    finally:
+        for w in writers.values():
+            w.close()
+    part = tmp / f"{path.name}.scattered"
+    with open(part, "wb") as out, ThreadPoolExecutor(1) as pool:
+        gz = GzipMember(out)
+        gz.append(compress_stream(io.BytesIO(header)))
+        pending: Future[Compressed] | None = None
+        for k in sorted(writers):
+            bucket_file = work / f"{k:06d}.parquet"
+            plain = work / f"{k:06d}.csv"
+            con.execute(f"COPY (SELECT * EXCLUDE ({_HASH}, {_LINE}) FROM read_parquet({sql_literal(exact_path(bucket_file))}) "
+                        f"ORDER BY {_HASH}, {_LINE}) TO {sql_literal(str(plain))} (FORMAT csv, HEADER false)")
+            bucket_file.unlink()
+            if pending is not None:
+                gz.append(pending.result())
+            pending = pool.submit(_compress_file, plain)
+        if pending is not None:
+            gz.append(pending.result())
+        gz.close()
+    shutil.rmtree(work, ignore_errors=True)
+    os.replace(part, dest)
+
+
+def _compress_file(path: Path) -> Compressed:
+    """Compress a plain file (on a worker thread: zlib lets go of the GIL) and delete it."""
+    with open(path, "rb") as fh:
+        packed = compress_stream(fh)
+    path.unlink()
+    return packed
+
+
+def _prefetched(reader, depth: int = 2):
+    """The reader's batches, produced on a thread `depth` ahead of the consumer: DuckDB parses the next
+    batch on one core while the caller splits this one on the other."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for b in reader:
+                if stop.is_set():
+                    return
+                q.put(b)
+            q.put(end)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+
+    t = threading.Thread(target=produce, daemon=True)
+    t.start()
+    try:
+        while (item := q.get()) is not end:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while t.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                t.join(0.05)
 
 
 def chartevents_file(path: Path, rows: int, seed: int = 0) -> int:
