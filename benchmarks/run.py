@@ -9,6 +9,8 @@
         # with MIMICLAB_BENCH_FULL_SECTION="<what it is>" naming their sections instead of "full scale")
     MIMICLAB_BENCH_FULL=only MIMICLAB_BENCH_FRACTION=0.25 MIMICLAB_BENCH_KEEP_HOME=1 python benchmarks/run.py build
         # a quarter of full scale, also in PhysioNet's order, keeping that build (home-synth-f25-scattered)
+    MIMICLAB_BENCH_FULL=only MIMICLAB_BENCH_ORDER=physionet MIMICLAB_BENCH_KEEP_HOME=1 python benchmarks/run.py build
+        # full scale in PhysioNet's order only (reordered once, ~1 h; build and COPY ~35 min)
 
 A run of some benchmarks rewrites only their sections of results.md and keeps the others, marked as such.
 """
