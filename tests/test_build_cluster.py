@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from mimiclab.catalog import Column, Table
 from mimiclab.load import arrowcsv, loader
 from mimiclab.load.source import SourceFile
+from mimiclab.store import duckdb_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result")
 
@@ -101,6 +102,47 @@ def test_a_native_table_is_in_patient_order_whether_sql_sorts_it_or_not(tmp_path
     assert mapped == [(r[1], r[0]) for r in sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))]
 
 
+@pytest.mark.parametrize("bucket_rows", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize("subjects", [
+    [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1],
+    [2, 1, None, 1, 4, 3, 4, 3, None, 5, 5, 1, 6, 2, None, 6],  # missing patients: last
+    [7] * 9 + [1, 7, 2],  # one patient with most rows: a bucket larger than asked
+])
+def test_a_large_table_is_sorted_by_patient_range_in_buckets(tmp_path, monkeypatch, subjects, bucket_rows):
+    """store.duckdb_store.insert_native cuts a file of more than SORT_BUCKET_ROWS rows into patient ranges,
+    sorts each alone and appends them in order: the same table as one sort of the whole file (hand-worked
+    oracle: Python's stable sort of the raw rows), the row map's table too, and no bucket file is left."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", bucket_rows)
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    made: list[int] = []
+    cut = duckdb_store._patient_buckets
+    monkeypatch.setattr(duckdb_store, "_patient_buckets", lambda *a: made.append(len(b := cut(*a))) or b)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    duckdb_store.insert_native(con, "t", out, lines)
+    assert bool(made) == (len(subjects) > bucket_rows)  # larger than a bucket: cut; else one sort
+    assert bucket_rows > 3 or made[0] >= 2  # small buckets: several ranges
+    duckdb_store.insert_native(con, "m", lines, lines)
+    want = sorted(_raw(src), key=lambda r: (r[1] is None, r[1] or 0))
+    assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
+    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz", "t.lines.parquet", "t.parquet"]
+
+
+def test_a_failed_bucket_insert_leaves_no_bucket_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 2)
+    src = _csv(tmp_path / "t.csv.gz", [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1])
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE CHECK (x < 2))")  # fails part-way
+    with pytest.raises(duckdb.ConstraintException):
+        duckdb_store.insert_native(con, "t", out, lines)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz", "t.lines.parquet", "t.parquet"]
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subjects=st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=0, max_size=60),
        row_group=st.sampled_from([2, 3, 5]), groups=st.integers(1, 4))
@@ -160,6 +202,7 @@ def windowed_build(tmp_path_factory, demo_dir):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("cluster-home")))
         mp.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
+        mp.setattr(duckdb_store, "SORT_BUCKET_ROWS", 7_000)  # labevents (107,727 rows) sorts in ~16 ranges
         b = build("mimic-iv-demo", source=demo_dir, dest=tmp_path_factory.mktemp("cluster") / "b",
                   tables=["admissions", "labevents", "prescriptions"])
         yield b
@@ -450,6 +493,7 @@ def test_rows_without_a_patient_sort_last_and_keep_their_lines(tmp_path, demo_di
 
     monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
+    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 10_000)  # sorted in patient ranges, NULLs the last
     src = tmp_path / "src"
     (src / "hosp").mkdir(parents=True)
     for name in ("patients", "admissions", "d_labitems"):

@@ -13,6 +13,7 @@ import os
 import re
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -24,7 +25,7 @@ from mimiclab.load.source import SourceFile
 from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as quote_ident
 from mimiclab.sqltext import lit as sql_literal
-from mimiclab.store.duckdb_store import native_rows_sql, no_progress_bar
+from mimiclab.store.duckdb_store import insert_native, no_progress_bar
 
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, PARQUET_VERSION v2"
 # DuckDB's CSV buffer (default 32 MiB). 8 MiB measured 10% faster on a 20M-row chartevents.csv.gz with 2
@@ -149,9 +150,11 @@ def reuse_parquet(con, path: Path, into: str | None, turn: threading.Lock | None
     rows = pq.ParquetFile(path).metadata.num_rows
     if into is not None:
         with duckdb_turn(turn, stop):
-            _in_transaction(con, f"CREATE OR REPLACE TABLE {into} AS "
-                                 f"{native_rows_sql(path, lines)}",
-                            lambda: None)
+            def fill() -> None:
+                con.execute(f"CREATE OR REPLACE TABLE {into} AS SELECT * FROM read_parquet({sql_literal(exact_path(path))}) LIMIT 0")
+                insert_native(con, into, path, lines)
+
+            _in_transaction(con, fill, lambda: None)
     return rows
 
 
@@ -176,10 +179,14 @@ def duckdb_turn(turn: threading.Lock | None, stop: threading.Event | None = None
         turn.release()
 
 
-def _in_transaction(con, sql: str, then) -> None:
+def _in_transaction(con, work: str | Callable[[], None], then) -> None:
+    """`work` (SQL, or a function running statements) and `then` in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(sql)
+        if callable(work):
+            work()
+        else:
+            con.execute(work)
         then()
         con.execute("COMMIT")
     except BaseException:
@@ -194,10 +201,13 @@ def _insert_checked(con, parquet: Path, src: SourceFile, table: Table, version: 
     leaves the table as it was. The check runs before the transaction, not inside it: the transaction's
     uncommitted rows stay in DuckDB's memory, and beside them the check's grouping ran out of the build's
     640 MB (15.8M labevents rows in PhysioNet's order, keys scattered, in a 1 GB database). A file with a
-    row map (`lines`) is sorted whole by patient on the way in (store.duckdb_store.native_rows_sql)."""
+    row map (`lines`) is sorted whole by patient on the way in (store.duckdb_store.insert_native)."""
     check_primary_key(con, f"read_parquet({sql_literal(exact_path(parquet))})", src, table)
-    _in_transaction(con, f"CREATE OR REPLACE TABLE {into} ({columns_ddl(table, version)}); "
-                         f"INSERT INTO {into} {native_rows_sql(parquet, lines)}", lambda: None)
+    def fill() -> None:
+        con.execute(f"CREATE OR REPLACE TABLE {into} ({columns_ddl(table, version)})")
+        insert_native(con, into, parquet, lines)
+
+    _in_transaction(con, fill, lambda: None)
 
 
 def _load_with_duckdb(con, src: SourceFile, table: Table, version: str, tmp: Path, rg: int,

@@ -36,7 +36,7 @@ class TableEntry(BaseModel):
     status: TableStatus
     parquet: str  # relative to the build dir
     # the row map when the Parquet file is stored in patient-sorted windows, not in file order (its native
-    # table is then sorted whole, store.duckdb_store.native_rows_sql): (patient, line) in the Parquet file's
+    # table is then sorted whole, store.duckdb_store.insert_native): (patient, line) in the Parquet file's
     # order, relative to the build dir (load.arrowcsv.ParquetOut)
     lines: str | None = None
     rows: int = 0

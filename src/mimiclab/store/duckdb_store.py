@@ -49,28 +49,108 @@ def no_progress_bar(con) -> None:
         con.execute("SET enable_progress_bar=false")
 
 
-def native_rows_sql(parquet: str | os.PathLike, lines: str | os.PathLike | None = None) -> str:
-    """The SELECT that fills a native table from its Parquet file (paths as they are on disk).
+SORT_BUCKET_ROWS = 2_000_000  # rows per patient range sorted at once: a window's worth, sorted in memory
 
-    A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are, and is stored
-    in windows sorted by patient (load.arrowcsv.ParquetOut). A window holds rows of nearly every patient,
-    so a lookup visits a row group per window: at full scale (hundreds of windows in chartevents) as many
-    as in an unsorted table. The native table is therefore sorted whole, by patient and then by the row's
-    place in the file: DuckDB's external sort, within the build's memory limit (chartevents, 20.8M rows:
-    +11 CPU-seconds on an 8.4 insert, 0.7 GB of temporary disk; one patient's rows 3.7 against 6.2 ms).
-    Ties keep the Parquet order, so each patient's rows keep their order and stay paired with their map
-    entries (api/seed.py pairs per patient); a row map is sorted the same way (`parquet` = `lines`). A file
-    whose windows are in patient order already (one window: every table under 2M rows, the demo's) is
-    copied as it is.
-    """
+
+def native_rows_sql(parquet: str | os.PathLike, lines: str | os.PathLike | None = None) -> str:
+    """The SELECT that fills a native table from its Parquet file in one statement (paths as they are on
+    disk): the file's rows, sorted whole by patient if it has a row map and is not in patient order.
+    `insert_native` uses it for files of at most SORT_BUCKET_ROWS rows and sorts larger ones by patient
+    range instead."""
     rows = f"read_parquet({_lit(exact_path(parquet))})"
     if lines is None:
         return f"SELECT * FROM {rows}"
     key = row_map_key(str(lines))
     if _in_order(parquet, key):
         return f"SELECT * FROM {rows}"
+    return _sorted_sql(parquet, key)
+
+
+def _sorted_sql(parquet: str | os.PathLike, key: str) -> str:
     numbered = f"read_parquet({_lit(exact_path(parquet))}, file_row_number=true)"
     return f"SELECT * EXCLUDE (file_row_number) FROM {numbered} ORDER BY {_ident(key)} NULLS LAST, file_row_number"
+
+
+def insert_native(con: duckdb.DuckDBPyConnection, into: str, parquet: str | os.PathLike,
+                  lines: str | os.PathLike | None = None) -> None:
+    """INSERT INTO `into` (a table with the file's columns) the rows of its Parquet file.
+
+    A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are, and is stored
+    in windows sorted by patient (load.arrowcsv.ParquetOut). A window holds rows of nearly every patient,
+    so a lookup visits a row group per window: at full scale (hundreds of windows in chartevents) as many
+    as in an unsorted table. The native table is therefore sorted whole, by patient and then by the row's
+    place in the file. Ties keep the Parquet order, so each patient's rows keep their order and stay paired
+    with their map entries (api/seed.py pairs per patient); a row map is sorted the same way (`parquet` =
+    `lines`). A file whose windows are in patient order already (one window: every table under 2M rows, the
+    demo's) is copied as it is.
+
+    One ORDER BY over a large table spills DuckDB's row format, several times the Parquet size: at full
+    scale in PhysioNet's order, labevents (159M rows) had spilled 37 GB, unfinished, and chartevents
+    would need about three times that. So a file of more than SORT_BUCKET_ROWS rows is first cut by patient
+    range into Parquet buckets beside it (`_patient_buckets`: about the file's size on disk, in total),
+    then each bucket is sorted alone, in memory, and appended in range order.
+    """
+    path = Path(parquet)
+    key = row_map_key(str(lines)) if lines is not None else None
+    if key is None or _in_order(path, key):
+        con.execute(f"INSERT INTO {into} SELECT * FROM read_parquet({_lit(exact_path(path))})")
+        return
+    import pyarrow.parquet as pq
+
+    if pq.read_metadata(path).num_rows <= SORT_BUCKET_ROWS:
+        con.execute(f"INSERT INTO {into} {_sorted_sql(path, key)}")
+        return
+    buckets = _patient_buckets(con, path, key)
+    try:
+        for bucket in buckets:
+            con.execute(f"INSERT INTO {into} {_sorted_sql(bucket, key)}")
+            bucket.unlink()
+    finally:
+        for bucket in buckets:
+            bucket.unlink(missing_ok=True)
+
+
+def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> list[Path]:
+    """Cut the Parquet file at `path` into files of consecutive `key` ranges (rows without a key last),
+    each about SORT_BUCKET_ROWS rows, every row in its file's order. The ranges come from approximate
+    quantiles of `key`, so a bucket may be larger; it still sorts, spilling a little. Named `*.tmp-<pid>`
+    beside the file, so a killed build's are removed by the next (load._remove_stale_temps)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    count = -(-pf.metadata.num_rows // SORT_BUCKET_ROWS)
+    qs = ", ".join(str(i / count) for i in range(1, count))
+    row = con.execute(f"SELECT approx_quantile({_ident(key)}, [{qs}]) FROM read_parquet({_lit(exact_path(path))})").fetchone()
+    bounds = np.unique(np.array([b for b in (row[0] if row and row[0] else []) if b is not None]))
+    last = len(bounds) + 1  # bucket of rows without a key
+    col = pf.schema_arrow.names.index(key)
+    names = [path.with_name(f"{path.name}.bucket{k:05d}.tmp-{os.getpid()}") for k in range(last + 1)]
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for batch in pf.iter_batches(batch_size=1 << 18):
+            keys = batch.column(col)
+            ids = np.full(batch.num_rows, last, dtype=np.int64)
+            valid = keys.is_valid().to_numpy(zero_copy_only=False)
+            ids[valid] = np.searchsorted(bounds, keys.drop_null().to_numpy(), side="right")
+            if np.any(ids[1:] < ids[:-1]):  # a window is sorted by key: usually no reordering is needed
+                order = np.argsort(ids, kind="stable")
+                batch, ids = batch.take(pa.array(order)), ids[order]
+            cuts = np.flatnonzero(np.diff(ids)) + 1
+            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, batch.num_rows], strict=True):
+                k = int(ids[lo])
+                if k not in writers:  # no statistics: nothing filters a bucket, and a writer keeps them in memory
+                    writers[k] = pq.ParquetWriter(names[k], pf.schema_arrow, compression="lz4", write_statistics=False)
+                writers[k].write_batch(batch.slice(lo, hi - lo))
+    except BaseException:
+        for w in writers.values():
+            w.close()
+        for n in names:
+            n.unlink(missing_ok=True)
+        raise
+    for w in writers.values():
+        w.close()
+    return [names[k] for k in sorted(writers)]
 
 
 def _in_order(parquet: str | os.PathLike, key: str) -> bool:
@@ -173,13 +253,15 @@ class DatabaseWriter:
                     want.add(row_map)
                     if row_map not in have:  # named by content: one of that name is this map already
                         self._schema(ROW_MAP_SCHEMA)
-                        con.execute(f"CREATE TABLE {_ident(row_map[0])}.{_ident(row_map[1])} AS "
-                                    f"{native_rows_sql(t.lines, t.lines)}")
+                        name = f"{_ident(row_map[0])}.{_ident(row_map[1])}"
+                        con.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet({_lit(exact_path(t.lines))}) LIMIT 0")
+                        insert_native(con, name, t.lines, t.lines)
                 want.add((t.db_schema, t.name))
                 if self.storage == "views":
                     con.execute(f"CREATE OR REPLACE VIEW {target} AS SELECT * FROM read_parquet({_lit(exact_path(t.parquet))})")
                 elif t.qualified not in current:
-                    con.execute(f"CREATE OR REPLACE TABLE {target} AS {native_rows_sql(t.parquet, t.lines)}")
+                    con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM read_parquet({_lit(exact_path(t.parquet))}) LIMIT 0")
+                    insert_native(con, target, t.parquet, t.lines)
                 if t.unqualified:
                     want.add(("main", t.name))
                     con.execute(f"CREATE OR REPLACE VIEW main.{_ident(t.name)} AS SELECT * FROM {target}")

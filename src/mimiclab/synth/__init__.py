@@ -444,7 +444,7 @@ def physionet_order(src: Path, dest: Path, table: str) -> None:
 
 SCATTER_BUCKET_BYTES = 32 << 20  # csv.gz bytes per bucket: 2-4M rows, sorted in memory or nearly
 SCATTER_MAX_BITS = 8  # at most 256 buckets, each an open file in the first pass
-SCATTER_BATCH = 1 << 20  # rows per batch of the first pass
+SCATTER_BATCH = 1 << 19  # rows per batch of the first pass (each ~70 MB of Arrow strings for chartevents)
 _HASH, _LINE = "__mimiclab_scatter_hash", "__mimiclab_scatter_line"
 
 
@@ -475,8 +475,9 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
     with gzip.open(path, "rb") as fh:  # the header line as it is in the file
         header = fh.readline()
     writers: dict[int, pq.ParquetWriter] = {}
+    cur = con.cursor()  # its own: the connection may hold an unfinished result (DuckDB then refuses a new one)
     try:
-        reader = con.sql(f"SELECT hash({keys}) AS {_HASH}, * FROM {src}").to_arrow_reader(SCATTER_BATCH)
+        reader = cur.sql(f"SELECT hash({keys}) AS {_HASH}, * FROM {src}").to_arrow_reader(SCATTER_BATCH)
         line = 0
         for batch in _prefetched(reader):
             n = batch.num_rows
@@ -493,11 +494,15 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
             for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
                 k = int(bucket[lo])
                 if k not in writers:
-                    writers[k] = pq.ParquetWriter(work / f"{k:06d}.parquet", table.schema, compression="lz4")
+                    # no statistics: nothing filters these files, and a writer keeps each row group's in memory
+                    writers[k] = pq.ParquetWriter(work / f"{k:06d}.parquet", table.schema, compression="lz4",
+                                                  write_statistics=False)
                 writers[k].write_table(table.slice(lo, hi - lo))
     finally:
+        cur.close()
         for w in writers.values():
             w.close()
+    pa.default_memory_pool().release_unused()  # the first pass's batches, before DuckDB sorts
     part = tmp / f"{path.name}.scattered"
     with open(part, "wb") as out, ThreadPoolExecutor(1) as pool:
         gz = GzipMember(out)
@@ -527,7 +532,7 @@ def _compress_file(path: Path) -> Compressed:
     return packed
 
 
-def _prefetched(reader, depth: int = 2):
+def _prefetched(reader, depth: int = 1):
     """The reader's batches, produced on a thread `depth` ahead of the consumer: DuckDB parses the next
     batch on one core while the caller splits this one on the other."""
     import queue
