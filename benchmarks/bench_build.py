@@ -342,14 +342,19 @@ def bench_patient_order(h: Harness, src: Path, section: str = "build", label: st
     try:
         shutil.rmtree(home, ignore_errors=True)
         ours_s, ours_mb, _ = _child([sys.executable, "-m", "mimiclab", "build", "mimic-iv-synthetic", "--source", str(inter)],
-                                    env=dict(os.environ, MIMICLAB_HOME=str(home)))
+                                    watch=home, env=dict(os.environ, MIMICLAB_HOME=str(home)))
+        peak_disk = _child.disk  # type: ignore[attr-defined]
         ours = next((home / "db" / "mimic-iv-synthetic").glob("*/*.duckdb"))
         db.unlink(missing_ok=True)
         copy_s, _, _ = _child([sys.executable, "-c", COPY_SCRIPT, str(inter), str(db)])
         what = f"{label} with chartevents and labevents in PhysioNet's order"
         h.record(section, f"build of the {what} (wall)", ours_s, "s", baseline_name="plain typed COPY of the same files",
                  baseline_value=copy_s, note=f"one run each; peak {ours_mb:.0f} MB; the build sorts each window (2M rows / 64 MB at most) "
-                                              "of the Parquet file by patient, writes a row map, and sorts the native table whole")
+                                              "of the Parquet file by patient, writes a row map, and sorts the native table whole "
+                                              "(by patient range: 2M-row buckets, each sorted alone)")
+        h.record(section, f"build of the {what}: peak disk of the build folder", peak_disk / GB, "GB",
+                 note=f"finished: {_du(home) / GB:.1f} GB (Parquet, row maps, database); the rest was temporary "
+                      "(sort buckets, DuckDB's spill), sampled each second")
         maps = sum(p.stat().st_size for p in ours.parent.rglob("*.lines.parquet"))
         data = sum(p.stat().st_size for p in ours.parent.rglob("*.parquet")) - maps
         h.record(section, f"{what}: row maps of the windows sorted by patient (disk)", maps / 1e6, "MB",
