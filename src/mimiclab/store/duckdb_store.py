@@ -87,7 +87,7 @@ def insert_native(con: duckdb.DuckDBPyConnection, into: str, parquet: str | os.P
     One ORDER BY over a large table spills DuckDB's row format, several times the Parquet size: at full
     scale in PhysioNet's order, labevents (159M rows) had spilled 37 GB, unfinished, and chartevents
     would need about three times that. So a file of more than SORT_BUCKET_ROWS rows is first cut by patient
-    range into Parquet buckets beside it (`_patient_buckets`: about the file's size on disk, in total),
+    range into bucket files beside it (`_patient_buckets`: about the file's size on disk, in total),
     then each bucket is sorted alone, in memory, and appended in range order.
     """
     path = Path(parquet)
@@ -102,55 +102,82 @@ def insert_native(con: duckdb.DuckDBPyConnection, into: str, parquet: str | os.P
         return
     buckets = _patient_buckets(con, path, key)
     try:
-        for bucket in buckets:
-            con.execute(f"INSERT INTO {into} {_sorted_sql(bucket, key)}")
+        for i, bucket in enumerate(buckets):
+            view = f"mimiclab_bucket_{os.getpid()}_{threading.get_ident()}_{i}"
+            with pa.OSFile(str(bucket), "rb") as fh:
+                con.register(view, pa.ipc.open_stream(fh))
+                try:
+                    con.execute(f"INSERT INTO {into} SELECT * EXCLUDE ({_ROW}) FROM {_ident(view)} "
+                                f"ORDER BY {_ident(key)} NULLS LAST, {_ROW}")
+                finally:
+                    con.unregister(view)
             bucket.unlink()
     finally:
         for bucket in buckets:
             bucket.unlink(missing_ok=True)
 
 
+_ROW = "__mimiclab_row"  # a bucket row's place in the whole file
+
+
 def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> list[Path]:
     """Cut the Parquet file at `path` into files of consecutive `key` ranges (rows without a key last),
-    each about SORT_BUCKET_ROWS rows, every row in its file's order. The ranges come from approximate
-    quantiles of `key`, so a bucket may be larger; it still sorts, spilling a little. Named `*.tmp-<pid>`
-    beside the file, so a killed build's are removed by the next (load._remove_stale_temps)."""
+    each about SORT_BUCKET_ROWS rows, every row with its place in the file (`_ROW`). The ranges come from
+    approximate quantiles of `key`, so a bucket may be larger; it still sorts, spilling a little.
+
+    Buckets are Arrow IPC streams (lz4): a stream writer holds nothing between batches, where a Parquet
+    writer keeps buffers per column (224 open ones, for full-scale chartevents, took the build to 3.8 GB).
+    Named `*.tmp-<pid>` beside the file, so a killed build's are removed by the next
+    (load._remove_stale_temps)."""
     import numpy as np
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
     count = -(-pf.metadata.num_rows // SORT_BUCKET_ROWS)
     qs = ", ".join(str(i / count) for i in range(1, count))
-    row = con.execute(f"SELECT approx_quantile({_ident(key)}, [{qs}]) FROM read_parquet({_lit(exact_path(path))})").fetchone()
-    bounds = np.unique(np.array([b for b in (row[0] if row and row[0] else []) if b is not None]))
+    (found,), = con.execute(f"SELECT approx_quantile({_ident(key)}, [{qs}]) FROM read_parquet({_lit(exact_path(path))})").fetchall()
+    bounds = np.unique(np.array([b for b in found or [] if b is not None]))
     last = len(bounds) + 1  # bucket of rows without a key
     col = pf.schema_arrow.names.index(key)
+    schema = pf.schema_arrow.append(pa.field(_ROW, pa.int64()))
     names = [path.with_name(f"{path.name}.bucket{k:05d}.tmp-{os.getpid()}") for k in range(last + 1)]
-    writers: dict[int, pq.ParquetWriter] = {}
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    files: dict[int, pa.NativeFile] = {}
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    start = 0
     try:
         for batch in pf.iter_batches(batch_size=1 << 18):
+            n = batch.num_rows
+            batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.arange(start, start + n))], schema=schema)
+            start += n
             keys = batch.column(col)
-            ids = np.full(batch.num_rows, last, dtype=np.int64)
+            ids = np.full(n, last, dtype=np.int64)
             valid = keys.is_valid().to_numpy(zero_copy_only=False)
             ids[valid] = np.searchsorted(bounds, keys.drop_null().to_numpy(), side="right")
             if np.any(ids[1:] < ids[:-1]):  # a window is sorted by key: usually no reordering is needed
                 order = np.argsort(ids, kind="stable")
                 batch, ids = batch.take(pa.array(order)), ids[order]
             cuts = np.flatnonzero(np.diff(ids)) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, batch.num_rows], strict=True):
+            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
                 k = int(ids[lo])
-                if k not in writers:  # no statistics: nothing filters a bucket, and a writer keeps them in memory
-                    writers[k] = pq.ParquetWriter(names[k], pf.schema_arrow, compression="lz4", write_statistics=False)
+                if k not in writers:
+                    files[k] = pa.OSFile(str(names[k]), "wb")
+                    writers[k] = pa.ipc.new_stream(files[k], schema, options=options)
                 writers[k].write_batch(batch.slice(lo, hi - lo))
     except BaseException:
-        for w in writers.values():
-            w.close()
-        for n in names:
-            n.unlink(missing_ok=True)
+        _close(writers, files)
+        for name in names:
+            name.unlink(missing_ok=True)
         raise
+    _close(writers, files)
+    return [names[k] for k in sorted(writers)]
+
+
+def _close(writers: dict, files: dict) -> None:
     for w in writers.values():
         w.close()
-    return [names[k] for k in sorted(writers)]
+    for f in files.values():
+        f.close()
 
 
 def _in_order(parquet: str | os.PathLike, key: str) -> bool:
