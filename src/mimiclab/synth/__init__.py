@@ -455,15 +455,15 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
     NULL and `""` an empty string. Same input, same bytes.
 
     Two passes, so disk and memory stay bounded whatever the size. The first streams the file once and
-    appends each row (with its hash and line) to the Parquet file of its hash range, one of 2^k buckets
-    of about `bucket_bytes` of input (SCATTER_BUCKET_BYTES). The second sorts each bucket alone, in hash-range order, and appends it
-    to one gzip member while the next bucket sorts. One ORDER BY over the whole file (the first way) spilled
-    8.7 GB at a quarter of full scale in 846 s; DuckDB's PARTITION_BY writer buffered 1.4-2 GB per 10M rows
-    on disk."""
+    appends each row (with its hash and line) to the file of its hash range, one of 2^k buckets of about
+    `bucket_bytes` of input (SCATTER_BUCKET_BYTES), each an Arrow IPC stream (lz4; open Parquet writers
+    keep buffers per column: 128 of them took the scatter to 1.9 GB). The second sorts each bucket alone,
+    in hash-range order, and appends it to one gzip member while the next bucket sorts. One ORDER BY over
+    the whole file (the first way) spilled 8.7 GB at a quarter of full scale in 846 s; DuckDB's PARTITION_BY
+    writer buffered 1.4-2 GB per 10M rows on disk."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     src = f"read_csv({sql_literal(exact_path(path))}, header=true, all_varchar=true, allow_quoted_nulls=false)"
     keys = ", ".join(quote_ident(c) for c in run)
@@ -474,7 +474,9 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
     work.mkdir()
     with gzip.open(path, "rb") as fh:  # the header line as it is in the file
         header = fh.readline()
-    writers: dict[int, pq.ParquetWriter] = {}
+    files: dict[int, pa.NativeFile] = {}
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
     cur = con.cursor()  # its own: the connection may hold an unfinished result (DuckDB then refuses a new one)
     try:
         reader = cur.sql(f"SELECT hash({keys}) AS {_HASH}, * FROM {src}").to_arrow_reader(SCATTER_BATCH)
@@ -494,25 +496,32 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
             for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
                 k = int(bucket[lo])
                 if k not in writers:
-                    # no statistics: nothing filters these files, and a writer keeps each row group's in memory
-                    writers[k] = pq.ParquetWriter(work / f"{k:06d}.parquet", table.schema, compression="lz4",
-                                                  write_statistics=False)
+                    files[k] = pa.OSFile(str(work / f"{k:06d}.arrows"), "wb")
+                    writers[k] = pa.ipc.new_stream(files[k], table.schema, options=options)
                 writers[k].write_table(table.slice(lo, hi - lo))
     finally:
         cur.close()
         for w in writers.values():
             w.close()
+        for f in files.values():
+            f.close()
     pa.default_memory_pool().release_unused()  # the first pass's batches, before DuckDB sorts
     part = tmp / f"{path.name}.scattered"
+    cur = con.cursor()
     with open(part, "wb") as out, ThreadPoolExecutor(1) as pool:
         gz = GzipMember(out)
         gz.append(compress_stream(io.BytesIO(header)))
         pending: Future[Compressed] | None = None
         for k in sorted(writers):
-            bucket_file = work / f"{k:06d}.parquet"
+            bucket_file = work / f"{k:06d}.arrows"
             plain = work / f"{k:06d}.csv"
-            con.execute(f"COPY (SELECT * EXCLUDE ({_HASH}, {_LINE}) FROM read_parquet({sql_literal(exact_path(bucket_file))}) "
-                        f"ORDER BY {_HASH}, {_LINE}) TO {sql_literal(str(plain))} (FORMAT csv, HEADER false)")
+            with pa.OSFile(str(bucket_file), "rb") as fh:
+                cur.register("mimiclab_scatter_bucket", pa.ipc.open_stream(fh))
+                try:
+                    cur.execute(f"COPY (SELECT * EXCLUDE ({_HASH}, {_LINE}) FROM mimiclab_scatter_bucket "
+                                f"ORDER BY {_HASH}, {_LINE}) TO {sql_literal(str(plain))} (FORMAT csv, HEADER false)")
+                finally:
+                    cur.unregister("mimiclab_scatter_bucket")
             bucket_file.unlink()
             if pending is not None:
                 gz.append(pending.result())
@@ -520,6 +529,7 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
         if pending is not None:
             gz.append(pending.result())
         gz.close()
+    cur.close()
     shutil.rmtree(work, ignore_errors=True)
     os.replace(part, dest)
 
