@@ -513,3 +513,35 @@ def test_rows_without_a_patient_sort_last_and_keep_their_lines(tmp_path, demo_di
                                       f"- {int(blank.sum())}) FROM mimiciv_hosp.labevents").fetchone()
             assert nulls == tail == int(blank.sum()) > 1000
     _matches_read_csv(tmp_path / "b", raw)
+
+
+def test_cutting_a_file_into_patient_ranges_holds_one_batch_not_the_file(tmp_path, monkeypatch):
+    """_patient_buckets reads the file a batch at a time: Arrow's allocations stay near one batch while it
+    cuts a 300-row-group file (a pre-buffered reader kept every row group read: 2.7 GB at full scale)."""
+    import threading
+
+    import numpy as np
+    import pyarrow as pa
+
+    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 200_000)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t.parquet"
+    with pq.ParquetWriter(path, pa.schema([("subject_id", pa.int32()), ("v", pa.string())])) as w:
+        for _ in range(300):  # 300 row groups of 20,000 rows, 1.3 MB of strings each, 400 MB in all
+            ids = np.sort(rng.integers(1, 1000, 20_000)).astype(np.int32)
+            w.write_table(pa.table({"subject_id": ids, "v": [f"{x:064x}" for x in rng.integers(0, 2**62, 20_000)]}))
+    peak, done = [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], pa.total_allocated_bytes())
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        buckets = duckdb_store._patient_buckets(duckdb.connect(), path, "subject_id")
+    finally:
+        done.set()
+        t.join()
+    assert len(buckets) >= 25 and sum(b.stat().st_size for b in buckets) > 150e6
+    assert peak[0] < 100e6, peak[0]  # a batch of 262,144 rows (~19 MB), its reordered copy, lz4 buffers

@@ -199,7 +199,9 @@ def _load_table(con, item: Item) -> int:
     opts = pacsv.WriteOptions(include_header=False, null_string="\\N", quoting_style="needed")
     cur = con.cursor()
     with cur.copy(copy_sql) as copy:
-        for batch in pq.ParquetFile(item.parquet).iter_batches(batch_size=BATCH_ROWS, columns=names):
+        # not pre-buffered: that reader keeps every row group it read until it is closed (memory grew
+        # with the file, 4 MB per 256K-row batch of labevents)
+        for batch in pq.ParquetFile(item.parquet, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=names):
             buf = io.BytesIO()
             pacsv.write_csv(pa.Table.from_batches([batch]), buf, opts)
             copy.write(buf.getbuffer())
