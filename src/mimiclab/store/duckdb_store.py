@@ -22,6 +22,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from mimiclab.arrowbuckets import BucketFiles
 from mimiclab.errors import QueryError
 from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as _ident
@@ -125,9 +126,7 @@ def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> li
     each about SORT_BUCKET_ROWS rows, every row with its place in the file (`_ROW`). The ranges come from
     approximate quantiles of `key`, so a bucket may be larger; it still sorts, spilling a little.
 
-    Buckets are Arrow IPC streams (lz4): a stream writer holds nothing between batches, where a Parquet
-    writer keeps buffers per column (224 open ones, for full-scale chartevents, took the build to 3.8 GB).
-    Named `*.tmp-<pid>` beside the file, so a killed build's are removed by the next
+    Buckets are Arrow IPC streams (mimiclab.arrowbuckets). Named `*.tmp-<pid>` beside the file, so a killed build's are removed by the next
     (load._remove_stale_temps)."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -140,10 +139,7 @@ def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> li
     last = len(bounds) + 1  # bucket of rows without a key
     col = pf.schema_arrow.names.index(key)
     schema = pf.schema_arrow.append(pa.field(_ROW, pa.int64()))
-    names = [path.with_name(f"{path.name}.bucket{k:05d}.tmp-{os.getpid()}") for k in range(last + 1)]
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
-    files: dict[int, pa.NativeFile] = {}
-    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    out = BucketFiles(lambda k: path.with_name(f"{path.name}.bucket{k:05d}.tmp-{os.getpid()}"))
     start = 0
     try:
         for batch in pf.iter_batches(batch_size=1 << 18):
@@ -151,33 +147,13 @@ def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> li
             batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.arange(start, start + n))], schema=schema)
             start += n
             keys = batch.column(col)
-            ids = np.full(n, last, dtype=np.int64)
-            valid = keys.is_valid().to_numpy(zero_copy_only=False)
-            ids[valid] = np.searchsorted(bounds, keys.drop_null().to_numpy(), side="right")
-            if np.any(ids[1:] < ids[:-1]):  # a window is sorted by key: usually no reordering is needed
-                order = np.argsort(ids, kind="stable")
-                batch, ids = batch.take(pa.array(order)), ids[order]
-            cuts = np.flatnonzero(np.diff(ids)) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
-                k = int(ids[lo])
-                if k not in writers:
-                    files[k] = pa.OSFile(str(names[k]), "wb")
-                    writers[k] = pa.ipc.new_stream(files[k], schema, options=options)
-                writers[k].write_batch(batch.slice(lo, hi - lo))
+            ids = np.full(n, last, dtype=np.int64)  # a window is sorted by key: ids usually ascend already
+            ids[keys.is_valid().to_numpy(zero_copy_only=False)] = np.searchsorted(bounds, keys.drop_null().to_numpy(), side="right")
+            out.append(batch, ids)
     except BaseException:
-        _close(writers, files)
-        for name in names:
-            name.unlink(missing_ok=True)
+        out.discard()
         raise
-    _close(writers, files)
-    return [names[k] for k in sorted(writers)]
-
-
-def _close(writers: dict, files: dict) -> None:
-    for w in writers.values():
-        w.close()
-    for f in files.values():
-        f.close()
+    return [out.path_of(k) for k in out.close()]
 
 
 def _in_order(parquet: str | os.PathLike, key: str) -> bool:

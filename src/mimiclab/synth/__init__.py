@@ -27,6 +27,7 @@ from typing import BinaryIO
 import duckdb
 
 from mimiclab import __version__
+from mimiclab.arrowbuckets import BucketFiles
 from mimiclab.checksums import sha256_file
 from mimiclab.errors import MimiclabError
 from mimiclab.sqltext import exact_path
@@ -474,9 +475,7 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
     work.mkdir()
     with gzip.open(path, "rb") as fh:  # the header line as it is in the file
         header = fh.readline()
-    files: dict[int, pa.NativeFile] = {}
-    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
-    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    buckets = BucketFiles(lambda k: work / f"{k:06d}.arrows")
     cur = con.cursor()  # its own: the connection may hold an unfinished result (DuckDB then refuses a new one)
     try:
         reader = cur.sql(f"SELECT hash({keys}) AS {_HASH}, * FROM {src}").to_arrow_reader(SCATTER_BATCH)
@@ -485,26 +484,15 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
             n = batch.num_rows
             if n == 0:
                 continue
-            table = pa.Table.from_batches([batch]).append_column(_LINE, pa.array(np.arange(line, line + n)))
+            numbered = pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.arange(line, line + n))],
+                                                  names=[*batch.schema.names, _LINE])
             line += n
-            bucket = pc.shift_right(batch.column(0), pa.scalar(64 - bits, pa.uint64())).to_numpy() if bits \
+            ids = pc.shift_right(batch.column(0), pa.scalar(64 - bits, pa.uint64())).to_numpy() if bits \
                 else np.zeros(n, dtype=np.uint64)
-            order = np.argsort(bucket, kind="stable")
-            table = table.take(pa.array(order))
-            bucket = bucket[order]
-            cuts = np.flatnonzero(np.diff(bucket)) + 1
-            for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n], strict=True):
-                k = int(bucket[lo])
-                if k not in writers:
-                    files[k] = pa.OSFile(str(work / f"{k:06d}.arrows"), "wb")
-                    writers[k] = pa.ipc.new_stream(files[k], table.schema, options=options)
-                writers[k].write_table(table.slice(lo, hi - lo))
+            buckets.append(numbered, ids)
     finally:
         cur.close()
-        for w in writers.values():
-            w.close()
-        for f in files.values():
-            f.close()
+        written = buckets.close()
     pa.default_memory_pool().release_unused()  # the first pass's batches, before DuckDB sorts
     part = tmp / f"{path.name}.scattered"
     cur = con.cursor()
@@ -512,8 +500,8 @@ def _scatter(con: duckdb.DuckDBPyConnection, path: Path, dest: Path, run: tuple[
         gz = GzipMember(out)
         gz.append(compress_stream(io.BytesIO(header)))
         pending: Future[Compressed] | None = None
-        for k in sorted(writers):
-            bucket_file = work / f"{k:06d}.arrows"
+        for k in written:
+            bucket_file = buckets.path_of(k)
             plain = work / f"{k:06d}.csv"
             with pa.OSFile(str(bucket_file), "rb") as fh:
                 cur.register("mimiclab_scatter_bucket", pa.ipc.open_stream(fh))
