@@ -349,15 +349,15 @@ def bench_patient_order(h: Harness, src: Path, section: str = "build", label: st
         copy_s, _, _ = _child([sys.executable, "-c", COPY_SCRIPT, str(inter), str(db)])
         what = f"{label} with chartevents and labevents in PhysioNet's order"
         h.record(section, f"build of the {what} (wall)", ours_s, "s", baseline_name="plain typed COPY of the same files",
-                 baseline_value=copy_s, note=f"one run each; peak {ours_mb:.0f} MB; the build sorts each window (2M rows / 64 MB at most) "
-                                              "of the Parquet file by patient, writes a row map, and sorts the native table whole "
-                                              "(by patient range: 2M-row buckets, each sorted alone)")
+                 baseline_value=copy_s, note=f"one run each; peak {ours_mb:.0f} MB; the build sorts such a file whole by patient as it "
+                                              "parses it (rows to patient-range buckets, each sorted alone), writes a row map, "
+                                              "and copies the sorted Parquet file into the native table")
         h.record(section, f"build of the {what}: peak disk of the build folder", peak_disk / GB, "GB",
                  note=f"finished: {_du(home) / GB:.1f} GB (Parquet, row maps, database); the rest was temporary "
                       "(sort buckets, DuckDB's spill), sampled each second")
         maps = sum(p.stat().st_size for p in ours.parent.rglob("*.lines.parquet"))
         data = sum(p.stat().st_size for p in ours.parent.rglob("*.parquet")) - maps
-        h.record(section, f"{what}: row maps of the windows sorted by patient (disk)", maps / 1e6, "MB",
+        h.record(section, f"{what}: row maps of the tables sorted by patient (disk)", maps / 1e6, "MB",
                  note=f"beside {data / 1e6:.0f} MB of Parquet; only tables whose rows moved have one")
         with duckdb.connect(str(ours), read_only=True) as con:
             subjects = [r[0] for r in con.sql("SELECT subject_id FROM mimiciv_icu.icustays "

@@ -1,6 +1,8 @@
-"""Patient tables are stored in windows sorted by patient, with a row map back to the file's lines
-(load.arrowcsv.ParquetOut). Oracles: DuckDB's read_csv over the raw file with each row's line number, and,
-for the MIMICDataset drop-in, pandas.read_csv as the datathon's example class reads it."""
+"""Patient tables out of patient order are stored sorted whole by patient (through range buckets), with a
+row map back to the file's lines (load.arrowcsv.ParquetOut); files an earlier mimiclab wrote sorted only
+window by window are sorted whole when copied into a native table (store.duckdb_store.insert_native).
+Oracles: DuckDB's read_csv over the raw file with each row's line number, Python's stable sort of those
+rows, and, for the MIMICDataset drop-in, pandas.read_csv as the datathon's example class reads it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mimiclab import arrowbuckets
 from mimiclab.catalog import Column, Table
 from mimiclab.load import arrowcsv, loader
 from mimiclab.load.source import SourceFile
@@ -61,7 +64,85 @@ def _expected(raw: list[tuple], window: int) -> list[tuple]:
     return out
 
 
-def test_interleaved_patients_are_sorted_per_window_and_mapped_to_their_lines(tmp_path, monkeypatch):
+def _by_patient(raw: list[tuple]) -> list[tuple]:
+    """Hand-worked: the rows stably sorted by patient, missing patients last (sorted() is stable)."""
+    return sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))
+
+
+@pytest.fixture
+def windows_only(monkeypatch):
+    """Files as mimiclab wrote them before it sorted them whole: sorted window by window only."""
+    monkeypatch.setattr(arrowcsv, "SORT_WHOLE", False)
+
+
+def _no_leftovers(tmp: Path, *keep: str) -> None:
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(["t.csv.gz", *keep])
+
+
+@pytest.mark.parametrize("bucket_rows", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize("subjects", [
+    [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1, 5, 4, 4, 5, 1, 2, 3, 3],
+    [2, 1, None, 1, 4, 3, 4, 3, None, 5, 5, 1, 6, 2, None, 6, 9, 8, 7],  # missing patients: last
+    [7] * 9 + [1, 7, 2, 7, 7, 0, 7],  # one patient with most rows: a bucket larger than asked, cut again
+    [1, 2, 3, 4, 5, 6, 7, 8] + [8, 7, 6, 5, 4, 3, 2, 1] * 3,  # the first rows (the ranges' sample) unlike the rest
+])
+def test_a_file_out_of_patient_order_is_sorted_whole_and_mapped_to_its_lines(tmp_path, monkeypatch, subjects,
+                                                                            bucket_rows):
+    """The first window is out of order: every row goes to patient-range buckets, each sorted alone; the
+    Parquet file is the whole file stably sorted by patient, in whole row groups, its map names each
+    row's line, no bucket file is left, and the native table copies it as it is (no sort at insert)."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", bucket_rows)
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    sorts: list[int] = []
+    real = arrowbuckets.SortedRanges._read_sorted
+    monkeypatch.setattr(arrowbuckets.SortedRanges, "_read_sorted", lambda self, k: sorts.append(k) or real(self, k))
+    out, lines, n = _write(src, tmp_path, row_group=4)
+    want = _by_patient(_raw(src))
+    assert n == len(subjects) and _stored(out) == [r[1:] for r in want]
+    assert _stored(lines) == [(r[1], r[0]) for r in want]
+    assert len(sorts) >= (2 if bucket_rows <= 3 else 1)  # small buckets: several ranges
+    groups = pq.ParquetFile(out).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == \
+        [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    _no_leftovers(tmp_path, "t.parquet", "t.lines.parquet")
+    cut = []
+    monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: cut.append(a))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    duckdb_store.insert_native(con, "t", out, lines)
+    duckdb_store.insert_native(con, "m", lines, lines)
+    assert not cut  # in order already: copied as it is
+    assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
+    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
+
+
+def test_sorted_ranges_is_a_stable_sort_whatever_the_buckets(tmp_path):
+    """arrowbuckets.SortedRanges against Python's stable sort: random keys with NULLs and one frequent key,
+    bounds from a sample of 1 row to all, 1 to 40 ranges, buckets of 1 row (cut again and again) to all."""
+    import numpy as np
+    import pyarrow as pa
+
+    for trial in range(60):
+        rnd = random.Random(trial)
+        n = rnd.choice([0, 1, 5, 100, 3000])
+        keys = [None if rnd.random() < 0.05 else rnd.choice([rnd.randint(0, 50), 7]) for _ in range(n)]
+        t = pa.table({"k": pa.array(keys, pa.int32()), "r": pa.array(np.arange(n))})
+        work = tmp_path / str(trial)
+        work.mkdir()
+        sample = t.column("k").slice(0, rnd.choice([1, 50, max(n, 1)]))
+        ranges = arrowbuckets.SortedRanges(lambda j, w=work: w / f"b{j}", "k",
+                                           arrowbuckets.quantile_bounds(sample, rnd.choice([1, 2, 7, 40])),
+                                           rnd.choice([1, 3, 50, 10_000]))
+        for batch in t.to_batches(max_chunksize=rnd.choice([1, 7, 1000])):
+            ranges.append(batch)
+        got = [row for piece in ranges.sorted(piece_rows=rnd.choice([1, 3, 100]))
+               for row in zip(piece.column("k").to_pylist(), piece.column("r").to_pylist(), strict=True)]
+        assert got == sorted(zip(keys, range(n), strict=True), key=lambda r: (r[0] is None, r[0] or 0)), trial
+        assert not list(work.iterdir()), trial
+
+
+def test_written_window_by_window_each_window_is_sorted_and_mapped_to_its_lines(tmp_path, monkeypatch, windows_only):
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 8)
     subjects = [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1, 5, 4, 4, 5, 1, 2, 3, 3]
     src = _csv(tmp_path / "t.csv.gz", subjects)
@@ -76,30 +157,32 @@ def test_interleaved_patients_are_sorted_per_window_and_mapped_to_their_lines(tm
     assert pq.ParquetFile(out).metadata.num_row_groups == 5  # whole row groups: 4 + 4 + 4 + 4 + 4
 
 
-@pytest.mark.parametrize(("subjects", "window", "sorted_in_sql"), [
-    ([3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1], 8, True),  # two windows, each with patients 1-3: sorted whole in SQL
+@pytest.mark.parametrize(("subjects", "window", "sorted_on_insert"), [
+    ([3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1], 8, True),  # two windows, each with patients 1-3: sorted whole on insert
     ([3, 1, 2, 1, 3, 2, 1, 1], 8, False),  # one window: in patient order already, copied as it is
     ([2, 1, 2, 1, 4, 3, 4, 3], 4, False),  # two windows whose ranges do not overlap (1-2, then 3-4)
     ([2, 1, None, 1, 4, 3, 4, 3], 4, True),  # a missing patient sorts last in its window: not in order
 ])
-def test_a_native_table_is_in_patient_order_whether_sql_sorts_it_or_not(tmp_path, monkeypatch, subjects, window,
-                                                                          sorted_in_sql):
-    """store.duckdb_store.native_rows_sql sorts a file with a row map whole by patient, unless its footer
+def test_a_file_written_window_by_window_is_sorted_whole_on_insert(tmp_path, monkeypatch, windows_only, subjects,
+                                                                   window, sorted_on_insert):
+    """store.duckdb_store.insert_native sorts a file with a row map whole by patient, unless its footer
     shows it in patient order already; either way the table holds every row, a patient's rows in file order
     (hand-worked oracle: Python's stable sort of the raw rows)."""
-    from mimiclab.store.duckdb_store import native_rows_sql
-
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", window)
     src = _csv(tmp_path / "t.csv.gz", subjects)
     out, lines, _ = _write(src, tmp_path, row_group=4)
     assert lines.exists()
-    sql = native_rows_sql(str(out), str(lines))
-    assert ("ORDER BY" in sql) is sorted_in_sql
-    got = duckdb.connect().execute(sql).fetchall()
-    raw = _raw(src)
-    assert got == [r[1:] for r in sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))]
-    mapped = duckdb.connect().execute(native_rows_sql(str(lines), str(lines))).fetchall()
-    assert mapped == [(r[1], r[0]) for r in sorted(raw, key=lambda r: (r[1] is None, r[1] or 0))]
+    cut = []
+    real = duckdb_store._patient_ranges
+    monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: cut.append(1) or real(*a))
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    duckdb_store.insert_native(con, "t", out, lines)
+    assert bool(cut) is sorted_on_insert
+    want = _by_patient(_raw(src))
+    assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
+    duckdb_store.insert_native(con, "m", lines, lines)
+    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
 
 
 @pytest.mark.parametrize("bucket_rows", [1, 2, 3, 5, 1000])
@@ -108,52 +191,59 @@ def test_a_native_table_is_in_patient_order_whether_sql_sorts_it_or_not(tmp_path
     [2, 1, None, 1, 4, 3, 4, 3, None, 5, 5, 1, 6, 2, None, 6],  # missing patients: last
     [7] * 9 + [1, 7, 2],  # one patient with most rows: a bucket larger than asked
 ])
-def test_a_large_table_is_sorted_by_patient_range_in_buckets(tmp_path, monkeypatch, subjects, bucket_rows):
-    """store.duckdb_store.insert_native cuts a file of more than SORT_BUCKET_ROWS rows into patient ranges,
-    sorts each alone and appends them in order: the same table as one sort of the whole file (hand-worked
-    oracle: Python's stable sort of the raw rows), the row map's table too, and no bucket file is left."""
+def test_a_window_by_window_file_is_sorted_by_patient_range_on_insert(tmp_path, monkeypatch, windows_only, subjects,
+                                                                      bucket_rows):
+    """store.duckdb_store.insert_native cuts such a file into patient ranges, sorts each alone and appends
+    them in order: the same table as one sort of the whole file (hand-worked oracle: Python's stable sort
+    of the raw rows), the row map's table too, and no bucket file is left."""
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
-    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", bucket_rows)
     src = _csv(tmp_path / "t.csv.gz", subjects)
     out, lines, _ = _write(src, tmp_path, row_group=4)
     made: list[int] = []
-    cut = duckdb_store._patient_buckets
-    monkeypatch.setattr(duckdb_store, "_patient_buckets", lambda *a: made.append(len(b := cut(*a))) or b)
+    cut = duckdb_store._patient_ranges
+    monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: made.append(len((b := cut(*a))[0].rows)) or b)
     con = duckdb.connect()
     con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
     duckdb_store.insert_native(con, "t", out, lines)
-    assert bool(made) == (len(subjects) > bucket_rows)  # larger than a bucket: cut; else one sort
-    assert bucket_rows > 3 or made[0] >= 2  # small buckets: several ranges
+    assert made and (bucket_rows > 3 or made[0] >= 2)  # small buckets: several ranges
     duckdb_store.insert_native(con, "m", lines, lines)
-    want = sorted(_raw(src), key=lambda r: (r[1] is None, r[1] or 0))
+    want = _by_patient(_raw(src))
     assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
     assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz", "t.lines.parquet", "t.parquet"]
 
 
-def test_a_failed_bucket_insert_leaves_no_bucket_file(tmp_path, monkeypatch):
+def test_a_failed_bucket_insert_leaves_no_bucket_file(tmp_path, monkeypatch, windows_only):
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
-    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 2)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 2)
     src = _csv(tmp_path / "t.csv.gz", [3, 1, 2, 1, 3, 2, 1, 1, 2, 2, 3, 1])
     out, lines, _ = _write(src, tmp_path, row_group=4)
     con = duckdb.connect()
     con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE CHECK (x < 2))")  # fails part-way
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(duckdb.Error, match="CHECK constraint"):
         duckdb_store.insert_native(con, "t", out, lines)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz", "t.lines.parquet", "t.parquet"]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subjects=st.lists(st.one_of(st.none(), st.integers(1, 6)), min_size=0, max_size=60),
-       row_group=st.sampled_from([2, 3, 5]), groups=st.integers(1, 4))
-def test_any_order_round_trips_through_the_row_map(tmp_path, monkeypatch, subjects, row_group, groups):
+       row_group=st.sampled_from([2, 3, 5]), groups=st.integers(1, 4), whole=st.booleans(),
+       bucket_rows=st.sampled_from([1, 4, 1000]))
+def test_any_order_round_trips_through_the_row_map(tmp_path, monkeypatch, subjects, row_group, groups, whole,
+                                                   bucket_rows):
+    """Whole-file sort (`whole`) or window by window: either way the map names each stored row's line."""
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", row_group * groups)
+    monkeypatch.setattr(arrowcsv, "SORT_WHOLE", whole)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", bucket_rows)
     src = _csv(tmp_path / "t.csv.gz", subjects)
     out, lines, n = _write(src, tmp_path, row_group)
     raw = _raw(src)
     assert n == len(raw)
-    if lines.exists():
-        assert _stored(out) == [r[1:] for r in _expected(raw, row_group * groups)]
+    window = row_group * groups
+    if lines.exists():  # some rows moved; decided on the rows held when the first window fills (here: all)
+        whole_sort = whole and len(subjects) >= window
+        assert _stored(out) == [r[1:] for r in (_by_patient(raw) if whole_sort else _expected(raw, window))]
         by_line = {r[0]: r[1:] for r in raw}
         stored = _stored(out)
         assert [by_line[line] for _, line in _stored(lines)] == stored  # the map names each stored row's line
@@ -193,22 +283,39 @@ def test_a_failed_parse_leaves_no_row_map(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a build of the real demo
 
 
-@pytest.fixture(scope="module")
-def windowed_build(tmp_path_factory, demo_dir):
-    """labevents and prescriptions of the demo (PhysioNet's order: patients interleaved) built with one row
-    group per window, so each patient's rows lie in several sorted windows."""
+def _demo_build(tmp_path_factory, demo_dir, whole: bool):
     from mimiclab.load import build
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("cluster-home")))
         mp.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
-        mp.setattr(duckdb_store, "SORT_BUCKET_ROWS", 7_000)  # labevents (107,727 rows) sorts in ~16 ranges
-        b = build("mimic-iv-demo", source=demo_dir, dest=tmp_path_factory.mktemp("cluster") / "b",
-                  tables=["admissions", "labevents", "prescriptions"])
-        yield b
+        mp.setattr(arrowcsv, "SORT_WHOLE", whole)
+        mp.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 7_000)  # labevents (107,727 rows) sorts in ~16 ranges
+        return build("mimic-iv-demo", source=demo_dir, dest=tmp_path_factory.mktemp("cluster") / "b",
+                     tables=["admissions", "labevents", "prescriptions"])
 
 
-def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(windowed_build, demo_dir):
+@pytest.fixture(scope="module")
+def sorted_build(tmp_path_factory, demo_dir):
+    """labevents and prescriptions of the demo (PhysioNet's order: patients interleaved) sorted whole, in
+    patient ranges of 7,000 rows whose bounds come from the first window's 16,384 rows."""
+    return _demo_build(tmp_path_factory, demo_dir, whole=True)
+
+
+@pytest.fixture(scope="module")
+def windowed_build(tmp_path_factory, demo_dir):
+    """The same written window by window, as an earlier mimiclab did, with one row group per window, so
+    each patient's rows lie in several sorted windows; the native tables are sorted whole on insert."""
+    return _demo_build(tmp_path_factory, demo_dir, whole=False)
+
+
+@pytest.fixture(params=["sorted", "windowed"])
+def demo_build(request):
+    return request.getfixturevalue(f"{request.param}_build")
+
+
+def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(demo_build, demo_dir, request):
+    windowed_build = demo_build  # either kind
     entry = windowed_build.manifest.tables["mimiciv_hosp.labevents"]
     assert entry.lines is not None and windowed_build.manifest.tables["mimiciv_hosp.admissions"].lines is None
     con = duckdb.connect(str(windowed_build.build_dir / windowed_build.manifest.database), read_only=True)
@@ -242,25 +349,28 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(windowed_
                        f"FROM read_parquet('{lines}', file_row_number=true)) p "
                        f"USING (pos) WHERE c.line IS DISTINCT FROM p.line OR c.subject_id IS DISTINCT FROM p.subject_id"
                        ).fetchone() == (0,)
-    # the Parquet file: within each window (one row group) patients ascend; the raw file has 5,663 runs of
-    # one patient
-    runs = con.execute(f"""SELECT count(*) FILTER (WHERE subject_id < prev AND pos % 16384 <> 0) FROM
-        (SELECT file_row_number AS pos, subject_id, lag(subject_id) OVER (ORDER BY file_row_number) AS prev
-         FROM read_parquet('{parquet}', file_row_number=true))""").fetchone()
-    assert runs == (0,)
-    windows = -(-107_727 // 16_384)
     stored_runs = con.execute(f"""SELECT count(*) FROM (SELECT subject_id, lag(subject_id) OVER (ORDER BY file_row_number)
         AS prev FROM read_parquet('{parquet}', file_row_number=true)) WHERE prev IS DISTINCT FROM subject_id""").fetchone()[0]
-    assert 100 < stored_runs <= 100 * windows < 5_663  # at most one run per patient and window
+    if request.node.callspec.params["demo_build"] == "sorted":  # the Parquet file: one run per patient
+        assert stored_runs == 100
+        assert pq.ParquetFile(parquet).metadata.num_row_groups == -(-107_727 // loader.MIN_ROW_GROUP)
+    else:  # within each window (one row group) patients ascend; the raw file has 5,663 runs of one patient
+        runs = con.execute(f"""SELECT count(*) FILTER (WHERE subject_id < prev AND pos % 16384 <> 0) FROM
+            (SELECT file_row_number AS pos, subject_id, lag(subject_id) OVER (ORDER BY file_row_number) AS prev
+             FROM read_parquet('{parquet}', file_row_number=true))""").fetchone()
+        assert runs == (0,)
+        windows = -(-107_727 // 16_384)
+        assert 100 < stored_runs <= 100 * windows < 5_663  # at most one run per patient and window
     # the native table is sorted whole: one run per patient, whatever the windows
     assert con.execute("""SELECT count(*), count(DISTINCT subject_id) FROM (SELECT subject_id,
         lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)
         WHERE prev IS DISTINCT FROM subject_id""").fetchone() == (100, 100)
 
 
-def test_mimicdataset_over_windows_matches_the_example_class(windowed_build, demo_dir):
+def test_mimicdataset_over_a_sorted_table_matches_the_example_class(demo_build, demo_dir):
     from mimiclab.api import MIMICDataset
 
+    windowed_build = demo_build
     files = ["hosp/labevents", "hosp/prescriptions"]
     ds = MIMICDataset(windowed_build.build_dir, files=files)
     assert [ds._lines[f][1] for f in files] == ["rowid", "rowid"]  # the database's copies of the maps
@@ -306,7 +416,27 @@ def test_a_table_kept_in_window_order_still_pairs_with_a_sorted_map(windowed_bui
         assert list(got.index) == list(mine.index) and got["labevent_id"].tolist() == mine["labevent_id"].tolist()
 
 
-def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(tmp_path, monkeypatch):
+def test_an_error_sorting_a_range_reaches_the_caller_and_leaves_no_file_or_thread(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 5)
+    calls = []
+
+    def broken(*a, **k):
+        calls.append(1)
+        raise OSError("disk full (made up)")
+
+    monkeypatch.setattr(arrowbuckets.pc, "sort_indices", broken)
+    src = _csv(tmp_path / "t.csv.gz", list(range(40, 0, -1)) * 2)
+    with pytest.raises(OSError, match="disk full"):
+        _write(src, tmp_path, row_group=2)
+    assert 1 <= len(calls) <= 2  # the bucket read ahead may have been sorted too; nothing after
+    _no_leftovers(tmp_path, "t.parquet")  # the caller (loader) deletes its temporary Parquet file
+    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-sort")]
+
+
+def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(tmp_path, monkeypatch, windows_only):
     import threading
 
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
@@ -326,8 +456,12 @@ def test_an_error_on_the_window_thread_reaches_the_caller_and_leaves_no_thread(t
     assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
 
 
-def test_stopping_mid_file_with_a_window_in_flight_ends_cleanly(tmp_path, monkeypatch):
+@pytest.mark.parametrize("whole", [True, False])
+def test_stopping_mid_file_with_a_window_in_flight_ends_cleanly(tmp_path, monkeypatch, whole):
     import threading
+
+    monkeypatch.setattr(arrowcsv, "SORT_WHOLE", whole)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 50)
 
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
     monkeypatch.setattr(arrowcsv, "BLOCK", 64)
@@ -344,26 +478,63 @@ def test_stopping_mid_file_with_a_window_in_flight_ends_cleanly(tmp_path, monkey
         arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=2, progress=progress,
                                 stop=stop, lines=tmp_path / "t.lines.parquet")
     assert seen and max(seen) < 600
-    assert not (tmp_path / "t.lines.parquet").exists()
-    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-window")]
+    _no_leftovers(tmp_path, "t.parquet")  # the caller (loader) deletes its temporary Parquet file
+    assert not [t for t in threading.enumerate() if t.name.startswith(("mimiclab-window", "mimiclab-sort"))]
 
 
-def test_a_failing_disk_reports_its_own_error_not_a_closed_file(tmp_path, monkeypatch):
-    """The writer thread's write fails (disk full): that error reaches the caller, and the tail rows are not
-    written to the failed writer (which said only "Operation on closed file")."""
+def test_sorting_whole_reports_progress_to_the_end_and_stops_on_request(tmp_path, monkeypatch):
+    """The sorted writing after the parse moves the table's progress from PARSE_SHARE of its bytes to all
+    of them (the build's time left would otherwise say 0 for minutes), and Ctrl-C (`stop`) ends it
+    between pieces, leaving no bucket file."""
+    import threading
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 512)
+    monkeypatch.setattr(arrowcsv, "BLOCK", 2048)  # the parse reports in many steps
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 2000)
+    rng = random.Random(0)
+    src = _csv(tmp_path / "t.csv.gz", [rng.randint(1, 5000) for _ in range(50_000)])
+    seen: list[tuple[int, int]] = []
+    arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=512,
+                            lines=tmp_path / "t.lines.parquet", progress=lambda b, r: seen.append((b, r)))
+    share = src.size * arrowcsv.PARSE_SHARE
+    parsed = max(i for i, (b, r) in enumerate(seen) if r == 50_000 and b <= share)  # the parse ends at its share
+    after = [b for b, _ in seen[parsed + 1:]]
+    assert len(after) >= 10 and after == sorted(after) and seen[-1] == (src.size, 50_000)  # then the sorted writing
+    stop = threading.Event()
+
+    def progress(b: int, r: int) -> None:
+        if b > src.size * arrowcsv.PARSE_SHARE:
+            stop.set()  # Ctrl-C once the sorted writing has begun
+
+    (tmp_path / "t.parquet").unlink()
+    (tmp_path / "t.lines.parquet").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=512,
+                                lines=tmp_path / "t.lines.parquet", progress=progress, stop=stop)
+    assert stop.is_set()
+    _no_leftovers(tmp_path, "t.parquet")
+    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-sort")]
+
+
+@pytest.mark.parametrize(("whole", "failing"), [(True, 1), (True, 2), (False, 3)])
+def test_a_failing_disk_reports_its_own_error_not_a_closed_file(tmp_path, monkeypatch, whole, failing):
+    """A write fails (disk full): that error reaches the caller, and the tail rows are not written to the
+    failed writer (which said only "Operation on closed file"), nor is a bucket file left."""
     import errno
 
     import pyarrow.parquet as pq_
 
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowcsv, "SORT_WHOLE", whole)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 10)
     real = pq_.ParquetWriter.write_table
     written = []
 
     def write_table(self, table, *a, **k):  # as pyarrow's writer does after a failed write: closed for good
         written.append(table.num_rows)
-        if len(written) == 3:
+        if len(written) == failing:
             raise OSError(errno.ENOSPC, "No space left on device (made up)")
-        if len(written) > 3:
+        if len(written) > failing:
             raise ValueError("Operation on closed file")
         return real(self, table, *a, **k)
 
@@ -371,7 +542,7 @@ def test_a_failing_disk_reports_its_own_error_not_a_closed_file(tmp_path, monkey
     src = _csv(tmp_path / "t.csv.gz", [2, 1, 3] * 30)
     with pytest.raises(OSError, match="No space left"):
         _write(src, tmp_path, row_group=2)
-    assert not (tmp_path / "t.lines.parquet").exists()
+    _no_leftovers(tmp_path, "t.parquet")  # the caller (loader) deletes its temporary Parquet file
 
 
 def test_a_table_whose_row_group_is_wider_than_a_window_keeps_file_order(tmp_path, monkeypatch):
@@ -426,14 +597,14 @@ def _index_in_child(i: int) -> list[int]:
     return list(_FORKED[i].data["hosp/labevents"].index)
 
 
-def test_a_forked_worker_reads_the_row_map_like_its_parent(windowed_build, demo_dir):
+def test_a_forked_worker_reads_the_row_map_like_its_parent(sorted_build, demo_dir):
     """The parent has used the dataset (its connection and thread pool exist) before the fork."""
     import multiprocessing
 
     from mimiclab.api import MIMICDataset
 
     global _FORKED
-    _FORKED = MIMICDataset(windowed_build.build_dir, files=["hosp/labevents"])
+    _FORKED = MIMICDataset(sorted_build.build_dir, files=["hosp/labevents"])
     frame = pd.read_csv(f"{demo_dir}/hosp/labevents.csv.gz", usecols=["subject_id"])
     ids = _FORKED._subject_ids
     want = {i: list(frame.index[frame.subject_id == ids[i]]) for i in (0, 5, -1)}
@@ -493,7 +664,7 @@ def test_rows_without_a_patient_sort_last_and_keep_their_lines(tmp_path, demo_di
 
     monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
-    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 10_000)  # sorted in patient ranges, NULLs the last
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 10_000)  # sorted in patient ranges, NULLs the last
     src = tmp_path / "src"
     (src / "hosp").mkdir(parents=True)
     for name in ("patients", "admissions", "d_labitems"):
@@ -515,34 +686,80 @@ def test_rows_without_a_patient_sort_last_and_keep_their_lines(tmp_path, demo_di
     _matches_read_csv(tmp_path / "b", raw)
 
 
-def test_cutting_a_file_into_patient_ranges_holds_one_batch_not_the_file(tmp_path, monkeypatch):
-    """_patient_buckets reads the file a batch at a time: Arrow's allocations stay near one batch while it
-    cuts a 300-row-group file (a pre-buffered reader kept every row group read: 2.7 GB at full scale)."""
-    import threading
+class _PeakArrow:
+    """Peak of Arrow's allocated bytes above what was held at the start, sampled on a thread."""
 
+    def __enter__(self):
+        import threading
+
+        import pyarrow as pa
+
+        self.before, self.peak, self._done = pa.total_allocated_bytes(), 0, threading.Event()
+
+        def sample() -> None:
+            while not self._done.is_set():
+                self.peak = max(self.peak, pa.total_allocated_bytes() - self.before)
+
+        self._thread = threading.Thread(target=sample)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
+def test_cutting_a_file_into_patient_ranges_holds_one_batch_not_the_file(tmp_path, monkeypatch):
+    """_patient_ranges reads the file a batch at a time: Arrow's allocations stay near one batch while it
+    cuts a 300-row-group file (a pre-buffered reader kept every row group read: 2.7 GB at full scale)."""
     import numpy as np
     import pyarrow as pa
 
-    monkeypatch.setattr(duckdb_store, "SORT_BUCKET_ROWS", 200_000)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 200_000)
     rng = np.random.default_rng(0)
     path = tmp_path / "t.parquet"
     with pq.ParquetWriter(path, pa.schema([("subject_id", pa.int32()), ("v", pa.string())])) as w:
         for _ in range(300):  # 300 row groups of 20,000 rows, 1.3 MB of strings each, 400 MB in all
             ids = np.sort(rng.integers(1, 1000, 20_000)).astype(np.int32)
             w.write_table(pa.table({"subject_id": ids, "v": [f"{x:064x}" for x in rng.integers(0, 2**62, 20_000)]}))
-    before = pa.total_allocated_bytes()  # what other tests' objects still hold
-    peak, done = [0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], pa.total_allocated_bytes() - before)
-
-    t = threading.Thread(target=sample)
-    t.start()
+    with _PeakArrow() as peak:
+        ranges, _ = duckdb_store._patient_ranges(duckdb.connect(), path, "subject_id")
     try:
-        buckets = duckdb_store._patient_buckets(duckdb.connect(), path, "subject_id")
+        files = [ranges._path_of(k) for k in ranges.rows]
+        assert len(files) >= 25 and sum(f.stat().st_size for f in files) > 100e6
     finally:
-        done.set()
-        t.join()
-    assert len(buckets) >= 25 and sum(b.stat().st_size for b in buckets) > 150e6
-    assert peak[0] < 100e6, peak[0]  # a batch of 262,144 rows (~19 MB), its reordered copy, lz4 buffers
+        ranges.discard()
+    assert peak.peak < 100e6, peak.peak  # a batch of 262,144 rows (~19 MB), its reordered copy, lz4 buffers
+    assert not [p for p in tmp_path.iterdir() if p.name != "t.parquet"]
+
+
+def test_a_file_sorted_whole_holds_a_few_buckets_not_the_file(tmp_path, monkeypatch):
+    """After the parse, ParquetOut writes the sorted file one bucket at a time (the next read ahead): Arrow's
+    allocations stay near a few buckets, not the file (53 MB of Arrow data here, buckets of 1 MB)."""
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_BYTES", 1 << 20)
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 65_536)  # the first window decides: out of order
+    rng = random.Random(0)
+    path = tmp_path / "t.csv.gz"
+    with gzip.open(path, "wt", compresslevel=1) as f:
+        f.write("subject_id,v,x\n")
+        for i in range(600_000):
+            f.write(f"{rng.randint(1, 5000)},{i:064x},{i}\n")
+    st_ = path.stat()
+    src = SourceFile(path=path, rel=path.name, size=st_.st_size, mtime_ns=st_.st_mtime_ns)
+    real = arrowbuckets.SortedRanges.sorted
+    seen = {}
+
+    def sorted_(self, *a, **k):  # the second phase alone: the parse before it holds blocks of its own
+        seen["buckets"] = len(self.rows)
+        with _PeakArrow() as peak:
+            yield from real(self, *a, **k)
+        seen["peak"] = peak.peak
+
+    monkeypatch.setattr(arrowbuckets.SortedRanges, "sorted", sorted_)
+    out = tmp_path / "t.parquet"
+    n = arrowcsv.csv_to_parquet(src, _table(), "1", out, row_group=16_384, lines=tmp_path / "t.lines.parquet",
+                                rows_hint=loader.estimate_rows(src))
+    assert n == 600_000 and seen["buckets"] >= 20
+    assert seen["peak"] < 15e6, seen["peak"]  # measured 11.4 MB (16 MB with 2 MB buckets)
+    assert duckdb.connect().execute(f"SELECT count(*) FROM (SELECT subject_id < lag(subject_id) OVER () AS down "
+                                    f"FROM '{out}') WHERE down").fetchone() == (0,)

@@ -8,11 +8,13 @@ full-scale build to 3.8 GB).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class BucketFiles:
@@ -23,6 +25,7 @@ class BucketFiles:
         self._files: dict[int, pa.NativeFile] = {}
         self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self._options = pa.ipc.IpcWriteOptions(compression="lz4")
+        self._written: list[int] | None = None
 
     def append(self, batch: pa.RecordBatch, ids: np.ndarray) -> None:
         """`ids`: each row's bucket. Rows keep their order within a bucket (a stable sort, skipped when
@@ -39,14 +42,129 @@ class BucketFiles:
             self._writers[k].write_batch(batch.slice(lo, hi - lo))
 
     def close(self) -> list[int]:
-        """Close every file; the bucket numbers written, ascending."""
-        for w in self._writers.values():
-            w.close()
-        for f in self._files.values():
-            f.close()
-        return sorted(self._writers)
+        """Close every file (once); the bucket numbers written, ascending."""
+        if self._written is None:
+            for w in self._writers.values():
+                w.close()
+            for f in self._files.values():
+                f.close()
+            self._written = sorted(self._writers)
+        return self._written
 
     def discard(self) -> None:
         """Close and delete every file written."""
         for k in self.close():
             self.path_of(k).unlink(missing_ok=True)
+
+
+# Sorting a file too large for memory (SortedRanges): rows and Arrow bytes per range bucket (each is sorted
+# in memory while the next is read), and at most this many buckets (each an open file while rows arrive;
+# two tables load at once).
+SORT_BUCKET_ROWS = 2_000_000
+SORT_BUCKET_BYTES = 128 << 20
+MAX_SORT_BUCKETS = 256
+
+
+def bucket_plan(rows: int, row_bytes: int) -> tuple[int, int]:
+    """(buckets, rows per bucket) for `rows` rows of about `row_bytes` Arrow bytes each."""
+    bucket_rows = max(1, min(SORT_BUCKET_ROWS, SORT_BUCKET_BYTES // max(row_bytes, 1)))
+    return max(1, min(MAX_SORT_BUCKETS, -(-rows // bucket_rows))), bucket_rows
+
+
+def quantile_bounds(sample: pa.Array | pa.ChunkedArray, buckets: int) -> np.ndarray:
+    """Bounds cutting `sample`'s keys into `buckets` ranges of about equal count (fewer if keys repeat)."""
+    values = np.asarray(pc.drop_null(sample).to_numpy(zero_copy_only=False))
+    if buckets < 2 or not len(values):
+        return values[:0]
+    return np.unique(np.quantile(values, np.arange(1, buckets) / buckets, method="lower"))
+
+
+class SortedRanges:
+    """Rows appended in any order, given back sorted by `key` (stable: equal keys keep arrival order; rows
+    without a key last, in arrival order), in bounded memory whatever the total.
+
+    Each row goes to the bucket file of its key range (`bounds`, e.g. quantile_bounds of a sample); then
+    `sorted()` sorts one bucket at a time, in range order. A bucket that came out larger than twice
+    `bucket_rows` (bounds from a sample unlike the rest) is cut again by its own quantiles first.
+    """
+
+    def __init__(self, path_of: Callable[[int], Path], key: str, bounds: np.ndarray, bucket_rows: int):
+        self.key, self.bucket_rows, self._path_of, self._bounds = key, bucket_rows, path_of, bounds
+        self._null_bucket = len(self._bounds) + 1  # after every key range
+        self._files = BucketFiles(path_of)
+        self.rows: dict[int, int] = {}  # rows per bucket
+
+    def append(self, batch: pa.RecordBatch) -> None:
+        keys = batch.column(self.key)
+        ids = np.full(batch.num_rows, self._null_bucket, dtype=np.int64)
+        valid = keys.is_valid().to_numpy(zero_copy_only=False)
+        ids[valid] = np.searchsorted(self._bounds, keys.drop_null().to_numpy(zero_copy_only=False), side="right")
+        for k, n in zip(*np.unique(ids, return_counts=True), strict=True):
+            self.rows[int(k)] = self.rows.get(int(k), 0) + int(n)
+        self._files.append(batch, ids)
+
+    def sorted(self, piece_rows: int = 1 << 17) -> Iterator[pa.Table]:
+        """Every row, sorted, in tables of at most `piece_rows`; each bucket file is deleted once read.
+        The next bucket is read and sorted on a thread while the caller takes this one's pieces."""
+        with ThreadPoolExecutor(1, thread_name_prefix="mimiclab-sort") as pool:
+            ahead: Future[tuple[pa.Table, pa.Array | None]] | None = None
+            for k in self._files.close():
+                if self.rows.get(k, 0) > 2 * self.bucket_rows and k != self._null_bucket:
+                    if ahead is not None:  # keep order: what was read ahead comes first
+                        yield from _pieces(*ahead.result(), piece_rows)
+                        ahead = None
+                    yield from self._split(k, piece_rows)
+                    continue
+                job = pool.submit(self._read_sorted, k)
+                if ahead is not None:
+                    yield from _pieces(*ahead.result(), piece_rows)
+                ahead = job
+            if ahead is not None:
+                yield from _pieces(*ahead.result(), piece_rows)
+
+    def _read_sorted(self, k: int) -> tuple[pa.Table, pa.Array | None]:
+        """Bucket `k`'s rows in one chunk, and the order that sorts them (None: in order already)."""
+        path = self._path_of(k)
+        with pa.OSFile(str(path), "rb") as fh:
+            t = pa.ipc.open_stream(fh).read_all()
+        path.unlink()
+        t = t.combine_chunks()  # take from one chunk: 4x cheaper than from many
+        if k == self._null_bucket or t.num_rows < 2:
+            return t, None
+        keys = t.column(self.key)
+        if pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, t.num_rows - 1))).as_py():
+            return t, None
+        return t, pc.sort_indices(t, sort_keys=[(self.key, "ascending")])  # stable
+
+    def _split(self, k: int, piece_rows: int) -> Iterator[pa.Table]:
+        """An oversized bucket, cut by its own quantiles, sorted range by range. A bucket of one key (or
+        one that will not split) is sorted whole."""
+        path = self._path_of(k)
+        with pa.OSFile(str(path), "rb") as fh:
+            keys = pa.chunked_array([b.column(self.key) for b in pa.ipc.open_stream(fh)])
+        parts = -(-self.rows[k] // self.bucket_rows)
+        inner = SortedRanges(lambda j: path.with_name(f"{path.name}.{j:04d}"), self.key,
+                             quantile_bounds(keys, parts), self.bucket_rows)
+        if len(inner._bounds) == 0:
+            yield from _pieces(*self._read_sorted(k), piece_rows)
+            return
+        try:
+            with pa.OSFile(str(path), "rb") as fh:
+                for batch in pa.ipc.open_stream(fh):
+                    inner.append(batch)
+            path.unlink()
+            if max(inner.rows.values()) == self.rows[k]:  # all in one range: nothing gained by cutting again
+                inner.bucket_rows = self.rows[k]
+            yield from inner.sorted(piece_rows)
+        finally:
+            inner.discard()
+
+    def discard(self) -> None:
+        """Delete every bucket file left (after an error, or when the caller stops reading)."""
+        for k in self._files.close():
+            self._path_of(k).unlink(missing_ok=True)
+
+
+def _pieces(t: pa.Table, order: pa.Array | None, piece_rows: int) -> Iterator[pa.Table]:
+    for start in range(0, t.num_rows, piece_rows):
+        yield t.slice(start, piece_rows) if order is None else t.take(order.slice(start, piece_rows))

@@ -31,6 +31,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from isal import igzip  # ISA-L: gzip decoding 2-3x faster than zlib, 4x faster than DuckDB's own
 
+from mimiclab import arrowbuckets
 from mimiclab.catalog import Table
 from mimiclab.load.source import SourceFile
 
@@ -245,6 +246,14 @@ def parsed(src: SourceFile, schema: pa.Schema, progress: Progress | None = None,
 WINDOW_ROWS = 2_000_000
 WINDOW_BYTES = 64 << 20
 LINE = "line"  # the row map's column: the row's 0-based data line in the csv (read_csv's index)
+PARSE_SHARE = 0.45  # of a table sorted whole: the parse and cut into ranges; the rest, sorting and writing it
+SORT_WHOLE = True  # False: sort window by window only, as mimiclab wrote files before (tests read such files)
+
+
+def _ascending(key: pa.ChunkedArray | pa.Array) -> bool:
+    """No NULL and every value >= the one before."""
+    n = len(key)
+    return key.null_count == 0 and (n < 2 or pc.all(pc.greater_equal(key.slice(1), key.slice(0, n - 1))).as_py())
 
 
 class ParquetOut:
@@ -263,8 +272,13 @@ class ParquetOut:
     """
 
     def __init__(self, path: Path, schema: pa.Schema, row_group: int, cluster: str | None = None,
-                 lines: Path | None = None):
+                 lines: Path | None = None, rows_hint: int = 0, stop: threading.Event | None = None,
+                 sorted_rows: Callable[[int], None] | None = None):
         self.row_group = row_group
+        self._stop, self._sorted_rows = stop, sorted_rows  # Ctrl-C, and rows written so far, while sorting whole
+        self._path, self._rows_hint = path, rows_hint
+        self._ranges: arrowbuckets.SortedRanges | None = None  # the file is sorted whole (see _start_ranges)
+        self._seen = 0  # rows given to _ranges
         self.rows = 0
         self.reordered = False
         self._held: list[pa.Table] = []
@@ -287,11 +301,17 @@ class ParquetOut:
                                            column_encoding={LINE: "DELTA_BINARY_PACKED"})
 
     def write(self, part: pa.Table) -> None:
+        if self._ranges is not None:
+            self._to_ranges(part)
+            return
         self._held.append(part)
         self._held_rows += part.num_rows
         step = self._window_rows() if self._cluster is not None else self.row_group
         if self._held_rows >= step:
             t = pa.concat_tables(self._held, memory_pool=_MEMORY)
+            if SORT_WHOLE and self.rows == 0 and self._cluster is not None and not _ascending(t.column(self._cluster)):
+                self._start_ranges(t)
+                return
             full = (self._held_rows // step) * step
             for start in range(0, full, step):
                 self._submit(t.slice(start, step))
@@ -364,12 +384,84 @@ class ParquetOut:
                 self._lines.write_table(pa.table([key.take(idx), lines.take(idx)], names=[self._cluster, LINE]),
                                         row_group_size=self.row_group)
 
+    def _start_ranges(self, first: pa.Table) -> None:
+        """The first window is out of patient order, as in PhysioNet's files, which interleave patients from
+        end to end: sort the whole file instead of window by window. Sorted windows left a lookup one row
+        group per window to read (hundreds at full scale), so the native table was sorted again at insert
+        (a window sort, a cut into ranges and a sort per range: three sorts of every row). Now the rows go
+        to patient-range buckets as they are parsed (arrowbuckets.SortedRanges, ranges from this window's
+        quantiles), and `close` writes them bucket by bucket, each sorted: one sort, a Parquet file sorted
+        whole (views and Parquet readers skip too), and an insert that copies it as it is."""
+        assert self._cluster is not None
+        buckets, bucket_rows = arrowbuckets.bucket_plan(max(self._rows_hint, first.num_rows),
+                                                        first.nbytes // max(first.num_rows, 1))
+        path = self._path
+        self._ranges = arrowbuckets.SortedRanges(
+            lambda k: path.with_name(f"{path.name}.range{k:05d}"), self._cluster,
+            arrowbuckets.quantile_bounds(first.column(self._cluster), buckets), bucket_rows)
+        self._held, self._held_rows = [], 0
+        self._to_ranges(first)
+
+    def _to_ranges(self, part: pa.Table) -> None:
+        assert self._ranges is not None
+        n = part.num_rows
+        lines = pa.chunked_array([pa.array(np.arange(self._seen, self._seen + n, dtype=np.int64))])
+        self._seen += n
+        for batch in part.append_column(LINE, lines).to_batches():
+            self._ranges.append(batch)
+
+    def _write_sorted(self) -> None:
+        """Every row from the ranges, sorted, in row groups of `row_group` rows, its row map beside."""
+        assert self._ranges is not None and self._cluster is not None
+        self.reordered = True  # the first window was out of order
+        held: list[pa.Table] = []
+        held_rows = 0
+        for piece in self._ranges.sorted():
+            if self._stop is not None and self._stop.is_set():
+                raise KeyboardInterrupt
+            held.append(piece)
+            held_rows += piece.num_rows
+            if held_rows >= self.row_group:
+                t = pa.concat_tables(held, memory_pool=_MEMORY)
+                full = (held_rows // self.row_group) * self.row_group
+                self._write_with_map(t.slice(0, full))
+                rest = t.slice(full)
+                held, held_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        if held_rows:
+            self._write_with_map(pa.concat_tables(held, memory_pool=_MEMORY))
+
+    def _write_with_map(self, t: pa.Table) -> None:
+        self.rows += t.num_rows
+        self._writer.write_table(t.drop_columns([LINE]), row_group_size=self.row_group)
+        if self._lines is not None:
+            self._lines.write_table(t.select([self._cluster, LINE]), row_group_size=self.row_group)
+        if self._sorted_rows is not None:
+            self._sorted_rows(self.rows)
+
+    @property
+    def sorting_whole(self) -> bool:
+        return self._ranges is not None
+
+    @property
+    def rows_seen(self) -> int:
+        return self._seen if self._ranges is not None else self.rows + self._held_rows
+
     def close(self, abort: bool = False) -> None:
         """Write what is held and close; the row map is removed again when no window was reordered (the
         stored order is then the file's). With `abort` (the parse failed or was stopped), or after a
         window failed, nothing more is written: the caller deletes the files, and the first error is the
         one that propagates (a second write to a failed writer said only "Operation on closed file")."""
         try:
+            if self._ranges is not None:
+                if abort:
+                    self._ranges.discard()
+                else:
+                    try:
+                        self._write_sorted()
+                    except BaseException:
+                        self._failed = True
+                        self._ranges.discard()
+                        raise
             if self._held_rows and not abort and not self._failed:
                 t = pa.concat_tables(self._held, memory_pool=_MEMORY)
                 self._held, self._held_rows = [], 0
@@ -395,23 +487,38 @@ class ParquetOut:
 
 def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_group: int,
                    progress: Progress | None = None, stop: threading.Event | None = None,
-                   lines: Path | None = None) -> int:
+                   lines: Path | None = None, rows_hint: int = 0) -> int:
     """Write ``out`` (the caller's temporary name) from the csv; return its data rows. NotFast: use DuckDB.
 
-    With `lines`, a patient table is written in patient-sorted windows and its row map goes to `lines`
-    (which exists afterwards only if some window was reordered; see ParquetOut)."""
+    With `lines`, a patient table out of patient order is sorted and its row map goes to `lines` (which
+    exists afterwards only if some row moved; see ParquetOut). A table sorted whole is written after the
+    parse: its progress counts the parse as PARSE_SHARE of its bytes and the sorted writing as the rest,
+    so the build's time left does not stop at the end of the parse."""
     schema = arrow_schema(table, version)
     if schema is None:
         raise NotFast("a column type Arrow is not used for")
     cluster = table.patient_key if lines is not None and table.kind != "dictionary" else None
-    sink = ParquetOut(out, schema, row_group, cluster=cluster, lines=lines)
-    ok = False
+    shown = progress
+    sorted_rows = None
+    if progress is not None:
+        report = progress
+
+        def shown(done: int, rows: int) -> None:
+            report(int(done * PARSE_SHARE) if sink.sorting_whole else done, rows)
+
+        def sorted_rows(written: int) -> None:
+            total = max(sink.rows_seen, 1)
+            report(int(src.size * (PARSE_SHARE + (1 - PARSE_SHARE) * written / total)), total)
+
+    sink = ParquetOut(out, schema, row_group, cluster=cluster, lines=lines, rows_hint=rows_hint, stop=stop,
+                      sorted_rows=sorted_rows)
     try:
-        for part in parsed(src, schema, progress, stop):
+        for part in parsed(src, schema, shown, stop):
             sink.write(part)
-        ok = True
-    finally:
-        sink.close(abort=not ok)
-        if not ok and lines is not None:
+        sink.close()  # a file sorted whole is written here
+    except BaseException:
+        sink.close(abort=True)
+        if lines is not None:
             lines.unlink(missing_ok=True)
+        raise
     return sink.rows

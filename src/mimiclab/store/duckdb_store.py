@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
-from mimiclab.arrowbuckets import BucketFiles
+from mimiclab import arrowbuckets
 from mimiclab.errors import QueryError
 from mimiclab.sqltext import exact_path
 from mimiclab.sqltext import ident as _ident
@@ -50,129 +51,89 @@ def no_progress_bar(con) -> None:
         con.execute("SET enable_progress_bar=false")
 
 
-SORT_BUCKET_ROWS = 2_000_000  # rows per patient range sorted at once: a window's worth, sorted in memory
-
-
-def native_rows_sql(parquet: str | os.PathLike, lines: str | os.PathLike | None = None) -> str:
-    """The SELECT that fills a native table from its Parquet file in one statement (paths as they are on
-    disk): the file's rows, sorted whole by patient if it has a row map and is not in patient order.
-    `insert_native` uses it for files of at most SORT_BUCKET_ROWS rows and sorts larger ones by patient
-    range instead."""
-    rows = f"read_parquet({_lit(exact_path(parquet))})"
-    if lines is None:
-        return f"SELECT * FROM {rows}"
-    key = row_map_key(str(lines))
-    if _in_order(parquet, key):
-        return f"SELECT * FROM {rows}"
-    return _sorted_sql(parquet, key)
-
-
-def _sorted_sql(parquet: str | os.PathLike, key: str) -> str:
-    numbered = f"read_parquet({_lit(exact_path(parquet))}, file_row_number=true)"
-    return f"SELECT * EXCLUDE (file_row_number) FROM {numbered} ORDER BY {_ident(key)} NULLS LAST, file_row_number"
-
-
 def insert_native(con: duckdb.DuckDBPyConnection, into: str, parquet: str | os.PathLike,
                   lines: str | os.PathLike | None = None) -> None:
-    """INSERT INTO `into` (a table with the file's columns) the rows of its Parquet file.
+    """INSERT INTO `into` (a table with the file's columns) the rows of its Parquet file, in patient order.
 
-    A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are, and is stored
-    in windows sorted by patient (load.arrowcsv.ParquetOut). A window holds rows of nearly every patient,
-    so a lookup visits a row group per window: at full scale (hundreds of windows in chartevents) as many
-    as in an unsorted table. The native table is therefore sorted whole, by patient and then by the row's
-    place in the file. Ties keep the Parquet order, so each patient's rows keep their order and stay paired
-    with their map entries (api/seed.py pairs per patient); a row map is sorted the same way (`parquet` =
-    `lines`). A file whose windows are in patient order already (one window: every table under 2M rows, the
-    demo's) is copied as it is.
-
-    One ORDER BY over a large table spills DuckDB's row format, several times the Parquet size: at full
-    scale in PhysioNet's order, labevents (159M rows) had spilled 37 GB, unfinished, and chartevents
-    would need about three times that. So a file of more than SORT_BUCKET_ROWS rows is first cut by patient
-    range into bucket files beside it (`_patient_buckets`: about the file's size on disk, in total),
-    then each bucket is sorted alone, in memory, and appended in range order.
+    A file with a row map (`lines`) came from a csv not in patient order, as PhysioNet's are. The build
+    writes such a file sorted whole by patient (load.arrowcsv.ParquetOut), and it is copied as it is. A
+    file written by an earlier mimiclab is sorted only window by window: a window holds rows of nearly
+    every patient, so a lookup would visit a row group per window (hundreds at full scale). Such a file is
+    sorted whole on the way in, by patient and then by its place in the file, so each patient's rows keep
+    their order and stay paired with their map entries (api/seed.py pairs per patient); a row map is
+    sorted the same way (`parquet` = `lines`). The sort goes through patient-range buckets on disk
+    (arrowbuckets.SortedRanges): one ORDER BY over labevents at full scale had spilled 37 GB, unfinished.
     """
     path = Path(parquet)
     key = row_map_key(str(lines)) if lines is not None else None
     if key is None or _in_order(path, key):
         con.execute(f"INSERT INTO {into} SELECT * FROM read_parquet({_lit(exact_path(path))})")
         return
-    import pyarrow.parquet as pq
-
-    if pq.read_metadata(path).num_rows <= SORT_BUCKET_ROWS:
-        con.execute(f"INSERT INTO {into} {_sorted_sql(path, key)}")
-        return
-    buckets = _patient_buckets(con, path, key)
+    ranges, schema = _patient_ranges(con, path, key)
     try:
-        for i, bucket in enumerate(buckets):
-            view = f"mimiclab_bucket_{os.getpid()}_{threading.get_ident()}_{i}"
-            with pa.OSFile(str(bucket), "rb") as fh:
-                con.register(view, pa.ipc.open_stream(fh))
-                try:
-                    con.execute(f"INSERT INTO {into} SELECT * EXCLUDE ({_ROW}) FROM {_ident(view)} "
-                                f"ORDER BY {_ident(key)} NULLS LAST, {_ROW}")
-                finally:
-                    con.unregister(view)
-            bucket.unlink()
+        pieces = (batch for piece in ranges.sorted() for batch in piece.to_batches())
+        view = f"mimiclab_sorted_{os.getpid()}_{threading.get_ident()}"
+        con.register(view, pa.RecordBatchReader.from_batches(schema, pieces))
+        try:
+            con.execute(f"INSERT INTO {into} SELECT * FROM {_ident(view)}")
+        finally:
+            con.unregister(view)
     finally:
-        for bucket in buckets:
-            bucket.unlink(missing_ok=True)
+        ranges.discard()
 
 
-_ROW = "__mimiclab_row"  # a bucket row's place in the whole file
-
-
-def _patient_buckets(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> list[Path]:
-    """Cut the Parquet file at `path` into files of consecutive `key` ranges (rows without a key last),
-    each about SORT_BUCKET_ROWS rows, every row with its place in the file (`_ROW`). The ranges come from
-    approximate quantiles of `key`, so a bucket may be larger; it still sorts, spilling a little.
-
-    Buckets are Arrow IPC streams (mimiclab.arrowbuckets). Named `*.tmp-<pid>` beside the file, so a killed build's are removed by the next
-    (load._remove_stale_temps)."""
-    import numpy as np
+def _patient_ranges(con: duckdb.DuckDBPyConnection, path: Path, key: str) -> tuple[arrowbuckets.SortedRanges, pa.Schema]:
+    """The Parquet file's rows in patient-range buckets beside it (`*.tmp-<pid>`, so a killed build's are
+    removed by the next: load._remove_stale_temps), ranges from DuckDB's approximate quantiles of `key`.
+    The file is read a batch at a time: a pre-buffered reader kept every row group read (2.7 GB)."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path, pre_buffer=False)  # pre-buffered, the reader kept every row group read (2.7 GB)
-    count = -(-pf.metadata.num_rows // SORT_BUCKET_ROWS)
-    qs = ", ".join(str(i / count) for i in range(1, count))
-    (found,), = con.execute(f"SELECT approx_quantile({_ident(key)}, [{qs}]) FROM read_parquet({_lit(exact_path(path))})").fetchall()
-    bounds = np.unique(np.array([b for b in found or [] if b is not None]))
-    last = len(bounds) + 1  # bucket of rows without a key
-    col = pf.schema_arrow.names.index(key)
-    schema = pf.schema_arrow.append(pa.field(_ROW, pa.int64()))
-    out = BucketFiles(lambda k: path.with_name(f"{path.name}.bucket{k:05d}.tmp-{os.getpid()}"))
-    start = 0
+    pf = pq.ParquetFile(path, pre_buffer=False)
+    meta = pf.metadata
+    width = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) // max(meta.num_rows, 1)
+    count, bucket_rows = arrowbuckets.bucket_plan(meta.num_rows, width)
+    bounds = np.array([])
+    if count > 1:
+        qs = ", ".join(str(i / count) for i in range(1, count))
+        (found,), = con.execute(f"SELECT approx_quantile({_ident(key)}, [{qs}]) FROM read_parquet({_lit(exact_path(path))})").fetchall()
+        bounds = np.unique(np.array([b for b in found or [] if b is not None]))
+    ranges = arrowbuckets.SortedRanges(lambda k: path.with_name(f"{path.name}.range{k:05d}.tmp-{os.getpid()}"),
+                                       key, bounds, bucket_rows)
     try:
         for batch in pf.iter_batches(batch_size=1 << 18):
-            n = batch.num_rows
-            batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(np.arange(start, start + n))], schema=schema)
-            start += n
-            keys = batch.column(col)
-            ids = np.full(n, last, dtype=np.int64)  # a window is sorted by key: ids usually ascend already
-            ids[keys.is_valid().to_numpy(zero_copy_only=False)] = np.searchsorted(bounds, keys.drop_null().to_numpy(), side="right")
-            out.append(batch, ids)
+            ranges.append(batch)
     except BaseException:
-        out.discard()
+        ranges.discard()
         raise
-    return [out.path_of(k) for k in out.close()]
+    return ranges, pf.schema_arrow
 
 
 def _in_order(parquet: str | os.PathLike, key: str) -> bool:
-    """Whether the file's rows are in `key` order, from its footer: every row group sorted by `key` (true of
-    the windows ParquetOut writes, which are whole row groups) and their ranges ascending, no NULL."""
+    """Whether the file's rows are in `key` order, rows without a key last, from its footer: every row
+    group sorted by `key` (true of what ParquetOut writes: windows of whole row groups, or the whole file),
+    their ranges ascending, and once a group holds a NULL, every later group only NULLs."""
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(parquet)
     names = meta.schema.to_arrow_schema().names
     if key not in names:
         return False
-    col, last = names.index(key), None
+    col, last, nulls = names.index(key), None, False
     for i in range(meta.num_row_groups):
-        stats = meta.row_group(i).column(col).statistics
-        if stats is None or not stats.has_min_max or not stats.has_null_count or stats.null_count:
+        group = meta.row_group(i)
+        stats = group.column(col).statistics
+        if stats is None or not stats.has_null_count:
             return False
-        if last is not None and stats.min < last:
+        if nulls:  # after the first NULL: nothing but NULLs
+            if stats.null_count != group.num_rows:
+                return False
+            continue
+        if stats.null_count == group.num_rows:
+            nulls = True
+            continue
+        if not stats.has_min_max or (last is not None and stats.min < last):
             return False
-        last = stats.max
+        last, nulls = stats.max, stats.null_count > 0
     return True
 
 
