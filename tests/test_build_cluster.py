@@ -763,3 +763,17 @@ def test_a_file_sorted_whole_holds_a_few_buckets_not_the_file(tmp_path, monkeypa
     assert seen["peak"] < 15e6, seen["peak"]  # measured 11.4 MB (16 MB with 2 MB buckets)
     assert duckdb.connect().execute(f"SELECT count(*) FROM (SELECT subject_id < lag(subject_id) OVER () AS down "
                                     f"FROM '{out}') WHERE down").fetchone() == (0,)
+
+
+def test_the_open_file_limit_is_raised_for_the_bucket_files():
+    """Two tables sorting at once hold up to 2 x MAX_SORT_BUCKETS bucket files; a soft limit of 256 (below
+    that) is raised within the hard limit, in a child process so that this one keeps its own."""
+    import subprocess
+    import sys
+
+    code = ("import resource; from mimiclab import arrowbuckets as a; s, h = resource.getrlimit(resource.RLIMIT_NOFILE); "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, h)); a.allow_open_files(2 * a.MAX_SORT_BUCKETS + 1024); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], h)")
+    soft, hard = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    wanted = 2 * arrowbuckets.MAX_SORT_BUCKETS + 1024
+    assert soft == (wanted if hard < 0 else min(wanted, hard)) > 256

@@ -33,7 +33,7 @@ else:
 
 import duckdb
 
-from mimiclab import __version__, catalog, config
+from mimiclab import __version__, arrowbuckets, catalog, config
 from mimiclab.catalog import Dataset, Table
 from mimiclab.checksums import sha256_file as sha256
 from mimiclab.errors import BuildError, MimiclabError
@@ -111,6 +111,7 @@ def build(
     out_dir = Path(dest) if dest else config.build_dir(slug, ver)
     emit = progress or (lambda *a, **k: None)
     # private to the user (0700/0600) whatever the umask: DuckDB and pyarrow create files we do not open
+    arrowbuckets.allow_open_files(LOAD_WORKERS * arrowbuckets.MAX_SORT_BUCKETS + 1024)
     with config.private_files(out_dir / "parquet"), _one_build_at_a_time(out_dir, emit):
         _remove_stale_temps(out_dir)
         return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage, drop_missing)
