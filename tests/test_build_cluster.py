@@ -244,6 +244,7 @@ def test_any_order_round_trips_through_the_row_map(tmp_path, monkeypatch, subjec
     if lines.exists():  # some rows moved; decided on the rows held when the first window fills (here: all)
         whole_sort = whole and len(subjects) >= window
         assert _stored(out) == [r[1:] for r in (_by_patient(raw) if whole_sort else _expected(raw, window))]
+        assert [line for _, line in _stored(lines)] != list(range(n))  # a map only where rows moved
         by_line = {r[0]: r[1:] for r in raw}
         stored = _stored(out)
         assert [by_line[line] for _, line in _stored(lines)] == stored  # the map names each stored row's line
@@ -777,3 +778,105 @@ def test_the_open_file_limit_is_raised_for_the_bucket_files():
     soft, hard = map(int, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     wanted = 2 * arrowbuckets.MAX_SORT_BUCKETS + 1024
     assert soft == (wanted if hard < 0 else min(wanted, hard)) > 256
+
+
+def test_a_full_disk_under_a_bucket_file_reports_it_and_leaves_no_bucket(tmp_path, monkeypatch):
+    """A bucket file on a full disk (one of them is /dev/full): its ENOSPC reaches the caller, and every
+    bucket file goes, although closing the failed writers fails again."""
+    import errno
+    import os
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 8)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 20)
+    src = _csv(tmp_path / "t.csv.gz", list(range(200, 0, -1)))
+    (tmp_path / "t.parquet.range00001").symlink_to("/dev/full")
+    with pytest.raises(OSError) as err:
+        _write(src, tmp_path, row_group=4)
+    assert err.value.errno == errno.ENOSPC
+    _no_leftovers(tmp_path, "t.parquet")  # the caller (loader) deletes its temporary Parquet file
+
+
+def test_a_failed_insert_of_a_windowed_file_ends_its_sort_at_once(tmp_path, monkeypatch, windows_only):
+    """The insert fails part-way while the sort has buckets cut again and one read ahead: its thread and
+    files go before insert_native returns, not when the error is collected."""
+    import threading
+
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 2)
+    monkeypatch.setattr(arrowbuckets, "MAX_SORT_BUCKETS", 4)
+    src = _csv(tmp_path / "t.csv.gz", [(i * 37) % 400 + 1 for i in range(2000)])
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE CHECK (x < 2))")  # fails early
+    with pytest.raises(duckdb.Error, match="CHECK constraint") as err:
+        duckdb_store.insert_native(con, "t", out, lines)
+    assert err.value is not None  # still referenced, as a build's results keep it
+    _no_leftovers(tmp_path, "t.parquet", "t.lines.parquet")
+    assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-sort")]
+
+
+def test_a_disk_error_while_sorting_on_insert_is_raised_as_it_is(tmp_path, monkeypatch, windows_only):
+    """Not as DuckDB's "reading the stream failed" (which the loader would report as an error in the csv)."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 5)
+    src = _csv(tmp_path / "t.csv.gz", [(i * 7) % 40 + 1 for i in range(200)])
+    out, lines, _ = _write(src, tmp_path, row_group=4)
+    real, calls = arrowbuckets.SortedRanges._read_sorted, []
+
+    def failing(self, k):
+        calls.append(k)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device (made up)")
+        return real(self, k)
+
+    monkeypatch.setattr(arrowbuckets.SortedRanges, "_read_sorted", failing)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE)")
+    with pytest.raises(OSError, match="No space left"):
+        duckdb_store.insert_native(con, "t", out, lines)
+    _no_leftovers(tmp_path, "t.parquet", "t.lines.parquet")
+
+
+def test_a_first_window_unlike_the_rest_still_sorts_in_bounded_pieces(tmp_path, monkeypatch):
+    """A file nearly in patient order (its first two rows swapped): the first window's ranges send almost
+    every row to the last bucket, which is cut again from a sample of its keys (not all of them) into at
+    most MAX_SORT_BUCKETS ranges; the result is still the stable sort."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 1000)
+    monkeypatch.setattr(arrowcsv, "BLOCK", 4096)
+    monkeypatch.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 500)
+    monkeypatch.setattr(arrowbuckets, "MAX_SORT_BUCKETS", 8)
+    monkeypatch.setattr(arrowbuckets, "SPLIT_SAMPLE", 300)
+    subjects = list(range(1, 20_001))
+    subjects[0], subjects[1] = subjects[1], subjects[0]
+    src = _csv(tmp_path / "t.csv.gz", subjects)
+    cuts: list[tuple[int, int]] = []
+    real = arrowbuckets.quantile_bounds
+    monkeypatch.setattr(arrowbuckets, "quantile_bounds", lambda sample, n: cuts.append((len(sample), n)) or real(sample, n))
+    out = tmp_path / "t.parquet"
+    arrowcsv.csv_to_parquet(src, _table(), "1", out, row_group=256, lines=tmp_path / "t.lines.parquet",
+                            rows_hint=loader.estimate_rows(src))
+    assert len(cuts) >= 2 and max(n for _, n in cuts) <= 8  # cut again, within the cap
+    assert max(size for size, _ in cuts[1:]) <= 2 * 300  # from a sample, not every key of the bucket
+    assert _stored(out) == [r[1:] for r in _by_patient(_raw(src))]
+    _no_leftovers(tmp_path, "t.parquet", "t.lines.parquet")
+
+
+def test_a_file_in_order_but_for_a_missing_patient_at_its_end_gets_no_row_map(tmp_path, monkeypatch):
+    """The first window is not ascending (a NULL), so it is sorted whole; but no row moved, so no map."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4)
+    src = _csv(tmp_path / "t.csv.gz", [1, 2, 3, 4, 5, None])
+    out, lines, _ = _write(src, tmp_path, row_group=2)
+    assert not lines.exists()
+    assert _stored(out) == [r[1:] for r in _raw(src)]
+
+
+def test_a_build_raises_the_open_file_limit(tmp_path, demo_dir, monkeypatch):
+    from mimiclab.load import build
+
+    asked: list[int] = []
+    monkeypatch.setattr(arrowbuckets, "allow_open_files", asked.append)
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    build("mimic-iv-demo", source=demo_dir, dest=tmp_path / "b", tables=["admissions"])
+    assert asked == [2 * arrowbuckets.MAX_SORT_BUCKETS + 1024]

@@ -8,7 +8,8 @@ full-scale build to 3.8 GB).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,19 +43,27 @@ class BucketFiles:
             self._writers[k].write_batch(batch.slice(lo, hi - lo))
 
     def close(self) -> list[int]:
-        """Close every file (once); the bucket numbers written, ascending."""
+        """Close every file (once); the bucket numbers written, ascending. Every file is closed even if
+        one fails to (a full disk fails each writer's end-of-stream too); then the first error is raised."""
         if self._written is None:
-            for w in self._writers.values():
-                w.close()
-            for f in self._files.values():
-                f.close()
-            self._written = sorted(self._writers)
+            failed: BaseException | None = None
+            for closable in [*self._writers.values(), *self._files.values()]:
+                try:
+                    closable.close()
+                except BaseException as exc:  # the others still get closed
+                    failed = failed or exc
+            self._written = sorted(self._files)
+            if failed is not None:
+                raise failed
         return self._written
 
     def discard(self) -> None:
-        """Close and delete every file written."""
-        for k in self.close():
-            self.path_of(k).unlink(missing_ok=True)
+        """Close and delete every file opened; never raises (it runs while another error propagates)."""
+        with contextlib.suppress(Exception):
+            self.close()
+        for k in self._files:
+            with contextlib.suppress(OSError):
+                self.path_of(k).unlink(missing_ok=True)
 
 
 # Sorting a file too large for memory (SortedRanges): rows and Arrow bytes per range bucket (each is sorted
@@ -67,6 +76,7 @@ class BucketFiles:
 SORT_BUCKET_ROWS = 2_000_000
 SORT_BUCKET_BYTES = 64 << 20
 MAX_SORT_BUCKETS = 512
+SPLIT_SAMPLE = 1 << 20  # keys sampled from an oversized bucket to cut it again (4-8 MB)
 
 
 def allow_open_files(wanted: int) -> None:
@@ -122,13 +132,19 @@ class SortedRanges:
             self.rows[int(k)] = self.rows.get(int(k), 0) + int(n)
         self._files.append(batch, ids)
 
-    def sorted(self, piece_rows: int = 1 << 17) -> Iterator[pa.Table]:
+    def sorted(self, piece_rows: int = 1 << 17) -> Generator[pa.Table, None, None]:
         """Every row, sorted, in tables of at most `piece_rows`; each bucket file is deleted once read.
         The next bucket is read and sorted on a thread while the caller takes this one's pieces."""
         with ThreadPoolExecutor(1, thread_name_prefix="mimiclab-sort") as pool:
             ahead: Future[tuple[pa.Table, pa.Array | None]] | None = None
             for k in self._files.close():
-                if self.rows.get(k, 0) > 2 * self.bucket_rows and k != self._null_bucket:
+                if k == self._null_bucket:  # rows without a key: last, in arrival order, nothing to sort
+                    if ahead is not None:
+                        yield from _pieces(*ahead.result(), piece_rows)
+                        ahead = None
+                    yield from self._stream(k)
+                    continue
+                if self.rows.get(k, 0) > 2 * self.bucket_rows:
                     if ahead is not None:  # keep order: what was read ahead comes first
                         yield from _pieces(*ahead.result(), piece_rows)
                         ahead = None
@@ -141,6 +157,13 @@ class SortedRanges:
             if ahead is not None:
                 yield from _pieces(*ahead.result(), piece_rows)
 
+    def _stream(self, k: int) -> Iterator[pa.Table]:
+        path = self._path_of(k)
+        with pa.OSFile(str(path), "rb") as fh:
+            for batch in pa.ipc.open_stream(fh):
+                yield pa.Table.from_batches([batch])
+        path.unlink()
+
     def _read_sorted(self, k: int) -> tuple[pa.Table, pa.Array | None]:
         """Bucket `k`'s rows in one chunk, and the order that sorts them (None: in order already)."""
         path = self._path_of(k)
@@ -148,7 +171,7 @@ class SortedRanges:
             t = pa.ipc.open_stream(fh).read_all()
         path.unlink()
         t = t.combine_chunks()  # take from one chunk: 4x cheaper than from many
-        if k == self._null_bucket or t.num_rows < 2:
+        if t.num_rows < 2:
             return t, None
         keys = t.column(self.key)
         if pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, t.num_rows - 1))).as_py():
@@ -156,17 +179,27 @@ class SortedRanges:
         return t, pc.sort_indices(t, sort_keys=[(self.key, "ascending")])  # stable
 
     def _split(self, k: int, piece_rows: int) -> Iterator[pa.Table]:
-        """An oversized bucket, cut by its own quantiles, sorted range by range. A bucket of one key (or
-        one that will not split) is sorted whole."""
+        """An oversized bucket, cut by the quantiles of a sample of its keys (at most SPLIT_SAMPLE of them:
+        a first window unlike the rest can send nearly the whole file here) into at most MAX_SORT_BUCKETS
+        ranges, sorted range by range. A bucket of one key is sorted whole."""
         path = self._path_of(k)
+        step = max(1, self.rows[k] // SPLIT_SAMPLE)
+        taken, seen = [], 0
         with pa.OSFile(str(path), "rb") as fh:
-            keys = pa.chunked_array([b.column(self.key) for b in pa.ipc.open_stream(fh)])
-        parts = -(-self.rows[k] // self.bucket_rows)
-        inner = SortedRanges(lambda j: path.with_name(f"{path.name}.{j:04d}"), self.key,
-                             quantile_bounds(keys, parts), self.bucket_rows)
-        if len(inner._bounds) == 0:
+            stream = pa.ipc.open_stream(fh)
+            key_type = stream.schema.field(self.key).type
+            for batch in stream:
+                keys = batch.column(self.key)
+                first = (-seen) % step
+                if first < len(keys):
+                    taken.append(keys.take(pa.array(np.arange(first, len(keys), step))))
+                seen += len(keys)
+        sample = pa.chunked_array(taken, type=key_type)
+        bounds = quantile_bounds(sample, min(MAX_SORT_BUCKETS, -(-self.rows[k] // self.bucket_rows)))
+        if len(bounds) <= 1 and pc.count_distinct(sample).as_py() <= 1:  # one key: nothing to cut
             yield from _pieces(*self._read_sorted(k), piece_rows)
             return
+        inner = SortedRanges(lambda j: path.with_name(f"{path.name}.{j:04d}"), self.key, bounds, self.bucket_rows)
         try:
             with pa.OSFile(str(path), "rb") as fh:
                 for batch in pa.ipc.open_stream(fh):
@@ -179,9 +212,8 @@ class SortedRanges:
             inner.discard()
 
     def discard(self) -> None:
-        """Delete every bucket file left (after an error, or when the caller stops reading)."""
-        for k in self._files.close():
-            self._path_of(k).unlink(missing_ok=True)
+        """Delete every bucket file left (after an error, or when the caller stops reading); never raises."""
+        self._files.discard()
 
 
 def _pieces(t: pa.Table, order: pa.Array | None, piece_rows: int) -> Iterator[pa.Table]:

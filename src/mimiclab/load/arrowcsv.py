@@ -413,24 +413,27 @@ class ParquetOut:
     def _write_sorted(self) -> None:
         """Every row from the ranges, sorted, in row groups of `row_group` rows, its row map beside."""
         assert self._ranges is not None and self._cluster is not None
-        self.reordered = True  # the first window was out of order
         held: list[pa.Table] = []
         held_rows = 0
-        for piece in self._ranges.sorted():
-            if self._stop is not None and self._stop.is_set():
-                raise KeyboardInterrupt
-            held.append(piece)
-            held_rows += piece.num_rows
-            if held_rows >= self.row_group:
-                t = pa.concat_tables(held, memory_pool=_MEMORY)
-                full = (held_rows // self.row_group) * self.row_group
-                self._write_with_map(t.slice(0, full))
-                rest = t.slice(full)
-                held, held_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        with contextlib.closing(self._ranges.sorted()) as pieces:  # on an error: its thread and files go now
+            for piece in pieces:
+                if self._stop is not None and self._stop.is_set():
+                    raise KeyboardInterrupt
+                held.append(piece)
+                held_rows += piece.num_rows
+                if held_rows >= self.row_group:
+                    t = pa.concat_tables(held, memory_pool=_MEMORY)
+                    full = (held_rows // self.row_group) * self.row_group
+                    self._write_with_map(t.slice(0, full))
+                    rest = t.slice(full)
+                    held, held_rows = ([rest] if rest.num_rows else []), rest.num_rows
         if held_rows:
             self._write_with_map(pa.concat_tables(held, memory_pool=_MEMORY))
 
     def _write_with_map(self, t: pa.Table) -> None:
+        if not self.reordered:  # the map is kept only if some row moved (a NULL key ending the file moves none)
+            at = pa.array(np.arange(self.rows, self.rows + t.num_rows, dtype=np.int64))
+            self.reordered = not pc.all(pc.equal(t.column(LINE), at)).as_py()
         self.rows += t.num_rows
         self._writer.write_table(t.drop_columns([LINE]), row_group_size=self.row_group)
         if self._lines is not None:

@@ -70,15 +70,30 @@ def insert_native(con: duckdb.DuckDBPyConnection, into: str, parquet: str | os.P
         con.execute(f"INSERT INTO {into} SELECT * FROM read_parquet({_lit(exact_path(path))})")
         return
     ranges, schema = _patient_ranges(con, path, key)
+    sorted_pieces = ranges.sorted()
+    failed: list[BaseException] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for piece in sorted_pieces:
+                yield from piece.to_batches()
+        except BaseException as exc:  # DuckDB would report it as a bad stream: keep it to raise as it is
+            failed.append(exc)
+            raise
+
     try:
-        pieces = (batch for piece in ranges.sorted() for batch in piece.to_batches())
         view = f"mimiclab_sorted_{os.getpid()}_{threading.get_ident()}"
-        con.register(view, pa.RecordBatchReader.from_batches(schema, pieces))
+        con.register(view, pa.RecordBatchReader.from_batches(schema, batches()))
         try:
             con.execute(f"INSERT INTO {into} SELECT * FROM {_ident(view)}")
+        except duckdb.Error:
+            if failed:  # e.g. a full disk while sorting: that error, not a stream error naming no file
+                raise failed[0] from None
+            raise
         finally:
             con.unregister(view)
     finally:
+        sorted_pieces.close()  # a failed insert leaves it suspended: its thread and files go now
         ranges.discard()
 
 
