@@ -114,6 +114,12 @@ def allow_open_files(wanted: int) -> None:
         pass
 
 
+def ascending(keys: pa.Array | pa.ChunkedArray) -> bool:
+    """No NULL and every value >= the one before: rows already in key order, nothing to sort."""
+    n = len(keys)
+    return keys.null_count == 0 and (n < 2 or pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, n - 1))).as_py())
+
+
 def bucket_plan(rows: int, row_bytes: int) -> tuple[int, int]:
     """(buckets, rows per bucket) for `rows` rows of about `row_bytes` Arrow bytes each."""
     bucket_rows = max(1, min(SORT_BUCKET_ROWS, SORT_BUCKET_BYTES // max(row_bytes, 1)))
@@ -191,10 +197,7 @@ class SortedRanges:
             t = pa.ipc.open_stream(fh).read_all()
         path.unlink()
         t = t.combine_chunks()  # take from one chunk: 4x cheaper than from many
-        if t.num_rows < 2:
-            return t, None
-        keys = t.column(self.key)
-        if pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, t.num_rows - 1))).as_py():
+        if ascending(t.column(self.key)):  # this bucket holds no rows without a key
             return t, None
         return t, pc.sort_indices(t, sort_keys=[(self.key, "ascending")])  # stable
 
