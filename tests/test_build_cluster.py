@@ -117,6 +117,33 @@ def test_a_file_out_of_patient_order_is_sorted_whole_and_mapped_to_its_lines(tmp
     assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
 
 
+@pytest.mark.parametrize("top", [3, 500, 40_000])  # 16-bit bucket numbers (a radix sort) and wider ones
+def test_bucket_files_keep_each_buckets_rows_in_arrival_order(tmp_path, monkeypatch, top):
+    """The oracle: each bucket's file holds exactly the rows given that number, in the order they came,
+    across batches and across the writes that HOLD_BYTES cuts them into."""
+    import numpy as np
+    import pyarrow as pa
+
+    monkeypatch.setattr(arrowbuckets, "HOLD_BYTES", 20_000)  # several writes per bucket
+    rng = np.random.default_rng(top)
+    files = arrowbuckets.BucketFiles(lambda k: tmp_path / f"b{k}")
+    sent: dict[int, list[tuple[int, str]]] = {}
+    row = 0
+    for size in (1, 0, 700, 2_000, 1_500):
+        ids = rng.integers(0, top, size).astype(np.uint64 if top == 500 else np.int64)
+        rows = list(range(row, row + size))
+        row += size
+        batch = pa.record_batch({"n": pa.array(rows, pa.int64()), "s": [f"v{r}" for r in rows]})
+        files.append(batch, ids)
+        for k, r in zip(ids.tolist(), rows, strict=True):
+            sent.setdefault(k, []).append((r, f"v{r}"))
+    assert files.close() == sorted(sent)
+    for k, want in sent.items():
+        with pa.OSFile(str(tmp_path / f"b{k}"), "rb") as fh:
+            got = pa.ipc.open_stream(fh).read_all()
+        assert list(zip(got.column("n").to_pylist(), got.column("s").to_pylist(), strict=True)) == want
+
+
 def test_sorted_ranges_is_a_stable_sort_whatever_the_buckets(tmp_path):
     """arrowbuckets.SortedRanges against Python's stable sort: random keys with NULLs and one frequent key,
     bounds from a sample of 1 row to all, 1 to 40 ranges, buckets of 1 row (cut again and again) to all."""

@@ -40,6 +40,12 @@ class BucketFiles:
     def append(self, batch: pa.RecordBatch, ids: np.ndarray) -> None:
         """`ids`: each row's bucket. Rows keep their order within a bucket (a stable sort, skipped when
         the ids are ascending already)."""
+        if batch.num_rows == 0:
+            return
+        if int(ids.max()) < (1 << 15):
+            # numpy's stable sort of 16-bit numbers is a radix sort: the cut of 7.1M chartevents rows took 0.9
+            # CPU-s against 1.2-1.5 (41 buckets) and 1.6 against 2.3-2.6 (433)
+            ids = ids.astype(np.int16)
         if np.any(ids[1:] < ids[:-1]):
             order = np.argsort(ids, kind="stable")
             batch, ids = batch.take(pa.array(order)), ids[order]
@@ -154,34 +160,35 @@ class SortedRanges:
         ids = np.full(batch.num_rows, self._null_bucket, dtype=np.int64)
         valid = keys.is_valid().to_numpy(zero_copy_only=False)
         ids[valid] = np.searchsorted(self._bounds, keys.drop_null().to_numpy(zero_copy_only=False), side="right")
-        for k, n in zip(*np.unique(ids, return_counts=True), strict=True):
-            self.rows[int(k)] = self.rows.get(int(k), 0) + int(n)
+        counts = np.bincount(ids)
+        for k in np.flatnonzero(counts):
+            self.rows[int(k)] = self.rows.get(int(k), 0) + int(counts[k])
         self._files.append(batch, ids)
 
     def sorted(self, piece_rows: int = 1 << 17) -> Generator[pa.Table, None, None]:
         """Every row, sorted, in tables of at most `piece_rows`; each bucket file is deleted once read.
-        The next bucket is read and sorted on a thread while the caller takes this one's pieces."""
+        The next bucket is read, sorted and put in order on a thread while the caller writes this one."""
         with ThreadPoolExecutor(1, thread_name_prefix="mimiclab-sort") as pool:
-            ahead: Future[tuple[pa.Table, pa.Array | None]] | None = None
+            ahead: Future[pa.Table] | None = None
             for k in self._files.close():
                 if k == self._null_bucket:  # rows without a key: last, in arrival order, nothing to sort
                     if ahead is not None:
-                        yield from _pieces(*ahead.result(), piece_rows)
+                        yield from _pieces(ahead.result(), piece_rows)
                         ahead = None
                     yield from self._stream(k)
                     continue
                 if self.rows.get(k, 0) > 2 * self.bucket_rows:
                     if ahead is not None:  # keep order: what was read ahead comes first
-                        yield from _pieces(*ahead.result(), piece_rows)
+                        yield from _pieces(ahead.result(), piece_rows)
                         ahead = None
                     yield from self._split(k, piece_rows)
                     continue
                 job = pool.submit(self._read_sorted, k)
                 if ahead is not None:
-                    yield from _pieces(*ahead.result(), piece_rows)
+                    yield from _pieces(ahead.result(), piece_rows)
                 ahead = job
             if ahead is not None:
-                yield from _pieces(*ahead.result(), piece_rows)
+                yield from _pieces(ahead.result(), piece_rows)
 
     def _stream(self, k: int) -> Iterator[pa.Table]:
         path = self._path_of(k)
@@ -190,16 +197,25 @@ class SortedRanges:
                 yield pa.Table.from_batches([batch])
         path.unlink()
 
-    def _read_sorted(self, k: int) -> tuple[pa.Table, pa.Array | None]:
-        """Bucket `k`'s rows in one chunk, and the order that sorts them (None: in order already)."""
+    def _read_sorted(self, k: int) -> pa.Table:
+        """Bucket `k`'s rows, sorted. Taken here, on the read-ahead thread, so that the caller's thread only
+        writes (the take was a third of the sorted writing of chartevents); a column at a time, each
+        column's unsorted rows let go once taken, so the bucket is held about once, not twice."""
         path = self._path_of(k)
         with pa.OSFile(str(path), "rb") as fh:
             t = pa.ipc.open_stream(fh).read_all()
         path.unlink()
-        t = t.combine_chunks()  # take from one chunk: 4x cheaper than from many
-        if ascending(t.column(self.key)):  # this bucket holds no rows without a key
-            return t, None
-        return t, pc.sort_indices(t, sort_keys=[(self.key, "ascending")])  # stable
+        key = t.column(self.key)
+        if ascending(key):  # this bucket holds no rows without a key
+            return t
+        order = pc.sort_indices(key)  # stable; NULLs (none here: they have their own bucket) last
+        schema, columns = t.schema, list(t.columns)
+        del t, key
+        for i in range(len(columns)):
+            whole = columns[i].combine_chunks() if columns[i].num_chunks > 1 else columns[i].chunk(0)
+            columns[i] = pa.chunked_array([whole.take(order)])  # from one chunk: 4x cheaper than from many
+            del whole
+        return pa.Table.from_arrays(columns, schema=schema)
 
     def _split(self, k: int, piece_rows: int) -> Iterator[pa.Table]:
         """An oversized bucket, cut by the quantiles of a sample of its keys (at most SPLIT_SAMPLE of them:
@@ -220,7 +236,7 @@ class SortedRanges:
         sample = pa.chunked_array(taken, type=key_type)
         bounds = quantile_bounds(sample, min(MAX_SORT_BUCKETS, -(-self.rows[k] // self.bucket_rows)))
         if len(bounds) <= 1 and pc.count_distinct(sample).as_py() <= 1:  # one key: nothing to cut
-            yield from _pieces(*self._read_sorted(k), piece_rows)
+            yield from _pieces(self._read_sorted(k), piece_rows)
             return
         inner = SortedRanges(lambda j: path.with_name(f"{path.name}.{j:04d}"), self.key, bounds, self.bucket_rows)
         try:
@@ -239,6 +255,6 @@ class SortedRanges:
         self._files.discard()
 
 
-def _pieces(t: pa.Table, order: pa.Array | None, piece_rows: int) -> Iterator[pa.Table]:
+def _pieces(t: pa.Table, piece_rows: int) -> Iterator[pa.Table]:
     for start in range(0, t.num_rows, piece_rows):
-        yield t.slice(start, piece_rows) if order is None else t.take(order.slice(start, piece_rows))
+        yield t.slice(start, piece_rows)
