@@ -525,6 +525,7 @@ def test_sorting_whole_reports_progress_to_the_end_and_stops_on_request(tmp_path
     arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=512,
                             lines=tmp_path / "t.lines.parquet", progress=lambda b, r: seen.append((b, r)))
     share = src.size * arrowcsv.PARSE_SHARE
+    assert [b for b, _ in seen] == sorted(b for b, _ in seen)  # never back, also when the first window decides
     parsed = max(i for i, (b, r) in enumerate(seen) if r == 50_000 and b <= share)  # the parse ends at its share
     after = [b for b, _ in seen[parsed + 1:]]
     assert len(after) >= 10 and after == sorted(after) and seen[-1] == (src.size, 50_000)  # then the sorted writing
@@ -542,6 +543,26 @@ def test_sorting_whole_reports_progress_to_the_end_and_stops_on_request(tmp_path
     assert stop.is_set()
     _no_leftovers(tmp_path, "t.parquet")
     assert not [t for t in threading.enumerate() if t.name.startswith("mimiclab-sort")]
+
+
+def test_progress_of_a_table_in_patient_order_moves_forward_to_its_size(tmp_path, monkeypatch):
+    """Until the first window decides, the parse counts as PARSE_SHARE of the bytes (the rows may yet be
+    sorted whole); a file in order then goes out window by window and its progress jumps forward to the
+    bytes read, never back, ending at the file's size."""
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 4096)
+    monkeypatch.setattr(arrowcsv, "BLOCK", 2048)
+    rng = random.Random(1)
+    subjects = sorted(rng.randint(1, 5000) for _ in range(40_000))
+    path = tmp_path / "t.csv"  # plain csv: its bytes are read as they are parsed (a small gzip is read whole)
+    path.write_text("subject_id,v,x\n" + "".join(f"{s},r{i},{i / 4}\n" for i, s in enumerate(subjects)))
+    src = SourceFile(path=path, rel=path.name, size=path.stat().st_size, mtime_ns=path.stat().st_mtime_ns)
+    seen: list[tuple[int, int]] = []
+    arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "t.parquet", row_group=512,
+                            lines=tmp_path / "t.lines.parquet", progress=lambda b, r: seen.append((b, r)))
+    done = [b for b, _ in seen]
+    assert done == sorted(done) and seen[-1] == (src.size, 40_000)
+    assert done[0] < src.size * arrowcsv.PARSE_SHARE  # counted at its share before the window decided
+    assert not (tmp_path / "t.lines.parquet").exists()  # in order: nothing moved, no map
 
 
 @pytest.mark.parametrize(("whole", "failing"), [(True, 1), (True, 2), (False, 3)])

@@ -435,8 +435,12 @@ class ParquetOut:
             self._sorted_rows(self.rows)
 
     @property
-    def sorting_whole(self) -> bool:
-        return self._ranges is not None
+    def parse_share(self) -> float:
+        """The part of the table's progress its parse is worth: PARSE_SHARE while the rows are sorted whole
+        or may yet be (the first window has not decided), all of it once they go out window by window. So
+        progress only moves forward: a small gzip file is read whole before its first rows are parsed."""
+        undecided = self._cluster is not None and self.rows == 0
+        return PARSE_SHARE if self._ranges is not None or undecided else 1.0
 
     @property
     def rows_seen(self) -> int:
@@ -497,14 +501,19 @@ def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_g
     shown = progress
     sorted_rows = None
     if progress is not None:
-        report = progress
+        report, top = progress, 0
+
+        def shown_at(done: int, rows: int) -> None:
+            nonlocal top  # never back: the first window, once it decides on a whole sort, rescales the parse
+            top = max(top, done)
+            report(top, rows)
 
         def shown(done: int, rows: int) -> None:
-            report(int(done * PARSE_SHARE) if sink.sorting_whole else done, rows)
+            shown_at(int(done * sink.parse_share), rows)
 
         def sorted_rows(written: int) -> None:
             total = max(sink.rows_seen, 1)
-            report(int(src.size * (PARSE_SHARE + (1 - PARSE_SHARE) * written / total)), total)
+            shown_at(int(src.size * (PARSE_SHARE + (1 - PARSE_SHARE) * written / total)), total)
 
     sink = ParquetOut(out, schema, row_group, cluster=cluster, lines=lines, rows_hint=rows_hint, stop=stop,
                       sorted_rows=sorted_rows)
