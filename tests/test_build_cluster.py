@@ -563,6 +563,11 @@ def test_progress_of_a_table_in_patient_order_moves_forward_to_its_size(tmp_path
     assert done == sorted(done) and seen[-1] == (src.size, 40_000)
     assert done[0] < src.size * arrowcsv.PARSE_SHARE  # counted at its share before the window decided
     assert not (tmp_path / "t.lines.parquet").exists()  # in order: nothing moved, no map
+    small: list[tuple[int, int]] = []  # fewer rows than a window: written only at close, still ends at its size
+    monkeypatch.setattr(arrowcsv, "WINDOW_ROWS", 100_000)
+    arrowcsv.csv_to_parquet(src, _table(), "1", tmp_path / "s.parquet", row_group=512,
+                            lines=tmp_path / "s.lines.parquet", progress=lambda b, r: small.append((b, r)))
+    assert [b for b, _ in small] == sorted(b for b, _ in small) and small[-1] == (src.size, 40_000)
 
 
 @pytest.mark.parametrize(("whole", "failing"), [(True, 1), (True, 2), (False, 3)])

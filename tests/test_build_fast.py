@@ -171,6 +171,40 @@ def test_records_are_cut_only_between_records():
         assert parsed == rows, size
 
 
+def test_a_stray_quote_steps_aside_instead_of_reading_the_whole_file_as_one_record(tmp_path, monkeypatch):
+    """After an unbalanced quote no newline ends a record: the fast path gives up at MAX_RECORD (DuckDB's
+    reader then names the line) instead of growing one record to the file's size, and each read looks
+    only at its new newlines (many newlines inside quotes once took seconds per 400 KB)."""
+    import time
+
+    monkeypatch.setattr(arrowcsv, "MAX_RECORD", 1 << 20)
+    rows = "".join(f"{i},v\n" for i in range(400_000))  # ~3.6 MB of newlines after the stray quote
+    for head in ('c0,c1\nx,"unclosed\n', '"c0,c1\n'):  # the stray quote in a row, or in the header
+        data = (head + rows).encode()
+        t0 = time.perf_counter()
+        with pytest.raises(arrowcsv.NotFast, match="stray quote"):
+            list(arrowcsv._records(io.BytesIO(data), block=64 << 10))
+        assert time.perf_counter() - t0 < 5
+
+
+def test_a_corrupt_gzip_stream_steps_aside_to_duckdb_which_names_the_file(tmp_path, mimiclab_home):
+    """ISA-L reports bad deflate data as its own error type (not an OSError): the fast path must still
+    step aside, so the build names the file instead of stopping with a bare IsalError."""
+    table = _table(["INTEGER", "VARCHAR"])
+    body = "".join(f"{i},value {i * 7919 % 10007}\n" for i in range(200_000))
+    path = _write(tmp_path / "bad", ["c0", "c1"], body)
+    raw = bytearray(path.read_bytes())
+    for at in range(len(raw) // 2, len(raw) // 2 + 64):  # mid-stream: the deflate data, not the header or CRC
+        raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    src = _src(path)
+    with pytest.raises(arrowcsv.NotFast):
+        arrowcsv.csv_to_parquet(src, table, "1", tmp_path / "out.parquet", row_group=16_384)
+    with pytest.raises(BuildError, match="bad"):
+        loader.load_csv_to_parquet(duckdb.connect(), src, table, "1", tmp_path / "n.parquet")
+    assert not list(tmp_path.glob("n.parquet*"))
+
+
 def test_a_value_arrow_refuses_goes_through_duckdb_and_its_error_names_line_and_column(tmp_path, mimiclab_home):
     table = _table(["INTEGER", "INTEGER"])
     src = _src(_write(tmp_path / "bad", ["c0", "c1"], "1,2\n2,oops\n"))

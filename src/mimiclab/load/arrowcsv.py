@@ -23,13 +23,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from isal import igzip  # ISA-L: gzip decoding 2-3x faster than zlib, 4x faster than DuckDB's own
+from isal import igzip, isal_zlib  # ISA-L: gzip decoding 2-3x faster than zlib, 4x faster than DuckDB's own
 
 from mimiclab import arrowbuckets
 from mimiclab.catalog import Table
@@ -40,6 +41,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(), "SMALLINT": pa.int16(),
     "DOUBLE": pa.float64(), "TIMESTAMP": pa.timestamp("us"), "DATE": pa.date32(), "BOOLEAN": pa.bool_(),
 }
+ISAL_ERROR = cast(type[Exception], isal_zlib.error)  # bad deflate data; isal's stub calls it an instance
+MAX_RECORD = 64 << 20  # longer than this, a record is taken for a stray quote: DuckDB's reader says where
 BLOCK = 8 << 20  # decompressed bytes per parse task: large enough to amortize, small enough to keep 2 cores busy
 ZSTD_LEVEL = 1  # Parquet compression: level 1 is within 5% of the default's size here, and cheaper
 
@@ -144,6 +147,8 @@ def _records(stream: io.BufferedIOBase, block: int | None = None) -> Iterator[by
             if nl < 0:
                 if eof:
                     return  # header only (or empty): no data rows
+                if len(buf) > MAX_RECORD:
+                    raise NotFast(f"a header longer than {MAX_RECORD >> 20} MB: a stray quote?")
                 carry, quotes_carry = bytes(buf), _quotes(buf)
                 continue
             del buf[:nl + 1]
@@ -152,15 +157,18 @@ def _records(stream: io.BufferedIOBase, block: int | None = None) -> Iterator[by
                 if buf:
                     yield buf
                 return
-            total_quotes = _quotes(buf)
+            total_quotes, scan_from = _quotes(buf), 0
         else:
-            total_quotes = quotes_carry + _quotes(buf, len(carry))
+            total_quotes, scan_from = quotes_carry + _quotes(buf, len(carry)), len(carry)
         if eof:
             if buf:
                 yield buf
             return
-        cut = _last_record_end(buf, total_quotes)
+        # a newline in `carry` is inside quotes (else the cut before would have been there or later): skip them
+        cut = _last_record_end(buf, total_quotes, start=scan_from)
         if cut < 0:  # one record longer than the block: keep reading
+            if len(buf) > MAX_RECORD:
+                raise NotFast(f"a record (or a quoted field) longer than {MAX_RECORD >> 20} MB: a stray quote?")
             carry, quotes_carry = bytes(buf), total_quotes
             continue
         carry = bytes(buf[cut + 1:])
@@ -170,20 +178,28 @@ def _records(stream: io.BufferedIOBase, block: int | None = None) -> Iterator[by
 
 
 def _first_record_end(buf: bytes | bytearray) -> int:
-    pos = buf.find(b"\n")
-    while pos >= 0 and buf.count(b'"', 0, pos) % 2:
-        pos = buf.find(b"\n", pos + 1)
-    return pos
-
-
-def _last_record_end(buf: bytes | bytearray, total_quotes: int) -> int:
-    """Index of the last newline outside quotes, -1 if none; counts only the tail after each candidate."""
-    pos = buf.rfind(b"\n")
+    """Index of the first newline outside quotes, -1 if none; quotes counted a segment at a time."""
+    pos, start, seen = buf.find(b"\n"), 0, 0
     while pos >= 0:
-        after = buf.count(b'"', pos)
+        seen += buf.count(b'"', start, pos)
+        if seen % 2 == 0:
+            return pos
+        start, pos = pos, buf.find(b"\n", pos + 1)
+    return -1
+
+
+def _last_record_end(buf: bytes | bytearray, total_quotes: int, start: int = 0) -> int:
+    """Index of the last newline at or after `start` outside quotes, -1 if none. The quotes after each
+    candidate are counted a segment at a time, so a block of many newlines inside quotes (a stray quote)
+    costs one pass, not one per newline."""
+    end, after = len(buf), 0
+    pos = buf.rfind(b"\n", start)
+    while pos >= 0:
+        after += buf.count(b'"', pos, end)
         if (total_quotes - after) % 2 == 0:
             return pos
-        pos = buf.rfind(b"\n", 0, pos)
+        end = pos
+        pos = buf.rfind(b"\n", start, pos)
     return -1
 
 
@@ -240,7 +256,7 @@ def parsed(src: SourceFile, schema: pa.Schema, progress: Progress | None = None,
                 if progress is not None:
                     progress(raw.tell(), rows)
                 yield part
-        except (OSError, EOFError, ValueError) as exc:  # a corrupt or truncated gzip stream: DuckDB names it
+        except (OSError, EOFError, ValueError, ISAL_ERROR) as exc:  # corrupt or truncated gzip: DuckDB names it
             raise NotFast(f"{type(exc).__name__}: {exc}") from None
     finally:
         for f in pending:
@@ -531,6 +547,8 @@ def csv_to_parquet(src: SourceFile, table: Table, version: str, out: Path, row_g
         for part in parsed(src, schema, shown, stop):
             sink.write(part)
         sink.close()  # a file sorted whole is written here
+        if progress is not None:  # all of it: a table smaller than a window is written only by close()
+            shown_at(src.size, sink.rows)
     except BaseException:
         sink.close(abort=True)
         if lines is not None:
