@@ -303,8 +303,12 @@ class ParquetOut:
         self.reordered = False
         self._held: list[pa.Table] = []
         self._held_rows = 0
+        # dictionary pages for text only: numbers and times were dictionary-encoded and then, mostly, fell back
+        # to plain; without it the encode took 12-17% less CPU and the file was 10-25% smaller on synthetic
+        # chartevents/labevents, and within -23%..+5% on the real demo's tables (benchmarks: "build")
         self._writer = pq.ParquetWriter(path, schema, compression="zstd", compression_level=ZSTD_LEVEL,
-                                        version="2.6", data_page_version="2.0", write_statistics=True)
+                                        version="2.6", data_page_version="2.0", write_statistics=True,
+                                        use_dictionary=[f.name for f in schema if pa.types.is_string(f.type)])
         self._cluster = cluster if cluster is not None and cluster in schema.names else None
         self._window = 0  # rows per window: a multiple of row_group, set from the first rows' width
         self._lines_path = lines
