@@ -389,9 +389,10 @@ def test_failing_compressor_does_not_hang_the_copy(tmp_path: Path, monkeypatch):
 
 
 def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth_dir: Path, mimiclab_home: Path):
-    """`order="physionet"`: chartevents and labevents in runs of one charting time / one specimen, scattered
-    over the file as PhysioNet's are; the same rows (as text, `""` included) as patient order; the same bytes
-    each time; sums that match; and a build over it holds every row."""
+    """`order="physionet"`: every table with patients out of patient order, as every such table of the real
+    demo is, in runs of its PHYSIONET_RUNS columns (one charting time / one specimen / one admission ...)
+    kept together; the same rows (as text, `""` included) as patient order; the same bytes each time; sums
+    that match; and a build over it holds every row."""
     from typer.testing import CliRunner
 
     from mimiclab.cli import app
@@ -401,25 +402,33 @@ def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth
     res = CliRunner().invoke(app, ["synth", "--patients", str(N), "--seed", "7", "--order", "physionet", "--dest", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "SYNTHETIC.json").read_text())["order"] == "physionet"
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": 1})  # one thread: lag() over a file's rows sees them in file order
 
     def text(d: Path, t: str) -> str:
         return f"read_csv('{d / t}.csv.gz', header=true, all_varchar=true, allow_quoted_nulls=false)"
 
-    def runs(d: Path, t: str) -> int:  # how often the patient changes from one row to the next
-        return one(con, f"SELECT count(*) FILTER (WHERE s IS DISTINCT FROM p) FROM "
-                        f"(SELECT subject_id AS s, lag(subject_id) OVER () AS p FROM {text(d, t)})")
+    def changes(d: Path, t: str, cols: str) -> int:  # how often `cols` change from one row to the next
+        return one(con, f"SELECT count(*) FILTER (WHERE k IS DISTINCT FROM p) FROM "
+                        f"(SELECT ({cols}) AS k, lag(({cols})) OVER () AS p FROM {text(d, t)})")
 
-    for t, run in [("icu/chartevents", "stay_id, charttime"), ("hosp/labevents", "specimen_id")]:
+    def descents(d: Path, t: str) -> int:  # rows whose patient is lower than the row before's
+        return one(con, f"SELECT count(*) FILTER (WHERE s < p) FROM (SELECT subject_id::BIGINT AS s, "
+                        f"lag(subject_id::BIGINT) OVER () AS p FROM {text(d, t)})")
+
+    scattered = sorted(str(p.relative_to(out))[:-len(".csv.gz")] for p in out.glob("*/*.csv.gz")
+                       if p.name[:-len(".csv.gz")] in synth.PHYSIONET_RUNS)
+    assert len(scattered) == len(synth.PHYSIONET_RUNS) == 24  # every hosp/icu table with a subject_id
+    for t in scattered:
         for a, b in [(out, synth_dir), (synth_dir, out)]:
             assert one(con, f"SELECT count(*) FROM (SELECT * FROM {text(a, t)} EXCEPT ALL SELECT * FROM {text(b, t)})") == 0
+        assert descents(synth_dir, t) == 0 and descents(out, t) > 0, t
+        run = ", ".join(synth.PHYSIONET_RUNS[t.split("/")[1]])
+        # each run is together: as many runs as distinct keys (NULLs one key, as DISTINCT counts them)
+        assert changes(out, t, run) == one(con, f"SELECT count(*) FROM (SELECT DISTINCT {run} FROM {text(out, t)})"), t
+    for t in ("icu/chartevents", "hosp/labevents"):  # interleaved, as PhysioNet's are
         patients = one(con, f"SELECT count(DISTINCT subject_id) FROM {text(out, t)}")
-        assert runs(synth_dir, t) == patients and runs(out, t) > 10 * patients, t
-        # each run (one charting time of a stay / one specimen) is together: as many runs as distinct keys
-        assert one(con, f"SELECT count(*) FILTER (WHERE k IS DISTINCT FROM p) FROM (SELECT ({run}) AS k, "
-                        f"lag(({run})) OVER () AS p FROM {text(out, t)})") == \
-            one(con, f"SELECT count(DISTINCT ({run})) FROM {text(out, t)}")
-    for t in ("hosp/admissions", "icu/icustays"):  # other tables as generated
+        assert changes(synth_dir, t, "subject_id") == patients and changes(out, t, "subject_id") > 10 * patients, t
+    for t in ("hosp/d_labitems", "icu/d_items"):  # tables without patients as generated
         assert (out / f"{t}.csv.gz").read_bytes() == (synth_dir / f"{t}.csv.gz").read_bytes()
     for line in (out / "SHA256SUMS.txt").read_text().splitlines():
         digest, path = line.split("  ", 1)

@@ -23,7 +23,7 @@ def synth_cmd(
     fraction: float | None = typer.Option(None, "--fraction", min=0.0, max=1.0,
                                           help="With --scale full: this share of MIMIC-IV 3.1's patients (e.g. 0.01)."),
     order: str = typer.Option("patient", "--order",
-                              help="Row order: 'patient' (as generated) or 'physionet' (chartevents and labevents in "
+                              help="Row order: 'patient' (as generated) or 'physionet' (every table with patients in "
                                    "runs scattered over the file, as PhysioNet's files are: realistic lookups)."),
 ) -> None:
     """Write a synthetic MIMIC-IV (hosp + icu) in PhysioNet's layout. No real patient data."""

@@ -353,13 +353,40 @@ def count_rows(patients: int | None = None, seed: int = 0, version: str = DEFAUL
             con.close()
 
 
-# PhysioNet's files are not in patient order. In the demo, which keeps the full files' row order, labevents
-# changes patient 5,663 times in 107,727 rows, in runs of one specimen, and each patient's rows span 94% of
-# the file. `order="physionet"` rewrites these tables in such runs (table -> the columns of one run), the
-# runs shuffled by their hash, so lookups, builds and benchmarks meet the order real files have.
+# PhysioNet's files are not in patient order: in the demo, which keeps the full files' row order, no table
+# with a subject_id is in ascending patient order. Some are grouped (by admission, stay or patient) in an
+# order that is not the patients' (poe, omr, inputevents); others interleave patients (labevents changes
+# patient 5,663 times in 107,727 rows, in runs of one specimen, and each patient's rows span 94% of the
+# file; prescriptions and emar_detail change patient at nearly every row). `order="physionet"` rewrites
+# each of these tables in runs of equal values of the columns named here, the runs in the order of their
+# hash, so lookups, builds and benchmarks meet the order real files have (a build sorts every one of them).
 PHYSIONET_RUNS: dict[str, tuple[str, ...]] = {
+    # interleaved: runs of one event
     "chartevents": ("stay_id", "charttime"),  # one charting time of one stay
+    "datetimeevents": ("stay_id", "charttime"),
+    "outputevents": ("stay_id", "charttime"),
     "labevents": ("specimen_id",),  # one specimen
+    "microbiologyevents": ("micro_specimen_id",),
+    "emar": ("hadm_id", "charttime"),  # one administration time of one admission
+    "emar_detail": ("emar_id",),
+    "pharmacy": ("pharmacy_id",),
+    "prescriptions": ("pharmacy_id",),
+    # grouped, the groups out of patient order
+    "admissions": ("hadm_id",),
+    "diagnoses_icd": ("hadm_id",),
+    "drgcodes": ("hadm_id",),
+    "hcpcsevents": ("hadm_id",),
+    "poe": ("hadm_id",),
+    "procedures_icd": ("hadm_id",),
+    "services": ("hadm_id",),
+    "transfers": ("hadm_id",),
+    "icustays": ("stay_id",),
+    "ingredientevents": ("stay_id",),
+    "inputevents": ("stay_id",),
+    "procedureevents": ("stay_id",),
+    "omr": ("subject_id",),
+    "patients": ("subject_id",),
+    "poe_detail": ("subject_id",),
 }
 ORDERS = ("patient", "physionet")
 
