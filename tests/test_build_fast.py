@@ -159,6 +159,67 @@ def test_fast_path_never_reads_a_value_differently_from_duckdb(tmp_path, type_, 
         assert fast is None, "the fast path accepted a file DuckDB refuses"
 
 
+# Fields as they come in hand-made or exported files: quotes where a csv writer would not put them
+QUOTED = ["a", "", '""', '"x,y"', '"a""b"', '"multi\nline"', '5" tall', '"ab"c', 'x"y', '"', '"open\n', "\n"]
+
+
+@pytest.mark.parametrize("block", [7, 64, None])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.sampled_from(["c0,c1", 'c0",c1', '"c0,c1', '"c0","c1"']),
+       fields=st.lists(st.sampled_from(QUOTED), min_size=1, max_size=12))
+def test_a_quote_where_no_csv_writer_puts_one_never_shifts_rows(tmp_path, monkeypatch, block, header, fields):
+    """Blocks are cut where the count of quotes before a newline is even, which holds only when every
+    quote opens, closes or doubles inside a quoted field. A quote inside an unquoted field (`5" tall`),
+    which DuckDB reads as a character, once shifted every cut after it: Arrow then read other rows,
+    silently. Whatever the quotes, the fast path gives DuckDB's rows or steps aside, and steps aside
+    wherever DuckDB refuses the file (text after a closing quote, a quote never closed)."""
+    if block is not None:
+        monkeypatch.setattr(arrowcsv, "BLOCK", block)
+    table = _table(["VARCHAR", "VARCHAR"])
+    body = "".join(f"{fields[i]},{fields[i + 1] if i + 1 < len(fields) else 'z'}\n" for i in range(0, len(fields), 2))
+    path = tmp_path / "q.csv.gz"
+    path.write_bytes(gzip.compress((header + "\n" + body).encode()))
+    src = _src(path)
+    ref, fast = _duckdb_rows(src, table), _fast_rows(src, table, tmp_path)
+    assert _same(fast, ref), (header, body, fast, ref)
+    if ref is None:
+        assert fast is None, ("the fast path accepted a file DuckDB refuses", header, body, fast)
+
+
+def test_a_stray_quote_that_shifted_rows_once_now_gives_duckdbs_rows(tmp_path, mimiclab_home):
+    """The case found in review: at the default block size the fast path read 4 rows of this file, one
+    of them made of a quoted field's second line; DuckDB reads 3."""
+    table = _table(["VARCHAR", "VARCHAR"])
+    src = _src(_write(tmp_path / "s", ["c0", "c1"], '5" tall,x\nn,"first line\nfoo,bar"\n1,2\n'))
+    ref = _duckdb_rows(src, table)
+    assert ref == [('5" tall', "x"), ("n", "first line\nfoo,bar"), ("1", "2")]
+    with pytest.raises(arrowcsv.NotFast, match="quote"):
+        arrowcsv.csv_to_parquet(src, table, "1", tmp_path / "o.parquet", row_group=16_384)
+    loader.load_csv_to_parquet(duckdb.connect(), src, table, "1", tmp_path / "n.parquet")
+    assert duckdb.connect().execute(f"SELECT * FROM '{tmp_path / 'n.parquet'}'").fetchall() == ref
+
+
+@pytest.mark.parametrize("block", [7, None])
+def test_an_empty_line_reads_as_duckdb_reads_it_and_a_notes_empty_lines_stay_fast(tmp_path, monkeypatch, block):
+    """DuckDB skips an empty line (one column: reads it as NULL); Arrow read a row of NULLs, so the build
+    had an extra row. An empty line inside a quoted field (paragraphs of a note) is text: still fast."""
+    if block is not None:
+        monkeypatch.setattr(arrowcsv, "BLOCK", block)
+    two = _table(["INTEGER", "VARCHAR"])
+    for i, body in enumerate(["1,a\n\n2,b\n", "\n1,a\n", "1,a\n2,b\n\n", ",\n1,a\n"]):
+        src = _src(_write(tmp_path / f"e{i}", ["c0", "c1"], body))
+        ref, fast = _duckdb_rows(src, two), _fast_rows(src, two, tmp_path)
+        assert ref is not None and _same(fast, ref), (body, fast, ref)
+    assert _duckdb_rows(_src(tmp_path / "e0.csv.gz"), two) == [(1, "a"), (2, "b")]
+    assert _fast_rows(_src(tmp_path / "e3.csv.gz"), two, tmp_path) == [(None, None), (1, "a")]  # `,` is a row
+    note = _src(_write(tmp_path / "n", ["c0", "c1"], '1,"para one\n\npara two"\n,"\n\n"\n2,x\n'))
+    assert _fast_rows(note, two, tmp_path) == _duckdb_rows(note, two) == [(1, "para one\n\npara two"), (None, "\n\n"),
+                                                                         (2, "x")]
+    one_col = _table(["VARCHAR"])
+    src = _src(_write(tmp_path / "o", ["c0"], "a\n\nb\n"))
+    assert _same(_fast_rows(src, one_col, tmp_path), _duckdb_rows(src, one_col))
+
+
 def test_records_are_cut_only_between_records():
     rows = [["1", "plain"], ["2", 'with "quotes"'], ["3", "multi\nline\r\ntext"], ["4", ""], ["5", "x" * 50]]
     buf = io.StringIO()
