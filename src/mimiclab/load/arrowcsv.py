@@ -129,7 +129,9 @@ def _records(stream: io.BufferedIOBase, block: int | None = None) -> Iterator[by
 
     A newline ends a record only outside quotes. With quotes escaped by doubling (PhysioNet's csv), a
     position is outside quotes exactly when the number of quote characters before it is even, so a block
-    is cut at its last newline with an even quote count; multi-line notes stay whole.
+    is cut at its last newline with an even quote count; multi-line notes stay whole. Files that break
+    that rule (a quote inside an unquoted field) are caught by `_check_quotes`, block by block and in the
+    header, and go to DuckDB's reader.
 
     Each block is its own bytearray: the tail of the one before (a partial record) and then the stream's
     bytes read into it, cut by shrinking it. Joining `carry + data` and slicing the result copied every
