@@ -150,13 +150,13 @@ def _records(stream: io.BufferedIOBase, block: int | None = None) -> Iterator[by
             nl = _first_record_end(buf)
             if nl < 0:
                 if eof:
-                    _check_quotes(bytes(buf))  # a quote never closed would have swallowed every row
+                    _check_quotes(buf)  # a quote never closed would have swallowed every row
                     return  # header only (or empty): no data rows
                 if len(buf) > MAX_RECORD:
                     raise NotFast(f"a header longer than {MAX_RECORD >> 20} MB: a stray quote?")
                 carry, quotes_carry = bytes(buf), _quotes(buf)
                 continue
-            _check_quotes(bytes(buf[:nl + 1]))  # a stray quote in the header would take rows into it
+            _check_quotes(buf[:nl + 1])  # a stray quote in the header would take rows into it
             del buf[:nl + 1]
             header_done = True
             if eof:
