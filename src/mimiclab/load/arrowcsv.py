@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -338,7 +338,7 @@ class ParquetOut:
     column; sorted windows let it skip all but a few groups per window. A bounded window keeps memory flat
     (a full sort would hold or spill the whole table). Sorting moves rows away from their line in the
     file, which the MIMICDataset drop-in shows as its index, so a row map is written beside (`lines`):
-    (patient, line) in stored order, kept only when some window was reordered.
+    (patient, line) in stored order, kept only when some window was reordered or the windows are out of order.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, row_group: int, cluster: str | None = None,
@@ -350,7 +350,9 @@ class ParquetOut:
         self._ranges: arrowbuckets.SortedRanges | None = None  # the file is sorted whole (see _start_ranges)
         self._seen = 0  # rows given to _ranges
         self.rows = 0
-        self.reordered = False
+        self.reordered = False  # rows moved, or the stored order is not patient order: keep the row map
+        self._tail_max: Any = None  # the largest patient in the windows written so far (see _after_windows)
+        self._tail_null = False  # and whether they held a row without one
         self._held: list[pa.Table] = []
         self._held_rows = 0
         # dictionary pages for text only: numbers and times were dictionary-encoded and then, mostly, fell back
@@ -442,6 +444,7 @@ class ParquetOut:
             if np.array_equal(order.to_numpy(), np.arange(n)):  # nulls already last: nothing moves
                 order = None
         if order is None:
+            self._after_windows(key)
             self._writer.write_table(t, row_group_size=self.row_group)
             if self._lines is not None:
                 self._lines.write_table(pa.table([key, lines], names=[self._cluster, LINE]),
@@ -456,6 +459,19 @@ class ParquetOut:
             if self._lines is not None:
                 self._lines.write_table(pa.table([key.take(idx), lines.take(idx)], names=[self._cluster, LINE]),
                                         row_group_size=self.row_group)
+
+    def _after_windows(self, key: pa.ChunkedArray) -> None:
+        """Mark the file out of order when a window in order on its own is not in order after the ones
+        before (its smallest patient below their largest, or a patient after a row without one): nothing
+        moved, but the file is not sorted by patient, so the map is kept and the insert sorts the table
+        (store.duckdb_store.insert_native checks the order of any file with a map)."""
+        lo, hi = pc.min_max(key).values()
+        low, high = lo.as_py(), hi.as_py()
+        if low is not None and (self._tail_null or (self._tail_max is not None and low < self._tail_max)):
+            self.reordered = True
+        if high is not None:
+            self._tail_max = high
+        self._tail_null = self._tail_null or key.null_count > 0
 
     def _start_ranges(self, first: pa.Table) -> None:
         """The first window is out of patient order, as in PhysioNet's files, which interleave patients from
