@@ -197,3 +197,85 @@ def test_build_open_and_mimicdataset_in_a_plain_jupyter_kernel(mimiclab_home, de
     # the datathon's plot call shows its figure once (not again as the cell's value)
     images = [o for o in nb.cells[6].outputs if "image/png" in o.get("data", {})]
     assert len(images) == 1 and not any(o.output_type == "execute_result" for o in nb.cells[6].outputs)
+
+
+# ---------------------------------------------------------------------- 5. memory and spilling
+
+def _setting(ds, name: str) -> str:
+    return ds.store.scalar(f"SELECT current_setting('{name}')")
+
+
+def _as_duckdb_prints(limit: str) -> str:
+    """What DuckDB itself shows for a memory_limit of `limit` ('2GB' -> '1.8 GiB'): the oracle."""
+    con = duckdb.connect(config={"memory_limit": limit})
+    try:
+        return con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_the_api_caps_duckdbs_memory_by_default_and_takes_the_users_choice(demo_build, monkeypatch):
+    """DuckDB's own default is 80% of RAM, kept full of every block a query read: a process looking up
+    patient after patient (a DataLoader worker) grew with the database. The API caps it at 512 MB unless
+    the user says otherwise: $MIMICLAB_MEMORY_LIMIT, or memory_limit= (which wins)."""
+    import pickle
+
+    monkeypatch.delenv("MIMICLAB_MEMORY_LIMIT", raising=False)
+    ds = mimiclab.open(demo_build.build_dir)
+    assert _setting(ds, "memory_limit") == _as_duckdb_prints("512MB")
+    assert _as_duckdb_prints("512MB") != duckdb.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    monkeypatch.setenv("MIMICLAB_MEMORY_LIMIT", "1GB")
+    assert _setting(mimiclab.open(demo_build.build_dir), "memory_limit") == _as_duckdb_prints("1GB")
+    chosen = mimiclab.open(demo_build.build_dir, memory_limit="2GB")
+    assert _setting(chosen, "memory_limit") == _as_duckdb_prints("2GB")
+    # a pickled dataset (a DataLoader worker's copy) opens its store with the same choice
+    monkeypatch.delenv("MIMICLAB_MEMORY_LIMIT")
+    again = pickle.loads(pickle.dumps(chosen))
+    assert _setting(again, "memory_limit") == _as_duckdb_prints("2GB")
+    seed = MIMICDataset(demo_build.build_dir, ["hosp/admissions"], memory_limit="300MB")
+    assert _setting(seed.dataset, "memory_limit") == _as_duckdb_prints("300MB")
+
+
+def test_a_query_larger_than_the_cap_spills_to_a_private_folder_removed_on_close(demo_build, tmp_path, monkeypatch):
+    """A query needing more than the cap spills instead of failing, and not into `<cwd>/.tmp` (DuckDB's
+    default: rows of the data in whatever folder the notebook runs in) but into a folder of the store's
+    own, readable by the user only, removed when the store closes."""
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    ds = mimiclab.open(demo_build.build_dir, memory_limit="64MB")
+    spill = Path(_setting(ds, "temp_directory"))
+    assert spill.is_dir() and tmp_path not in spill.parents and spill != tmp_path / ".tmp"
+    assert stat.S_IMODE(spill.stat().st_mode) == 0o700
+    # 4M distinct 40-byte strings: a hash table several times the cap
+    n = 4_000_000
+    got = ds.store.scalar(f"SELECT count(*) FROM (SELECT DISTINCT md5(i::VARCHAR) || md5((i + 1)::VARCHAR) "
+                          f"FROM range({n}) t(i))")
+    assert got == n
+    assert not (tmp_path / ".tmp").exists()
+    ds.store.close()
+    assert not spill.exists()
+
+
+def test_a_forked_child_leaves_its_parents_spill_folder(demo_build, demo_dir):
+    """A forked child that drops its inherited store (which runs the store's finalizer) must not remove
+    the parent's folder: the parent may be spilling into it."""
+    import os
+
+    ds = mimiclab.open(demo_build.build_dir)
+    spill = Path(_setting(ds, "temp_directory"))
+    pid = os.fork()
+    if pid == 0:  # the child: run what dropping or closing the store runs, then leave without atexit
+        code = 1
+        try:
+            ds._store._remove_tmp()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert spill.is_dir()
+    assert ds.sql("SELECT count(*) AS n FROM mimiciv_hosp.admissions")["n"][0] == raw_count(
+        demo_dir / "hosp" / "admissions.csv.gz") > 0
+    ds.store.close()
+    assert not spill.exists()

@@ -21,7 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mimiclab import catalog
+from mimiclab import catalog, config
 from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
 from mimiclab.catalog import concepts
 from mimiclab.errors import MimiclabError, QueryError
@@ -78,12 +78,16 @@ def _stamp(build: Any) -> tuple:
     return tuple(out)
 
 
-def open(name: str | os.PathLike, version: str | None = None, **kw: Any) -> Dataset:
+def open(name: str | os.PathLike, version: str | None = None, *, memory_limit: str | None = None,
+         **kw: Any) -> Dataset:
     """Open a dataset: a catalog slug that has been built (``"mimic-iv-demo"``), a build folder (with
     manifest.json), a folder in PhysioNet's layout (built on first use under $MIMICLAB_HOME/folders), a
     PostgreSQL database (``"postgresql://user@host/mimic"``, as `mimiclab publish` filled it; ``dataset=``
     names one) or PhysioNet's BigQuery (``"bigquery://<billing-project>/mimiciv-3.1"``).
-    A slug that is not built raises NotBuiltError with the command that builds it."""
+    A slug that is not built raises NotBuiltError with the command that builds it.
+
+    `memory_limit` (e.g. ``"4GB"``): DuckDB's memory for a local build, default $MIMICLAB_MEMORY_LIMIT or
+    512MB (config.memory_limit); a query needing more spills to a private temporary folder."""
     from mimiclab import sources
     from mimiclab.api import folder as fo
 
@@ -100,9 +104,9 @@ def open(name: str | os.PathLike, version: str | None = None, **kw: Any) -> Data
             man = mf.read(path)
             if man is None:
                 raise MimiclabError(f"{path / mf.MANIFEST} is not a valid build manifest; rebuild the dataset")
-            return Dataset(Build(path, man))
-        return Dataset(fo.ensure_built(path))
-    return Dataset(find(str(name), version))
+            return Dataset(Build(path, man), memory_limit=memory_limit)
+        return Dataset(fo.ensure_built(path), memory_limit=memory_limit)
+    return Dataset(find(str(name), version), memory_limit=memory_limit)
 
 
 class Relation:
@@ -175,15 +179,20 @@ class Dataset:
 
     `build` is its Source: a local build (registry.Build) or a server's copy (sources.RemoteSource)."""
 
-    def __init__(self, build: Source, store: Store | None = None):
+    def __init__(self, build: Source, store: Store | None = None, memory_limit: str | None = None):
         self.build: Any = build  # a Build has build_dir/database (files to watch), a RemoteSource neither
         self._own = store is None  # a store we opened is ours to reopen; a given one is its owner's
+        self.memory_limit = memory_limit  # None: config.memory_limit() when a store is opened
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._stamp = _stamp(build) if self._own and _local(build) else None
-        self._store: Any = store or build.open()  # the store caches Parquet footers for point lookups
+        self._store: Any = store or self._open_store()  # the store caches Parquet footers for point lookups
         self._prepared: weakref.WeakSet = weakref.WeakSet()  # connections whose search_path is set
         self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
+
+    def _open_store(self) -> Store:
+        """A store of our own, with DuckDB's memory capped (config.memory_limit; servers ignore it)."""
+        return self.build.open(memory_limit=self.memory_limit or config.memory_limit())
 
     @property
     def source(self) -> Source:
@@ -212,7 +221,7 @@ class Dataset:
                 _ABANDONED.append(self._store)  # never closed nor freed here: that would touch the parent's instance
                 self._store, self._pid = None, pid
             if not _local(self.build):  # a server: a fresh connection of this process's own
-                self._store = self.build.open()
+                self._store = self._open_store()
                 self.generation += 1
                 return
             stamp = _stamp(self.build)
@@ -228,7 +237,7 @@ class Dataset:
                 self._stamp = stamp
                 return
             # the old store is dropped, not closed: another thread may be reading from it right now
-            self._store, self._stamp = self.build.open(), stamp
+            self._store, self._stamp = self._open_store(), stamp
             self.generation += 1
 
     def __getstate__(self) -> dict:
@@ -241,10 +250,11 @@ class Dataset:
             raise NotPicklableError(f"a Dataset on {getattr(self.build, 'where', 'a server')} cannot be pickled "
                                     "(its connection URL may hold a password): call mimiclab.open(url) in the "
                                     "other process instead")
-        return {"build": self.build}
+        return {"build": self.build, "memory_limit": self.memory_limit}
 
     def __setstate__(self, state: dict) -> None:
         self.build = state["build"]
+        self.memory_limit = state.get("memory_limit")
         self._own, self._lock, self._pid = True, threading.Lock(), os.getpid()
         self._stamp, self._store, self.generation = None, None, 0  # opened on first use
         self._prepared = weakref.WeakSet()

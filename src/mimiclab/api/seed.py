@@ -80,7 +80,10 @@ class _LazyTables(Mapping):
 class MIMICDataset:
     """Patients present in every selected file, each with their rows of each file."""
 
-    def __init__(self, datapath: str | os.PathLike, files: str | list[str], *, version: str | None = None):
+    def __init__(self, datapath: str | os.PathLike, files: str | list[str], *, version: str | None = None,
+                 memory_limit: str | None = None):
+        """`memory_limit`: DuckDB's memory per process (each DataLoader worker opens its own), as in
+        mimiclab.open."""
         from mimiclab.api import folder as fo
 
         self.datapath = datapath
@@ -108,7 +111,7 @@ class MIMICDataset:
             raise MissingFileError(f"{datapath} does not exist")
         else:
             build = find(str(datapath), version)
-        self._ds = Dataset(build)
+        self._ds = Dataset(build, memory_limit=memory_limit)
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._lock = threading.Lock()

@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
@@ -309,6 +310,13 @@ def connect_private(path: Path, config: dict[str, Any]):
     return con
 
 
+def _remove_private_dir(path: str, owner: int) -> None:
+    """Remove a store's spill folder, in the process that made it only: a forked child that exits must not
+    take its parent's folder with it."""
+    if os.getpid() == owner:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class DuckDBStore(Store):
     backend = "duckdb"
     dialect = "duckdb"
@@ -355,12 +363,14 @@ class DuckDBStore(Store):
         # dozens of files and would otherwise spend most of their time re-reading metadata.
         self._con.execute("SET parquet_metadata_cache=true")
         self.sandboxed = sandbox_dir is not None
-        self._private_tmp: str | None = None
+        # DuckDB spills to `<cwd>/.tmp` by default: rows of the data in whatever folder the notebook runs in,
+        # and, for a sandbox, a folder it always allows, readable by anyone who can write there. Spill to a
+        # private folder of this store's own instead (mkdtemp: mode 0700), removed on close or when the store
+        # is dropped (a rebuild drops the old store without closing it), never by a forked child.
+        self._private_tmp: str | None = tempfile.mkdtemp(prefix="mimiclab-sandbox-" if self.sandboxed else "mimiclab-spill-")
+        self._remove_tmp = weakref.finalize(self, _remove_private_dir, self._private_tmp, os.getpid())
+        self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
         if sandbox_dir is not None:
-            # DuckDB always allows its temp folder (default `<cwd>/.tmp`, readable by anyone who can write
-            # there): spill to a private folder of this store's own instead, removed on close.
-            self._private_tmp = tempfile.mkdtemp(prefix="mimiclab-sandbox-")
-            self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
             dirs = [sandbox_dir] if isinstance(sandbox_dir, (str, os.PathLike)) else list(sandbox_dir)
             allowed = ", ".join(_lit(str(Path(d).resolve()) + os.sep) for d in dirs)
             self._con.execute(f"SET allowed_directories=[{allowed}]")
@@ -479,6 +489,6 @@ class DuckDBStore(Store):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._con.close()
-        tmp = getattr(self, "_private_tmp", None)
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        remove = getattr(self, "_remove_tmp", None)
+        if remove is not None:
+            remove()
