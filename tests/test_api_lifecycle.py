@@ -14,6 +14,7 @@ import pytest
 
 import mimiclab
 from mimiclab import MIMICDataset
+from mimiclab.errors import MimiclabError
 from mimiclab.load import build
 
 # the API fetches point lookups with execute() + Arrow on purpose (see Dataset.fetch)
@@ -234,6 +235,12 @@ def test_the_api_caps_duckdbs_memory_by_default_and_takes_the_users_choice(demo_
     assert _setting(again, "memory_limit") == _as_duckdb_prints("2GB")
     seed = MIMICDataset(demo_build.build_dir, ["hosp/admissions"], memory_limit="300MB")
     assert _setting(seed.dataset, "memory_limit") == _as_duckdb_prints("300MB")
+    # a value DuckDB does not take is named, with where it came from
+    monkeypatch.setenv("MIMICLAB_MEMORY_LIMIT", "lots")
+    with pytest.raises(MimiclabError, match=r"'lots' is not a size DuckDB takes .*MIMICLAB_MEMORY_LIMIT"):
+        mimiclab.open(demo_build.build_dir)
+    with pytest.raises(MimiclabError, match=r"'12 apples' is not a size DuckDB takes .*memory_limit="):
+        mimiclab.open(demo_build.build_dir, memory_limit="12 apples")
 
 
 def test_a_query_larger_than_the_cap_spills_to_a_private_folder_removed_on_close(demo_build, tmp_path, monkeypatch):
@@ -254,6 +261,15 @@ def test_a_query_larger_than_the_cap_spills_to_a_private_folder_removed_on_close
     assert got == n
     assert not (tmp_path / ".tmp").exists()
     ds.store.close()
+    assert not spill.exists()
+    # a store dropped without close (a rebuild drops the old one: another thread may still be reading it)
+    import gc
+
+    dropped = mimiclab.open(demo_build.build_dir)
+    spill = Path(_setting(dropped, "temp_directory"))
+    assert spill.is_dir()
+    del dropped
+    gc.collect()
     assert not spill.exists()
 
 

@@ -310,6 +310,15 @@ def connect_private(path: Path, config: dict[str, Any]):
     return con
 
 
+def _takes_memory_limit(value: str) -> bool:
+    """Whether DuckDB accepts `value` as memory_limit (asked of a throwaway in-memory instance)."""
+    try:
+        duckdb.connect(config={"memory_limit": value}).close()
+        return True
+    except duckdb.Error:
+        return False
+
+
 def _remove_private_dir(path: str, owner: int) -> None:
     """Remove a store's spill folder, in the process that made it only: a forked child that exits must not
     take its parent's folder with it."""
@@ -355,6 +364,9 @@ class DuckDBStore(Store):
                 self._con.execute(f"ATTACH {_lit(Path(db))} AS {_ident(alias)} (READ_ONLY)")
                 path_entries += [f"{alias}.{s}" for s in db_schemas]
         except duckdb.Error as exc:
+            if memory_limit and not _takes_memory_limit(memory_limit):
+                raise QueryError(f"memory limit {memory_limit!r} is not a size DuckDB takes (e.g. 512MB, 4GB; from "
+                                 f"memory_limit= or $MIMICLAB_MEMORY_LIMIT): {exc}") from None
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
         # DuckDB looks up `schema.table` in the catalogs of the search path too: a linked build's schemas
         # resolve by their mimic-code names. A local setting, so every cursor sets it (see _cursor).
