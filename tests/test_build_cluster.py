@@ -50,6 +50,16 @@ def _stored(path: Path) -> list[tuple]:
         f"ORDER BY file_row_number").fetchall()
 
 
+def _rows(entries: list[tuple]) -> list[tuple]:
+    """Hand-worked: row map entries (patient, first line, run) as one (patient, line) per row; an entry
+    without a run (a map from before runs) is one row."""
+    return [(e[0], e[1] + i) for e in entries for i in range(e[2] if len(e) > 2 else 1)]
+
+
+def _map(path: Path) -> list[tuple]:
+    return _rows(_stored(path))
+
+
 def _write(src: SourceFile, tmp: Path, row_group: int) -> tuple[Path, Path, int]:
     out, lines = tmp / "t.parquet", tmp / "t.lines.parquet"
     n = arrowcsv.csv_to_parquet(src, _table(), "1", out, row_group=row_group, lines=lines)
@@ -100,7 +110,7 @@ def test_a_file_out_of_patient_order_is_sorted_whole_and_mapped_to_its_lines(tmp
     out, lines, n = _write(src, tmp_path, row_group=4)
     want = _by_patient(_raw(src))
     assert n == len(subjects) and _stored(out) == [r[1:] for r in want]
-    assert _stored(lines) == [(r[1], r[0]) for r in want]
+    assert _map(lines) == [(r[1], r[0]) for r in want]
     assert len(sorts) >= (2 if bucket_rows <= 3 else 1)  # small buckets: several ranges
     groups = pq.ParquetFile(out).metadata
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == \
@@ -109,12 +119,12 @@ def test_a_file_out_of_patient_order_is_sorted_whole_and_mapped_to_its_lines(tmp
     cut = []
     monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: cut.append(a))
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT, run INTEGER)")
     duckdb_store.insert_native(con, "t", out, lines)
     duckdb_store.insert_native(con, "m", lines, lines)
     assert not cut  # in order already: copied as it is
     assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
-    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
+    assert _rows(con.execute("SELECT * FROM m ORDER BY rowid").fetchall()) == [(r[1], r[0]) for r in want]
 
 
 @pytest.mark.parametrize("top", [3, 500, 40_000])  # 16-bit bucket numbers (a radix sort) and wider ones
@@ -178,7 +188,7 @@ def test_written_window_by_window_each_window_is_sorted_and_mapped_to_its_lines(
     want = _expected(raw, 8)  # windows: lines 0-7, 8-15, 16-19
     assert n == len(subjects) == len(raw)
     assert _stored(out) == [r[1:] for r in want]
-    assert _stored(lines) == [(r[1], r[0]) for r in want]
+    assert _map(lines) == [(r[1], r[0]) for r in want]
     assert [want[i][1] for i in range(8)] == [1, 1, 1, 1, 2, 2, 3, 3]
     assert [want[i][0] for i in range(8)] == [1, 3, 6, 7, 2, 5, 0, 4]  # each patient's rows in file order
     assert pq.ParquetFile(out).metadata.num_row_groups == 5  # whole row groups: 4 + 4 + 4 + 4 + 4
@@ -203,13 +213,13 @@ def test_a_file_written_window_by_window_is_sorted_whole_on_insert(tmp_path, mon
     real = duckdb_store._patient_ranges
     monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: cut.append(1) or real(*a))
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT, run INTEGER)")
     duckdb_store.insert_native(con, "t", out, lines)
     assert bool(cut) is sorted_on_insert
     want = _by_patient(_raw(src))
     assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
     duckdb_store.insert_native(con, "m", lines, lines)
-    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
+    assert _rows(con.execute("SELECT * FROM m ORDER BY rowid").fetchall()) == [(r[1], r[0]) for r in want]
 
 
 @pytest.mark.parametrize("bucket_rows", [1, 2, 3, 5, 1000])
@@ -231,13 +241,13 @@ def test_a_window_by_window_file_is_sorted_by_patient_range_on_insert(tmp_path, 
     cut = duckdb_store._patient_ranges
     monkeypatch.setattr(duckdb_store, "_patient_ranges", lambda *a: made.append(len((b := cut(*a))[0].rows)) or b)
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT, run INTEGER)")
     duckdb_store.insert_native(con, "t", out, lines)
     assert made and (bucket_rows > 3 or made[0] >= 2)  # small buckets: several ranges
     duckdb_store.insert_native(con, "m", lines, lines)
     want = _by_patient(_raw(src))
     assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in want]
-    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in want]
+    assert _rows(con.execute("SELECT * FROM m ORDER BY rowid").fetchall()) == [(r[1], r[0]) for r in want]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv.gz", "t.lines.parquet", "t.parquet"]
 
 
@@ -271,12 +281,12 @@ def test_any_order_round_trips_through_the_row_map(tmp_path, monkeypatch, subjec
     if lines.exists():  # some rows moved; decided on the rows held when the first window fills (here: all)
         whole_sort = whole and len(subjects) >= window
         assert _stored(out) == [r[1:] for r in (_by_patient(raw) if whole_sort else _expected(raw, window))]
-        moved = [line for _, line in _stored(lines)] != list(range(n))
+        moved = [line for _, line in _map(lines)] != list(range(n))
         assert moved or raw != _by_patient(raw)  # a map only where rows moved or the file is out of order
         by_line = {r[0]: r[1:] for r in raw}
         stored = _stored(out)
-        assert [by_line[line] for _, line in _stored(lines)] == stored  # the map names each stored row's line
-        assert [k for k, _ in _stored(lines)] == [r[0] for r in stored]
+        assert [by_line[line] for _, line in _map(lines)] == stored  # the map names each stored row's line
+        assert [k for k, _ in _map(lines)] == [r[0] for r in stored]
     else:  # nothing moved: the file's own order, which is patient order unless it is one row group
         assert _stored(out) == [r[1:] for r in raw]
         assert raw == _by_patient(raw) or n <= row_group
@@ -302,13 +312,13 @@ def test_windows_each_in_order_but_not_the_file_are_sorted_on_insert(tmp_path, m
     out, lines, _ = _write(src, tmp_path, row_group=2)
     raw = _raw(src)
     assert _stored(out) == [r[1:] for r in raw]  # nothing moved in the file written
-    assert _stored(lines) == [(r[1], r[0]) for r in raw]
+    assert _map(lines) == [(r[1], r[0]) for r in raw]
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT)")
+    con.execute("CREATE TABLE t (subject_id INTEGER, v VARCHAR, x DOUBLE); CREATE TABLE m (subject_id INTEGER, line BIGINT, run INTEGER)")
     duckdb_store.insert_native(con, "t", out, lines)
     duckdb_store.insert_native(con, "m", lines, lines)
     assert con.execute("SELECT * FROM t ORDER BY rowid").fetchall() == [r[1:] for r in _by_patient(raw)]
-    assert con.execute("SELECT * FROM m ORDER BY rowid").fetchall() == [(r[1], r[0]) for r in _by_patient(raw)]
+    assert _rows(con.execute("SELECT * FROM m ORDER BY rowid").fetchall()) == [(r[1], r[0]) for r in _by_patient(raw)]
 
 
 def test_a_table_of_one_row_group_keeps_file_order(tmp_path):
@@ -316,6 +326,23 @@ def test_a_table_of_one_row_group_keeps_file_order(tmp_path):
     out, lines, _ = _write(src, tmp_path, row_group=16_384)
     assert not lines.exists()
     assert _stored(out) == [r[1:] for r in _raw(src)]
+
+
+def test_map_entries_are_runs_of_one_patient_on_consecutive_lines():
+    """Hand-worked: a new entry wherever the patient changes (a missing patient is one of its own) or the
+    line does not follow the one before."""
+    import pyarrow as pa
+
+    keys = pa.array([1, 1, 2, 2, None, None, 1, 1, None, 3], pa.int32())
+    lines = pa.array([5, 6, 7, 9, 10, 11, 12, 13, 2, 3], pa.int64())
+    got = arrowcsv.map_entries(keys, lines, "subject_id")
+    assert got.column_names == ["subject_id", "line", "run"]
+    assert list(zip(*[got.column(c).to_pylist() for c in got.column_names], strict=True)) == [
+        (1, 5, 2), (2, 7, 1), (2, 9, 1), (None, 10, 2), (1, 12, 2), (None, 2, 1), (3, 3, 1)]
+    assert _rows(list(zip(*[got.column(c).to_pylist() for c in got.column_names], strict=True))) == \
+        list(zip(keys.to_pylist(), lines.to_pylist(), strict=True))
+    empty = arrowcsv.map_entries(keys.slice(0, 0), lines.slice(0, 0), "subject_id")
+    assert empty.num_rows == 0 and empty.column_names == ["subject_id", "line", "run"]
 
 
 def test_a_failed_parse_leaves_no_row_map(tmp_path, monkeypatch):
@@ -332,13 +359,14 @@ def test_a_failed_parse_leaves_no_row_map(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- a build of the real demo
 
 
-def _demo_build(tmp_path_factory, demo_dir, whole: bool):
+def _demo_build(tmp_path_factory, demo_dir, whole: bool, runs: bool = True):
     from mimiclab.load import build
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MIMICLAB_HOME", str(tmp_path_factory.mktemp("cluster-home")))
         mp.setattr(arrowcsv, "WINDOW_ROWS", loader.MIN_ROW_GROUP)
         mp.setattr(arrowcsv, "SORT_WHOLE", whole)
+        mp.setattr(arrowcsv, "RUN_MAPS", runs)
         mp.setattr(arrowbuckets, "SORT_BUCKET_ROWS", 7_000)  # labevents (107,727 rows) sorts in ~16 ranges
         return build("mimic-iv-demo", source=demo_dir, dest=tmp_path_factory.mktemp("cluster") / "b",
                      tables=["admissions", "labevents", "prescriptions"])
@@ -358,9 +386,23 @@ def windowed_build(tmp_path_factory, demo_dir):
     return _demo_build(tmp_path_factory, demo_dir, whole=False)
 
 
+@pytest.fixture(scope="module")
+def per_row_build(tmp_path_factory, demo_dir):
+    """Written window by window with a map entry per row, as mimiclab did before runs (arrowcsv.RUN)."""
+    return _demo_build(tmp_path_factory, demo_dir, whole=False, runs=False)
+
+
 @pytest.fixture(params=["sorted", "windowed"])
 def demo_build(request):
     return request.getfixturevalue(f"{request.param}_build")
+
+
+def _expanded(lines: str) -> str:
+    """SQL: a row map file as one row per data row (subject_id, line, pos: 0-based stored position), each
+    entry (patient, first line, run) read as lines first .. first + run - 1. Hand-written, not mimiclab's."""
+    return (f"SELECT subject_id, line + i AS line, row_number() OVER (ORDER BY file_row_number, i) - 1 AS pos "
+            f"FROM (SELECT subject_id, line, file_row_number, unnest(range(run)) AS i "
+            f"FROM read_parquet('{lines}', file_row_number=true))")
 
 
 def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(demo_build, demo_dir, request):
@@ -376,8 +418,8 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(demo_buil
     diff = con.execute(f"""
         WITH t AS (SELECT row_number() OVER (PARTITION BY subject_id ORDER BY rowid) AS k, *
                    FROM mimiciv_hosp.labevents),
-             m AS (SELECT subject_id, row_number() OVER (PARTITION BY subject_id ORDER BY file_row_number) AS k, line
-                   FROM read_parquet('{lines}', file_row_number=true)),
+             m AS (SELECT subject_id, row_number() OVER (PARTITION BY subject_id ORDER BY pos) AS k, line
+                   FROM ({_expanded(lines)})),
              r AS (SELECT row_number() OVER () - 1 AS line, labevent_id, subject_id, itemid, valuenum
                    FROM read_csv('{raw}', header=true))
         SELECT count(*), count(r.line), count(*) FILTER (WHERE t.labevent_id IS DISTINCT FROM r.labevent_id
@@ -388,15 +430,20 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(demo_buil
     # and the Parquet file row for row with its map, in stored order
     assert con.execute(f"""SELECT count(*) FROM
         (SELECT file_row_number AS pos, subject_id FROM read_parquet('{parquet}', file_row_number=true)) p
-        FULL JOIN (SELECT file_row_number AS pos, subject_id FROM read_parquet('{lines}', file_row_number=true)) m
+        FULL JOIN ({_expanded(lines)}) m
         USING (pos) WHERE p.subject_id IS DISTINCT FROM m.subject_id""").fetchone() == (0,)
+    # one entry per run of a patient's rows on consecutive lines: at least the raw file's 5,663 runs, and
+    # no more than one cut per row group of the map on top (a run may be cut where the map's writes are)
+    entries = pq.ParquetFile(lines).metadata
+    assert 5_663 <= entries.num_rows <= 5_663 + 100 * -(-107_727 // 16_384) < 107_727 // 10
     # the database's copy of the map (store.row_map_table) is the Parquet map sorted as the table is: by
     # patient, then the map's order
     copy = f"mimiclab_rows.{chr(34)}{Path(lines).name.removesuffix('.parquet')}{chr(34)}"
     assert con.execute(f"SELECT count(*) FROM (SELECT rowid AS pos, * FROM {copy}) c FULL JOIN "
                        f"(SELECT row_number() OVER (ORDER BY subject_id, file_row_number) - 1 AS pos, * "
                        f"FROM read_parquet('{lines}', file_row_number=true)) p "
-                       f"USING (pos) WHERE c.line IS DISTINCT FROM p.line OR c.subject_id IS DISTINCT FROM p.subject_id"
+                       f"USING (pos) WHERE c.line IS DISTINCT FROM p.line OR c.subject_id IS DISTINCT FROM p.subject_id "
+                       f"OR c.run IS DISTINCT FROM p.run"
                        ).fetchone() == (0,)
     stored_runs = con.execute(f"""SELECT count(*) FROM (SELECT subject_id, lag(subject_id) OVER (ORDER BY file_row_number)
         AS prev FROM read_parquet('{parquet}', file_row_number=true)) WHERE prev IS DISTINCT FROM subject_id""").fetchone()[0]
@@ -414,6 +461,24 @@ def test_the_demo_build_is_clustered_and_its_map_names_every_rows_line(demo_buil
     assert con.execute("""SELECT count(*), count(DISTINCT subject_id) FROM (SELECT subject_id,
         lag(subject_id) OVER (ORDER BY rowid) AS prev FROM mimiciv_hosp.labevents)
         WHERE prev IS DISTINCT FROM subject_id""").fetchone() == (100, 100)
+
+
+def test_maps_written_before_runs_still_pair(per_row_build, demo_dir):
+    """A build from before runs (a map entry per row, no `run` column) keeps working: its rows get their
+    lines as read_csv numbers them (pandas is the oracle)."""
+    from mimiclab.api import MIMICDataset
+
+    entry = per_row_build.manifest.tables["mimiciv_hosp.labevents"]
+    assert "run" not in pq.ParquetFile(per_row_build.build_dir / entry.lines).schema_arrow.names
+    assert pq.ParquetFile(per_row_build.build_dir / entry.lines).metadata.num_rows == 107_727
+    ds = MIMICDataset(per_row_build.build_dir, files=["hosp/labevents"])
+    frame = pd.read_csv(f"{demo_dir}/hosp/labevents.csv.gz")
+    for i in (0, 9, -1):
+        got = ds[i]
+        want = frame[frame.subject_id == got.subject_id]
+        assert list(got.data["hosp/labevents"].index) == list(want.index)
+        assert got.data["hosp/labevents"]["labevent_id"].tolist() == want["labevent_id"].tolist()
+    assert list(ds.data["hosp/labevents"].index) == list(range(107_727))
 
 
 def test_mimicdataset_over_a_sorted_table_matches_the_example_class(demo_build, demo_dir):

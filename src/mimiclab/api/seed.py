@@ -77,6 +77,22 @@ class _LazyTables(Mapping):
         return len(self._owner.keys)
 
 
+def _runs_to_rows(m):
+    """Map entries (subject_id, line, run) -> one (subject_id, line) per row: a run of k from line L is
+    lines L .. L+k-1, in that order."""
+    import numpy as np
+    import pyarrow as pa
+
+    run = m.column("run").to_numpy().astype(np.int64)
+    if len(run) == 0 or bool((run == 1).all()):
+        return m.select(["subject_id", "line"])
+    entry = np.repeat(np.arange(len(run)), run)
+    step = np.arange(len(entry)) - np.repeat(np.cumsum(run) - run, run)
+    line = m.column("line").to_numpy()[entry] + step
+    return pa.table([m.column("subject_id").take(pa.array(entry)), pa.array(line, pa.int64())],
+                    names=["subject_id", "line"])
+
+
 class MIMICDataset:
     """Patients present in every selected file, each with their rows of each file."""
 
@@ -124,7 +140,7 @@ class MIMICDataset:
         ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
-        self._lines: dict[str, tuple[str, str]] = {}  # row maps of tables stored in patient-sorted windows
+        self._lines: dict[str, tuple[str, str, str]] = {}  # row maps of tables stored in patient-sorted windows
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
         self._manifest, self._gen = build.manifest, self._ds.generation
@@ -228,17 +244,20 @@ class MIMICDataset:
             t = self._file_lines(key, t, subject_id)
         return self._convert(key, t)
 
-    def _row_map(self, path: str) -> tuple[str, str]:
-        """(relation, its order column) of a row map: the native database's copy (store.row_map_table;
-        several times faster), else the Parquet file (views storage, or a database from before the copy)."""
+    def _row_map(self, path: str) -> tuple[str, str, str]:
+        """(relation, its order column, its run column or "1") of a row map: the native database's copy
+        (store.row_map_table; several times faster), else the Parquet file (views storage, or a database from
+        before the copy). A map written before runs (load.arrowcsv.RUN) has an entry per row: a run of 1."""
         from mimiclab.store import ROW_MAP_SCHEMA, row_map_table
 
+        rel, order = f"read_parquet({lit(exact_path(path))}, file_row_number=true)", "file_row_number"
         if self._ds.manifest.storage == "native":
             name = row_map_table(path)
             if self._ds.store.scalar("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
                                      f"AND schema_name = {lit(ROW_MAP_SCHEMA)} AND table_name = {lit(name)}"):
-                return f"{ident(ROW_MAP_SCHEMA)}.{ident(name)}", "rowid"
-        return f"read_parquet({lit(exact_path(path))}, file_row_number=true)", "file_row_number"
+                rel, order = f"{ident(ROW_MAP_SCHEMA)}.{ident(name)}", "rowid"
+        cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM {rel}").column("column_name").to_pylist()
+        return rel, order, ("run" if "run" in cols else "1")
 
     def _file_lines(self, key: str, t, subject_id: int | None):
         """Rows of a table stored in patient order get their line in the file from its row map, which lists
@@ -248,12 +267,14 @@ class MIMICDataset:
         in windows), and every one of these orders keeps a patient's rows in the same relative order."""
         import pyarrow as pa
 
-        src, order = self._lines[key]
+        src, order, run = self._lines[key]
         if subject_id is None:
-            m = self._ds.store.arrow(f"SELECT subject_id, line FROM {src} ORDER BY subject_id NULLS LAST, {order}")
+            m = self._ds.store.arrow(f"SELECT subject_id, line, {run} AS run FROM {src} "
+                                     f"ORDER BY subject_id NULLS LAST, {order}")
         else:
-            m = self._ds.fetch(f"SELECT subject_id, line FROM {src} WHERE subject_id = $sid ORDER BY {order}",
-                               {"sid": subject_id})
+            m = self._ds.fetch(f"SELECT subject_id, line, {run} AS run FROM {src} WHERE subject_id = $sid "
+                               f"ORDER BY {order}", {"sid": subject_id})
+        m = _runs_to_rows(m)
         t = t.sort_by([("subject_id", "ascending"), ("__row__", "ascending")])  # nulls last: the default
         if m.num_rows != t.num_rows or not m.column("subject_id").cast(pa.int64()).equals(
                 t.column("subject_id").cast(pa.int64())):  # the same patients, row for row (the map's own check)

@@ -322,8 +322,37 @@ def parsed(src: SourceFile, schema: pa.Schema, progress: Progress | None = None,
 WINDOW_ROWS = 2_000_000
 WINDOW_BYTES = 64 << 20
 LINE = "line"  # the row map's column: the row's 0-based data line in the csv (read_csv's index)
+# and how many rows, one after another in stored order, sit on lines LINE, LINE + 1, ... (same patient). PhysioNet's
+# files hold a patient's rows in runs (the demo's labevents: 19 rows a run), so one entry per run made the full-scale
+# maps ~10x smaller than one per row (3.0 GB of the database). A map without RUN (an earlier mimiclab) has one per row.
+RUN = "run"
+RUN_MAPS = True  # False: one entry per row, as mimiclab wrote maps before (tests read such maps)
 PARSE_SHARE = 0.45  # of a table sorted whole: the parse and cut into ranges; the rest, sorting and writing it
 SORT_WHOLE = True  # False: sort window by window only, as mimiclab wrote files before (tests read such files)
+
+
+def map_entries(key: pa.Array | pa.ChunkedArray, lines: pa.Array | pa.ChunkedArray, name: str) -> pa.Table:
+    """Row map entries of rows in stored order: (patient, first line, run) for each run of rows of one patient
+    on consecutive lines (RUN_MAPS), else (patient, line) per row. A run cut between two calls is two
+    entries; read back, they give the same lines."""
+    if not RUN_MAPS:
+        return pa.table([key, lines], names=[name, LINE])
+    if isinstance(key, pa.ChunkedArray):
+        key = key.combine_chunks()
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    n = len(lines)
+    line = lines.to_numpy()
+    starts = np.zeros(n, dtype=bool)
+    if n:
+        starts[0] = True
+        head, tail = key.slice(0, n - 1), key.slice(1)
+        other = pc.fill_null(pc.not_equal(tail, head), False).to_numpy(zero_copy_only=False)
+        valid = key.is_valid().to_numpy(zero_copy_only=False)
+        starts[1:] = other | (valid[1:] != valid[:-1]) | (line[1:] != line[:-1] + 1)
+    first = np.flatnonzero(starts)
+    run = np.diff(np.append(first, n)).astype(np.int32)
+    return pa.table([key.take(pa.array(first)), pa.array(line[first]), pa.array(run)], names=[name, LINE, RUN])
 
 
 class ParquetOut:
@@ -338,7 +367,8 @@ class ParquetOut:
     column; sorted windows let it skip all but a few groups per window. A bounded window keeps memory flat
     (a full sort would hold or spill the whole table). Sorting moves rows away from their line in the
     file, which the MIMICDataset drop-in shows as its index, so a row map is written beside (`lines`):
-    (patient, line) in stored order, kept only when some window was reordered or the windows are out of order.
+    (patient, first line, run) for each run of a patient's rows on consecutive lines, in stored order
+    (`map_entries`), kept only when some window was reordered or the windows are out of order.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, row_group: int, cluster: str | None = None,
@@ -371,7 +401,8 @@ class ParquetOut:
         if self._cluster is not None and lines is not None:
             key = schema.field(self._cluster)
             # a dictionary of unique line numbers is built only to be dropped: delta encoding, a quarter of the CPU
-            self._lines = pq.ParquetWriter(lines, pa.schema([key, pa.field(LINE, pa.int64())]), compression="zstd",
+            fields = [key, pa.field(LINE, pa.int64())] + ([pa.field(RUN, pa.int32())] if RUN_MAPS else [])
+            self._lines = pq.ParquetWriter(lines, pa.schema(fields), compression="zstd",
                                            compression_level=ZSTD_LEVEL, version="2.6", data_page_version="2.0",
                                            write_statistics=True, use_dictionary=[self._cluster],
                                            column_encoding={LINE: "DELTA_BINARY_PACKED"})
@@ -447,8 +478,7 @@ class ParquetOut:
             self._after_windows(key)
             self._writer.write_table(t, row_group_size=self.row_group)
             if self._lines is not None:
-                self._lines.write_table(pa.table([key, lines], names=[self._cluster, LINE]),
-                                        row_group_size=self.row_group)
+                self._lines.write_table(self._entries(key, lines), row_group_size=self.row_group)
             return
         self.reordered = True
         t = t.combine_chunks(memory_pool=_MEMORY)  # take from one chunk: 4x cheaper than from the parse's chunks
@@ -457,8 +487,12 @@ class ParquetOut:
             idx = order.slice(start, self.row_group)
             self._writer.write_table(t.take(idx), row_group_size=self.row_group)
             if self._lines is not None:
-                self._lines.write_table(pa.table([key.take(idx), lines.take(idx)], names=[self._cluster, LINE]),
+                self._lines.write_table(self._entries(key.take(idx), lines.take(idx)),
                                         row_group_size=self.row_group)
+
+    def _entries(self, key: pa.Array | pa.ChunkedArray, lines: pa.Array | pa.ChunkedArray) -> pa.Table:
+        assert self._cluster is not None  # a map is written only for a table sorted by its patient column
+        return map_entries(key, lines, self._cluster)
 
     def _after_windows(self, key: pa.ChunkedArray) -> None:
         """Mark the file out of order when a window in order on its own is not in order after the ones
@@ -526,7 +560,8 @@ class ParquetOut:
         self.rows += t.num_rows
         self._writer.write_table(t.drop_columns([LINE]), row_group_size=self.row_group)
         if self._lines is not None:
-            self._lines.write_table(t.select([self._cluster, LINE]), row_group_size=self.row_group)
+            self._lines.write_table(self._entries(t.column(self._cluster), t.column(LINE)),
+                                    row_group_size=self.row_group)
         if self._sorted_rows is not None:
             self._sorted_rows(self.rows)
 
