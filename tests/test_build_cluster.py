@@ -388,7 +388,7 @@ def windowed_build(tmp_path_factory, demo_dir):
 
 @pytest.fixture(scope="module")
 def per_row_build(tmp_path_factory, demo_dir):
-    """Written window by window with a map entry per row, as mimiclab did before runs (arrowcsv.RUN)."""
+    """Written window by window with a map entry per row, as mimiclab did before runs (arrowcsv.RUN_MAPS)."""
     return _demo_build(tmp_path_factory, demo_dir, whole=False, runs=False)
 
 

@@ -86,11 +86,11 @@ def _runs_to_rows(m):
     run = m.column("run").to_numpy().astype(np.int64)
     if len(run) == 0 or bool((run == 1).all()):
         return m.select(["subject_id", "line"])
-    entry = np.repeat(np.arange(len(run)), run)
-    step = np.arange(len(entry)) - np.repeat(np.cumsum(run) - run, run)
-    line = m.column("line").to_numpy()[entry] + step
-    return pa.table([m.column("subject_id").take(pa.array(entry)), pa.array(line, pa.int64())],
-                    names=["subject_id", "line"])
+    # row j of entry e is line first[e] + (j - start[e]), start[e] being e's first row: one repeat, one add
+    line = np.repeat(m.column("line").to_numpy() - (np.cumsum(run) - run), run)
+    line += np.arange(len(line))
+    subject = m.column("subject_id").take(pa.array(np.repeat(np.arange(len(run)), run)))
+    return pa.table([subject, pa.array(line, pa.int64())], names=["subject_id", "line"])
 
 
 class MIMICDataset:
@@ -140,7 +140,7 @@ class MIMICDataset:
         ds_cat = catalog.get(build.slug) if build.slug in {d.slug for d in catalog.datasets()} else None
         self._sql: dict[str, str] = {}
         self._parquet: dict[str, str] = {}
-        self._lines: dict[str, tuple[str, str, str]] = {}  # row maps of tables stored in patient-sorted windows
+        self._lines: dict[str, tuple[str, str, str]] = {}  # row maps of tables stored in patient order
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
         self._manifest, self._gen = build.manifest, self._ds.generation
@@ -247,7 +247,8 @@ class MIMICDataset:
     def _row_map(self, path: str) -> tuple[str, str, str]:
         """(relation, its order column, its run column or "1") of a row map: the native database's copy
         (store.row_map_table; several times faster), else the Parquet file (views storage, or a database from
-        before the copy). A map written before runs (load.arrowcsv.RUN) has an entry per row: a run of 1."""
+        before the copy). A map written before runs (no `run` column, load.arrowcsv.RUN) has an entry per row:
+        a run of 1."""
         from mimiclab.store import ROW_MAP_SCHEMA, row_map_table
 
         rel, order = f"read_parquet({lit(exact_path(path))}, file_row_number=true)", "file_row_number"
@@ -261,10 +262,11 @@ class MIMICDataset:
 
     def _file_lines(self, key: str, t, subject_id: int | None):
         """Rows of a table stored in patient order get their line in the file from its row map, which lists
-        (subject_id, line): the k-th of a patient's rows in stored order is the k-th of that patient's
-        entries in the map's order. Paired per patient, not by global position: a native table is sorted
-        whole by patient while its Parquet file and map are in sorted windows (or, built before that, both
-        in windows), and every one of these orders keeps a patient's rows in the same relative order."""
+        (subject_id, line, run), read as one line per row (_runs_to_rows): the k-th of a patient's rows in
+        stored order is the k-th of that patient's lines in the map's order. Paired per patient, not by
+        global position: a native table is sorted whole by patient while its Parquet file and map may be in
+        sorted windows (built before whole sorts), and every one of these orders keeps a patient's rows in
+        the same relative order."""
         import pyarrow as pa
 
         src, order, run = self._lines[key]

@@ -331,11 +331,12 @@ PARSE_SHARE = 0.45  # of a table sorted whole: the parse and cut into ranges; th
 SORT_WHOLE = True  # False: sort window by window only, as mimiclab wrote files before (tests read such files)
 
 
-def map_entries(key: pa.Array | pa.ChunkedArray, lines: pa.Array | pa.ChunkedArray, name: str) -> pa.Table:
+def map_entries(key: pa.Array | pa.ChunkedArray, lines: pa.Array | pa.ChunkedArray, name: str,
+                runs: bool = True) -> pa.Table:
     """Row map entries of rows in stored order: (patient, first line, run) for each run of rows of one patient
-    on consecutive lines (RUN_MAPS), else (patient, line) per row. A run cut between two calls is two
+    on consecutive lines (`runs`), else (patient, line) per row. A run cut between two calls is two
     entries; read back, they give the same lines."""
-    if not RUN_MAPS:
+    if not runs:
         return pa.table([key, lines], names=[name, LINE])
     if isinstance(key, pa.ChunkedArray):
         key = key.combine_chunks()
@@ -401,7 +402,8 @@ class ParquetOut:
         if self._cluster is not None and lines is not None:
             key = schema.field(self._cluster)
             # a dictionary of unique line numbers is built only to be dropped: delta encoding, a quarter of the CPU
-            fields = [key, pa.field(LINE, pa.int64())] + ([pa.field(RUN, pa.int32())] if RUN_MAPS else [])
+            self._runs = RUN_MAPS  # read once: the file's columns and every write must agree
+            fields = [key, pa.field(LINE, pa.int64())] + ([pa.field(RUN, pa.int32())] if self._runs else [])
             self._lines = pq.ParquetWriter(lines, pa.schema(fields), compression="zstd",
                                            compression_level=ZSTD_LEVEL, version="2.6", data_page_version="2.0",
                                            write_statistics=True, use_dictionary=[self._cluster],
@@ -492,7 +494,7 @@ class ParquetOut:
 
     def _entries(self, key: pa.Array | pa.ChunkedArray, lines: pa.Array | pa.ChunkedArray) -> pa.Table:
         assert self._cluster is not None  # a map is written only for a table sorted by its patient column
-        return map_entries(key, lines, self._cluster)
+        return map_entries(key, lines, self._cluster, self._runs)
 
     def _after_windows(self, key: pa.ChunkedArray) -> None:
         """Mark the file out of order when a window in order on its own is not in order after the ones
