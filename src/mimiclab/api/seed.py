@@ -83,14 +83,16 @@ def _runs_to_rows(m):
     import numpy as np
     import pyarrow as pa
 
-    run = m.column("run").to_numpy().astype(np.int64)
+    from mimiclab.load.arrowcsv import LINE, RUN  # the writer's names for the map's columns
+
+    run = m.column(RUN).to_numpy().astype(np.int64)
     if len(run) == 0 or bool((run == 1).all()):
-        return m.select(["subject_id", "line"])
+        return m.select(["subject_id", LINE])
     # row j of entry e is line first[e] + (j - start[e]), start[e] being e's first row: one repeat, one add
-    line = np.repeat(m.column("line").to_numpy() - (np.cumsum(run) - run), run)
+    line = np.repeat(m.column(LINE).to_numpy() - (np.cumsum(run) - run), run)
     line += np.arange(len(line))
     subject = m.column("subject_id").take(pa.array(np.repeat(np.arange(len(run)), run)))
-    return pa.table([subject, pa.array(line, pa.int64())], names=["subject_id", "line"])
+    return pa.table([subject, pa.array(line, pa.int64())], names=["subject_id", LINE])
 
 
 class MIMICDataset:
@@ -249,6 +251,7 @@ class MIMICDataset:
         (store.row_map_table; several times faster), else the Parquet file (views storage, or a database from
         before the copy). A map written before runs (no `run` column, load.arrowcsv.RUN) has an entry per row:
         a run of 1."""
+        from mimiclab.load.arrowcsv import RUN
         from mimiclab.store import ROW_MAP_SCHEMA, row_map_table
 
         rel, order = f"read_parquet({lit(exact_path(path))}, file_row_number=true)", "file_row_number"
@@ -258,7 +261,7 @@ class MIMICDataset:
                                      f"AND schema_name = {lit(ROW_MAP_SCHEMA)} AND table_name = {lit(name)}"):
                 rel, order = f"{ident(ROW_MAP_SCHEMA)}.{ident(name)}", "rowid"
         cols = self._ds.store.arrow(f"DESCRIBE SELECT * FROM {rel}").column("column_name").to_pylist()
-        return rel, order, ("run" if "run" in cols else "1")
+        return rel, order, (RUN if RUN in cols else "1")
 
     def _file_lines(self, key: str, t, subject_id: int | None):
         """Rows of a table stored in patient order get their line in the file from its row map, which lists
@@ -269,12 +272,14 @@ class MIMICDataset:
         the same relative order."""
         import pyarrow as pa
 
+        from mimiclab.load.arrowcsv import RUN
+
         src, order, run = self._lines[key]
         if subject_id is None:
-            m = self._ds.store.arrow(f"SELECT subject_id, line, {run} AS run FROM {src} "
+            m = self._ds.store.arrow(f"SELECT subject_id, line, {run} AS {RUN} FROM {src} "
                                      f"ORDER BY subject_id NULLS LAST, {order}")
         else:
-            m = self._ds.fetch(f"SELECT subject_id, line, {run} AS run FROM {src} WHERE subject_id = $sid "
+            m = self._ds.fetch(f"SELECT subject_id, line, {run} AS {RUN} FROM {src} WHERE subject_id = $sid "
                                f"ORDER BY {order}", {"sid": subject_id})
         m = _runs_to_rows(m)
         t = t.sort_by([("subject_id", "ascending"), ("__row__", "ascending")])  # nulls last: the default
