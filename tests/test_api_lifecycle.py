@@ -273,9 +273,40 @@ def test_a_query_larger_than_the_cap_spills_to_a_private_folder_removed_on_close
     assert not spill.exists()
 
 
+def test_datasets_over_one_build_share_one_duckdb_and_its_memory_cap(demo_build, demo_dir):
+    """The cap bounds the process, not each dataset: DuckDB's memory_limit is per instance, and two datasets
+    with an instance each (a MIMICDataset of hosp tables beside one of chartevents, as the API benchmark
+    does) kept a cache each, each up to the cap. Datasets over the same build
+    with the same cap now share one instance (one cache, one spill folder); each keeps its own connection,
+    so closing one leaves the other reading, and the instance goes with the last of them."""
+    import gc
+
+    a = mimiclab.open(demo_build.build_dir, memory_limit="300MB")
+    seed = MIMICDataset(demo_build.build_dir, ["hosp/labevents"], memory_limit="300MB")
+    b = seed.dataset
+    spill = Path(_setting(a, "temp_directory"))
+    assert _setting(b, "temp_directory") == str(spill) and spill.is_dir()
+    assert len(seed[0][1]["hosp/labevents"]) > 0
+    a.sql("SELECT * FROM mimiciv_hosp.labevents")  # its blocks, now in the one cache
+    used = "SELECT sum(memory_usage_bytes) FROM duckdb_memory()"
+    assert a.store.scalar(used) == b.store.scalar(used) > 0
+    other = mimiclab.open(demo_build.build_dir, memory_limit="200MB")  # another cap: another instance
+    assert _setting(other, "temp_directory") != str(spill)
+    a.close()
+    expected = raw_count(demo_dir / "hosp" / "admissions.csv.gz")
+    assert b.sql("SELECT count(*) AS n FROM mimiciv_hosp.admissions")["n"][0] == expected > 0
+    assert spill.is_dir()
+    b.close()
+    del seed, b
+    gc.collect()
+    assert not spill.exists()
+    assert other.sql("SELECT count(*) AS n FROM mimiciv_hosp.admissions")["n"][0] == expected
+
+
 def test_a_forked_child_leaves_its_parents_spill_folder(demo_build, demo_dir):
-    """A forked child that drops its inherited store (which runs the store's finalizer) must not remove
-    the parent's folder: the parent may be spilling into it."""
+    """A forked child that drops its inherited store (which runs the finalizer of the DuckDB instance behind
+    it) must neither remove the parent's folder nor close the parent's connection: the parent may be
+    spilling into it."""
     import os
 
     ds = mimiclab.open(demo_build.build_dir)
@@ -284,7 +315,7 @@ def test_a_forked_child_leaves_its_parents_spill_folder(demo_build, demo_dir):
     if pid == 0:  # the child: run what dropping or closing the store runs, then leave without atexit
         code = 1
         try:
-            ds._store._remove_tmp()
+            ds._store._instance.release()
             code = 0
         finally:
             os._exit(code)

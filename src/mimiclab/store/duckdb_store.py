@@ -290,24 +290,80 @@ def copy_file(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def connect_private(path: Path, config: dict[str, Any]):
-    """A read-only connection to `path` in an instance of its own (an in-memory one with the file attached).
+def _attach(con, path: Path, linked: Sequence[tuple[str, Path, Sequence[str]]]) -> str:
+    """Attach the build's database (read-only, as the default catalog) and the linked builds' to `con`, an
+    in-memory instance; the build's catalog name. Before file access may be switched off: ATTACH reads."""
+    con.execute(f"ATTACH {_lit(Path(path))} AS {_ident(Path(path).stem)} (READ_ONLY)")
+    con.execute(f"USE {_ident(Path(path).stem)}")
+    con.execute("DETACH memory")
+    for alias, db, _ in linked:
+        con.execute(f"ATTACH {_lit(Path(db))} AS {_ident(alias)} (READ_ONLY)")
+    return con.execute("SELECT current_database()").fetchone()[0]
 
-    duckdb.connect(path) reuses the process's cached instance for that path while any connection to it is
-    alive, and that instance keeps reading the file it first opened: after a rebuild has renamed a new
-    database over the path, every later open in the same process would see the old data. An attached file
-    is opened afresh, so each store reads the database that is at the path when it is opened.
-    """
-    config = {k: v for k, v in config.items() if k != "access_mode"}
-    con = duckdb.connect(":memory:", config=config)
-    try:
-        con.execute(f"ATTACH {_lit(Path(path))} AS {_ident(Path(path).stem)} (READ_ONLY)")
-        con.execute(f"USE {_ident(Path(path).stem)}")
-        con.execute("DETACH memory")
-    except BaseException:
+
+def _identity(path: Path) -> tuple:
+    """Which file is at `path` now: a rebuild renames a new one over it (another inode)."""
+    st = os.stat(path)
+    return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+_INHERITED: list = []  # instances' connections from the parent process: never closed in a forked child
+
+
+def _release(con, tmp: str, owner: int) -> None:
+    if os.getpid() != owner:  # closing would run the parent's C++ destructors for threads not in this process
+        _INHERITED.append(con)
+        return
+    with contextlib.suppress(Exception):
         con.close()
-        raise
-    return con
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Instance:
+    """One DuckDB instance reading a build (and its linked builds), shared by every unsandboxed store of this
+    process that opens the same files with the same settings; each store has a connection of its own.
+
+    DuckDB's memory_limit bounds an instance, not a process: two datasets over one build (the API
+    benchmark's MIMICDataset of three hosp tables beside one of chartevents) kept two caches, each filling
+    to the cap (10% set in PhysioNet's order, 128 MB cap: 134 MB of blocks in two, 121 MB in one; at full
+    scale the second could add up to the whole cap again). Keyed by the files' identity as well, so a
+    store opened after a rebuild gets a new instance over the new file (the reason instances are private
+    at all: DuckDB's own cache keeps reading the file it first opened), and by process, so a forked child
+    opens its own. Closed, with its spill folder, when the last store holding it is closed or dropped.
+    """
+
+    def __init__(self, path: Path, config: dict[str, Any], linked: Sequence[tuple[str, Path, Sequence[str]]]):
+        self.con = duckdb.connect(":memory:", config={k: v for k, v in config.items() if k != "access_mode"})
+        try:
+            self.own = _attach(self.con, path, linked)
+            # Parquet footers are read once per file instead of once per query: per-patient lookups touch
+            # dozens of files and would otherwise spend most of their time re-reading metadata.
+            self.con.execute("SET parquet_metadata_cache=true")
+            # DuckDB spills to `<cwd>/.tmp` by default: rows of the data in whatever folder the notebook runs
+            # in. A private folder instead (mkdtemp: mode 0700), removed with the instance.
+            self.tmp = tempfile.mkdtemp(prefix="mimiclab-spill-")
+            self.con.execute(f"SET temp_directory={_lit(self.tmp)}")
+        except BaseException:
+            self.con.close()
+            raise
+        self.release = weakref.finalize(self, _release, self.con, self.tmp, os.getpid())
+
+    @classmethod
+    def shared(cls, path: Path, config: dict[str, Any], linked: Sequence[tuple[str, Path, Sequence[str]]]) -> _Instance:
+        try:
+            key = (os.getpid(), _identity(path), tuple(sorted((k, str(v)) for k, v in config.items())),
+                   tuple((alias, _identity(Path(db)), tuple(s)) for alias, db, s in linked))
+        except OSError:  # a file missing: DuckDB says so when it tries (QueryError naming the database)
+            return cls(path, config, linked)
+        with _INSTANCES_LOCK:
+            found = _INSTANCES.get(key)
+            if found is None:
+                found = _INSTANCES[key] = cls(path, config, linked)
+            return found
+
+
+_INSTANCES: weakref.WeakValueDictionary[tuple, _Instance] = weakref.WeakValueDictionary()
+_INSTANCES_LOCK = threading.Lock()
 
 
 def _takes_memory_limit(value: str) -> bool:
@@ -346,23 +402,20 @@ class DuckDBStore(Store):
             config["threads"] = threads
         if memory_limit:
             config["memory_limit"] = memory_limit
+        self.sandboxed = sandbox_dir is not None
+        self._instance: _Instance | None = None
         try:
             if sandbox_dir is None:
-                self._con = connect_private(self.path, config)
+                self._instance = _Instance.shared(self.path, config, linked)
+                self._con = self._instance.con.cursor()  # this store's own: closing it closes its cursors only
+                own = self._instance.own
             else:
                 # A private in-memory instance with the file attached: DuckDB shares one instance per file
                 # within a process, so locking settings on that shared instance would also sandbox every
                 # other (unsandboxed) connection to the same build, and a second sandbox could not open.
                 config.pop("access_mode")
                 self._con = duckdb.connect(":memory:", config=config)
-                self._con.execute(f"ATTACH {_lit(self.path)} AS {_ident(self.path.stem)} (READ_ONLY)")
-                self._con.execute(f"USE {_ident(self.path.stem)}")
-                self._con.execute("DETACH memory")
-            own = self._con.execute("SELECT current_database()").fetchone()[0]
-            path_entries = [f"{own}.{s}" for s in schemas]
-            for alias, db, db_schemas in linked:  # before file access is switched off: ATTACH reads the file
-                self._con.execute(f"ATTACH {_lit(Path(db))} AS {_ident(alias)} (READ_ONLY)")
-                path_entries += [f"{alias}.{s}" for s in db_schemas]
+                own = _attach(self._con, self.path, linked)
         except duckdb.Error as exc:
             if memory_limit and not _takes_memory_limit(memory_limit):
                 raise QueryError(f"memory limit {memory_limit!r} is not a size DuckDB takes (e.g. 512MB, 4GB; from "
@@ -370,19 +423,17 @@ class DuckDBStore(Store):
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
         # DuckDB looks up `schema.table` in the catalogs of the search path too: a linked build's schemas
         # resolve by their mimic-code names. A local setting, so every cursor sets it (see _cursor).
+        path_entries = [f"{own}.{s}" for s in schemas] + [f"{alias}.{s}" for alias, _, db_schemas in linked
+                                                          for s in db_schemas]
         self.search_path = path_entries if linked else []
-        # Parquet footers are read once per file instead of once per query: per-patient lookups touch
-        # dozens of files and would otherwise spend most of their time re-reading metadata.
-        self._con.execute("SET parquet_metadata_cache=true")
-        self.sandboxed = sandbox_dir is not None
-        # DuckDB spills to `<cwd>/.tmp` by default: rows of the data in whatever folder the notebook runs in,
-        # and, for a sandbox, a folder it always allows, readable by anyone who can write there. Spill to a
-        # private folder of this store's own instead (mkdtemp: mode 0700), removed on close or when the store
-        # is dropped (a rebuild drops the old store without closing it), never by a forked child.
-        self._private_tmp: str | None = tempfile.mkdtemp(prefix="mimiclab-sandbox-" if self.sandboxed else "mimiclab-spill-")
-        self._remove_tmp = weakref.finalize(self, _remove_private_dir, self._private_tmp, os.getpid())
-        self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
         if sandbox_dir is not None:
+            # Spill to a private folder (mkdtemp: mode 0700), not DuckDB's default `<cwd>/.tmp`, a folder the
+            # sandbox always allows and anyone who can write there can read; removed on close or when the
+            # store is dropped, never by a forked child.
+            self._private_tmp: str | None = tempfile.mkdtemp(prefix="mimiclab-sandbox-")
+            self._remove_tmp = weakref.finalize(self, _remove_private_dir, self._private_tmp, os.getpid())
+            self._con.execute("SET parquet_metadata_cache=true")
+            self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
             dirs = [sandbox_dir] if isinstance(sandbox_dir, (str, os.PathLike)) else list(sandbox_dir)
             allowed = ", ".join(_lit(str(Path(d).resolve()) + os.sep) for d in dirs)
             self._con.execute(f"SET allowed_directories=[{allowed}]")
@@ -499,8 +550,10 @@ class DuckDBStore(Store):
         return [(r[0], r[1]) for r in rows]
 
     def close(self) -> None:
+        """Close this store's connections; the shared instance closes once no store holds it."""
         with contextlib.suppress(Exception):
             self._con.close()
+        self._instance = None
         remove = getattr(self, "_remove_tmp", None)
         if remove is not None:
             remove()
