@@ -301,6 +301,22 @@ def _attach(con, path: Path, linked: Sequence[tuple[str, Path, Sequence[str]]]) 
     return con.execute("SELECT current_database()").fetchone()[0]
 
 
+
+# Late materialization (the rows of a sorted LIMIT fetched by rowid after the sort, instead of every column
+# of every matching row carried through it) is DuckDB's for LIMITs up to 50 only. A filtered, sorted page of
+# 100 labevents rows (the 10% set, 15.8M rows) took 276 ms without it and 112 with it; 500 rows 304 against
+# 161; 1,000 rows 301 against 170; unfiltered pages were as fast either way.
+LATE_MATERIALIZATION_ROWS = 1000
+
+
+def _tune(con) -> None:
+    """Settings of every read-only instance: Parquet footers read once per file instead of once per query
+    (per-patient lookups over views touch dozens of files), and late materialization for sorted pages of
+    up to LATE_MATERIALIZATION_ROWS rows. Both are connection settings in DuckDB: GLOBAL, or the cursors
+    that run the queries would not have them (a plain SET here reached none of them)."""
+    con.execute("SET GLOBAL parquet_metadata_cache=true")
+    con.execute(f"SET GLOBAL late_materialization_max_rows={LATE_MATERIALIZATION_ROWS}")
+
 def _identity(path: Path) -> tuple:
     """Which file is at `path` now: a rebuild renames a new one over it (another inode)."""
     st = os.stat(path)
@@ -336,9 +352,7 @@ class _Instance:
         self.con = duckdb.connect(":memory:", config={k: v for k, v in config.items() if k != "access_mode"})
         try:
             self.own = _attach(self.con, path, linked)
-            # Parquet footers are read once per file instead of once per query: per-patient lookups touch
-            # dozens of files and would otherwise spend most of their time re-reading metadata.
-            self.con.execute("SET parquet_metadata_cache=true")
+            _tune(self.con)
             # DuckDB spills to `<cwd>/.tmp` by default: rows of the data in whatever folder the notebook runs
             # in. A private folder instead (mkdtemp: mode 0700), removed with the instance.
             self.tmp = tempfile.mkdtemp(prefix="mimiclab-spill-")
@@ -432,7 +446,7 @@ class DuckDBStore(Store):
             # store is dropped, never by a forked child.
             self._private_tmp: str | None = tempfile.mkdtemp(prefix="mimiclab-sandbox-")
             self._remove_tmp = weakref.finalize(self, _remove_private_dir, self._private_tmp, os.getpid())
-            self._con.execute("SET parquet_metadata_cache=true")
+            _tune(self._con)
             self._con.execute(f"SET temp_directory={_lit(self._private_tmp)}")
             dirs = [sandbox_dir] if isinstance(sandbox_dir, (str, os.PathLike)) else list(sandbox_dir)
             allowed = ", ".join(_lit(str(Path(d).resolve()) + os.sep) for d in dirs)
