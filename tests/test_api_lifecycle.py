@@ -303,6 +303,32 @@ def test_datasets_over_one_build_share_one_duckdb_and_its_memory_cap(demo_build,
     assert other.sql("SELECT count(*) AS n FROM mimiciv_hosp.admissions")["n"][0] == expected
 
 
+def test_what_a_user_took_from_a_dataset_outlives_it_and_its_sets_stay_with_its_instance(demo_build, demo_dir):
+    """A relation or connection taken from a dataset keeps working after the dataset (the last store of its
+    instance) is dropped: DuckDB closes the instance when the last of them goes, not when the store does.
+    And a SET through one dataset's connection (a global DuckDB setting) does not reach a dataset opened
+    afterwards: that one gets an instance with the settings it asked for."""
+    import gc
+
+    expected = raw_count(demo_dir / "hosp" / "admissions.csv.gz")
+    ds = mimiclab.open(demo_build.build_dir)
+    rel = ds.table("mimiciv_hosp.admissions").relation
+    con = ds.store.connection
+    del ds
+    gc.collect()
+    assert len(rel.fetchall()) == expected > 0
+    assert con.execute("SELECT count(*) FROM mimiciv_hosp.admissions").fetchone()[0] == expected
+
+    a = mimiclab.open(demo_build.build_dir, memory_limit="300MB")
+    a.sql("SET memory_limit='3MB'")
+    a.sql("SET threads=1")
+    b = mimiclab.open(demo_build.build_dir, memory_limit="300MB")
+    assert _setting(b, "memory_limit") == _as_duckdb_prints("300MB")
+    assert _setting(b, "threads") == duckdb.connect().execute("SELECT current_setting('threads')").fetchone()[0]
+    assert b.sql("SELECT count(*) AS n FROM mimiciv_hosp.admissions")["n"][0] == expected
+    assert _setting(a, "memory_limit") == _as_duckdb_prints("3MB")  # the one it was set on keeps it
+
+
 def test_a_forked_child_leaves_its_parents_spill_folder(demo_build, demo_dir):
     """A forked child that drops its inherited store (which runs the finalizer of the DuckDB instance behind
     it) must neither remove the parent's folder nor close the parent's connection: the parent may be

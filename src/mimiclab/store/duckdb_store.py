@@ -301,7 +301,6 @@ def _attach(con, path: Path, linked: Sequence[tuple[str, Path, Sequence[str]]]) 
     return con.execute("SELECT current_database()").fetchone()[0]
 
 
-
 # Late materialization (the rows of a sorted LIMIT fetched by rowid after the sort, instead of every column
 # of every matching row carried through it) is DuckDB's for LIMITs up to 50 only. A filtered, sorted page of
 # 100 labevents rows (the 10% set, 15.8M rows) took 276 ms without it and 112 with it; 500 rows 304 against
@@ -317,27 +316,36 @@ def _tune(con) -> None:
     con.execute("SET GLOBAL parquet_metadata_cache=true")
     con.execute(f"SET GLOBAL late_materialization_max_rows={LATE_MATERIALIZATION_ROWS}")
 
+
 def _identity(path: Path) -> tuple:
     """Which file is at `path` now: a rebuild renames a new one over it (another inode)."""
     st = os.stat(path)
     return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _settings(con) -> list[tuple[str, str]]:
+    """The instance's settings as its own connection sees them (a user's SET through a store's connection
+    changes the global ones); max_temp_directory_size is left out: it changes by itself once spilled to."""
+    return con.execute("SELECT name, value FROM duckdb_settings() WHERE name <> 'max_temp_directory_size' "
+                       "ORDER BY name").fetchall()
+
+
 _INHERITED: list = []  # instances' connections from the parent process: never closed in a forked child
 
 
 def _release(con, tmp: str, owner: int) -> None:
-    if os.getpid() != owner:  # closing would run the parent's C++ destructors for threads not in this process
+    """Remove the spill folder once no store holds the instance. The connection is not closed: DuckDB
+    closes it when the last cursor or relation taken from it goes (`Table.relation`, `store.connection`:
+    closing it here broke those while a user still held them). In a forked child, not even dropped."""
+    if os.getpid() != owner:  # freeing it would run the parent's C++ destructors for threads not in this process
         _INHERITED.append(con)
         return
-    with contextlib.suppress(Exception):
-        con.close()
     shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _Instance:
-    """One DuckDB instance reading a build (and its linked builds), shared by every unsandboxed store of this
-    process that opens the same files with the same settings; each store has a connection of its own.
+    """One DuckDB instance reading a build (and its linked builds), shared by the unsandboxed stores of this
+    process that open the same files with the same settings; each store has a connection of its own.
 
     DuckDB's memory_limit bounds an instance, not a process: two datasets over one build (the API
     benchmark's MIMICDataset of three hosp tables beside one of chartevents) kept two caches, each filling
@@ -345,11 +353,16 @@ class _Instance:
     scale the second could add up to the whole cap again). Keyed by the files' identity as well, so a
     store opened after a rebuild gets a new instance over the new file (the reason instances are private
     at all: DuckDB's own cache keeps reading the file it first opened), and by process, so a forked child
-    opens its own. Closed, with its spill folder, when the last store holding it is closed or dropped.
+    opens its own. A SET of a global setting through one store applies to the stores sharing the instance
+    (they share it as they share the cache); a store opened after that gets a fresh instance, with the
+    settings it asked for. The spill folder goes when the last store holding the instance is closed or
+    dropped.
     """
 
     def __init__(self, path: Path, config: dict[str, Any], linked: Sequence[tuple[str, Path, Sequence[str]]]):
         self.con = duckdb.connect(":memory:", config={k: v for k, v in config.items() if k != "access_mode"})
+        self._lock = threading.Lock()
+        self.tmp = ""
         try:
             self.own = _attach(self.con, path, linked)
             _tune(self.con)
@@ -357,13 +370,26 @@ class _Instance:
             # in. A private folder instead (mkdtemp: mode 0700), removed with the instance.
             self.tmp = tempfile.mkdtemp(prefix="mimiclab-spill-")
             self.con.execute(f"SET temp_directory={_lit(self.tmp)}")
+            self.settings = _settings(self.con)
         except BaseException:
             self.con.close()
+            if self.tmp:
+                shutil.rmtree(self.tmp, ignore_errors=True)
             raise
         self.release = weakref.finalize(self, _release, self.con, self.tmp, os.getpid())
 
+    def unchanged(self) -> bool:
+        """Still with the settings it was opened with (no SET through a store's connection since)."""
+        with self._lock:  # its own connection, asked from any thread that opens a store
+            try:
+                return _settings(self.con) == self.settings
+            except duckdb.Error:
+                return False
+
     @classmethod
     def shared(cls, path: Path, config: dict[str, Any], linked: Sequence[tuple[str, Path, Sequence[str]]]) -> _Instance:
+        """The instance for these files and settings: an open one, else a new one (made outside the lock, so
+        opening one build never waits for another's ATTACH)."""
         try:
             key = (os.getpid(), _identity(path), tuple(sorted((k, str(v)) for k, v in config.items())),
                    tuple((alias, _identity(Path(db)), tuple(s)) for alias, db, s in linked))
@@ -371,9 +397,15 @@ class _Instance:
             return cls(path, config, linked)
         with _INSTANCES_LOCK:
             found = _INSTANCES.get(key)
-            if found is None:
-                found = _INSTANCES[key] = cls(path, config, linked)
+        if found is not None and found.unchanged():
             return found
+        made = cls(path, config, linked)
+        with _INSTANCES_LOCK:
+            other = _INSTANCES.get(key)
+            if other is not None and other is not found and other.unchanged():
+                return other  # another thread made one meanwhile: use it, drop ours
+            _INSTANCES[key] = made
+        return made
 
 
 _INSTANCES: weakref.WeakValueDictionary[tuple, _Instance] = weakref.WeakValueDictionary()
