@@ -339,8 +339,7 @@ def _release(con, tmp: str, owner: int) -> None:
     closing it here broke those while a user still held them). In a forked child, not even dropped."""
     if os.getpid() != owner:  # freeing it would run the parent's C++ destructors for threads not in this process
         _INHERITED.append(con)
-        return
-    shutil.rmtree(tmp, ignore_errors=True)
+    _remove_private_dir(tmp, owner)
 
 
 class _Instance:
@@ -596,7 +595,8 @@ class DuckDBStore(Store):
         return [(r[0], r[1]) for r in rows]
 
     def close(self) -> None:
-        """Close this store's connections; the shared instance closes once no store holds it."""
+        """Close this store's connections (and what was taken from them); the shared instance's spill folder
+        goes once no store holds it, its connection with the last cursor or relation taken from it."""
         with contextlib.suppress(Exception):
             self._con.close()
         self._instance = None
