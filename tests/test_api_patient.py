@@ -121,9 +121,15 @@ def test_mimic_iii_patient(home, data_root):
     ds = mimiclab.open("mimiciii-demo")
     sid, stays = q(f"SELECT subject_id, count(*) n FROM {raw(src / 'ICUSTAYS.csv')} GROUP BY 1 ORDER BY n DESC, 1 LIMIT 1")[0]
     p = ds.patient(sid)
-    age = q(f"SELECT date_diff('year', p.dob, min(a.admittime)) FROM {raw(src / 'PATIENTS.csv')} p "
-            f"JOIN {raw(src / 'ADMISSIONS.csv')} a USING (subject_id) WHERE subject_id = ? GROUP BY p.dob", [sid])[0][0]
-    assert p.demographics["age_at_first_admission"] == age
+    age_sql = (f"SELECT least(91, min(date_diff('year', p.dob, a.admittime) - (strftime(a.admittime, '%m%d') "
+               f"< strftime(p.dob, '%m%d'))::INT)) FROM {raw(src / 'PATIENTS.csv')} p "
+               f"JOIN {raw(src / 'ADMISSIONS.csv')} a USING (subject_id) WHERE subject_id = ? GROUP BY p.dob")
+    assert p.demographics["age_at_first_admission"] == q(age_sql, [sid])[0][0]
+    # over 89 at the first admission: dob shifted by deidentification (an age near 300), shown as 91
+    old = q(f"SELECT p.subject_id FROM {raw(src / 'PATIENTS.csv')} p JOIN {raw(src / 'ADMISSIONS.csv')} a "
+            "USING (subject_id) GROUP BY p.subject_id, p.dob HAVING min(date_diff('year', p.dob, a.admittime)) > 200 "
+            "ORDER BY 1 LIMIT 1")[0][0]
+    assert ds.patient(old).demographics["age_at_first_admission"] == q(age_sql, [old])[0][0] == 91
     assert p.demographics["n_icustays"] == stays == len(p.icustays)
     assert "icustay_id" in p.icustays.columns
     tl = p.timeline()

@@ -6,6 +6,7 @@ restate each criterion's meaning in their own words (year arithmetic, epoch diff
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import duckdb
@@ -146,6 +147,13 @@ CASES = [
     ("stay", {"type": "medication", "names": ["vancomycin"], "window": {"anchor": "icu", "start_hours": -24, "end_hours": 24}},
      "SELECT i.stay_id FROM {icu} i JOIN {rx} r ON r.subject_id = i.subject_id WHERE r.drug ILIKE '%vancomycin%' "
      "AND epoch(r.starttime) - epoch(i.intime) BETWEEN -86400 AND 86400"),
+    # a literal %: LIKE '%dextrose 5%%' also matched "Dextrose 50%" (141 admissions against 27)
+    ("admission", {"type": "medication", "names": ["Dextrose 5%"]},
+     "SELECT a.hadm_id FROM {adm} a JOIN {rx} r ON r.subject_id = a.subject_id WHERE contains(lower(r.drug), 'dextrose 5%') "
+     "AND r.starttime BETWEEN a.admittime AND a.dischtime"),
+    ("admission", {"type": "medication", "names": ["_"]},  # the demo has one "SulfaSALAzine_"
+     "SELECT a.hadm_id FROM {adm} a JOIN {rx} r ON r.subject_id = a.subject_id WHERE contains(r.drug, '_') "
+     "AND r.starttime BETWEEN a.admittime AND a.dischtime"),
     ("admission", {"type": "medication", "codes": ["00338355248"]},
      "SELECT a.hadm_id FROM {adm} a JOIN {rx} r ON r.subject_id = a.subject_id WHERE r.ndc = '00338355248' "
      "AND r.starttime BETWEEN a.admittime AND a.dischtime"),
@@ -220,6 +228,34 @@ def test_steps_apply_in_order_with_attrition(demo, demo_dir):
     assert att["label"].iloc[4].startswith("Exclude: ")
 
 
+def test_wildcards_in_values_and_names_are_literal(demo):
+    """`%` and `_` in a contains value are characters, not LIKE's wildcards (drug names: CASES)."""
+    everyone = ids(demo, "admission")
+    assert len(everyone) > 200
+    for c in ({"type": "admission_type", "values": ["%"], "match": "contains"},
+              {"type": "admission_type", "values": ["_"], "match": "contains"}):
+        assert ids(demo, "admission", c) == set(), c
+    assert len(ids(demo, "admission", {"type": "admission_type", "values": ["emer"], "match": "contains"})) > 0
+
+
+def half_up(x: float, digits: int) -> str:
+    """Rounding as papers print it (64.5 -> 65), written independently of table1's."""
+    return f"{math.floor(x * 10 ** digits + 0.5) / 10 ** digits:.{digits}f}"
+
+
+def test_table1_rounds_halves_up():
+    """Hand-worked: medians and percents that end in exactly 5."""
+    import pandas as pd
+
+    from mimiclab.cohort.table1 import _median_iqr, _n_pct
+
+    assert _median_iqr(pd.Series([64, 65]), 0) == "65 [64–65]"  # 64.5 [64.25–64.75]
+    assert _median_iqr(pd.Series([63, 64]), 0) == "64 [63–64]"  # 63.5 [63.25–63.75]
+    assert _median_iqr(pd.Series([1.0, 1.1, 1.3, 1.5]), 1) == "1.2 [1.1–1.4]"  # 1.2 [1.075–1.35]
+    assert _n_pct(1, 16) == "1 (6.3)" and _n_pct(1, 8) == "1 (12.5)" and _n_pct(1, 3) == "1 (33.3)"
+    assert _n_pct(0, 0) == "0 (–)" and _median_iqr(pd.Series([], dtype=float), 1) == "–"
+
+
 def test_table1_against_raw(demo, demo_dir):
     c = Cohort.run(demo, {"unit": "admission", "include": [{"type": "has_icu_stay"}]})
     t = c.table1.set_index(["variable", "level"])["value"]
@@ -231,13 +267,13 @@ def test_table1_against_raw(demo, demo_dir):
     n = len(rows)
     assert t[("N (admissions)", "")] == str(n)
     q = rows["age"].quantile([0.25, 0.5, 0.75]).tolist()
-    assert t[("Age, years, median [IQR]", "")] == f"{q[1]:.0f} [{q[0]:.0f}–{q[2]:.0f}]"
+    assert t[("Age, years, median [IQR]", "")] == f"{half_up(q[1], 0)} [{half_up(q[0], 0)}–{half_up(q[2], 0)}]"
     f = int((rows["gender"] == "F").sum())
-    assert t[("Female, n (%)", "")] == f"{f} ({100 * f / n:.1f})"
+    assert t[("Female, n (%)", "")] == f"{f} ({half_up(100 * f / n, 1)})"
     d = int(rows["died"].sum())
-    assert t[("In-hospital mortality, n (%)", "")] == f"{d} ({100 * d / n:.1f})"
+    assert t[("In-hospital mortality, n (%)", "")] == f"{d} ({half_up(100 * d / n, 1)})"
     los = rows["los"].quantile([0.25, 0.5, 0.75]).tolist()
-    assert t[("Hospital LOS, days, median [IQR]", "")] == f"{los[1]:.1f} [{los[0]:.1f}–{los[2]:.1f}]"
+    assert t[("Hospital LOS, days, median [IQR]", "")] == f"{half_up(los[1], 1)} [{half_up(los[0], 1)}–{half_up(los[2], 1)}]"
     race = [k for k in t.index if k[0] == "Race, n (%)" and k[1]]
     assert sum(int(t[k].split(" ")[0]) for k in race) == n
 
@@ -272,6 +308,18 @@ def test_mimiciii_demo_cohort(data_root, home):
     """).fetchall()}
     assert set(c.ids["icustay_id"]) == want and len(want) > 0
     assert len(c.table1) > 5
+    # over 89: dob shifted by deidentification (ages near 300), counted as 91 like MIMIC-IV's anchor_age
+    age = ("least(91, date_diff('year', p.dob, a.admittime) "
+           "- (strftime(a.admittime, '%m%d') < strftime(p.dob, '%m%d'))::INT)")
+    ages = duckdb.execute(f"SELECT a.hadm_id, {age} FROM {r('ADMISSIONS')} a JOIN {r('PATIENTS')} p USING (subject_id)").fetchall()
+    assert sum(x == 91 for _, x in ages) > 0
+    for lo, hi in ((89, None), (18, 120), (60, 90)):
+        want = {h for h, x in ages if x >= lo and (hi is None or x <= hi)}
+        crit = {"type": "age", "min": lo} | ({"max": hi} if hi else {})
+        got = Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [crit]})
+        assert set(got.ids["hadm_id"]) == want, crit
+    old = Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [{"type": "age", "min": 89}]})
+    assert old.table1.set_index("variable")["value"]["Age, years, median [IQR]"] == "91 [91–91]"
     with pytest.raises(SpecError, match="ICD-9 only"):
         Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [{"type": "diagnosis", "icd10": ["I50*"]}]})
 
@@ -327,6 +375,25 @@ def test_wrong_type_and_unknown_criterion_name_lines(tmp_path):
     assert "line 8 (exclude[0])" in msg and "'diagnoses'" in msg
     with pytest.raises(SpecError, match=r"line 1 \(unit\)"):
         load(_spec_file(tmp_path, "unit: ward\n"))
+
+
+@pytest.mark.parametrize("crit,where", [
+    ("type: hospital_los\n    min: 1e305", "line 3 (include[0].hospital_los)"),  # was an OverflowError traceback
+    ("type: icu_los\n    max: 1e12\n    unit: hours", "line 3 (include[0].icu_los)"),  # was a database error
+    ("type: lab\n    itemids: [50912]\n    above: 1\n    window: {end_hours: 1e306}", "line 6 (include[0].window.end_hours)"),
+    ("type: medication\n    names: [heparin]\n    window: {start_hours: -1e300}", "line 5 (include[0].window.start_hours)"),
+])
+def test_durations_beyond_a_century_are_refused_by_field(demo, tmp_path, crit, where):
+    from mimiclab.cohort.spec import load
+
+    p = _spec_file(tmp_path, f"unit: admission\ninclude:\n  - {crit}\n")
+    with pytest.raises(SpecError) as e:
+        Cohort.run(demo, load(p))
+    assert where in str(e.value)
+    # a century is still allowed (e.g. "any time before the admission")
+    ok = {"unit": "admission", "include": [{"type": "hospital_los", "max": 36600},
+                                          {"type": "lab", "itemids": [50912], "above": 0, "window": {"start_hours": -87840}}]}
+    assert len(Cohort.run(demo, ok).ids) > 0
 
 
 def test_invalid_yaml_names_line(tmp_path):
@@ -391,6 +458,10 @@ def test_failing_sql_escape_hatch_is_located(demo, tmp_path):
     p = _spec_file(tmp_path, "unit: patient\ninclude:\n  - type: sex\n    value: M\n"
                              "  - type: sql\n    query: SELECT subject_id FROM no_such_table\n")
     with pytest.raises(SpecError, match=r"line 5 \(include\[1\]\).*fails"):
+        Cohort.run(demo, p)
+    # a query without the unit's id column: DuckDB says "table q not found"; the message says what is wanted
+    p = _spec_file(tmp_path, "unit: admission\ninclude:\n  - type: sql\n    query: SELECT subject_id FROM mimiciv_hosp.patients\n")
+    with pytest.raises(SpecError, match=r"line 3 \(include\[0\]\).*must return a column named hadm_id"):
         Cohort.run(demo, p)
 
 

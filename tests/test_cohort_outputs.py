@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import duckdb
@@ -145,6 +146,50 @@ def test_subset_round_trips_through_build(home, demo, demo_dir, tmp_path, exampl
     again.close()
 
 
+@pytest.mark.slow
+def test_whole_patient_subset_selects_the_same_units_again(home, demo, demo_dir, tmp_path):
+    """A unit selected by a row filed under another admission (a drug given inside admission B's stay but
+    filed under A): the default subset keeps B's own rows only, so the same spec finds nothing on it; with
+    whole patients it finds B again. The case is found over the raw files."""
+    rx, adm = (f"read_csv_auto('{demo_dir}/hosp/{t}.csv.gz')" for t in ("prescriptions", "admissions"))
+    b, drug = duckdb.execute(f"""
+        SELECT a.hadm_id, lower(r.drug) FROM {rx} r JOIN {adm} a ON a.subject_id = r.subject_id
+        WHERE r.hadm_id <> a.hadm_id AND r.starttime BETWEEN a.admittime AND a.dischtime
+          AND NOT EXISTS (SELECT 1 FROM {rx} o WHERE o.hadm_id = a.hadm_id AND contains(lower(o.drug), lower(r.drug)))
+        ORDER BY 1, 2 LIMIT 1""").fetchone()
+    spec = {"unit": "admission", "include": [
+        {"type": "sql", "query": f"SELECT hadm_id FROM mimiciv_hosp.admissions WHERE hadm_id = {b}", "returns": "hadm_id"},
+        {"type": "medication", "names": [drug]}]}
+    c = Cohort.run(demo, spec)
+    assert set(c.ids["hadm_id"]) == {b}
+    subject = int(c.ids["subject_id"][0])
+    found = {}
+    for whole in (False, True):
+        out, h = tmp_path / f"subset-{whole}", tmp_path / f"home-{whole}"
+        if whole:  # the CLI's flag
+            (tmp_path / "spec.json").write_text(json.dumps({"dataset": "mimic-iv-demo", **spec}))
+            res = cli(home, "subset", tmp_path / "spec.json", "--out", out, "--whole-patients")
+            assert res.exit_code == 0, res.output
+        else:
+            c.subset(out)
+        res = cli(h, "build", "mimic-iv-demo", "--source", out)
+        assert res.exit_code == 0, res.output
+        rebuilt = Build(h / "db" / "mimic-iv-demo" / "2.2", mf.read(h / "db" / "mimic-iv-demo" / "2.2"))
+        again = Cohort.run(rebuilt, spec, allow_empty=True)
+        found[whole] = set(again.ids["hadm_id"])
+        again.close()
+        con = duckdb.connect(str(rebuilt.database), read_only=True)
+        n = {t: con.execute(f"SELECT count(*) FROM mimiciv_hosp.{t}").fetchone()[0] for t in ("admissions", "labevents")}
+        con.close()
+        if whole:  # every row of the patient, against the raw files
+            for t in ("admissions", "labevents"):
+                assert n[t] == duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{demo_dir}/hosp/{t}.csv.gz') "
+                                              f"WHERE subject_id = {subject}").fetchone()[0], t
+        else:
+            assert n["admissions"] == 1
+    assert found == {False: set(), True: {b}}
+
+
 # ---------------------------------------------------------------- properties
 
 CRITERION = st.one_of(
@@ -228,3 +273,6 @@ def test_subset_out_must_be_new_or_empty_and_force_replaces_it_whole(home, demo,
     f.write_text("x")
     res = cli(home, "subset", spec, "--out", f)
     assert res.exit_code == 1 and "is a file" in res.output and "Traceback" not in res.output
+    res = cli(home, "cohort", "run", spec, "--out", f)  # was a FileExistsError traceback
+    assert res.exit_code == 1 and "is a file" in res.output and "Traceback" not in res.output
+    assert f.read_text() == "x"

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mimiclab.cli import app
 from mimiclab.cli._common import console, err_console, friendly_errors
+from mimiclab.errors import MimiclabError
 
 cohort_app = typer.Typer(help="Cohorts from a definition file: ids, attrition, flow diagram, Table 1, report.",
                          no_args_is_help=True)
@@ -49,6 +50,8 @@ def run_cmd(
 ) -> None:
     """Run a cohort definition and write its report folder."""
     with friendly_errors():
+        if out.exists() and not out.is_dir():  # say so before the cohort runs
+            raise MimiclabError(f"--out {out} is a file; give a folder for the cohort's report.")
         c = _run(spec, dataset)
         _show_attrition(c)
         c.report(out)
@@ -106,6 +109,10 @@ def subset_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the subset in PhysioNet's layout."),
     dataset: str = DATASET_OPT,
     force: bool = typer.Option(False, "--force", help="Replace --out if it is not empty."),
+    whole_patients: bool = typer.Option(
+        False, "--whole-patients",
+        help="Every row of the cohort's patients, not only of its stays/admissions: then the same spec selects "
+             "the same units on the subset (criteria link events by patient and time, across admissions)."),
 ) -> None:
     """Export a cohort's rows in PhysioNet's layout (csv.gz per table) with its report and SHA256SUMS.txt."""
     with friendly_errors():
@@ -115,6 +122,6 @@ def subset_cmd(
         c = _run(spec, dataset)
         _show_attrition(c)
         with console.status("writing tables", spinner="dots"):
-            c.subset(out, force=force)
+            c.subset(out, force=force, whole_patients=whole_patients)
         console.print(f"subset of {len(c):,} {c.spec.unit_label} written to {escape(str(out))}", highlight=False)
         console.print(f"build it: mimiclab build {c.manifest.dataset} --source {escape(str(out))}", highlight=False)

@@ -169,12 +169,13 @@ class Cohort:
 
         return report.write(self, out)
 
-    def subset(self, out: str | Path, force: bool = False) -> Path:
+    def subset(self, out: str | Path, force: bool = False, whole_patients: bool = False) -> Path:
         """Export the cohort's rows in PhysioNet's layout (csv.gz per table) + report + SHA256SUMS.txt into a
-        new or empty folder (`force` replaces a non-empty one)."""
+        new or empty folder (`force` replaces a non-empty one). `whole_patients`: every row of the cohort's
+        patients, not only of its units, so the same spec selects the same units on the subset."""
         from mimiclab.cohort import subset
 
-        return subset.export(self, out, force=force)
+        return subset.export(self, out, force=force, whole_patients=whole_patients)
 
     def close(self) -> None:
         if self._owns_store:
@@ -259,5 +260,11 @@ def _locate_failure(spec: CohortSpec, comp: Compiled, store, exc: Exception) -> 
         try:
             store.arrow(f"WITH {units}\nSELECT COUNT(*) FROM ({frag}) t", portable=True)
         except QueryError as inner:
-            return SpecError(f"{spec.where(c)}: the SQL of {kind} criterion {c.title!r} fails: {inner}")
+            hint = ""
+            if isinstance(c, S.SQL):  # its query is wrapped as `q`: a missing column reads "table q not found"
+                x = comp.ctx
+                ret = c.returns or {"patient": "subject_id", "admission": "hadm_id", "stay": "stay_id"}[spec.unit]
+                col = {"subject_id": x.pid, "hadm_id": x.aid, "stay_id": x.stay}.get(ret, ret)
+                hint = f" (its query must return a column named {col})"
+            return SpecError(f"{spec.where(c)}: the SQL of {kind} criterion {c.title!r} fails{hint}: {inner}")
     return exc if isinstance(exc, MimiclabError) else QueryError(str(exc))

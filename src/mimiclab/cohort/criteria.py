@@ -1,6 +1,6 @@
 """Each criterion -> one SQL SELECT returning the ids of the units that satisfy it.
 
-Fragments are written in a portable subset of SQL (EXTRACT, SUBSTR, LOWER/UPPER ... LIKE, INTERVAL 'n'
+Fragments are written in a portable subset of SQL (EXTRACT, SUBSTR, LOWER/UPPER, STRPOS, INTERVAL 'n'
 SECOND, window functions) in DuckDB spelling; sqlglot transpiles them for PostgreSQL and BigQuery.
 Names of tables and columns come from the typed `cohort` section of catalog/concepts/<family>.yaml
 (catalog.concepts.CohortNames), so MIMIC-IV, MIMIC-III and OMOP share this code without branches.
@@ -127,7 +127,13 @@ class Context:
 def _values_cond(col: str, c: S._Values) -> str:
     if c.match == "exact":
         return f"UPPER({col}) IN ({', '.join(lit(v.upper()) for v in c.values)})"
-    return "(" + " OR ".join(f"UPPER({col}) LIKE {lit('%' + v.upper() + '%')}" for v in c.values) + ")"
+    return "(" + " OR ".join(_contains(f"UPPER({col})", v.upper()) for v in c.values) + ")"
+
+
+def _contains(expr: str, text: str) -> str:
+    """`text` anywhere in `expr`, taken literally: in a LIKE pattern the `%` of "Dextrose 5%" matched
+    "Dextrose 50%" too (141 admissions of the demo against 27), and LIKE's escape differs per dialect."""
+    return f"STRPOS({expr}, {lit(text)}) > 0"
 
 
 def _seconds(hours: float) -> int:
@@ -269,7 +275,7 @@ def fragment(c: S._Criterion, ctx: Context) -> str:
         if c.names or c.codes:
             rx: concepts.CohortDrugs = ctx.need("prescriptions", kind)
             join, when = _window(ctx, w, f"m.{rx.time}", kind)
-            what = [f"LOWER(m.{rx.name}) LIKE {lit('%' + x.lower() + '%')}" for x in c.names]
+            what = [_contains(f"LOWER(m.{rx.name})", x.lower()) for x in c.names]
             if c.codes:
                 code_list = ", ".join(lit(x) for x in c.codes)
                 what += [f"m.{col} IN ({code_list})" for col in rx.codes]

@@ -16,6 +16,7 @@ import jinja2
 from mimiclab import __version__
 from mimiclab.cohort import flow
 from mimiclab.cohort.attrition import kinds
+from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:
     from mimiclab.cohort import Cohort
@@ -56,6 +57,8 @@ def context(cohort: Cohort) -> dict:
 
 def write(cohort: Cohort, out: Path | str) -> Path:
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MimiclabError(f"--out {out} is a file; give a folder for the cohort's report.")
     out.mkdir(parents=True, exist_ok=True)
     ctx = context(cohort)
     write_atomic(out / "ids.csv", cohort.ids.to_csv(index=False, lineterminator="\n").encode())

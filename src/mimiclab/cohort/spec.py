@@ -32,12 +32,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # 1e999 is inf: refused, never compiled
 
 
+# Durations beyond a century are refused here, by field: 1e305 hours overflowed to an infinite number of
+# seconds in the compiler (a traceback), and 1e12 failed only inside the database.
+MAX_HOURS = 100 * 366 * 24
+
+
 class Window(_Model):
     """Time window relative to the unit's admission or ICU stay. end_hours omitted: until discharge/ICU out."""
 
     anchor: Literal["admission", "icu"] = "admission"
-    start_hours: float = 0
-    end_hours: float | None = None
+    start_hours: float = Field(default=0, ge=-MAX_HOURS, le=MAX_HOURS)
+    end_hours: float | None = Field(default=None, ge=-MAX_HOURS, le=MAX_HOURS)
 
     @model_validator(mode="after")
     def _order(self):
@@ -149,6 +154,14 @@ class YearGroup(_Values):
 
 class _LOS(_Range):
     unit: Literal["hours", "days"] = "days"
+
+    @model_validator(mode="after")
+    def _within_a_century(self):
+        top = MAX_HOURS / (24 if self.unit == "days" else 1)
+        for name, v in (("min", self.min), ("max", self.max)):
+            if v is not None and abs(v) > top:
+                raise ValueError(f"{name} {v:g} {self.unit} is beyond a century (at most {top:g} {self.unit})")
+        return self
 
 
 class HospitalLOS(_LOS):

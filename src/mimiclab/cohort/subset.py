@@ -8,6 +8,10 @@ Which rows: a table is filtered on the finest key it shares with the unit of ana
 stay cohorts), else hadm_id (admission and stay cohorts; rows tied to no admission, such as outpatient
 labs, follow their patient), else subject_id. Tables that reach an admission only through a parent (emar_detail via emar) follow the
 parent (the `links` of the family's concept mapping). Tables not loaded in the build (no source file) are not written.
+With `whole_patients`, every row of the cohort's patients instead: criteria link events by patient and
+time and look at a patient's other stays (first ICU stay), so a unit can be selected by a row filed under
+another admission (the demo has prescriptions inside another admission's stay); only whole patients make
+the same spec select the same units on the subset, whatever its criteria (`sql` ones aside).
 
 Deterministic: rows sorted by primary key then every column, timestamps as MIMIC writes them
 (YYYY-MM-DD HH:MM:SS), NULL as an empty field, gzip with mtime 0 and no file name, each file written
@@ -43,12 +47,15 @@ TS_FORMAT = "%Y-%m-%d %H:%M:%S"
 REPORT_DIR = "cohort"
 
 
-def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, str]) -> str | None:
+def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, str],
+               whole_patients: bool = False) -> str | None:
     """WHERE condition selecting the cohort's rows of `table` (None: keep the whole table)."""
     if table.kind == "dictionary" or table.patient_key is None:
         return None
     ctx = cohort.compiled.ctx
     pid, aid = ctx.pid, ctx.aid
+    if whole_patients:
+        return f"t.{table.patient_key} IN ({ids_from[pid]})"
     cols = {c.name for c in table.columns}
     if ctx.unit == "stay" and ctx.stay in cols:
         return f"t.{ctx.stay} IN ({ids_from[ctx.stay]})"
@@ -77,7 +84,7 @@ def check_out(out: Path | str, force: bool = False) -> Path:
     return out
 
 
-def export(cohort: Cohort, out: Path | str, force: bool = False) -> Path:
+def export(cohort: Cohort, out: Path | str, force: bool = False, whole_patients: bool = False) -> Path:
     """Write the subset into `out`, which must be new or empty (`force` replaces it). Everything is written
     into a temporary sibling folder first and renamed into place, so `out` never holds a mix of this subset
     and older files (which `mimiclab build --source` would load as if they belonged to it)."""
@@ -87,7 +94,7 @@ def export(cohort: Cohort, out: Path | str, force: bool = False) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o700)
     try:
-        _export(cohort, tmp)
+        _export(cohort, tmp, whole_patients)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
@@ -100,7 +107,7 @@ def export(cohort: Cohort, out: Path | str, force: bool = False) -> Path:
     return out
 
 
-def _export(cohort: Cohort, out: Path) -> Path:
+def _export(cohort: Cohort, out: Path, whole_patients: bool = False) -> Path:
     m = cohort.manifest
     ds = catalog.get(m.dataset)
     store = cohort.store
@@ -113,7 +120,7 @@ def _export(cohort: Cohort, out: Path) -> Path:
             if entry is None or entry.status != "loaded":
                 continue
             cols = list(table.columns_for(m.version))
-            where = row_filter(cohort, table, schema, ids_from)
+            where = row_filter(cohort, table, schema, ids_from, whole_patients)
             order = list(table.primary_key) + [c.name for c in cols if c.name not in table.primary_key]
             upper = table.file.split("/")[-1].isupper()  # MIMIC-III files have upper-case headers
             select = ", ".join(

@@ -7,6 +7,8 @@ summarised in pandas: median [IQR] for continuous variables, n (%) for categoric
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pandas as pd
 
 from mimiclab.cohort.compile import Compiled
@@ -87,11 +89,18 @@ def _median_iqr(s: pd.Series, digits: int) -> str:
     if s.empty:
         return "–"
     q1, med, q3 = s.quantile([0.25, 0.5, 0.75]).tolist()
-    return f"{med:.{digits}f} [{q1:.{digits}f}–{q3:.{digits}f}]"
+    return f"{_fmt(med, digits)} [{_fmt(q1, digits)}–{_fmt(q3, digits)}]"
 
 
 def _n_pct(k: int, n: int) -> str:
-    return f"{k} ({100.0 * k / n:.1f})" if n else "0 (–)"
+    return f"{k} ({_fmt(100.0 * k / n, 1)})" if n else "0 (–)"
+
+
+def _fmt(x: float, digits: int) -> str:
+    """Rounded half away from zero, as tables in papers are: Python's format rounds halves to even, so a
+    median of 64.5 showed as 64 and one of 63.5 as 64 (and 6.25% as 6.2). The shortest repr is rounded,
+    so 6.25 is the decimal 6.25, not the binary double just under or over it."""
+    return str(Decimal(repr(float(x))).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def summarise(rows: pd.DataFrame, unit_label: str) -> pd.DataFrame:

@@ -43,16 +43,16 @@ WITH units AS (
         ON m.subject_id = u.subject_id
       WHERE
         (
-          LOWER(m.drug) LIKE '%vancomycin%'
-          OR LOWER(m.drug) LIKE '%cefepime%'
-          OR LOWER(m.drug) LIKE '%ceftriaxone%'
-          OR LOWER(m.drug) LIKE '%piperacillin%'
-          OR LOWER(m.drug) LIKE '%meropenem%'
-          OR LOWER(m.drug) LIKE '%levofloxacin%'
-          OR LOWER(m.drug) LIKE '%ciprofloxacin%'
-          OR LOWER(m.drug) LIKE '%metronidazole%'
-          OR LOWER(m.drug) LIKE '%cefazolin%'
-          OR LOWER(m.drug) LIKE '%ampicillin%'
+          INSTR(LOWER(m.drug), 'vancomycin') > 0
+          OR INSTR(LOWER(m.drug), 'cefepime') > 0
+          OR INSTR(LOWER(m.drug), 'ceftriaxone') > 0
+          OR INSTR(LOWER(m.drug), 'piperacillin') > 0
+          OR INSTR(LOWER(m.drug), 'meropenem') > 0
+          OR INSTR(LOWER(m.drug), 'levofloxacin') > 0
+          OR INSTR(LOWER(m.drug), 'ciprofloxacin') > 0
+          OR INSTR(LOWER(m.drug), 'metronidazole') > 0
+          OR INSTR(LOWER(m.drug), 'cefazolin') > 0
+          OR INSTR(LOWER(m.drug), 'ampicillin') > 0
         )
         AND m.starttime >= w.intime - INTERVAL '86400' SECOND
         AND m.starttime <= w.intime + INTERVAL '86400' SECOND
