@@ -276,3 +276,31 @@ def test_views_build_gives_the_same_samples_as_native(demo_dir, home, tmp_path):
             got, want = ds[i].data[key], ex[i].data[key]
             assert list(got.index) == list(want.index)
             assert list(got["hadm_id"]) == list(want["hadm_id"])
+
+
+def test_text_read_csv_reads_as_nan_and_headers_as_spelled(home, demo_dir):
+    """read_csv reads "N/A", "None", "NA", "null"... as NaN (the demo's labevents valueuom has "N/A",
+    procedureevents "None") and keeps the header's spelling (procedureevents ends in ORIGINALAMOUNT)."""
+    files = ["icu/procedureevents", "hosp/labevents"]
+    ds = MIMICDataset(demo_dir, files=files)
+    for f in files:
+        theirs = pd.read_csv(demo_dir / f"{f}.csv.gz", dtype=str)
+        ours = ds.data[f]
+        assert list(ours.columns) == list(theirs.columns), f
+        assert list(ours.index) == list(theirs.index)
+        assert ours["valueuom"].isna().tolist() == theirs["valueuom"].isna().tolist(), f
+        raw = pd.read_csv(demo_dir / f"{f}.csv.gz", dtype=str, keep_default_na=False)["valueuom"]
+        assert (raw.isin(["N/A", "None"])).sum() > 100  # the case is there
+    assert "ORIGINALAMOUNT" in ds[0].data["icu/procedureevents"].columns
+    sid = int(pd.read_csv(demo_dir / "icu/procedureevents.csv.gz", dtype=str, keep_default_na=False)
+              .query("valueuom == 'None'")["subject_id"].iloc[0])
+    i = ds._subject_ids.index(sid)
+    theirs = pd.read_csv(demo_dir / "icu/procedureevents.csv.gz")
+    theirs = theirs[theirs.subject_id == sid]
+    assert ds[i].data["icu/procedureevents"]["valueuom"].isna().tolist() == theirs["valueuom"].isna().tolist()
+
+
+def test_a_misspelled_file_is_a_file_not_found_error(home, demo_dir):
+    """read_csv (the datathon's class) raised FileNotFoundError; code catching it keeps working."""
+    with pytest.raises(FileNotFoundError, match=r"hosp/admision.*Did you mean: hosp/admissions"):
+        MIMICDataset(demo_dir, files=["hosp/admision"])

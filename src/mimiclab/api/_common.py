@@ -48,7 +48,18 @@ def as_int(value, what: str = "id") -> int:
     raise UnknownNameError(f"{what} must be an integer, got {value!r}")
 
 
-def frame(table, int_dtypes: dict[str, str] | None = None, blank_text_as_null: bool = False):
+def read_csv_na() -> frozenset[str]:
+    """The text pandas.read_csv reads as NaN by default ("", "N/A", "NA", "None", "null", ...): MIMICDataset
+    gives what read_csv gives (the demo's labevents valueuom has 2,161 "N/A", procedureevents 771 "None")."""
+    try:
+        from pandas._libs.parsers import STR_NA_VALUES  # type: ignore[import-not-found]  # pandas' own list, so it follows pandas' changes
+    except ImportError:  # pragma: no cover - the list as documented in pandas 1.x-3.x
+        STR_NA_VALUES = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                         "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+    return frozenset(STR_NA_VALUES)
+
+
+def frame(table, int_dtypes: dict[str, str] | None = None, text_as_null: frozenset[str] | None = None):
     """Arrow -> pandas, the one dtype policy of every frame the API returns (docs/api.md):
 
     * integers of every width -> nullable ``Int64``: ids with gaps stay exact (float64 would round OMOP's
@@ -59,7 +70,7 @@ def frame(table, int_dtypes: dict[str, str] | None = None, blank_text_as_null: b
     * text, floats, timestamps: pandas' own conversion.
 
     ``int_dtypes`` overrides integer columns by name (MIMICDataset: read_csv's int64, or float64 when the
-    file has empty cells); ``blank_text_as_null`` reads "" as missing, as read_csv does.
+    file has empty cells); ``text_as_null``: text values read as missing (MIMICDataset: read_csv's, above).
     """
     import pandas as pd
     import pyarrow as pa
@@ -75,8 +86,8 @@ def frame(table, int_dtypes: dict[str, str] | None = None, blank_text_as_null: b
             col = col.cast(pa.timestamp("us"))
         elif pa.types.is_decimal(t):
             col = _decimal_to_number(col)
-        elif blank_text_as_null and (pa.types.is_string(t) or pa.types.is_large_string(t)):
-            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, t), col)
+        elif text_as_null and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            col = pc.if_else(pc.is_in(col, value_set=pa.array(sorted(text_as_null), t)), pa.scalar(None, t), col)
         arrays.append(col)
         names.append(name)
     ints = {pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32()}

@@ -9,8 +9,9 @@ Differences, on purpose:
 
 * values are typed by the catalog instead of guessed: times and dates are ``datetime64`` (read_csv gives
   strings), codes stay text. Integer columns are ``int64``, or ``float64`` when the file has an empty cell
-  in that column — as read_csv does; an empty text field is NaN whether quoted or not (read_csv's
-  rule; the database keeps PostgreSQL's distinction between "" and NULL);
+  in that column — as read_csv does; text read_csv reads as missing ("", "N/A", "NA", "None", "null", ...:
+  pandas' own list) is NaN whether quoted or not (the database keeps the text, and PostgreSQL's
+  distinction between "" and NULL); column names are spelled as the file's header spells them;
 * each patient frame keeps read_csv's index (the row's position in the file) and the file's row order;
 * ``datapath`` may also be a built dataset's name (``"mimic-iv-demo"``) or a build folder; a raw folder is
   built on first use under $MIMICLAB_HOME/folders and reused while its files are unchanged;
@@ -26,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from mimiclab import catalog
-from mimiclab.api._common import MissingFileError, UnknownNameError, frame, ident, lit, suggest
+from mimiclab.api._common import MissingFileError, UnknownNameError, frame, ident, lit, read_csv_na, suggest
 from mimiclab.api.dataset import Dataset
 from mimiclab.errors import MimiclabError
 from mimiclab.load import manifest as mf
-from mimiclab.load.source import EXTENSIONS
+from mimiclab.load.source import EXTENSIONS, SourceFile, normalize_column, read_header
 from mimiclab.sources.registry import Build, find
 from mimiclab.sqltext import exact_path
 
@@ -95,6 +96,24 @@ def _runs_to_rows(m):
     return pa.table([subject, pa.array(line, pa.int64())], names=["subject_id", LINE])
 
 
+_NA = read_csv_na()
+
+
+def _header_spelling(build: Build, entry: mf.TableEntry) -> dict[str, str]:
+    """Column names as the source file's header spells them, where that differs from the stored (catalog)
+    name: read_csv keeps the header (the demo's icu/procedureevents ends in ORIGINALAMOUNT, ORIGINALRATE;
+    full MIMIC-III is upper case). Empty when the file is gone or its header is not the stored columns."""
+    if not entry.source_file:
+        return {}
+    path = Path(build.manifest.source) / entry.source_file
+    try:
+        st = path.stat()
+        header = read_header(SourceFile(path, entry.source_file, st.st_size, st.st_mtime_ns))
+    except (OSError, MimiclabError):
+        return {}
+    return {normalize_column(h): h for h in header if normalize_column(h) != h}
+
+
 class MIMICDataset:
     """Patients present in every selected file, each with their rows of each file."""
 
@@ -114,7 +133,10 @@ class MIMICDataset:
             ds_cat, ver = fo.detect(path)
             tables = []
             for f in self.files:
-                t = fo.match_file(ds_cat, ver, str(f))
+                try:
+                    t = fo.match_file(ds_cat, ver, str(f))
+                except catalog.CatalogError as exc:  # a misspelled file: read_csv raised FileNotFoundError
+                    raise MissingFileError(str(exc)) from None
                 if not any((path / (t.file + ext)).is_file() for ext in SUFFIXES):
                     raise MissingFileError(f"{path / (_key(str(f)) + '.csv.gz')} does not exist "
                                            f"(nor {t.file}.csv): check the folder and the file name")
@@ -145,6 +167,7 @@ class MIMICDataset:
         self._lines: dict[str, tuple[str, str, str]] = {}  # row maps of tables stored in patient order
         self._tables: dict[str, str] = {}
         self._conv: dict[str, dict[str, str]] = {}
+        self._names: dict[str, dict[str, str]] = {}  # stored name -> the file header's spelling, where they differ
         self._manifest, self._gen = build.manifest, self._ds.generation
         for f, key in zip(self.files, self.keys, strict=True):
             qualified = self._qualified(build, ds_cat, str(f))
@@ -158,6 +181,7 @@ class MIMICDataset:
             if entry.lines:
                 self._lines[key] = self._row_map(str((build.build_dir / entry.lines).resolve()))
             self._sql[key], self._conv[key] = self._select(key)
+            self._names[key] = _header_spelling(build, entry)
         self._subject_ids: list[int] = self._ids()
         self.data._cache.clear()
 
@@ -223,9 +247,9 @@ class MIMICDataset:
         """Arrow -> pandas by the API's one dtype policy (api/_common.frame), with read_csv's integers
         (int64, or float64 for a file with empty cells) and "" as NaN; rows in file order, indexed by
         their row in the file."""
-        df = frame(t.sort_by("__row__"), int_dtypes={**self._conv[key], "__row__": "int64"}, blank_text_as_null=True)
+        df = frame(t.sort_by("__row__"), int_dtypes={**self._conv[key], "__row__": "int64"}, text_as_null=_NA)
         df.index = df.pop("__row__").to_numpy(dtype="int64")
-        return df
+        return df.rename(columns=self._names[key]) if self._names[key] else df
 
     def _ids(self) -> list[int]:
         parts = [f"SELECT DISTINCT subject_id FROM read_parquet({lit(exact_path(p))})" for p in self._parquet.values()]
