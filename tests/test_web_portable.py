@@ -95,21 +95,7 @@ def test_every_workbench_query_is_portable_and_renders_for_postgres_and_bigquery
             out = render(q, dialect)
             sqlglot.parse_one(out.replace("%s", "NULL"), read=dialect)  # the rendered text is that dialect's SQL
             for duck_only in ("TRY_CAST", "APPROX_DISTINCT", "LIST_CONTAINS", "EPOCH(", "//"):
-                # distinct counts are estimated on DuckDB only; web sends PostgreSQL count(DISTINCT) (distinct_count)
-                if duck_only == "APPROX_DISTINCT" and "approx_count_distinct" in q:
-                    continue
                 assert duck_only not in out.upper(), (dialect, out)
-
-
-def test_distinct_counts_are_estimated_only_where_the_database_can():
-    from types import SimpleNamespace
-
-    from mimiclab.web.api_data import distinct_count
-
-    assert distinct_count(SimpleNamespace(dialect="postgres"), "v") == "count(DISTINCT v)"
-    for d in ("duckdb", "bigquery"):
-        q = f"SELECT {distinct_count(SimpleNamespace(dialect=d), 'v')} FROM t"
-        assert "APPROX_COUNT_DISTINCT(V)" in render(q, d).upper()
 
 
 def test_catalog_workbench_files_are_valid_and_cover_the_families():

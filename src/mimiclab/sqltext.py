@@ -33,3 +33,18 @@ def exact_path(path: str | os.PathLike) -> str:
     folder named `ed[12]` would read `ed1/...` instead. Each becomes a one-character class (`[[]`, `[*]`, `[?]`).
     """
     return _GLOB.sub(r"[\1]", str(path))
+
+
+def like_escape(text: str) -> str:
+    """LIKE's wildcards (and the escape character) in `text` taken literally (used with ESCAPE '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def ilike(expr: str, text: str, *, anywhere: bool = True) -> tuple[str, str]:
+    """(condition with one `?`, its parameter): `expr` contains (or starts with) `text`, case-insensitively,
+    `%` and `_` taken as themselves. ESCAPE only when the text has one of them: DuckDB's ILIKE with ESCAPE
+    took 5x longer on a full-scale column (512 against 109 ms), and without them the two are the same."""
+    head = "%" if anywhere else ""
+    if any(ch in text for ch in "%_\\"):
+        return f"{expr} ILIKE ? ESCAPE '\\'", head + like_escape(text) + "%"
+    return f"{expr} ILIKE ?", head + text + "%"

@@ -200,8 +200,10 @@ def counts(store, qualified: str, column: str, ctype: str, by: str | None = None
             keep = [g for g in groups if g is not None]
             params.update({f"g{i}": g for i, g in enumerate(keep)})
             inlist = ", ".join(f"$g{i}" for i in range(len(keep))) or "NULL"
-            gexpr = (f"CASE WHEN {gtext} IS NULL THEN NULL WHEN {gtext} IN ({inlist}) THEN {gtext} "
-                     f"ELSE '(other)' END")
+            # NULL is its own group ("(missing)") only when it is among the largest; else it is "(other)"
+            # (it had been left out of every series: 311 of emar's rows grouped by event_txt)
+            gexpr = ("CASE " + (f"WHEN {gtext} IS NULL THEN NULL " if None in groups else "")
+                     + f"WHEN {gtext} IN ({inlist}) THEN {gtext} ELSE '(other)' END")
             groups.append("(other)")
         else:
             gexpr = gtext

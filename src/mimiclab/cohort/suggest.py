@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mimiclab.cohort.criteria import family_names
+from mimiclab.sqltext import like_escape
 
 # (criterion, parameter) pairs with a picker; the builder form asks for suggestions only for these.
 SUGGESTED = {
@@ -29,14 +30,9 @@ VOCABULARY = {("admission_type", "values"), ("admission_location", "values"), ("
               ("procedure", "icd9"), ("procedure", "icd10")}
 
 
-def _escape(q: str) -> str:
-    """LIKE's wildcards (and the escape character) in `q` taken literally (used with ESCAPE '\\')."""
-    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _like(q: str) -> str:
     """`q` as an ILIKE pattern matching anywhere."""
-    return "%" + _escape(q) + "%"
+    return "%" + like_escape(q) + "%"
 
 
 def _counted(expr: str, source: str, q: str, limit: int, label: str = "NULL", where: str = "") -> tuple[str, list]:
@@ -86,7 +82,7 @@ def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", lim
         if q:
             match = f"(x.{t.code} ILIKE ? ESCAPE '\\'" + (f" OR d.{t.title} ILIKE ? ESCAPE '\\')" if has_dict else ")")
             where = f"{where} AND {match}" if where else match
-            params += [_escape(q.replace(".", "").upper()) + "%"]  # codes are stored without dots
+            params += [like_escape(q.replace(".", "").upper()) + "%"]  # codes are stored without dots
             if has_dict:
                 params.append(_like(q))
         label = f"max(d.{t.title})" if has_dict else "CAST(NULL AS VARCHAR)"
