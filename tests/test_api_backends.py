@@ -193,6 +193,14 @@ def test_patient_timeline_items_and_series(bds, raw):
     n, nnum, unit = rows(raw, "SELECT count(*), count(valuenum), mode(valueuom) FROM hosp_labevents "
                               "WHERE subject_id = ? AND itemid = 50912", [SID])[0]
     assert (lab["count"], lab["numeric"], lab["unit"]) == (n, nnum, unit)
+    # the API's dtype rule on every backend (PostgreSQL's sum(bigint) is NUMERIC: it came back float64)
+    assert str(items["count"].dtype) == str(items["numeric"].dtype) == "Int64"
+    # results at one time in one order on every backend: chloride has two at 2180-06-03 12:00
+    ties = rows(raw, "SELECT charttime, valuenum FROM hosp_labevents WHERE subject_id = ? AND itemid = 50902 "
+                     "ORDER BY charttime, valuenum NULLS LAST", [SID])
+    assert len({t for t, _ in ties}) < len(ties)
+    s = p.item_series(50902)
+    assert list(zip(s["time"], s["value"], strict=True)) == [(pd.Timestamp(t), v) for t, v in ties]
     s = p.item_series(50912)
     want = rows(raw, "SELECT charttime, valuenum FROM hosp_labevents WHERE subject_id = ? AND itemid = 50912 "
                      "ORDER BY charttime", [SID])

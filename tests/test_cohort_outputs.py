@@ -139,6 +139,15 @@ def test_subset_round_trips_through_build(home, demo, demo_dir, tmp_path, exampl
                        f"SELECT {adm_cols} FROM read_csv_auto('{demo_dir}/hosp/admissions.csv.gz') "
                        f"WHERE hadm_id IN ({hadm})").fetchall()
     assert diff == []
+    # timestamps keep their fraction (procedureevents storetime has milliseconds; a cast to seconds cut them)
+    pe = f"read_csv_auto('{demo_dir}/icu/procedureevents.csv.gz')"
+    k = "stay_id" if c.spec.unit == "stay" else "hadm_id"  # the finest key the table shares with the unit
+    mine = f"{k} IN ({','.join(map(str, sorted(set(c.ids[k]))))})"
+    want = duckdb.execute(f"SELECT count(*), count(DISTINCT storetime) FROM {pe} WHERE {mine}").fetchone()
+    assert con.execute("SELECT count(*), count(DISTINCT storetime) FROM mimiciv_icu.procedureevents").fetchone() == want
+    diff = con.execute(f"SELECT storetime FROM mimiciv_icu.procedureevents EXCEPT "
+                       f"SELECT storetime FROM {pe} WHERE {mine}").fetchall()
+    assert diff == []
     con.close()
     # the same spec on the subset selects the same cohort
     again = Cohort.run(rebuilt, spec)
@@ -188,6 +197,21 @@ def test_whole_patient_subset_selects_the_same_units_again(home, demo, demo_dir,
         else:
             assert n["admissions"] == 1
     assert found == {False: set(), True: {b}}
+
+
+def test_subset_writes_timestamps_with_their_fraction():
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from mimiclab.cohort.subset import _as_written
+
+    t = [dt.datetime(2116, 12, 18, 17, 34, 4, 930000), dt.datetime(2116, 12, 18, 17, 34, 10), None,
+         dt.datetime(2180, 1, 1, 0, 0, 20, 500000), dt.datetime(2180, 1, 1, 0, 0, 0, 1)]
+    out = _as_written(pa.record_batch([pa.array(t, pa.timestamp("us")), pa.array([1, 2, 3, 4, 5])], names=["t", "n"]))
+    assert out.column(0).to_pylist() == ["2116-12-18 17:34:04.93", "2116-12-18 17:34:10", None,
+                                         "2180-01-01 00:00:20.5", "2180-01-01 00:00:00.000001"]
+    assert out.column(1).to_pylist() == [1, 2, 3, 4, 5]
 
 
 # ---------------------------------------------------------------- properties

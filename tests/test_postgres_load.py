@@ -99,6 +99,13 @@ def test_demo_round_trip_matches_raw_files(db, data_root):
                        "FROM mimiciv_hosp.admissions")
         assert row(got) == raw(data_root, hosp, "SELECT min(admittime), max(dischtime), count(deathtime), "
                                                            "count(DISTINCT race) FROM {f:hosp/admissions}")
+        # fractions of a second stay (TIMESTAMP(0) rounded 242 procedureevents storetimes): every value, as text
+        q = "SELECT strftime(storetime, '%Y-%m-%d %H:%M:%S.%f') FROM {f:icu/procedureevents} WHERE storetime IS NOT NULL"
+        got = pg.arrow("SELECT to_char(storetime, 'YYYY-MM-DD HH24:MI:SS.US') FROM mimiciv_icu.procedureevents "
+                       "WHERE storetime IS NOT NULL").column(0).to_pylist()
+        want = [r[0] for r in duckdb.execute(q.replace("{f:icu/procedureevents}", "read_csv('"
+                                             f"{data_root}/{hosp}/icu/procedureevents.csv.gz')")).fetchall()]
+        assert sorted(got) == sorted(want) and sum(not w.endswith(".000000") for w in want) > 100
         got = pg.arrow("SELECT count(valuenum), sum(valuenum), count(*) FILTER (WHERE value = '') "
                        "FROM mimiciv_hosp.labevents")
         want = raw(data_root, hosp, "SELECT count(valuenum), sum(valuenum), 0 FROM {f:hosp/labevents}")

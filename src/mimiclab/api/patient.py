@@ -230,8 +230,9 @@ class Patient:
         ranked = (f"SELECT *, row_number() OVER (PARTITION BY source, itemid, label ORDER BY "
                   f"CASE WHEN unit IS NULL THEN 1 ELSE 0 END, n DESC, unit) AS r FROM ({per_unit}) AS u")
         return frame(self.ds.fetch(
-            f"SELECT source, itemid, label, max(CASE WHEN r = 1 THEN unit END) AS unit, sum(n) AS count, "
-            f"sum(nnum) AS numeric, min(t0) AS first, max(t1) AS last FROM ({ranked}) AS k "
+            # sums of counts cast back to BIGINT: PostgreSQL's sum(bigint) is NUMERIC, read as float64 there
+            f"SELECT source, itemid, label, max(CASE WHEN r = 1 THEN unit END) AS unit, CAST(sum(n) AS BIGINT) AS count, "
+            f"CAST(sum(nnum) AS BIGINT) AS numeric, min(t0) AS first, max(t1) AS last FROM ({ranked}) AS k "
             f"GROUP BY source, itemid, label ORDER BY count DESC, label, source", self._p()))
 
     def item_series(self, item: int | str) -> pd.DataFrame:
@@ -246,7 +247,9 @@ class Patient:
         if union is not None:
             df = frame(self.ds.fetch(
                 f"SELECT time, valuenum AS value, value AS value_text, unit, source, itemid, label, hadm_id, stay_id "
-                f"FROM ({union}) AS e WHERE {cond} ORDER BY time NULLS LAST, source", params))
+                # ties (two results at one time) in one order on every backend
+                f"FROM ({union}) AS e WHERE {cond} ORDER BY time NULLS LAST, source, value NULLS LAST, "
+                f"value_text NULLS LAST", params))
             if len(df):
                 return df
         its = self.items()

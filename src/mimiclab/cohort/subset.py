@@ -14,7 +14,7 @@ another admission (the demo has prescriptions inside another admission's stay); 
 the same spec select the same units on the subset, whatever its criteria (`sql` ones aside).
 
 Deterministic: rows sorted by primary key then every column, timestamps as MIMIC writes them
-(YYYY-MM-DD HH:MM:SS), NULL as an empty field, gzip with mtime 0 and no file name, each file written
+(YYYY-MM-DD HH:MM:SS, and a fraction where there is one), NULL as an empty field, gzip with mtime 0 and no file name, each file written
 to a temporary name then renamed. A re-run gives byte-identical files.
 """
 
@@ -185,10 +185,13 @@ def _field(name: str) -> str:
 
 
 def _as_written(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Timestamps as MIMIC writes them (no fraction), everything else as Arrow writes it."""
+    """Timestamps as MIMIC writes them (YYYY-MM-DD HH:MM:SS, a fraction only where there is one: the demo's
+    procedureevents storetime has milliseconds, which a cast to seconds dropped), everything else as Arrow
+    writes it."""
     cols = []
     for col in batch.columns:
         if pa.types.is_timestamp(col.type):
-            col = pc.strftime(pc.cast(col, pa.timestamp("s", col.type.tz), safe=False), format=TS_FORMAT)
+            text = pc.strftime(pc.cast(col, pa.timestamp("us", col.type.tz)), format=TS_FORMAT)  # "...:04.930000"
+            col = pc.replace_substring_regex(text, pattern=r"(\.\d*[1-9])0+$|\.0+$", replacement=r"\1")
         cols.append(col)
     return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)

@@ -1,7 +1,9 @@
 """Loading a finished build into PostgreSQL (`mimiclab publish`, `mimiclab build --backend postgres`).
 
-Tables get mimic-code's schema, table and column names and types (TIMESTAMP(0), SMALLINT, ...), so mimic-code's
+Tables get mimic-code's schema, table and column names and types (SMALLINT, DOUBLE PRECISION, ...), so mimic-code's
 PostgreSQL concept scripts run unchanged; the family's extra schemas (an empty `mimiciv_derived`) are created.
+Timestamps keep their fraction (TIMESTAMP, not mimic-code's TIMESTAMP(0), which rounded the demo's
+procedureevents storetime 17:34:04.930 to 17:34:05: other answers than the file's and the DuckDB build's).
 
 Users keep their work on a shared server, so a re-publish replaces only the tables mimiclab loads, never a
 schema: each table is streamed from the build's Parquet file (in batches, never whole) with COPY into a
@@ -38,7 +40,7 @@ from mimiclab.store.postgres_store import _error_text, _ident, _psycopg, connect
 
 PG_TYPES = {
     "INTEGER": "INTEGER", "BIGINT": "BIGINT", "SMALLINT": "SMALLINT", "DOUBLE": "DOUBLE PRECISION",
-    "VARCHAR": "TEXT", "TIMESTAMP": "TIMESTAMP(0)", "DATE": "DATE", "TIME": "TIME", "BOOLEAN": "BOOLEAN",
+    "VARCHAR": "TEXT", "TIMESTAMP": "TIMESTAMP", "DATE": "DATE", "TIME": "TIME", "BOOLEAN": "BOOLEAN",
 }
 STAGING = "__mimiclab_new"  # suffix of the staging schema of each target schema (mimiclab's own, dropped after)
 BATCH_ROWS = 65_536
