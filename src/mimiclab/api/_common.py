@@ -48,6 +48,13 @@ def as_int(value, what: str = "id") -> int:
     raise UnknownNameError(f"{what} must be an integer, got {value!r}")
 
 
+def number_text(expr: str) -> str:
+    """A DOUBLE as text, the same on every backend and as the file writes it: whole numbers without ".0"
+    (DuckDB wrote 566.0 where PostgreSQL and the csv write 566), others as the database's shortest form."""
+    return (f"CASE WHEN {expr} = FLOOR({expr}) AND ABS({expr}) < 1e15 THEN CAST(CAST({expr} AS BIGINT) AS VARCHAR) "
+            f"ELSE CAST({expr} AS VARCHAR) END")
+
+
 def read_csv_na() -> frozenset[str]:
     """The text pandas.read_csv reads as NaN by default ("", "N/A", "NA", "None", "null", ...): MIMICDataset
     gives what read_csv gives (the demo's labevents valueuom has 2,161 "N/A", procedureevents 771 "None")."""

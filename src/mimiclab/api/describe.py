@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mimiclab.api._common import ident, qname
+from mimiclab.api._common import ident, number_text, qname
 from mimiclab.errors import MimiclabError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,8 +69,11 @@ def describe(ds: Dataset, qualified: str) -> pd.DataFrame:
         q = ident(c)
         distinct = f"approx_count_distinct({q})" if approx else f"count(DISTINCT {q})"
         ordered = _is_numeric(t) or _base(t) in TEMPORAL or _base(t) == "TIME"
-        mn = f"CAST(min({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
-        mx = f"CAST(max({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
+        if _base(t) in ("FLOAT", "DOUBLE", "REAL"):  # 169000, not DuckDB's 169000.0 (PostgreSQL's, the file's)
+            mn, mx = number_text(f"min({q})"), number_text(f"max({q})")
+        else:
+            mn = f"CAST(min({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
+            mx = f"CAST(max({q}) AS VARCHAR)" if ordered else "NULL::VARCHAR"
         i = len(parts)
         parts.append(f"count({q}) AS n{i}, {distinct} AS d{i}, {mn} AS lo{i}, {mx} AS hi{i}")
     row = store.arrow(f"SELECT {', '.join(parts)} FROM {tbl}", portable=True).to_pylist()[0] if cols else {}

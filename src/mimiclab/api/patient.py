@@ -17,7 +17,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, number_text, qname, suggest
 from mimiclab.catalog.concepts import PatientTable, TimelineSource, qualify
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,10 +38,13 @@ def _cast(expr: str | None, typ: str, alias: str = "t") -> str:
 def source_sql(src: TimelineSource, patient_id: str) -> str:
     """One timeline source as a SELECT of the common columns for the patient in parameter $sid."""
     join = f" LEFT JOIN {qname(src.join.table)} d ON {src.join.condition()}" if src.join else ""
+    # a value that is the number itself (inputevents' amount) as text the same way on every backend
+    value = (number_text(_cast(src.valuenum, "DOUBLE")) if src.value is not None and src.value == src.valuenum
+             else _cast(src.value, "VARCHAR"))
     return (
         f"SELECT {_cast(src.time, 'TIMESTAMP')} AS time, {_cast(src.end, 'TIMESTAMP')} AS endtime, "
         f"{lit(src.name)} AS source, {_cast(src.label, 'VARCHAR')} AS label, "
-        f"{_cast(src.value, 'VARCHAR')} AS value, {_cast(src.valuenum, 'DOUBLE')} AS valuenum, "
+        f"{value} AS value, {_cast(src.valuenum, 'DOUBLE')} AS valuenum, "
         f"{_cast(src.unit, 'VARCHAR')} AS unit, CAST(t.{ident(patient_id)} AS BIGINT) AS subject_id, "
         f"{_cast(src.hadm_id, 'BIGINT')} AS hadm_id, {_cast(src.stay_id, 'BIGINT')} AS stay_id, "
         f"{_cast(src.itemid, 'BIGINT')} AS itemid "

@@ -33,7 +33,12 @@ FROM (
       CAST(t.endtime AS DATETIME) AS endtime,
       'inputevents' AS source,
       CAST(d.label AS STRING) AS label,
-      CAST(t.amount AS STRING) AS value,
+      CASE
+        WHEN CAST(t.amount AS FLOAT64) = FLOOR(CAST(t.amount AS FLOAT64))
+        AND ABS(CAST(t.amount AS FLOAT64)) < 1e15
+        THEN CAST(CAST(CAST(t.amount AS FLOAT64) AS INT64) AS STRING)
+        ELSE CAST(CAST(t.amount AS FLOAT64) AS STRING)
+      END AS value,
       CAST(t.amount AS FLOAT64) AS valuenum,
       CAST(t.amountuom AS STRING) AS unit,
       CAST(t.`subject_id` AS INT64) AS subject_id,
@@ -57,7 +62,12 @@ FROM (
       CAST(NULL AS DATETIME) AS endtime,
       'outputevents' AS source,
       CAST(d.label AS STRING) AS label,
-      CAST(t.value AS STRING) AS value,
+      CASE
+        WHEN CAST(t.value AS FLOAT64) = FLOOR(CAST(t.value AS FLOAT64))
+        AND ABS(CAST(t.value AS FLOAT64)) < 1e15
+        THEN CAST(CAST(CAST(t.value AS FLOAT64) AS INT64) AS STRING)
+        ELSE CAST(CAST(t.value AS FLOAT64) AS STRING)
+      END AS value,
       CAST(t.value AS FLOAT64) AS valuenum,
       CAST(t.valueuom AS STRING) AS unit,
       CAST(t.`subject_id` AS INT64) AS subject_id,
@@ -81,7 +91,12 @@ FROM (
       CAST(t.endtime AS DATETIME) AS endtime,
       'procedureevents' AS source,
       CAST(d.label AS STRING) AS label,
-      CAST(t.value AS STRING) AS value,
+      CASE
+        WHEN CAST(t.value AS FLOAT64) = FLOOR(CAST(t.value AS FLOAT64))
+        AND ABS(CAST(t.value AS FLOAT64)) < 1e15
+        THEN CAST(CAST(CAST(t.value AS FLOAT64) AS INT64) AS STRING)
+        ELSE CAST(CAST(t.value AS FLOAT64) AS STRING)
+      END AS value,
       CAST(t.value AS FLOAT64) AS valuenum,
       CAST(t.valueuom AS STRING) AS unit,
       CAST(t.`subject_id` AS INT64) AS subject_id,
