@@ -122,6 +122,17 @@ def test_demo_round_trip_matches_raw_files(db, data_root):
         assert pg.scalar("SELECT count(*) FROM pg_namespace WHERE nspname = 'mimiciv_derived'") == 1
         assert pg.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'mimiciv_derived'") == 0
         assert pg.scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE '%%mimiclab_new'", []) == 0
+    # two datasets in one database: opening it without naming one was the newest (ED), silently
+    import mimiclab
+    from mimiclab.errors import MimiclabError
+
+    with pytest.raises(MimiclabError, match=r"holds 2 datasets.*mimic-iv-demo, mimic-iv-ed-demo.*name one"):
+        mimiclab.open(db)
+    ds = mimiclab.open(db, dataset="mimic-iv-demo")
+    try:
+        assert ds.table("mimiciv_hosp.admissions").count() == raw(data_root, hosp, "SELECT count(*) FROM {f:hosp/admissions}")[0]
+    finally:
+        ds.close()
 
 
 def test_republish_keeps_users_views_tables_indexes_and_grants(db, data_root):

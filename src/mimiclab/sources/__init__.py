@@ -92,13 +92,22 @@ def manifest_from_tables(slug: str, version: str, rows: Mapping[str, int | None]
 
 def open_postgres(url: str, slug: str | None = None, version: str | None = None,
                   max_seconds: float | None = None) -> RemoteSource:
-    """The dataset `mimiclab publish` put into this PostgreSQL database (the first, or `slug`)."""
+    """The dataset `mimiclab publish` put into this PostgreSQL database (`slug`: needed when it holds several;
+    of one dataset's versions, the newest published unless `version` says)."""
     from mimiclab.store.postgres_store import PostgresStore, redact
 
     probe = PostgresStore(url)
     try:
         published = probe.manifests()
         others = list(published)
+        names = sorted({str(m.get("dataset")) for m in published})
+        if slug is None and len(names) > 1:
+            # the newest had been opened silently: with ED beside hospital data, `mimiclab.open(url)` gave
+            # the ED dataset and its tables only
+            raise MimiclabError(f"{redact(url)} holds {len(names)} datasets published by mimiclab ({', '.join(names)}): "
+                                f"name one: mimiclab.open(url, dataset={names[0]!r}), `dataset: {names[0]}` in a cohort "
+                                f"spec, or `mimiclab serve --dataset {names[0]} <url>`; the others' schemas resolve "
+                                "beside it.")
         if slug is not None:
             published = [m for m in published if m.get("dataset") == slug]
         if version is not None:
