@@ -139,6 +139,8 @@ class FakeClient:
             if isinstance(fn, exp.DateDiff) and unit is not None and unit.name.upper() in SUBDAY:
                 raise gexc.BadRequest(f"DATE_DIFF does not support the {unit.name.upper()} date part "
                                       "(BigQuery: DATE values, DAY or longer; use DATETIME_DIFF)")
+        if any(True for _ in tree.find_all(exp.Escape)):  # BigQuery's LIKE escapes with a backslash, no clause
+            raise gexc.BadRequest("Syntax error: Expected end of input but got keyword ESCAPE")
         for u in tree.find_all(exp.Unnest):
             if u.args.get("offset"):  # sqlglot reads it back as DuckDB's 1-based WITH ORDINALITY: results would lie
                 raise NotImplementedError("fake: UNNEST ... WITH OFFSET cannot be translated to DuckDB faithfully")
@@ -226,6 +228,9 @@ class FakeClient:
                 t.set("db", exp.to_identifier(schema))
                 if not t.alias:
                     t.set("alias", exp.TableAlias(this=exp.to_identifier(t.name)))
+        # BigQuery's LIKE takes a backslash as its escape; DuckDB's has none unless told
+        for like in list(tree.find_all(exp.Like, exp.ILike)):
+            like.replace(exp.Escape(this=like.copy(), expression=exp.Literal.string("\\")))
         return tree.sql("duckdb"), scanned
 
     def list_rows(self, table: str, max_results: int | None = None, **kw) -> FakeRows:

@@ -128,11 +128,24 @@ def test_demo_round_trip_matches_raw_files(db, data_root):
 
     with pytest.raises(MimiclabError, match=r"holds 2 datasets.*mimic-iv-demo, mimic-iv-ed-demo.*name one"):
         mimiclab.open(db)
+    n_adm = raw(data_root, hosp, "SELECT count(*) FROM {f:hosp/admissions}")[0]
     ds = mimiclab.open(db, dataset="mimic-iv-demo")
     try:
-        assert ds.table("mimiciv_hosp.admissions").count() == raw(data_root, hosp, "SELECT count(*) FROM {f:hosp/admissions}")[0]
+        assert ds.table("mimiciv_hosp.admissions").count() == n_adm
     finally:
         ds.close()
+    from typer.testing import CliRunner
+
+    from mimiclab.cli import app
+
+    q = ["sql", db, "SELECT count(*) AS n FROM mimiciv_hosp.admissions", "--format", "csv"]
+    res = CliRunner().invoke(app, q)
+    assert res.exit_code == 1 and "--published mimic-iv-demo" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, [*q, "--published", "mimic-iv-demo"])
+    assert res.exit_code == 0 and res.output.split() == ["n", str(n_adm)], res.output
+    sid = raw(data_root, hosp, "SELECT min(subject_id) FROM {f:hosp/admissions}")[0]
+    res = CliRunner().invoke(app, ["patient", db, str(sid), "--published", "mimic-iv-demo", "--format", "json"])
+    assert res.exit_code == 0 and str(sid) in res.output, res.output
 
 
 def test_republish_keeps_users_views_tables_indexes_and_grants(db, data_root):

@@ -304,3 +304,20 @@ def test_a_misspelled_file_is_a_file_not_found_error(home, demo_dir):
     """read_csv (the datathon's class) raised FileNotFoundError; code catching it keeps working."""
     with pytest.raises(FileNotFoundError, match=r"hosp/admision.*Did you mean: hosp/admissions"):
         MIMICDataset(demo_dir, files=["hosp/admision"])
+
+
+def test_header_spelling_outlives_the_raw_files(demo_dir, tmp_path, monkeypatch):
+    """The build keeps the header's spelling in its manifest: once the raw folder is gone (moved, not
+    mounted on the GPU box), the columns are still read_csv's (they fell back to the stored names)."""
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    raw = tmp_path / "raw"
+    (raw / "icu").mkdir(parents=True)
+    shutil.copy(demo_dir / "icu/procedureevents.csv.gz", raw / "icu/procedureevents.csv.gz")
+    build("mimic-iv-demo", source=raw, tables=["icu/procedureevents"])
+    want = list(pd.read_csv(raw / "icu/procedureevents.csv.gz", nrows=1).columns)
+    assert list(MIMICDataset("mimic-iv-demo", files=["icu/procedureevents"])[0].data["icu/procedureevents"].columns) == want
+    shutil.rmtree(raw)
+    got = MIMICDataset("mimic-iv-demo", files=["icu/procedureevents"])
+    assert list(got[0].data["icu/procedureevents"].columns) == want and "ORIGINALAMOUNT" in want

@@ -47,6 +47,11 @@ def test_workbench_serves_bigquery(client, raw):  # noqa: F811
     assert p.status_code == 200, p.text[:300]
     want = raw.execute("SELECT subject_id, count(*) n FROM hosp_admissions GROUP BY 1 ORDER BY n DESC, 1 LIMIT 1").fetchone()
     assert (p.json()["patients"][0]["subject_id"], p.json()["patients"][0]["admissions"]) == tuple(want)
+    # `_` and `%` taken literally (BigQuery has no ESCAPE clause: its LIKE escapes with a backslash)
+    for f, want in (("comments:contains:_", "contains(lower(comments), '_')"), ("valueuom:contains:%", "contains(valueuom, '%')")):
+        r = client.get(f"{d}/tables/mimiciv_hosp.labevents/count", params={"f": f})
+        assert r.status_code == 200, r.text[:300]
+        assert r.json()["total"] == one(raw, f"SELECT count(*) FROM hosp_labevents WHERE {want}") > 0, f
     csv = client.get(f"{d}/tables/mimiciv_hosp.admissions/export.csv", params={"f": "admission_type:eq:URGENT"})
     assert csv.status_code == 200, csv.text[:300]
     assert len(csv.text.strip().splitlines()) == 1 + one(raw, "SELECT count(*) FROM hosp_admissions WHERE admission_type = 'URGENT'")

@@ -49,8 +49,9 @@ def as_int(value, what: str = "id") -> int:
 
 
 def number_text(expr: str) -> str:
-    """A DOUBLE as text, the same on every backend and as the file writes it: whole numbers without ".0"
-    (DuckDB wrote 566.0 where PostgreSQL and the csv write 566), others as the database's shortest form."""
+    """A finite DOUBLE as text, the same on every backend and as the file writes it: whole numbers below 1e15
+    without ".0" (DuckDB wrote 566.0 where PostgreSQL and the csv write 566), others in the database's
+    shortest form. NaN, infinities and numbers from 1e15 are still each database's own spelling (MIMIC has none)."""
     return (f"CASE WHEN {expr} = FLOOR({expr}) AND ABS({expr}) < 1e15 THEN CAST(CAST({expr} AS BIGINT) AS VARCHAR) "
             f"ELSE CAST({expr} AS VARCHAR) END")
 

@@ -236,7 +236,7 @@ class Patient:
             # sums of counts cast back to BIGINT: PostgreSQL's sum(bigint) is NUMERIC, read as float64 there
             f"SELECT source, itemid, label, max(CASE WHEN r = 1 THEN unit END) AS unit, CAST(sum(n) AS BIGINT) AS count, "
             f"CAST(sum(nnum) AS BIGINT) AS numeric, min(t0) AS first, max(t1) AS last FROM ({ranked}) AS k "
-            f"GROUP BY source, itemid, label ORDER BY count DESC, label, source", self._p()))
+            f"GROUP BY source, itemid, label ORDER BY count DESC, label, source, itemid", self._p()))
 
     def item_series(self, item: int | str) -> pd.DataFrame:
         """One item over time: time, value (numeric), value_text, unit, source, itemid, label, hadm_id,

@@ -31,7 +31,7 @@ from mimiclab.api._common import MissingFileError, UnknownNameError, frame, iden
 from mimiclab.api.dataset import Dataset
 from mimiclab.errors import MimiclabError
 from mimiclab.load import manifest as mf
-from mimiclab.load.source import EXTENSIONS, SourceFile, normalize_column, read_header
+from mimiclab.load.source import EXTENSIONS, SourceFile, header_spelling
 from mimiclab.sources.registry import Build, find
 from mimiclab.sqltext import exact_path
 
@@ -102,16 +102,18 @@ _NA = read_csv_na()
 def _header_spelling(build: Build, entry: mf.TableEntry) -> dict[str, str]:
     """Column names as the source file's header spells them, where that differs from the stored (catalog)
     name: read_csv keeps the header (the demo's icu/procedureevents ends in ORIGINALAMOUNT, ORIGINALRATE;
-    full MIMIC-III is upper case). Empty when the file is gone or its header is not the stored columns."""
+    full MIMIC-III is upper case). From the manifest (kept at build time, so the same once the raw files
+    are gone); a build from before reads the source file's header, if it is still there."""
+    if entry.header is not None:
+        return dict(entry.header)
     if not entry.source_file:
         return {}
     path = Path(build.manifest.source) / entry.source_file
     try:
         st = path.stat()
-        header = read_header(SourceFile(path, entry.source_file, st.st_size, st.st_mtime_ns))
+        return header_spelling(SourceFile(path, entry.source_file, st.st_size, st.st_mtime_ns))
     except (OSError, MimiclabError):
         return {}
-    return {normalize_column(h): h for h in header if normalize_column(h) != h}
 
 
 class MIMICDataset:

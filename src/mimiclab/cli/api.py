@@ -25,12 +25,14 @@ def patient_cmd(
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="table, csv or json."),
     version: str = typer.Option(None, "--version", help="Dataset version (default: newest built)."),
     limit: int = typer.Option(0, "--limit", help="At most this many timeline rows in table format (0 = all)."),
+    published: str = typer.Option(None, "--published", help="A postgresql:// database holding several published "
+                                                            "datasets: which one."),
 ) -> None:
     """Show a patient: demographics, admissions, ICU stays and diagnoses, or the full --timeline."""
     with friendly_errors():
         import mimiclab
 
-        ds = mimiclab.open(dataset, version=version)
+        ds = mimiclab.open(dataset, version=version, **({"dataset": published} if published else {}))
         p = ds.patient(subject_id)
         if timeline:
             tl = p.timeline()

@@ -150,6 +150,8 @@ def sql_cmd(
     version: str = typer.Option(None, "--version", "-v"),
     fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json"),
     limit: int = typer.Option(1000, "--limit", help="Rows shown in table format (0 = all)."),
+    published: str = typer.Option(None, "--published", help="A postgresql:// database holding several published "
+                                                            "datasets: which one (its schemas come first)."),
 ) -> None:
     """Run SQL on a dataset (a local build, or one on PostgreSQL or BigQuery) and print the result."""
     from mimiclab.errors import MimiclabError
@@ -158,7 +160,7 @@ def sql_cmd(
     with friendly_errors():
         if fmt not in ("table", "csv", "json"):
             raise MimiclabError(f"unknown --format {fmt!r}: use table, csv or json")
-        with open_source(slug, version).open() as store:
+        with open_source(slug, version, **({"dataset": published} if published else {})).open() as store:
             result = store.arrow(query)
         names = result.column_names
         rows = result.to_pylist()

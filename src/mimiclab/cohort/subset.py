@@ -192,6 +192,7 @@ def _as_written(batch: pa.RecordBatch) -> pa.RecordBatch:
     for col in batch.columns:
         if pa.types.is_timestamp(col.type):
             text = pc.strftime(pc.cast(col, pa.timestamp("us", col.type.tz)), format=TS_FORMAT)  # "...:04.930000"
-            col = pc.replace_substring_regex(text, pattern=r"(\.\d*[1-9])0+$|\.0+$", replacement=r"\1")
+            text = pc.replace_substring_regex(text, pattern=r"\.000000$", replacement="")  # whole seconds
+            col = pc.replace_substring_regex(text, pattern=r"(\.\d{3})000$", replacement=r"\1")  # ms: .930
         cols.append(col)
     return pa.RecordBatch.from_arrays(cols, names=batch.schema.names)

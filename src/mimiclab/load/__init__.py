@@ -40,7 +40,7 @@ from mimiclab.errors import BuildError, MimiclabError
 from mimiclab.load import manifest as mf
 from mimiclab.load.arrowcsv import PerProcessPool
 from mimiclab.load.loader import connect, load_csv_to_parquet, reuse_parquet, write_empty_parquet
-from mimiclab.load.source import SourceFile, check_header, locate, source_problem
+from mimiclab.load.source import SourceFile, check_header, header_spelling, locate, source_problem
 from mimiclab.load.version import resolve as resolve_version
 from mimiclab.store import TableRef
 from mimiclab.store.duckdb_store import STORAGE, DatabaseWriter
@@ -323,7 +323,8 @@ def _plan_table(con, staging: _Staging, ds: Dataset, ver: str, table: Table, src
         digest = sha256(src.path)
         if digest == old.sha256:
             emit("skipped", key, rows=old.rows)
-            return old.model_copy(update={"source_missing": False, "error": None})
+            header = old.header if old.header is not None else header_spelling(src)
+            return old.model_copy(update={"source_missing": False, "error": None, "header": header})
     elif not force and _finished(out_dir, table, shash):
         digest = sha256(src.path)  # an interrupted build may have finished this table: its file says so
     else:
@@ -467,7 +468,8 @@ def _load_table(cur, staging: _Staging, load: _Load, emit: Progress, stop: threa
     check: Literal["ok", "mismatch", "unknown"] = "unknown" if expected is None else ("ok" if expected == rows else "mismatch")
     entry = mf.TableEntry(
         module=table.module, table=table.name, db_schema=load.ds.db_schema(table.module), status="loaded",
-        parquet=str(rel), rows=rows, source_file=src.rel, sha256=digest, size=src.size, schema_hash=load.shash,
+        parquet=str(rel), rows=rows, source_file=src.rel, header=header_spelling(src), sha256=digest, size=src.size,
+        schema_hash=load.shash,
         expected_rows=expected, count_check=check, seconds=round(time.perf_counter() - t0, 3),
         lines=str(lines_name(rel)) if (out_dir / lines_name(rel)).exists() else None,
     )

@@ -41,6 +41,9 @@ class TableEntry(BaseModel):
     lines: str | None = None
     rows: int = 0
     source_file: str | None = None  # relative to the source folder
+    # stored column name -> the source header's spelling, where they differ (load.source.header_spelling);
+    # None: built before it was kept
+    header: dict[str, str] | None = None
     sha256: str | None = None
     size: int | None = None
     schema_hash: str = ""

@@ -76,6 +76,13 @@ def read_header(src: SourceFile) -> list[str]:
     return [c.strip() for c in row]
 
 
+def header_spelling(src: SourceFile) -> dict[str, str]:
+    """Stored (catalog) name -> the header's own spelling, for the names that differ (the demo's
+    icu/procedureevents ends in ORIGINALAMOUNT; full MIMIC-III is upper case): MIMICDataset gives the
+    columns read_csv would, also once the raw files are gone, so the build keeps this in its manifest."""
+    return {normalize_column(h): h for h in read_header(src) if normalize_column(h) != h}
+
+
 def normalize_column(name: str) -> str:
     """Header names as the catalog spells them: MIMIC-III is upper case, CXR has 'Enlarged Cardiomediastinum'."""
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")

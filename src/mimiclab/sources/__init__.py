@@ -105,9 +105,9 @@ def open_postgres(url: str, slug: str | None = None, version: str | None = None,
             # the newest had been opened silently: with ED beside hospital data, `mimiclab.open(url)` gave
             # the ED dataset and its tables only
             raise MimiclabError(f"{redact(url)} holds {len(names)} datasets published by mimiclab ({', '.join(names)}): "
-                                f"name one: mimiclab.open(url, dataset={names[0]!r}), `dataset: {names[0]}` in a cohort "
-                                f"spec, or `mimiclab serve --dataset {names[0]} <url>`; the others' schemas resolve "
-                                "beside it.")
+                                f"name one: mimiclab.open(url, dataset={names[0]!r}); `mimiclab sql` and `mimiclab "
+                                f"patient`: --published {names[0]}; `mimiclab serve --dataset {names[0]} <url>`; a "
+                                f"cohort spec: `dataset: {names[0]}`. The others' schemas resolve beside it.")
         if slug is not None:
             published = [m for m in published if m.get("dataset") == slug]
         if version is not None:

@@ -151,6 +151,19 @@ class Store(ABC):
 _MATERIALIZED = re.compile(r"\bAS\s+MATERIALIZED\s*\(", re.IGNORECASE)
 
 
+def _no_escape_clause(tree):
+    """BigQuery's LIKE has no ESCAPE clause (a syntax error there) and escapes with a backslash already: `x LIKE
+    p ESCAPE '\\'` is written as `x LIKE p`, which means the same."""
+    import sqlglot
+
+    def drop(node):
+        if isinstance(node, sqlglot.exp.Escape) and node.expression.name == "\\":
+            return node.this
+        return node
+
+    return tree.transform(drop)
+
+
 @lru_cache(maxsize=4096)
 def render(query: str, dialect: str) -> str:
     """`query` (DuckDB spelling, `$name`/`?` parameters) in `dialect`: PostgreSQL gets `%(name)s`/`%s`,
@@ -162,7 +175,10 @@ def render(query: str, dialect: str) -> str:
     if dialect == "bigquery":  # no materialization hint in BigQuery; it plans CTEs itself
         query = _MATERIALIZED.sub("AS (", query)
     try:
-        out = sqlglot.transpile(query, read="duckdb", write=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE)
+        trees = sqlglot.parse(query, read="duckdb")
+        if dialect == "bigquery":
+            trees = [_no_escape_clause(t) for t in trees if t is not None]
+        out = [t.sql(dialect=dialect, unsupported_level=sqlglot.ErrorLevel.RAISE) for t in trees if t is not None]
     except sqlglot.errors.SqlglotError as exc:
         from mimiclab.errors import QueryError
 

@@ -525,7 +525,7 @@ async def export_csv(request: Request, slug: str, table: str,
         where, params = _where(filters, types, q)
         if not _loaded(b, key):  # the header alone
             return "SELECT " + ", ".join(f"NULL AS {quote(c)}" for c in types) + " WHERE 1 = 0", []
-        return f"SELECT * FROM {qualify(key)} {where} {_order(sort, desc, types)}", params
+        return f"SELECT * FROM {qualify(key)} {where} {_order(sort, desc, types, t.primary_key)}", params
 
     return await csv_export(request, slug, query, f"{name}.csv", portable=True)
 
