@@ -363,8 +363,10 @@ def test_omop_subset_and_report(omop, data_root, tmp_path):
 def test_omop_icu_stays_and_medication(omop, data_root):
     """Stay unit on OMOP (visit_detail in an intensive-care site), first stay, ICU LOS, and a drug by name."""
     c = run(omop, {"unit": "stay", "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"}]})
-    icu = ("SELECT v.* FROM {visit_detail} v JOIN {care_site} s USING (care_site_id) "
-           "WHERE lower(s.care_site_name) LIKE '%intensive care%' OR s.care_site_name LIKE '%(CCU)%'")
+    # ICU wards: those MIMIC-IV's own icustays name (the OMOP demo is the MIMIC-IV demo's patients)
+    stays = f"read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')"
+    icu = ("SELECT v.* FROM {visit_detail} v JOIN {care_site} s USING (care_site_id) WHERE s.care_site_name IN "
+           f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays})")
     first = oq(data_root, f"WITH i AS ({icu}) SELECT visit_detail_id FROM i WHERE NOT EXISTS (SELECT 1 FROM i j "
                           "WHERE j.person_id = i.person_id AND (j.visit_detail_start_datetime < i.visit_detail_start_datetime "
                           "OR (j.visit_detail_start_datetime = i.visit_detail_start_datetime "

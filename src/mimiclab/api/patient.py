@@ -92,9 +92,12 @@ class Patient:
             out.update(rows[0] if rows else {k: None for k in dem.columns})
         adm, icu = m.spans["admission"], m.spans["icustay"]
         pid = ident(m.patient_id)
+        # the span's own filter (OMOP: hospital admissions, not lab-only pseudo visits), as stays() uses it
+        ajoin = f" LEFT JOIN {qname(adm.join.table)} d ON {adm.join.condition()}" if adm.join and adm.where else ""
+        awhere = f" AND ({adm.where})" if adm.where else ""
         row = self.ds.fetch(
             f"SELECT count(*) AS n_admissions, min({qualify(adm.start)}) AS first_admission, "
-            f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t WHERE t.{pid} = $sid",
+            f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t{ajoin} WHERE t.{pid} = $sid{awhere}",
             self._p()).to_pylist()[0]
         out.update(row)
         join = f" LEFT JOIN {qname(icu.join.table)} d ON {icu.join.condition()}" if icu.join else ""
