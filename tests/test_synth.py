@@ -388,7 +388,7 @@ def test_failing_compressor_does_not_hang_the_copy(tmp_path: Path, monkeypatch):
     assert not list((tmp_path / "x").rglob("*.csv.gz*"))
 
 
-def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth_dir: Path, mimiclab_home: Path):
+def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, mimiclab_home: Path):
     """`order="physionet"`: every table with patients out of patient order, as every such table of the real
     demo is, in runs of its PHYSIONET_RUNS columns (one charting time / one specimen / one admission ...)
     kept together; the same rows (as text, `""` included) as patient order; the same bytes each time; sums
@@ -398,22 +398,29 @@ def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth
     from mimiclab.cli import app
     from mimiclab.load import build
 
-    out = tmp_path / "scattered"
-    res = CliRunner().invoke(app, ["synth", "--patients", str(N), "--seed", "7", "--order", "physionet", "--dest", str(out)])
+    n = 30  # a third of the module's set: every table still scatters into many runs
+    synth_dir, out = tmp_path / "ordered", tmp_path / "scattered"
+    synth.generate(synth_dir, patients=n, seed=7)
+    res = CliRunner().invoke(app, ["synth", "--patients", str(n), "--seed", "7", "--order", "physionet", "--dest", str(out)])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "SYNTHETIC.json").read_text())["order"] == "physionet"
-    con = duckdb.connect(config={"threads": 1})  # one thread: lag() over a file's rows sees them in file order
+    con = duckdb.connect(config={"threads": 1})  # one thread: rows are read, numbered and lagged in file order
 
     def text(d: Path, t: str) -> str:
         return f"read_csv('{d / t}.csv.gz', header=true, all_varchar=true, allow_quoted_nulls=false)"
 
-    def changes(d: Path, t: str, cols: str) -> int:  # runs of equal `cols`: the first row starts one
-        return one(con, f"SELECT count(*) FILTER (WHERE n = 1 OR k IS DISTINCT FROM p) FROM (SELECT ({cols}) AS k, "
-                        f"lag(({cols})) OVER () AS p, row_number() OVER () AS n FROM {text(d, t)})")
+    def load(d: Path, t: str) -> str:  # each file read once, its rows numbered in file order
+        name = f"{'a' if d == out else 'b'}_{t.replace('/', '_')}"
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT row_number() OVER () AS n_, * FROM {text(d, t)}")
+        return name
 
-    def descents(d: Path, t: str) -> int:  # rows whose patient is lower than the row before's
+    def changes(tab: str, cols: str) -> int:  # runs of equal `cols`: the first row starts one
+        return one(con, f"SELECT count(*) FILTER (WHERE n_ = 1 OR k IS DISTINCT FROM p) FROM (SELECT n_, ({cols}) AS k, "
+                        f"lag(({cols})) OVER (ORDER BY n_) AS p FROM {tab})")
+
+    def descents(tab: str) -> int:  # rows whose patient is lower than the row before's
         return one(con, f"SELECT count(*) FILTER (WHERE s < p) FROM (SELECT subject_id::BIGINT AS s, "
-                        f"lag(subject_id::BIGINT) OVER () AS p FROM {text(d, t)})")
+                        f"lag(subject_id::BIGINT) OVER (ORDER BY n_) AS p FROM {tab})")
 
     scattered = sorted(str(p.relative_to(out))[:-len(".csv.gz")] for p in out.glob("*/*.csv.gz")
                        if p.name[:-len(".csv.gz")] in synth.PHYSIONET_RUNS)
@@ -421,22 +428,25 @@ def test_physionet_order_scatters_runs_and_keeps_every_row(tmp_path: Path, synth
                      if "subject_id" in {c.name for c in t.columns_for(synth.DEFAULT_VERSION)}}
     assert set(synth.PHYSIONET_RUNS) == with_patients and len(scattered) == len(with_patients) == 24
     for t in scattered:
-        for a, b in [(out, synth_dir), (synth_dir, out)]:
-            assert one(con, f"SELECT count(*) FROM (SELECT * FROM {text(a, t)} EXCEPT ALL SELECT * FROM {text(b, t)})") == 0
-        assert descents(synth_dir, t) == 0 and descents(out, t) > 0, t
+        a, b = load(out, t), load(synth_dir, t)
+        cols = ", ".join(f'"{c}"' for c in con.execute(f"SELECT * FROM {a} LIMIT 0").fetchdf().columns[1:])
+        for x, y in [(a, b), (b, a)]:
+            assert one(con, f"SELECT count(*) FROM (SELECT {cols} FROM {x} EXCEPT ALL SELECT {cols} FROM {y})") == 0, t
+        assert descents(b) == 0 and descents(a) > 0, t
         run = ", ".join(synth.PHYSIONET_RUNS[t.split("/")[1]])
         # each run is together: as many runs as distinct keys (NULLs one key, as hash() and DISTINCT take them)
-        assert changes(out, t, run) == one(con, f"SELECT count(*) FROM (SELECT DISTINCT {run} FROM {text(out, t)})"), t
-    for t in ("icu/chartevents", "hosp/labevents"):  # interleaved, as PhysioNet's are
-        patients = one(con, f"SELECT count(DISTINCT subject_id) FROM {text(out, t)}")
-        assert changes(synth_dir, t, "subject_id") == patients and changes(out, t, "subject_id") > 10 * patients, t
+        assert changes(a, run) == one(con, f"SELECT count(*) FROM (SELECT DISTINCT {run} FROM {a})"), t
+        if t in ("icu/chartevents", "hosp/labevents"):  # interleaved, as PhysioNet's are
+            patients = one(con, f"SELECT count(DISTINCT subject_id) FROM {a}")
+            assert changes(b, "subject_id") == patients and changes(a, "subject_id") > 10 * patients, t
+        con.execute(f"DROP TABLE {a}; DROP TABLE {b}")
     for t in ("hosp/d_labitems", "icu/d_items"):  # tables without patients as generated
         assert (out / f"{t}.csv.gz").read_bytes() == (synth_dir / f"{t}.csv.gz").read_bytes()
     for line in (out / "SHA256SUMS.txt").read_text().splitlines():
         digest, path = line.split("  ", 1)
         assert hashlib.sha256((out / path).read_bytes()).hexdigest() == digest, path
     again = tmp_path / "again"
-    synth.generate(again, patients=N, seed=7, order="physionet", tables=["labevents"])
+    synth.generate(again, patients=n, seed=7, order="physionet", tables=["labevents"])
     assert (again / "hosp/labevents.csv.gz").read_bytes() == (out / "hosp/labevents.csv.gz").read_bytes()
     r = build("mimic-iv-synthetic", source=out)
     assert r.manifest.tables["mimiciv_hosp.labevents"].rows == one(con, f"SELECT count(*) FROM {text(out, 'hosp/labevents')}")
