@@ -47,6 +47,67 @@ def test_modules_of_one_population_join_under_mimic_code_names(home, want, opene
         ds.close()
 
 
+def _raw(data_root, rel: str, sql: str = "SELECT count(*) FROM t"):
+    """Plain DuckDB over one raw csv.gz of the demos (the oracle)."""
+    path = data_root / rel
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_csv('{path}', header=true)")
+    return con.execute(sql).fetchall()
+
+
+def _api_sees_the_linked_tables(ds, data_root, other: str) -> None:
+    """The Python API's table surface over the workspace: listed, resolved, read, described, counted."""
+    edstays = _raw(data_root, "mimic-iv-ed-demo/2.2/ed/edstays.csv.gz")[0][0]
+    admissions = _raw(data_root, "mimic-iv-demo/2.2/hosp/admissions.csv.gz")[0][0]
+    assert ds.tables["mimiciv_ed.edstays"] == edstays and ds.tables["mimiciv_hosp.admissions"] == admissions
+    info = ds.table_info().set_index("table")
+    assert info.loc["mimiciv_ed.edstays", "dataset"] == "mimic-iv-ed-demo"
+    assert info.loc["mimiciv_hosp.admissions", "dataset"] == "mimic-iv-demo"
+    assert "ed stay" in info.loc["mimiciv_ed.edstays", "description"].lower()  # the ED catalog's words
+    assert ds.resolve("edstays") == "mimiciv_ed.edstays" and ds.resolve("ed/triage") == "mimiciv_ed.triage"
+    assert ds.table("edstays").count() == edstays and len(ds.table("admissions").df()) == admissions
+    d = ds.describe("mimiciv_ed.edstays").set_index("column")
+    assert d.attrs["rows"] == edstays
+    want_dist = dict(_raw(data_root, "mimic-iv-ed-demo/2.2/ed/edstays.csv.gz",
+                          "SELECT disposition, count(*) FROM t WHERE disposition IS NOT NULL GROUP BY 1"))
+    got = ds.distribution("edstays", "disposition")
+    assert dict(zip(got["value"], got["count"], strict=True)) == want_dist
+    assert ds.column("mimiciv_ed.diagnosis", "ICD_TITLE")[0] == "icd_title"  # the type in the database's words
+    assert other in repr(ds)
+
+
+@pytest.mark.parametrize(("opened", "other"), [("mimic-iv-demo", "mimic-iv-ed-demo"), ("mimic-iv-ed-demo", "mimic-iv-demo")])
+def test_the_api_lists_reads_and_describes_the_linked_tables(home, data_root, opened, other):
+    import mimiclab
+
+    ds = mimiclab.open(opened)
+    try:
+        assert ds.linked == [f"{other} 2.2"]
+        _api_sees_the_linked_tables(ds, data_root, other)
+    finally:
+        ds.close()
+
+
+def test_a_module_built_while_open_joins_the_workspace_on_the_next_rebuild_only(tmp_path, monkeypatch, data_root):
+    """What the API lists is what the store attached: a module built later is not listed (nor queryable)
+    until the dataset reopens, as after a rebuild of its own."""
+    import mimiclab
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions"])
+    ds = mimiclab.open("mimic-iv-demo")
+    try:
+        assert ds.linked == [] and not any(k.startswith("mimiciv_ed.") for k in ds.tables)
+        build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2", tables=["ed/edstays"])
+        assert "mimiciv_ed.edstays" not in ds.tables
+        build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions", "hosp/patients"])
+        assert ds.linked == ["mimic-iv-ed-demo 2.2"]
+        assert ds.table("edstays").count() == _raw(data_root, "mimic-iv-ed-demo/2.2/ed/edstays.csv.gz")[0][0]
+    finally:
+        ds.close()
+
+
 def test_the_workbench_sql_page_sees_the_workspace_sandboxed(home, want):
     from mimiclab.web import create_app
 
@@ -73,7 +134,7 @@ def test_a_core_without_its_modules_opens_alone(tmp_path, monkeypatch, data_root
 
 
 @pytest.mark.postgres
-def test_the_same_join_on_postgresql(home, want):
+def test_the_same_join_on_postgresql(home, want, data_root):
     import uuid
 
     from conftest import PG_ADMIN, _pg_admin
@@ -97,6 +158,14 @@ def test_the_same_join_on_postgresql(home, want):
             assert st.scalar("SELECT count(*) FROM edstays") == st.scalar("SELECT count(*) FROM mimiciv_ed.edstays") > 0
         finally:
             st.close()
+        import mimiclab
+
+        ds = mimiclab.open(url, dataset="mimic-iv-demo")
+        try:
+            assert ds.linked == ["mimic-iv-ed-demo 2.2"]
+            _api_sees_the_linked_tables(ds, data_root, "mimic-iv-ed-demo")
+        finally:
+            ds.close()
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()

@@ -191,8 +191,38 @@ class Dataset:
         self.generation = 0  # +1 each time a newer build (or a new process) made us reopen
 
     def _open_store(self) -> Store:
-        """A store of our own, with DuckDB's memory capped (config.memory_limit; servers ignore it)."""
+        """A store of our own, with DuckDB's memory capped (config.memory_limit; servers ignore it). The
+        linked datasets are read just before: those are what the store attaches, so what `tables` lists."""
+        self.__dict__.pop("_linked", None)
+        self.__dict__["_linked"] = self._linked_tables()
         return self.build.open(memory_limit=self.memory_limit or config.memory_limit())
+
+    def _linked_tables(self) -> dict[str, tuple[mf.Manifest, mf.TableEntry]]:
+        get = getattr(self.build, "linked_manifests", None)
+        out: dict[str, tuple[mf.Manifest, mf.TableEntry]] = {}
+        for m in (get() if get is not None else []):
+            for key, e in m.tables.items():
+                if key not in self.manifest.tables:
+                    out.setdefault(key, (m, e))
+        return out
+
+    @cached_property
+    def _linked(self) -> dict[str, tuple[mf.Manifest, mf.TableEntry]]:
+        """Tables of the other datasets of this population that the store resolves beside this one's
+        (`mimiciv_ed.edstays` beside `mimiciv_hosp.admissions`): qualified name -> (their manifest, entry)."""
+        return self._linked_tables()
+
+    @property
+    def workspace(self) -> dict[str, mf.TableEntry]:
+        """Every table a query here can name: this dataset's, then the linked datasets' (ED, notes, ...)."""
+        self.store  # noqa: B018  # reopened first after a rebuild: the linked set is the store's
+        return dict(self.manifest.tables) | {k: e for k, (_, e) in self._linked.items()}
+
+    @property
+    def linked(self) -> list[str]:
+        """The linked datasets (slug and version) whose tables this workspace holds beside its own."""
+        self.store  # noqa: B018
+        return sorted({f"{m.dataset} {m.version}" for m, _ in self._linked.values()})
 
     @property
     def source(self) -> Source:
@@ -231,7 +261,7 @@ class Dataset:
             man = mf.read(build_dir)
             if man is not None and (build_dir / man.database).exists():
                 self.build = Build(build_dir, man)
-                for cached in ("concepts", "search_path", "_ambiguous"):
+                for cached in ("concepts", "search_path", "_ambiguous", "_linked"):
                     self.__dict__.pop(cached, None)
             elif self._store is not None:  # mid-rename or removed: keep reading what we have
                 self._stamp = stamp
@@ -291,8 +321,9 @@ class Dataset:
         loaded = sum(e.status == "loaded" for e in self.manifest.tables.values())
         flag = ", synthetic" if self.synthetic else ""
         where = self.build.build_dir if _local(self.build) else getattr(self.build, "where", self.store.backend)
-        return (f"<Dataset {self.slug} {self.version}{flag}: {loaded}/{len(self.manifest.tables)} tables loaded, "
-                f"{where}>")
+        linked = f", linked: {', '.join(self.linked)}" if self.linked else ""
+        return (f"<Dataset {self.slug} {self.version}{flag}: {loaded}/{len(self.manifest.tables)} tables loaded"
+                f"{linked}, {where}>")
 
     def close(self) -> None:
         if self._store is not None:
@@ -307,25 +338,29 @@ class Dataset:
     # ------------------------------------------------------------------ tables
     @property
     def tables(self) -> dict[str, int]:
-        """schema.table -> row count (0 for a table whose file was not there; see table_info())."""
-        return {k: e.rows for k, e in sorted(self.manifest.tables.items())}
+        """schema.table -> row count (0 for a table whose file was not there; see table_info()), the linked
+        datasets' tables included (`linked`)."""
+        return {k: e.rows for k, e in sorted(self.workspace.items())}
 
     def table_info(self) -> pd.DataFrame:
-        """One row per table: name, module, rows, status (loaded / not_loaded), description."""
+        """One row per table: name, module, rows, status (loaded / not_loaded), the dataset holding it (this
+        one or a linked one), description."""
         import pandas as pd
 
         rows = []
-        for key, e in sorted(self.manifest.tables.items()):
+        for key, e in sorted(self.workspace.items()):
             t = self._catalog_table(key)
+            owner = self._linked[key][0].dataset if key in self._linked else self.slug
             rows.append({"table": key, "module": e.module, "name": e.table, "rows": e.rows, "status": e.status,
-                         "description": t.description if t else ""})
-        return pd.DataFrame(rows)
+                         "dataset": owner, "description": t.description if t else ""})
+        return pd.DataFrame(rows, columns=["table", "module", "name", "rows", "status", "dataset", "description"])
 
     def _catalog_table(self, qualified: str) -> catalog.Table | None:
-        if not self.family:
+        family = self._linked[qualified][0].family if qualified in self._linked else self.family
+        if not family:
             return None
         schema, _, name = qualified.partition(".")
-        for m in catalog.family(self.family).modules:
+        for m in catalog.family(family).modules:
             if m.db_schema == schema:
                 for t in m.tables:
                     if t.name == name:
@@ -335,7 +370,7 @@ class Dataset:
     def resolve(self, name: str) -> str:
         """Qualified name of a table given as ``mimiciv_hosp.admissions``, ``hosp/admissions`` or
         ``admissions``; UnknownNameError with close matches otherwise."""
-        keys = self.manifest.tables
+        keys = self.workspace
         n = str(name).strip().lower()
         if n in keys:
             return n
@@ -423,7 +458,7 @@ class Dataset:
     def _ambiguous(self) -> dict[str, list[str]]:
         """Table names found in more than one schema: unqualified, they would silently mean the first."""
         by_name: dict[str, list[str]] = {}
-        for key, e in sorted(self.manifest.tables.items()):
+        for key, e in sorted(self.workspace.items()):
             by_name.setdefault(e.table.lower(), []).append(key)
         return {n: keys for n, keys in by_name.items() if len(keys) > 1}
 

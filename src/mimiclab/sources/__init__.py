@@ -41,6 +41,10 @@ class Source(Protocol):
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
              memory_limit: str | None = None) -> Store: ...
 
+    def linked_manifests(self) -> list[mf.Manifest]:
+        """The other datasets of this one's population that its store resolves beside it (one workspace)."""
+        ...
+
 
 def is_url(target: object) -> bool:
     return isinstance(target, str) and target.split("://", 1)[0].lower() in ("postgresql", "postgres", "bigquery")
@@ -57,6 +61,10 @@ class RemoteSource:
     where: str  # for messages, secrets masked
     backend: str
     build_dir: Path | None = None  # no local folder
+    linked: tuple[mf.Manifest, ...] = ()  # the population's other datasets in the same database
+
+    def linked_manifests(self) -> list[mf.Manifest]:
+        return list(self.linked)
 
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
              memory_limit: str | None = None) -> Store:
@@ -125,12 +133,28 @@ def open_postgres(url: str, slug: str | None = None, version: str | None = None,
     finally:
         probe.close()
 
-    path = search_path(man, [mf.Manifest.model_validate(m["manifest"]) for m in others]) + ["public"]
+    all_published = [mf.Manifest.model_validate(m["manifest"]) for m in others]
+    path = search_path(man, all_published) + ["public"]
 
     def opener(*, sandbox: bool = False, max_seconds: float | None = max_seconds) -> Store:
         return PostgresStore(url, sandboxed=sandbox, max_seconds=max_seconds, search_path=path)
 
-    return RemoteSource(man.dataset, man.version, man, opener, redact(url), "postgres")
+    return RemoteSource(man.dataset, man.version, man, opener, redact(url), "postgres",
+                        linked=tuple(linked_of(man, all_published)))
+
+
+def linked_of(man: mf.Manifest, published: Sequence[mf.Manifest]) -> list[mf.Manifest]:
+    """Of the manifests beside `man` in one database, the other datasets of its population, one per dataset
+    (the first listed: manifests() gives the newest first), whose schemas are not `man`'s own."""
+    from mimiclab.catalog.links import population
+
+    members, own = population(man.dataset), {e.db_schema for e in man.tables.values()}
+    out: dict[str, mf.Manifest] = {}
+    for other in published:
+        if other.dataset != man.dataset and other.dataset in members and other.dataset not in out \
+                and not own & {e.db_schema for e in other.tables.values()}:
+            out[other.dataset] = other
+    return list(out.values())
 
 
 def search_path(man: mf.Manifest, published: Sequence[mf.Manifest] = ()) -> list[str]:

@@ -69,6 +69,11 @@ class Build:
                 newest[b.slug] = b
         return [newest[s] for s in others if s in newest]
 
+    def linked_manifests(self) -> list[mf.Manifest]:
+        """What `open()` attaches beside this build: the manifests of the linked builds (their tables are
+        part of the workspace the Python API lists and resolves)."""
+        return [b.manifest for b in self.linked()]
+
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
              memory_limit: str | None = None, link: bool = True) -> DuckDBStore:
         """A read-only store. With `link` (default), the builds of the same population are attached so that
