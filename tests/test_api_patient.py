@@ -218,3 +218,19 @@ def test_cli_patient(home, demo_dir):
     missing = runner.invoke(app, ["patient", "mimiciv", "1"])
     assert missing.exit_code == 1 and "mimiclab build mimiciv" in missing.output.replace("\n", " ")
 
+
+
+def test_a_patients_lookups_warn_about_nothing(home):
+    """A notebook shows every warning: a fresh patient's lookups (DuckDB 2 warned about an extra Arrow copy
+    on each execute() result) must raise none."""
+    import warnings
+
+    ds = mimiclab.open("mimic-iv-demo")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            p = ds.patient(10000032)
+            p.demographics, p.admissions, p.timeline(), p.items(), p.stays()
+        assert [str(w.message) for w in seen] == []
+    finally:
+        ds.close()

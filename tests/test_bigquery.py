@@ -348,3 +348,22 @@ def test_urls() -> None:
         open_bigquery("bigquery:/nope")
     with pytest.raises(BigQueryError, match="not a Google Cloud project id"):
         open_bigquery("bigquery://X/mimiciv-3.1")
+
+
+def test_the_api_on_bigquery_lists_and_reads_the_linked_ed_tables(fake, data_root) -> None:
+    """On PhysioNet's BigQuery the store reaches ED beside hosp: the Python API lists its tables (counts
+    from metadata), reads them, and a patient's ED stays are the raw edstays + triage rows."""
+    ds = mimiclab.open(f"bigquery://{BILLING}/mimiciv-2.2", client=fake)
+    try:
+        assert [x.split()[0] for x in ds.linked] == ["mimic-iv-ed"]
+        n = duckdb.sql(f"SELECT count(*) FROM {raw(data_root, 'ed/edstays')}").fetchall()[0][0]
+        assert ds.tables["mimiciv_ed.edstays"] == n and ds.table("edstays").count() == n
+        assert "mimiciv_note.discharge" not in ds.tables  # not visible to this user: not listed
+        sid = 10014354
+        want = duckdb.sql(f"SELECT e.stay_id, t.acuity FROM {raw(data_root, 'ed/edstays')} e LEFT JOIN "
+                          f"{raw(data_root, 'ed/triage')} t USING (stay_id) WHERE e.subject_id = {sid} "
+                          "ORDER BY e.intime, e.stay_id").fetchall()
+        got = ds.patient(sid).ed_stays
+        assert len(want) > 1 and list(zip(got["stay_id"], got["acuity"], strict=True)) == want
+    finally:
+        ds.close()

@@ -280,6 +280,8 @@ def test_item_filter_charts_what_the_menu_says(browser, server, raw):
     page.fill("#item-filter", "")  # the full list again, on the item charted before the filter matched nothing
     page.wait_for_selector('#item-chart[data-item="50912"][data-drawn="1"]')
     assert chart_state(page)["menu"] == "50912"
+    page.wait_for_selector("#microbiology table.grid")  # the record has arrived: no ED build, so no ED card
+    assert page.is_hidden("#ed-card")
     assert not problems, problems
 
 
@@ -298,6 +300,35 @@ def test_patient_notes_when_the_note_module_is_built(browser, demo_dir, tmp_path
     want = sorted((n for n in notes if n["subject_id"] == 10000032), key=lambda n: n["time"])
     assert [t for _, t in shown] == [n["text"] for n in want]
     assert all(n["title"] in s and n["subtitle"] in s for (s, _), n in zip(shown, want, strict=True))
+    assert not problems, problems
+
+
+def test_patient_ed_stays_when_the_ed_module_is_linked(browser, demo_dir, data_root, tmp_path):
+    """With a MIMIC-IV-ED build beside the hospital data (one workspace), the patient explorer shows the
+    patient's ED stays with triage acuity and chief complaint, and the stay chart an "ED stay" row; the
+    rows are those of the raw edstays file joined to triage."""
+    page, _, problems = browser
+    ed = data_root.joinpath(*ED) / "ed"
+    raw = duckdb.connect()
+    sid, n = raw.execute(f"SELECT subject_id, count(*) FROM read_csv('{ed}/edstays.csv.gz') GROUP BY 1 "
+                         "ORDER BY 2 DESC, 1 LIMIT 1").fetchone()
+    want = raw.execute(f"SELECT e.stay_id, t.chiefcomplaint FROM read_csv('{ed}/edstays.csv.gz') e LEFT JOIN "
+                       f"read_csv('{ed}/triage.csv.gz') t USING (stay_id) WHERE e.subject_id = ? "
+                       "ORDER BY e.intime, e.stay_id", [sid]).fetchall()
+    assert n >= 2
+    with serving(tmp_path / "home", [(SLUG, demo_dir), (ED[0], data_root.joinpath(*ED))]) as url:
+        go(page, url, f"/d/{SLUG}/patients?subject_id={sid}")
+        page.wait_for_selector("#ed-card:not([hidden]) #ed_stays table.grid")
+        cols = page.eval_on_selector_all("#ed_stays thead th", "ts => ts.map(t => t.innerText.trim())")
+        rows = page.eval_on_selector_all("#ed_stays tbody tr", "trs => trs.map(tr => [...tr.children].map(td => td.innerText))")
+        shot(page, "patient-ed-stays")
+        page.locator("#ed-card").scroll_into_view_if_needed()
+        page.locator("#ed-card").screenshot(path=str(SHOTS / "patient-ed-card.png"))
+        traces = page.evaluate("() => document.getElementById('timeline').data.map(t => [t.name, t.x.length])")
+    assert cols[:2] == ["stay_id", "hadm_id"] and "acuity" in cols and "chiefcomplaint" in cols
+    got = [(int(r[0].replace(",", "")), r[cols.index("chiefcomplaint")] or None) for r in rows]
+    assert got == [(s, c) for s, c in want]
+    assert ["ED stay", n] in traces, traces
     assert not problems, problems
 
 

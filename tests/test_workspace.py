@@ -108,6 +108,56 @@ def test_a_module_built_while_open_joins_the_workspace_on_the_next_rebuild_only(
         ds.close()
 
 
+def test_a_patient_shows_the_linked_ed_stays_as_the_raw_files_have_them(home, data_root):
+    """Patient.ed_stays is edstays LEFT JOIN triage for the patient (acuity, chief complaint), in time order,
+    and stays() carries each ED stay as an interval; a patient without ED stays has an empty frame."""
+    import mimiclab
+
+    ed = data_root / "mimic-iv-ed-demo" / "2.2" / "ed"
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT e.subject_id, e.stay_id, e.intime, e.outtime, t.acuity, t.chiefcomplaint "
+                       f"FROM read_csv('{ed}/edstays.csv.gz') e LEFT JOIN read_csv('{ed}/triage.csv.gz') t "
+                       "USING (stay_id) ORDER BY e.subject_id, e.intime, e.stay_id").fetchall()
+    by_patient: dict[int, list] = {}
+    for r in rows:
+        by_patient.setdefault(r[0], []).append(r[1:])
+    hosp = con.execute(f"SELECT DISTINCT subject_id FROM read_csv('{data_root}/mimic-iv-demo/2.2/hosp/patients.csv.gz')"
+                       ).fetchall()
+    without = sorted({h[0] for h in hosp} - set(by_patient))
+    busiest = sorted(by_patient, key=lambda s: (-len(by_patient[s]), s))[:8]
+    ds = mimiclab.open("mimic-iv-demo")
+    try:
+        for sid in busiest:
+            p = ds.patient(sid)
+            got = p.ed_stays
+            want = by_patient[sid]
+            assert got["stay_id"].tolist() == [w[0] for w in want], sid
+            assert [None if a != a else a for a in got["acuity"].tolist()] == [w[3] for w in want], sid
+            assert got["chiefcomplaint"].fillna("").tolist() == [w[4] or "" for w in want], sid
+            st = p.stays()
+            eds = st[st["kind"] == "edstay"]
+            assert eds["id"].tolist() == [w[0] for w in want]
+            assert [x.to_pydatetime() for x in eds["start"]] == [w[1] for w in want]
+        if without:
+            p = ds.patient(without[0])
+            assert len(p.ed_stays) == 0 and "stay_id" in p.ed_stays.columns
+            assert "edstay" not in set(p.stays()["kind"])
+    finally:
+        ds.close()
+
+
+def test_without_the_ed_module_a_patient_has_no_ed_frame(tmp_path, monkeypatch, data_root):
+    import mimiclab
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions", "hosp/patients"])
+    with mimiclab.open("mimic-iv-demo") as ds:
+        p = ds.patient(10000032)
+        assert p.ed_stays.empty and not len(p.ed_stays.columns)
+        assert set(p.stays()["kind"]) == {"admission"}
+
+
 def test_the_workbench_sql_page_sees_the_workspace_sandboxed(home, want):
     from mimiclab.web import create_app
 

@@ -60,6 +60,7 @@ class Patient:
         self.ds = ds
         self.subject_id = ds.find_patient(subject_id=as_int(subject_id, "subject_id"))
         self._map = ds.concepts
+        self._tables = ds.workspace  # with the linked datasets' tables (MIMIC-IV-ED's stays)
 
     def __repr__(self) -> str:
         d = self.demographics
@@ -71,11 +72,11 @@ class Patient:
         return {"sid": self.subject_id}
 
     def _loaded(self, table: str) -> bool:
-        e = self.ds.manifest.tables.get(table)
+        e = self._tables.get(table)
         return e is not None and e.status == "loaded"
 
     def _present(self, table: str) -> bool:
-        return table in self.ds.manifest.tables
+        return table in self._tables
 
     # ------------------------------------------------------------------ demographics & frames
     @cached_property
@@ -115,8 +116,10 @@ class Patient:
             import pandas as pd
 
             return pd.DataFrame()
-        join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join else ""
-        extra = "".join(f", {expr} AS {ident(col)}" for col, expr in spec.extra.items())
+        joined = spec.join is not None and self._present(spec.join.table)
+        join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join and joined else ""
+        extra = "".join(f", {expr if joined or not spec.join else 'NULL'} AS {ident(col)}"
+                        for col, expr in spec.extra.items())
         order = f" ORDER BY {', '.join(str(qualify(o)) for o in spec.order)}" if spec.order else ""
         where = f" AND ({spec.where})" if spec.where else ""
         return frame(self.ds.fetch(
@@ -156,8 +159,19 @@ class Patient:
     def services(self) -> pd.DataFrame:
         return self.frame("services")
 
+    @cached_property
+    def ed_stays(self) -> pd.DataFrame:
+        """Emergency department stays with triage acuity and chief complaint, when a MIMIC-IV-ED build is
+        linked (an empty frame without columns otherwise)."""
+        if "ed_stays" not in self._map.tables:
+            import pandas as pd
+
+            return pd.DataFrame()
+        return self.frame("ed_stays")
+
     def stays(self) -> pd.DataFrame:
-        """Admissions, ICU stays and transfers as intervals: kind, id, start, end, label (stay chart data)."""
+        """Admissions, ICU stays, transfers (and ED stays, when linked) as intervals: kind, id, start, end,
+        label (stay chart data)."""
         m = self._map
         parts = []
         for kind, sp in m.spans.items():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
 STATIC = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
-SPAN_COLORS = {"admission": "#4c78a8", "icustay": "#e45756", "transfer": "#72b7b2"}
+SPAN_COLORS = {"admission": "#4c78a8", "icustay": "#e45756", "transfer": "#72b7b2", "edstay": "#7c3aed"}
 
 
 def distribution_figure(dist: pd.DataFrame, title: str = ""):

@@ -189,11 +189,19 @@ def open_bigquery(url: str, max_seconds: float | None = None, **kw: Any) -> Remo
         man = manifest_from_tables(store.slug, store.version, counts, "bigquery", url)
     finally:
         store.close()
+    from mimiclab.catalog.links import population
+
+    linked = []  # the modules the store reaches beside it (ED, notes), where the user can see them
+    for other in population(man.dataset):
+        if other != man.dataset and catalog.get(other).bigquery:
+            m = manifest_from_tables(other, catalog.get(other).version().version, counts, "bigquery", url)
+            if any(e.status == "loaded" for e in m.tables.values()):
+                linked.append(m)
 
     def opener(*, sandbox: bool = False, max_seconds: float | None = max_seconds) -> Store:
         return bigquery_store.open_bigquery(url, max_seconds=max_seconds, **kw)
 
-    return RemoteSource(man.dataset, man.version, man, opener, url, "bigquery")
+    return RemoteSource(man.dataset, man.version, man, opener, url, "bigquery", linked=tuple(linked))
 
 
 def open_source(target: str, version: str | None = None, **kw: Any) -> Source:

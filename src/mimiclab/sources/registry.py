@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,24 +56,24 @@ class Build:
                 found.sort(key=lambda s: order.get(s, len(order)))
         return found
 
-    def linked(self) -> list[Build]:
+    def linked(self, among: Sequence[Build] | None = None) -> list[Build]:
         """The newest builds of the other datasets of this one's population (catalog/links.yaml): the core
-        for a module (ED, notes), the modules for a core."""
+        for a module (ED, notes), the modules for a core. `among`: builds already listed (else scanned)."""
         from mimiclab.catalog.links import population
 
         others = [slug for slug in population(self.slug) if slug != self.slug]
         if not others:
             return []
         newest: dict[str, Build] = {}
-        for b in builds():
+        for b in (builds() if among is None else among):
             if b.slug in others and (b.slug not in newest or _vkey(b.version) > _vkey(newest[b.slug].version)):
                 newest[b.slug] = b
         return [newest[s] for s in others if s in newest]
 
-    def linked_manifests(self) -> list[mf.Manifest]:
+    def linked_manifests(self, among: Sequence[Build] | None = None) -> list[mf.Manifest]:
         """What `open()` attaches beside this build: the manifests of the linked builds (their tables are
         part of the workspace the Python API lists and resolves)."""
-        return [b.manifest for b in self.linked()]
+        return [b.manifest for b in self.linked(among)]
 
     def open(self, *, sandbox: bool = False, max_seconds: float | None = None,
              memory_limit: str | None = None, link: bool = True) -> DuckDBStore:

@@ -20,7 +20,7 @@ from mimiclab.web.core import Workbench, frame_rows, jsonable, qualify, quote
 router = APIRouter(prefix="/api", tags=["patients"])
 
 MAX_ROWS = 2000
-RECORD = ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology")
+RECORD = ("admissions", "icustays", "transfers", "diagnoses", "procedures", "prescriptions", "microbiology", "ed_stays")
 
 
 class FindQuery(BaseModel):
@@ -99,7 +99,7 @@ def summary(request: Request, slug: str, subject_id: int) -> dict:
 
 
 @router.get("/datasets/{slug}/patients/{subject_id}/record",
-            summary="Admissions, ICU stays, transfers, diagnoses, procedures, medications, microbiology, notes")
+            summary="Admissions, ICU stays, transfers, diagnoses, procedures, medications, microbiology, ED stays, notes")
 def record(request: Request, slug: str, subject_id: int) -> dict:
     w = wb(request)
     p = w.patient(slug, subject_id)

@@ -25,7 +25,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
@@ -78,11 +78,26 @@ class BuiltDataset:
     manifest: Manifest
     build_dir: Path | None
     backend: str = "duckdb"  # where the data is: duckdb (a local build), postgres, bigquery
+    linked: tuple[Manifest, ...] = ()  # the population's other datasets its store attaches (ED beside hosp)
 
     @classmethod
-    def of(cls, b: Source) -> BuiltDataset:
+    def of(cls, b: Source, among: Sequence[Source] | None = None) -> BuiltDataset:
         # a RemoteSource says its backend; the manifest a server holds is often the local build's it was published from
-        return cls(b.slug, b.version, b.manifest, getattr(b, "build_dir", None), getattr(b, "backend", "duckdb"))
+        if isinstance(b, registry.Build):
+            linked = b.linked_manifests([x for x in among if isinstance(x, registry.Build)] if among is not None else None)
+        else:
+            linked = b.linked_manifests()
+        return cls(b.slug, b.version, b.manifest, getattr(b, "build_dir", None), getattr(b, "backend", "duckdb"),
+                   tuple(linked))
+
+    def linked_manifests(self) -> list[Manifest]:
+        return list(self.linked)
+
+    @property
+    def key(self) -> tuple:
+        """Which store serves it: this build, and the linked builds attached beside it."""
+        return (self.slug, self.version, self.manifest.built_at,
+                tuple((m.dataset, m.version, m.built_at) for m in self.linked))
 
 
 class Workbench:
@@ -93,8 +108,8 @@ class Workbench:
         self.default_dataset = dataset or (self.sources[0].slug if self.sources else None)
         self.limits = limits or Limits()
         self._lock = threading.Lock()
-        self._stores: dict[tuple[str, str, str], Store] = {}
-        self._apis: dict[tuple[str, str, str], Any] = {}
+        self._stores: dict[tuple, Store] = {}
+        self._apis: dict[tuple, Any] = {}
         self._patients: OrderedDict = OrderedDict()
         self._remembered: OrderedDict = OrderedDict()
         self._computing: dict[tuple, threading.Event] = {}
@@ -109,7 +124,8 @@ class Workbench:
     # -- builds ---------------------------------------------------------------------------------------
     def builds(self) -> list[BuiltDataset]:
         """Datasets to show (read-only views): the server sources given at start, then completed local builds."""
-        return [BuiltDataset.of(b) for b in self._registry_builds()]
+        found = self._registry_builds()
+        return [BuiltDataset.of(b, found) for b in found]
 
     def _registry_builds(self) -> list[Source]:
         """Server sources, then completed builds; re-scanned at most once a second, and only re-read when a
@@ -136,7 +152,7 @@ class Workbench:
 
     def build(self, slug: str) -> BuiltDataset:
         """Newest build of `slug`; NotBuiltError (with the command to build it) or CatalogError otherwise."""
-        return BuiltDataset.of(self._build(slug))
+        return BuiltDataset.of(self._build(slug), self._registry_builds())
 
     def current(self, slug: str | None = None) -> str | None:
         """The dataset a page should show: asked for, else the default, else the first built."""
@@ -154,7 +170,7 @@ class Workbench:
     def store(self, slug: str) -> Store:
         """The sandboxed, read-only store of a dataset: every workbench query goes through it."""
         b = self._build(slug)
-        key = (b.slug, b.version, b.manifest.built_at)
+        key = BuiltDataset.of(b, self._registry_builds()).key  # a module built since (ED) opens a new store
         with self._lock:
             st = self._stores.get(key)
             if st is None:
@@ -174,7 +190,7 @@ class Workbench:
         b = self.build(slug)  # the read-only view: this Dataset can only use the sandboxed store below
         if not b.manifest.family:
             raise MimiclabError(f"{slug} has no tables, so no patients.")
-        key = (b.slug, b.version, b.manifest.built_at)
+        key = b.key
         store = self.store(slug)
         with self._lock:
             ds = self._apis.get(key)
@@ -186,7 +202,7 @@ class Workbench:
     def patient(self, slug: str, subject_id: int):
         """A Patient, kept for the next requests (switching chart items must not re-read the record)."""
         ds = self.api(slug)
-        key = (ds.slug, ds.version, ds.manifest.built_at, int(subject_id))
+        key = (ds.slug, ds.version, ds.manifest.built_at, tuple(ds.linked), int(subject_id))
         with self._lock:
             p = self._patients.get(key)
             if p is not None:

@@ -28,12 +28,18 @@
   async function timeline(stays) {
     const rows = stays.rows.map((r) => Object.fromEntries(stays.columns.map((c, i) => [c, r[i]])));
     if (!rows.length) { ML.emptyChart("timeline", "No admissions recorded for this patient."); return; }
-    const kinds = ["admission", "transfer", "icustay"];
-    const names = { admission: "Hospital admission", transfer: "Transfer / ward", icustay: "ICU stay" };
-    const colors = { admission: "#0f766e", transfer: "#94a3b8", icustay: "#ea580c" };
+    const kinds = ["edstay", "admission", "transfer", "icustay"];
+    const names = { edstay: "ED stay", admission: "Hospital admission", transfer: "Transfer / ward", icustay: "ICU stay" };
+    const colors = { edstay: "#7c3aed", admission: "#0f766e", transfer: "#94a3b8", icustay: "#ea580c" };
+    const t = (x) => new Date(x.replace(" ", "T")).getTime();
+    const timed = rows.filter((r) => r.start);
+    // a stay of hours on a chart of years would be thinner than a pixel: drawn at least 0.4% of the range
+    // wide (and an hour); the hover gives its real times
+    const range = timed.length ? Math.max(...timed.map((r) => t(r.end || r.start))) - Math.min(...timed.map((r) => t(r.start))) : 0;
+    const least = Math.max(3600e3, range * 0.004);
     const traces = kinds.filter((k) => rows.some((r) => r.kind === k)).map((k) => {
       const rs = rows.filter((r) => r.kind === k && r.start);
-      const ms = (r) => Math.max(new Date((r.end || r.start).replace(" ", "T")) - new Date(r.start.replace(" ", "T")), 3600e3);
+      const ms = (r) => Math.max(t(r.end || r.start) - t(r.start), least);
       return {
         type: "bar", orientation: "h", name: names[k], y: rs.map(() => names[k]), base: rs.map((r) => r.start),
         x: rs.map(ms), marker: { color: colors[k], line: { color: "#fff", width: 1 } },
@@ -44,7 +50,7 @@
     });
     await ML.plot("timeline", traces, {
       barmode: "overlay", showlegend: false, margin: { l: 130, r: 20, t: 10, b: 40 },
-      xaxis: { type: "date" }, yaxis: { categoryorder: "array", categoryarray: ["ICU stay", "Transfer / ward", "Hospital admission"].filter((n) => traces.some((t) => t.name === n)), automargin: true },
+      xaxis: { type: "date" }, yaxis: { categoryorder: "array", categoryarray: ["ICU stay", "Transfer / ward", "Hospital admission", "ED stay"].filter((n) => traces.some((t) => t.name === n)), automargin: true },
     });
   }
 
@@ -240,6 +246,9 @@
       table("medications", r.prescriptions, "No prescriptions recorded.");
       table("icustays", r.icustays, "This patient has no ICU stay.");
       table("microbiology", r.microbiology, "No microbiology results.");
+      // ED stays come from a linked MIMIC-IV-ED build: no columns means none is linked, so no card
+      $("ed-card").hidden = !(r.ed_stays && r.ed_stays.columns.length);
+      if (!$("ed-card").hidden) table("ed_stays", r.ed_stays, "No emergency department stays.");
       notes(r.notes);
     } catch (e) { ML.flash(e.message); }
   }
