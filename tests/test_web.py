@@ -744,6 +744,14 @@ def test_cohort_subset_zip_holds_only_cohort_rows(client, raw):
     want = one(raw, "SELECT count(*) FROM hosp_admissions a JOIN hosp_patients p USING (subject_id) "
                     "WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 80")
     assert len(rows) == want > 0
+    # whole patients (the page's checkbox): every admission of the patients with one such admission
+    r = client.post(f"/api/datasets/{SLUG}/cohort/subset?whole_patients=true", json={"spec": spec})
+    assert r.status_code == 200, r.text
+    z = zipfile.ZipFile(io.BytesIO(r.content))
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress(z.read(adm[0])).decode())))
+    whole = one(raw, "SELECT count(*) FROM hosp_admissions WHERE subject_id IN (SELECT a.subject_id FROM hosp_admissions a "
+                     "JOIN hosp_patients p USING (subject_id) WHERE p.anchor_age + year(a.admittime) - p.anchor_year >= 80)")
+    assert len(rows) == whole > want
 
 
 def test_a_filtered_count_is_remembered_per_filter_and_build(tmp_path, monkeypatch):

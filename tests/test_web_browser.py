@@ -462,6 +462,20 @@ def test_cohort_builder_two_criteria_match_raw(browser, server, raw):
         page.click("#spec-save")
     assert dl.value.suggested_filename == "my-cohort.yaml"
     shot(page, "cohort")
+    # the subset with "whole patients": every admission of the cohort's patients, not only the cohort's
+    page.check("#dl-whole")
+    with page.expect_download(timeout=60_000) as dl:
+        page.click("#dl-subset")
+    import gzip
+    import zipfile
+
+    z = zipfile.ZipFile(dl.value.path())
+    adm = next(n for n in z.namelist() if n.endswith("hosp/admissions.csv.gz"))
+    got = gzip.decompress(z.read(adm)).decode().count("\n") - 1
+    whole = raw.execute(f"SELECT count(*) FROM hosp_admissions WHERE subject_id IN (SELECT a.subject_id FROM hosp_admissions a "
+                        f"JOIN hosp_patients p USING (subject_id) WHERE {age} >= 65 AND a.hadm_id IN "
+                        "(SELECT hadm_id FROM icu_icustays))").fetchone()[0]
+    assert got == whole > want[-1]
     assert not problems, problems
 
 
@@ -546,6 +560,8 @@ def test_narrow_pages_scroll_their_tables_not_the_page(browser, server):
             page.locator(ready).first.wait_for()
             page.wait_for_timeout(300)
             width = page.evaluate("document.documentElement.scrollWidth")
+            if path.endswith("/cohort"):
+                shot(page, "cohort-narrow")
             assert width <= 421, (path, width)
         go(page, server, f"/d/{SLUG}/tables/mimiciv_hosp.labevents")
         page.locator("#table-grid table").wait_for()

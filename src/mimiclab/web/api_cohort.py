@@ -180,7 +180,7 @@ def _zip_folder(folder: Path, prefix: str) -> bytes:
     return buf.getvalue()
 
 
-def _export(request: Request, slug: str, spec, what: str) -> bytes:
+def _export(request: Request, slug: str, spec, what: str, whole_patients: bool = False) -> bytes:
     c = _cohort_mod()
     ds = dataset(wb(request), slug)  # the sandboxed store: the files below are written by Python
     name = _name(spec)
@@ -190,7 +190,7 @@ def _export(request: Request, slug: str, spec, what: str) -> bytes:
         if what == "report":
             cohort.report(out)
         else:
-            cohort.subset(out)
+            cohort.subset(out, whole_patients=whole_patients)
         return _zip_folder(out, f"{name}-{what}")
 
 
@@ -198,10 +198,10 @@ def _name(spec) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec.name).strip("-") or "cohort"
 
 
-async def _export_response(request: Request, slug: str, body: SpecIn, what: str) -> Response:
+async def _export_response(request: Request, slug: str, body: SpecIn, what: str, whole_patients: bool = False) -> Response:
     spec = _load(body.spec)
     w = wb(request)
-    data = await w.heavy(request, lambda: _export(request, slug, spec, what), what=f"the cohort {what}",
+    data = await w.heavy(request, lambda: _export(request, slug, spec, what, whole_patients), what=f"the cohort {what}",
                          seconds=w.limits.export_seconds)
     return Response(data, media_type="application/zip",
                     headers={"content-disposition": f'attachment; filename="{_name(spec)}-{what}.zip"'})
@@ -213,5 +213,8 @@ async def report(request: Request, slug: str, body: SpecIn) -> Response:
 
 
 @router.post("/datasets/{slug}/cohort/subset", summary="The cohort's rows in PhysioNet's layout (csv.gz) as zip")
-async def subset(request: Request, slug: str, body: SpecIn) -> Response:
-    return await _export_response(request, slug, body, "subset")
+async def subset(request: Request, slug: str, body: SpecIn,
+                 whole_patients: bool = Query(False, description="every row of the cohort's patients, not only of "
+                                                                 "its units: the same spec selects the same units "
+                                                                 "on the subset")) -> Response:
+    return await _export_response(request, slug, body, "subset", whole_patients)

@@ -210,7 +210,8 @@
       for (const [id, what] of [["dl-report", "report"], ["dl-subset", "subset"]]) {
         $(id).addEventListener("click", async () => {
           const b = $(id); b.disabled = true; const old = b.textContent; b.textContent = "Preparing…";
-          try { await ML.postDownload(ds(`/cohort/${what}`), { spec }, `${spec.name}-${what}.zip`); } catch (e) { ML.flash(e.message); }
+          const whole = what === "subset" && $("dl-whole").checked ? "?whole_patients=true" : "";
+          try { await ML.postDownload(ds(`/cohort/${what}`) + whole, { spec }, `${spec.name}-${what}.zip`); } catch (e) { ML.flash(e.message); }
           b.disabled = false; b.textContent = old;
         });
       }
