@@ -206,3 +206,28 @@ def test_find_patient_by_any_id(ds, demo_dir):
         ds.find_patient(hadm_id=1)
     with pytest.raises(Exception, match="exactly one"):
         ds.find_patient(hadm_id=hadm, stay_id=stay)
+
+
+def test_a_double_holding_a_few_whole_levels_is_categorical(tmp_path):
+    """Hand-worked: levels stored as DOUBLE (ED triage acuity) are counted per level like an integer code;
+    whole numbers more than 9 apart, or any fraction, keep the histogram."""
+    import duckdb
+
+    from mimiclab.api.describe import counts
+    from mimiclab.store.duckdb_store import DuckDBStore
+
+    db = tmp_path / "t.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE SCHEMA s; CREATE TABLE s.t (levels DOUBLE, wide DOUBLE, frac DOUBLE, ends DOUBLE)")
+    con.execute("INSERT INTO s.t VALUES (1, 1, 1, 1.5), (2, 11, 1.5, 2), (2, 1, 3, 3), (NULL, NULL, NULL, NULL)")
+    con.close()
+    st = DuckDBStore(db)
+    try:
+        got = counts(st, "s.t", "levels", "DOUBLE")
+        assert (got.kind, got.categories, got.counts["all"], got.nulls) == ("categorical", ["2", "1"], [2, 1], 1)
+        for col in ("wide", "frac", "ends"):
+            res = counts(st, "s.t", col, "DOUBLE", bins=4)
+            assert res.kind == "numeric" and sum(res.counts["all"]) == 3, col
+        assert counts(st, "s.t", "levels", "DOUBLE", kind="numeric").kind == "numeric"  # asked for: as asked
+    finally:
+        st.close()

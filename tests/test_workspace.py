@@ -72,6 +72,15 @@ def _api_sees_the_linked_tables(ds, data_root, other: str) -> None:
                           "SELECT disposition, count(*) FROM t WHERE disposition IS NOT NULL GROUP BY 1"))
     got = ds.distribution("edstays", "disposition")
     assert dict(zip(got["value"], got["count"], strict=True)) == want_dist
+    # triage acuity is DOUBLE (as mimic-code types it) holding the levels 1-5: counted per level, as text
+    # the file writes ("2", not "2.0"); heart rate, whole numbers over a wide range, stays a histogram
+    want_acuity = {str(int(v)): n for v, n in _raw(data_root, "mimic-iv-ed-demo/2.2/ed/triage.csv.gz",
+                                                   "SELECT acuity, count(*) FROM t WHERE acuity IS NOT NULL GROUP BY 1")}
+    got = ds.distribution("mimiciv_ed.triage", "acuity")
+    assert got.attrs["kind"] == "categorical" and dict(zip(got["value"], got["count"], strict=True)) == want_acuity
+    hr = ds.distribution("mimiciv_ed.triage", "heartrate")
+    assert hr.attrs["kind"] == "numeric" and hr["count"].sum() == _raw(
+        data_root, "mimic-iv-ed-demo/2.2/ed/triage.csv.gz", "SELECT count(heartrate) FROM t")[0][0]
     assert ds.column("mimiciv_ed.diagnosis", "ICD_TITLE")[0] == "icd_title"  # the type in the database's words
     assert other in repr(ds)
 

@@ -17,6 +17,7 @@ values (flags, codes); numeric otherwise. Nulls are left out and counted in ``df
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
            "UBIGINT", "FLOAT", "DOUBLE", "REAL")
 INTEGER = NUMERIC[:9]
+FLOATING = ("FLOAT", "DOUBLE", "REAL")  # after _base(): PostgreSQL's and BigQuery's names map to these
 TEMPORAL = ("TIMESTAMP", "DATE", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
 APPROX_DISTINCT_ABOVE = 5_000_000  # rows; beyond this distinct counts are HyperLogLog estimates
 TOP_VALUES = 5
@@ -146,10 +148,11 @@ class Counts:
         return self.groups != ["all"]
 
 
-def kind_of(ctype: str, kind: str, distinct_at_most_10) -> str:
-    """The one `kind` rule: categorical for text and booleans, and for integer columns with at most 10
-    distinct values (flags, codes); numeric for other numbers and times. `distinct_at_most_10()` is asked
-    only for integer columns."""
+def kind_of(ctype: str, kind: str, distinct_at_most_10, whole_levels=None) -> str:
+    """The one `kind` rule: categorical for text and booleans, for integer columns with at most 10
+    distinct values (flags, codes), and for floating-point columns holding at most 10 whole numbers (levels
+    stored as DOUBLE, as ED triage's acuity 1-5 is); numeric for other numbers and times.
+    `distinct_at_most_10()` is asked only for integer columns, `whole_levels()` only for floating ones."""
     if kind not in ("auto", "numeric", "categorical"):
         raise MimiclabError(f"kind must be auto, numeric or categorical, not {kind!r}")
     numeric = _is_numeric(ctype) or _base(ctype) in TEMPORAL
@@ -160,6 +163,8 @@ def kind_of(ctype: str, kind: str, distinct_at_most_10) -> str:
     if not numeric:
         return "categorical"
     if _base(ctype) in INTEGER and distinct_at_most_10():
+        return "categorical"
+    if _base(ctype) in FLOATING and whole_levels is not None and whole_levels():
         return "categorical"
     return "numeric"
 
@@ -181,8 +186,20 @@ def counts(store, qualified: str, column: str, ctype: str, by: str | None = None
                           f"LIMIT 11) AS s", portable=True)
         return int(nd or 0) <= 10
 
+    span: list = []  # a floating column's (min, max), asked once: the numeric path needs them too
+
+    def whole_levels() -> bool:
+        lo_, hi_ = store.arrow(f"SELECT min(CAST({c} AS DOUBLE)) AS lo, max(CAST({c} AS DOUBLE)) AS hi FROM {tbl}",
+                               portable=True).to_pylist()[0].values()
+        span[:] = [lo_, hi_]
+        if lo_ is None or not (math.isfinite(lo_) and math.isfinite(hi_)) or hi_ - lo_ > 9 \
+                or lo_ != math.floor(lo_) or hi_ != math.floor(hi_):
+            return False  # more than 10 whole numbers could lie between (or a fraction at an end)
+        frac = store.scalar(f"SELECT sum(CASE WHEN {c} <> floor({c}) THEN 1 ELSE 0 END) FROM {tbl}", portable=True)
+        return int(frac or 0) == 0
+
     try:
-        kind = kind_of(ctype, kind, few)
+        kind = kind_of(ctype, kind, few, whole_levels)
     except MimiclabError as exc:
         raise MimiclabError(f"{qualified}.{column}: {exc}") from None
     rows, nulls = store.arrow(f"SELECT count(*) AS n, count(*) - count({c}) AS nulls FROM {tbl}",
@@ -212,7 +229,8 @@ def counts(store, qualified: str, column: str, ctype: str, by: str | None = None
             gexpr = gtext
     out = Counts(kind=kind, type=ctype, temporal=temporal, rows=rows, nulls=nulls, groups=groups)
     if kind == "categorical":
-        v = f"CAST({c} AS VARCHAR)"
+        # whole numbers of a DOUBLE as the file writes them ("2", not DuckDB's "2.0"), on every backend
+        v = number_text(c) if _base(ctype) in FLOATING else f"CAST({c} AS VARCHAR)"
         top_rows = store.arrow(
             f"SELECT v, count(*) AS n FROM (SELECT {v} AS v FROM {tbl} WHERE {c} IS NOT NULL) AS s "
             f"GROUP BY v ORDER BY n DESC, v LIMIT {top + 1}", portable=True).to_pylist()
@@ -235,8 +253,11 @@ def counts(store, qualified: str, column: str, ctype: str, by: str | None = None
     # whole seconds since 1970 (MIMIC's times are whole seconds): the same number on every backend
     x = (f"CAST(date_diff('second', TIMESTAMP '1970-01-01 00:00:00', CAST({c} AS TIMESTAMP)) AS DOUBLE)"
          if temporal else f"CAST({c} AS DOUBLE)")
-    lo, hi = store.arrow(f"SELECT min(x) AS lo, max(x) AS hi FROM (SELECT {x} AS x FROM {tbl}) AS s",
-                         portable=True).to_pylist()[0].values()
+    if span:
+        lo, hi = span
+    else:
+        lo, hi = store.arrow(f"SELECT min(x) AS lo, max(x) AS hi FROM (SELECT {x} AS x FROM {tbl}) AS s",
+                             portable=True).to_pylist()[0].values()
     if lo is None:
         out.kind = "empty"
         return out
