@@ -134,6 +134,13 @@ def test_rows_filter_sort_paginate_match_raw(client, raw):
     assert vals == want
     r = client.get(url, params={"f": ["comments:contains:hemolyz"], "limit": 1}).json()
     assert r["total"] == one(raw, "SELECT count(*) FROM hosp_labevents WHERE comments ILIKE '%hemolyz%'")
+    # "≠" is the complement of "=": rows without a value are not the value (a non-programmer's reading)
+    adm = f"/api/datasets/{SLUG}/tables/mimiciv_hosp.admissions/rows"
+    eq = client.get(adm, params={"f": ["discharge_location:eq:HOME"], "limit": 1}).json()["total"]
+    ne = client.get(adm, params={"f": ["discharge_location:ne:HOME"], "limit": 1}).json()["total"]
+    empty = one(raw, "SELECT count(*) FROM hosp_admissions WHERE discharge_location IS NULL")
+    assert eq + ne == one(raw, "SELECT count(*) FROM hosp_admissions") and empty > 0
+    assert ne == one(raw, "SELECT count(*) FROM hosp_admissions WHERE discharge_location <> 'HOME'") + empty
 
 
 @pytest.mark.parametrize("table,sort,key,limit,where", [

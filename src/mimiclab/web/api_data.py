@@ -31,7 +31,9 @@ router = APIRouter(prefix="/api", tags=["data"])
 NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "DOUBLE", "FLOAT", "REAL", "DECIMAL",
            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
 TEMPORAL = ("TIMESTAMP", "DATE")
-FILTER_OPS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "contains": "ILIKE",
+# ne is "everything but": an empty cell is not the value, so it stays (with `=`, "≠ URGENT" and "= URGENT"
+# together missed the rows without a value)
+FILTER_OPS = {"eq": "=", "ne": "IS DISTINCT FROM", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "contains": "ILIKE",
               "starts": "ILIKE", "null": "IS NULL", "notnull": "IS NOT NULL"}
 
 
@@ -340,7 +342,7 @@ def _order(sort: str | None, desc: bool, types: dict, default: tuple[str, ...] =
     return ""
 
 
-FILTERS_DOC = "filters column:op:value; op in eq ne lt le gt ge contains starts null notnull"
+FILTERS_DOC = "filters column:op:value; op in eq ne lt le gt ge contains starts null notnull (ne keeps empty cells)"
 
 
 @router.get("/datasets/{slug}/tables/{table}/rows", summary="Rows of a table: filter, sort, paginate")
