@@ -320,6 +320,20 @@ def test_sql_cli_formats(built_demos, demo_dir):
     assert out.output.splitlines()[0] == "gender,n"
     bad = CliRunner().invoke(app, ["sql", "mimic-iv-demo", "SELECT * FROM nope"], env={"MIMICLAB_HOME": str(home)})
     assert bad.exit_code == 1 and "nope" in bad.output
+    # columns sharing a name (a join's ids) all kept; an interval, a 128-bit sum, NaN as the file would have them
+    q = ("SELECT a.subject_id, p.subject_id, a.hadm_id, a.dischtime - a.admittime AS los, sum(a.hadm_id) OVER () AS s, "
+         "CAST('nan' AS DOUBLE) AS v FROM mimiciv_hosp.admissions a JOIN mimiciv_hosp.patients p "
+         "ON p.subject_id = a.subject_id AND a.hadm_id = 20044587")
+    adm = duckdb.execute(f"SELECT subject_id, hadm_id, dischtime - admittime FROM read_csv_auto('{demo_dir}/hosp/admissions.csv.gz') "
+                         "WHERE hadm_id = 20044587").fetchone()
+    days, secs = adm[2].days, adm[2].seconds
+    los = f"{days} days {secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", q, "--format", "csv"], env={"MIMICLAB_HOME": str(home)})
+    assert out.output.splitlines() == ["subject_id,subject_id,hadm_id,los,s,v",
+                                       f"{adm[0]},{adm[0]},{adm[1]},{los},{adm[1]},"], out.output
+    out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", q, "--format", "json"], env={"MIMICLAB_HOME": str(home)})
+    assert json.loads(out.output) == {"columns": ["subject_id", "subject_id", "hadm_id", "los", "s", "v"],
+                                      "rows": [[adm[0], adm[0], adm[1], los, adm[1], None]]}
 
 
 def test_row_groups_sized_for_patient_lookups(demo_dir, mimiclab_home):

@@ -534,6 +534,12 @@ def test_sql_runs_and_caps_rows(client, raw):
     assert r["rows"][0][r["columns"].index("labevent_id")] == first
     r = client.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": "SELECT hadm_id FROM mimiciv_hosp.admissions"})
     assert len(r.text.strip().splitlines()) == 276
+    # an interval and a 128-bit sum as a database prints them, not Arrow's triple nor a float
+    q = "SELECT dischtime - admittime AS los, sum(hadm_id) OVER () AS s FROM mimiciv_hosp.admissions WHERE hadm_id = 20044587"
+    d = raw.execute("SELECT dischtime - admittime FROM hosp_admissions WHERE hadm_id = 20044587").fetchone()[0]
+    los = f"{d.days} days {d.seconds // 3600:02d}:{d.seconds % 3600 // 60:02d}:{d.seconds % 60:02d}"
+    assert client.get(f"/api/datasets/{SLUG}/sql.csv", params={"sql": q}).text.splitlines() == ["los,s", f"{los},20044587"]
+    assert client.post(f"/api/datasets/{SLUG}/sql", json={"sql": q}).json()["rows"] == [[los, 20044587]]
     for q in ("DESCRIBE mimiciv_hosp.admissions", "SUMMARIZE mimiciv_icu.icustays", "EXPLAIN SELECT 1",
               "WITH a AS (SELECT 1 AS x) SELECT * FROM a"):
         assert client.post(f"/api/datasets/{SLUG}/sql", json={"sql": q}).status_code == 200, q

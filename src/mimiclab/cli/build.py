@@ -162,18 +162,25 @@ def sql_cmd(
             raise MimiclabError(f"unknown --format {fmt!r}: use table, csv or json")
         with open_source(slug, version, **({"dataset": published} if published else {})).open() as store:
             result = store.arrow(query)
+        from mimiclab import cells
+
         names = result.column_names
-        rows = result.to_pylist()
+        # by position: a join's columns may share a name (MIMIC-III's row_id in every table)
+        data = [result.column(i).to_pylist() for i in range(result.num_columns)]
+        rows = [[col[r] for col in data] for r in range(result.num_rows)]
         if fmt == "csv":
             w = csv.writer(sys.stdout, lineterminator="\n")
             w.writerow(names)
-            w.writerows([[r[n] for n in names] for r in rows])
-        elif fmt == "json":
-            sys.stdout.write(json.dumps(rows, default=str, indent=1) + "\n")
+            w.writerows([[cells.text(v) for v in r] for r in rows])
+        elif fmt == "json":  # objects when the names are unique, else [names, rows] so that no column is lost
+            vals = [[cells.jsonable(v, safe_ints=False) for v in r] for r in rows]
+            out: object = ([dict(zip(names, r, strict=True)) for r in vals] if len(set(names)) == len(names)
+                           else {"columns": names, "rows": vals})
+            sys.stdout.write(json.dumps(out, indent=1, allow_nan=False) + "\n")
         else:
             t = RichTable(*names)
             for r in rows[: limit or None]:
-                t.add_row(*("" if r[n] is None else str(r[n]) for n in names))
+                t.add_row(*(cells.text(v) for v in r))
             console.print(t)
             if limit and len(rows) > limit:
                 console.print(f"[dim]{len(rows):,} rows, {limit:,} shown (--limit 0 for all, or --format csv)[/]")

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from mimiclab import catalog
+from mimiclab import catalog, cells
 from mimiclab.catalog import CatalogError
 from mimiclab.catalog import workbench as wbcat
 from mimiclab.errors import QueryError
@@ -587,7 +587,7 @@ def write_csv(st, sql: str, params: list | None, lim, *, portable: bool = False)
                 take = min(batch.num_rows, lim.csv_rows - n)
                 cols = [c.to_pylist() for c in batch.columns]
                 for r in range(take):
-                    wr.writerow(["" if col[r] is None else jsonable(col[r]) for col in cols])
+                    wr.writerow([cells.text(col[r]) for col in cols])
                 n += take
                 if spool.tell() > lim.csv_bytes:
                     raise QueryError(too_big)

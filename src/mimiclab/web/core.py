@@ -17,10 +17,7 @@ copy of a dataset is the one shown when a local build has the same slug.
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
 import hashlib
-import math
 import os
 import threading
 import time
@@ -33,7 +30,7 @@ from typing import Any, TypeGuard, TypeVar
 import anyio
 import pyarrow as pa
 
-from mimiclab import catalog, config
+from mimiclab import catalog, cells, config
 from mimiclab.catalog import CatalogError, Table
 from mimiclab.errors import MimiclabError, NotBuiltError, QueryError
 from mimiclab.load.manifest import Manifest
@@ -386,33 +383,9 @@ qualify = qname
 
 
 # -- Arrow -> JSON ------------------------------------------------------------------------------------
-JS_SAFE_INT = 2**53 - 1  # browsers parse JSON numbers as doubles: beyond this, digits are lost
-
-
 def jsonable(v: Any) -> Any:
-    """A value as the pages can use it. Integers beyond 2^53 (OMOP's 64-bit person_id and visit ids) become
-    strings: as JSON numbers, JavaScript would round 4783904755296699562 to ...9000, a patient that does not exist."""
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, int):
-        return v if -JS_SAFE_INT <= v <= JS_SAFE_INT else str(v)
-    if isinstance(v, float):
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(v, dt.datetime):
-        return v.isoformat(sep=" ")
-    if isinstance(v, (dt.date, dt.time)):
-        return v.isoformat()
-    if isinstance(v, dt.timedelta):
-        return str(v)
-    if isinstance(v, decimal.Decimal):
-        return float(v)
-    if isinstance(v, bytes):
-        return v.hex()
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    return str(v)
+    """A value as the pages can use it (mimiclab.cells: one conversion for every export)."""
+    return cells.jsonable(v)
 
 
 def arrow_rows(t: pa.Table) -> dict:
