@@ -325,6 +325,36 @@ def test_mimiciii_demo_cohort(data_root, home):
 
 
 @pytest.mark.slow
+def test_a_stay_subset_keeps_the_rows_of_no_stay_with_their_admission(data_root, home, tmp_path):
+    """MIMIC-III's PRESCRIPTIONS and TRANSFERS carry icustay_id only inside the ICU: a stay cohort's subset
+    keeps a row of one of its stays, and a row of no stay of one of its admissions (as MIMIC-IV's hosp
+    tables, which have no stay column); a row of another stay, even of the same admission, stays out.
+    Before, the 3,352 prescriptions outside the ICU of the cohort's admissions were all left out."""
+    from mimiclab.errors import NotBuiltError
+
+    src = data_root / "mimiciii-demo" / "1.4"
+    try:
+        find("mimiciii-demo")
+    except NotBuiltError:
+        build("mimiciii-demo", source=src)
+    c = Cohort.run(find("mimiciii-demo"), {"unit": "stay", "include": [{"type": "first_icu_stay"}]})
+    out = c.subset(tmp_path / "sub")
+    con = duckdb.connect()
+    con.register("ids", c.ids)
+    r = lambda n: f"read_csv('{src}/{n}.csv', header=true, sample_size=-1)"  # noqa: E731
+    for table in ("PRESCRIPTIONS", "TRANSFERS"):
+        want = con.execute(f"SELECT count(*) FROM {r(table)} t WHERE t.icustay_id IN (SELECT icustay_id FROM ids) OR "
+                           f"(t.icustay_id IS NULL AND (t.hadm_id IN (SELECT hadm_id FROM ids) OR "
+                           f"(t.hadm_id IS NULL AND t.subject_id IN (SELECT subject_id FROM ids))))").fetchone()[0]
+        other = con.execute(f"SELECT count(*) FROM {r(table)} t WHERE t.hadm_id IN (SELECT hadm_id FROM ids) "
+                            f"AND t.icustay_id NOT IN (SELECT icustay_id FROM ids)").fetchone()[0]
+        n = con.execute(f"SELECT count(*) FROM read_csv('{out / table}.csv.gz', header=true)").fetchone()[0]
+        assert n == want > 0, table
+        if table == "TRANSFERS":
+            assert other > 0  # a later ICU stay of a cohort admission: its rows are not the cohort's
+
+
+@pytest.mark.slow
 def test_mimiciii_pickers_use_the_family_names(data_root, home):
     """The same picker code on MIMIC-III: icd9_code and its dictionary, care units, no ICD-10 or year groups."""
     import mimiclab

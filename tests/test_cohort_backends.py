@@ -339,6 +339,41 @@ def test_omop_heart_failure_example_against_raw_files(omop, data_root, demo_buil
     assert "EW EMER." in c.table1["level"].tolist()  # admission types read from the source concepts
 
 
+@pytest.mark.parametrize("criterion", [
+    {"type": "diagnosis", "icd10": ["E87*"]},  # ICD-9 E870-E879 (misadventures) look the same
+    {"type": "diagnosis", "icd9": ["E87*", "V45*"]},
+    {"type": "diagnosis", "icd10": ["Z95*", "I50*"]},
+    {"type": "diagnosis", "icd9": ["428*", "5849"]},
+    # ICD-10-PCS 3E0... and CPT 38500 start with 3 too; this copy's billing procedures hold no ICD-9 code
+    {"type": "procedure", "icd9": ["3*"]},
+    {"type": "procedure", "icd10": ["02H*", "3E0*"]},
+])
+def test_omop_icd_codes_match_their_own_version(omop, data_root, criterion):
+    """The OMOP demo holds no ICD vocabulary: the version is told from the codes. Oracle: MIMIC-IV's raw
+    diagnoses_icd/procedures_icd with their icd_version (the OMOP demo is the MIMIC-IV demo's 100 patients;
+    visit_source_value keeps hadm_id), for the codes the OMOP demo's billing tables hold (its V, Z and E
+    codes are partly in observation, which this copy lacks)."""
+    table = "diagnoses_icd" if criterion["type"] == "diagnosis" else "procedures_icd"
+    omop_t, src = (("condition_occurrence", "condition") if criterion["type"] == "diagnosis"
+                   else ("procedure_occurrence", "procedure"))
+    version, codes = next((v, criterion[k]) for v, k in ((9, "icd9"), (10, "icd10")) if k in criterion)
+    like = " OR ".join(f"m.icd_code LIKE '{c.rstrip('*')}%'" if c.endswith("*") else f"m.icd_code = '{c}'" for c in codes)
+    raw = data_root / "mimic-iv-demo" / "2.2" / "hosp" / f"{table}.csv.gz"
+    d = data_root / OMOP_DIR / "1_omop_data_csv"
+    want = {r[0] for r in duckdb.execute(
+        f"SELECT DISTINCT m.hadm_id FROM read_csv('{raw}', types={{'icd_code': 'VARCHAR'}}) m "
+        f"JOIN (SELECT TRY_CAST(split_part(v.visit_source_value, '|', 2) AS BIGINT) AS hadm_id, "
+        f"replace(trim(o.{src}_source_value), '.', '') AS icd_code FROM read_csv_auto('{d}/{omop_t}.csv') o "
+        f"JOIN read_csv_auto('{d}/visit_occurrence.csv') v USING (visit_occurrence_id) "
+        f"WHERE o.{src}_type_concept_id = 32821) o USING (hadm_id, icd_code) "
+        f"WHERE m.icd_version = {version} AND ({like})").fetchall()}
+    c = run(omop, {"unit": "admission", "include": [criterion]}, allow_empty=True)
+    hadm = dict(duckdb.execute(f"SELECT visit_occurrence_id, TRY_CAST(split_part(visit_source_value, '|', 2) AS BIGINT) "
+                               f"FROM read_csv_auto('{d}/visit_occurrence.csv')").fetchall())
+    assert {hadm[v] for v in c.ids["visit_occurrence_id"]} == want, criterion
+    assert want or criterion == {"type": "procedure", "icd9": ["3*"]}
+
+
 def test_omop_subset_and_report(omop, data_root, tmp_path):
     """The subset of an OMOP cohort: the cohort's visits, their conditions (and those of no visit of its persons),
     and a report counting persons."""
