@@ -350,6 +350,10 @@ def test_a_stay_subset_keeps_the_rows_of_no_stay_with_their_admission(data_root,
                             f"AND t.icustay_id NOT IN (SELECT icustay_id FROM ids)").fetchone()[0]
         n = con.execute(f"SELECT count(*) FROM read_csv('{out / table}.csv.gz', header=true)").fetchone()[0]
         assert n == want > 0, table
+        import gzip
+
+        with gzip.open(out / f"{table}.csv.gz", "rt") as f, open(src / f"{table}.csv") as g:
+            assert f.readline() == g.readline(), table  # the demo's own (lower-case) header spelling
         if table == "TRANSFERS":
             assert other > 0  # a later ICU stay of a cohort admission: its rows are not the cohort's
 

@@ -395,22 +395,51 @@ def test_omop_subset_and_report(omop, data_root, tmp_path):
     assert f"**{len(visits)}** admissions ({n_persons} patients)" in (tmp_path / "sub" / "cohort" / "report.md").read_text()
 
 
-def test_omop_icu_stays_and_medication(omop, data_root):
-    """Stay unit on OMOP (visit_detail in an intensive-care site), first stay, ICU LOS, and a drug by name."""
-    c = run(omop, {"unit": "stay", "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"}]})
-    # ICU wards: those MIMIC-IV's own icustays name (the OMOP demo is the MIMIC-IV demo's patients)
+def omop_icu_stays(data_root: Path) -> list[dict]:
+    """ICU stays of the OMOP demo, merged here in Python: visit_detail rows in the wards MIMIC-IV's icustays
+    name (the OMOP demo is the MIMIC-IV demo's patients), a row starting when the visit's previous ICU row
+    ended continuing its stay (as MIMIC-IV's stays are made of transfers)."""
     stays = f"read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')"
-    icu = ("SELECT v.* FROM {visit_detail} v JOIN {care_site} s USING (care_site_id) WHERE s.care_site_name IN "
-           f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays})")
-    first = oq(data_root, f"WITH i AS ({icu}) SELECT visit_detail_id FROM i WHERE NOT EXISTS (SELECT 1 FROM i j "
-                          "WHERE j.person_id = i.person_id AND (j.visit_detail_start_datetime < i.visit_detail_start_datetime "
-                          "OR (j.visit_detail_start_datetime = i.visit_detail_start_datetime "
-                          "AND j.visit_detail_id < i.visit_detail_id)))")
-    long = oq(data_root, f"SELECT visit_detail_id FROM ({icu}) WHERE epoch(visit_detail_end_datetime) - "
-                         "epoch(visit_detail_start_datetime) >= 86400")
-    everyone = oq(data_root, f"SELECT visit_detail_id FROM ({icu})")
-    assert c.counts == [len(everyone), len(first), len(first & long)] and len(first & long) > 0
+    d = data_root / OMOP_DIR / "1_omop_data_csv"
+    rows = duckdb.execute(
+        f"SELECT v.person_id, v.visit_occurrence_id, v.visit_detail_id, v.visit_detail_start_datetime, "
+        f"v.visit_detail_end_datetime, s.care_site_name FROM read_csv_auto('{d}/visit_detail.csv', sample_size=-1) v "
+        f"JOIN read_csv_auto('{d}/care_site.csv') s USING (care_site_id) WHERE s.care_site_name IN "
+        f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays})").fetchall()
+    out: list[dict] = []
+    for person, visit, vid, st, en, unit in sorted(rows, key=lambda r: (r[0], r[1], r[3], r[2])):
+        last = out[-1] if out else None
+        if last and (last["person"], last["visit"]) == (person, visit) and st == last["seg_end"]:
+            last["seg_end"], last["last_unit"] = en, unit
+            last["end"] = max(last["end"], en)
+        else:
+            out.append({"person": person, "visit": visit, "id": vid, "start": st, "end": en, "seg_end": en,
+                        "first_unit": unit, "last_unit": unit})
+    return out
+
+
+def test_omop_icu_stays_and_medication(omop, data_root):
+    """Stay unit on OMOP (back-to-back ICU ward rows of a visit merged into one stay), first stay, ICU LOS,
+    care units, and a drug by name."""
+    c = run(omop, {"unit": "stay", "include": [{"type": "first_icu_stay"}, {"type": "icu_los", "min": 24, "unit": "hours"}]})
+    stays = omop_icu_stays(data_root)
+    firsts: dict = {}
+    for s_ in stays:
+        k = (s_["start"], s_["id"])
+        if s_["person"] not in firsts or k < (firsts[s_["person"]]["start"], firsts[s_["person"]]["id"]):
+            firsts[s_["person"]] = s_
+    first = {s_["id"] for s_ in firsts.values()}
+    long = {s_["id"] for s_ in stays if (s_["end"] - s_["start"]).total_seconds() >= 86400}
+    assert c.counts == [len(stays), len(first), len(first & long)] and len(first & long) > 0
     assert set(c.ids["visit_detail_id"]) == first & long
+    # the same stays as MIMIC-IV's own icustays of the same admissions (one 53-minute ICU row is not there)
+    iv = {r[0] for r in duckdb.execute(f"SELECT intime FROM read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')").fetchall()}
+    assert len(stays) - 1 <= len({s_["start"] for s_ in stays} & iv) == len(iv) == 140
+    # a stay moved between two ICUs keeps its first and last ward
+    moved = [s_ for s_ in stays if s_["first_unit"] != s_["last_unit"]]
+    cu = run(omop, {"unit": "stay", "include": [{"type": "care_unit", "values": [moved[0]["last_unit"]], "which": "last"}]})
+    assert moved and moved[0]["id"] in set(cu.ids["visit_detail_id"])
+    assert set(cu.ids["visit_detail_id"]) == {s_["id"] for s_ in stays if s_["last_unit"] == moved[0]["last_unit"]}
     m = run(omop, {"unit": "patient", "include": [{"type": "medication", "codes": ["00338355248"]}]}, allow_empty=True)
     want = oq(data_root, "SELECT DISTINCT v.person_id FROM {visit_occurrence} v JOIN {drug_exposure} e USING (person_id) "
                          "WHERE e.drug_source_value = '00338355248' AND e.drug_exposure_start_datetime "

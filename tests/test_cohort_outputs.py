@@ -115,6 +115,12 @@ def test_subset_round_trips_through_build(home, demo, demo_dir, tmp_path, exampl
     assert all(hashlib.sha256((a / p).read_bytes()).hexdigest() == h for p, h in sums.items())
     # no temp files left behind
     assert not [p for p in a.rglob("*") if ".tmp-" in p.name]
+    # every file's header as the source spells it (procedureevents: ORIGINALAMOUNT, ORIGINALRATE)
+    import gzip
+
+    for rel in (k for k in files if k.endswith(".csv.gz") and not k.startswith("cohort/")):
+        with gzip.open(a / rel, "rt") as f, gzip.open(demo_dir / rel, "rt") as g:
+            assert f.readline() == g.readline(), rel
 
     home2 = tmp_path / "home2"  # a fresh home: the subset is built exactly as a user would build it
     res = cli(home2, "build", "mimic-iv-demo", "--source", a)

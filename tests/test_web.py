@@ -465,7 +465,8 @@ def test_patient_record_shows_notes_from_a_note_build(demo_dir, tmp_path_factory
 def test_big_ids_reach_the_browser_exactly(data_root, tmp_path_factory):
     """OMOP's 64-bit person ids (many negative) exceed what a JavaScript number holds exactly: the API sends
     them as strings, finds and opens patients by them, and says which item tables are not loaded."""
-    from mimiclab.web.core import JS_SAFE_INT, jsonable
+    from mimiclab.cells import JS_SAFE_INT
+    from mimiclab.web.core import jsonable
 
     assert jsonable(JS_SAFE_INT) == JS_SAFE_INT and jsonable(JS_SAFE_INT + 1) == str(JS_SAFE_INT + 1)
     assert jsonable(-JS_SAFE_INT - 1) == str(-JS_SAFE_INT - 1) and jsonable(True) is True

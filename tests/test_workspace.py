@@ -111,8 +111,9 @@ def test_a_module_built_while_open_joins_the_workspace_on_the_next_rebuild_only(
         build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2", tables=["ed/edstays"])
         assert "mimiciv_ed.edstays" not in ds.tables
         build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/admissions", "hosp/patients"])
-        assert ds.linked == ["mimic-iv-ed-demo 2.2"]
+        assert ds.linked == []  # listing reads what the store last attached: no reopen for a list
         assert ds.table("edstays").count() == _raw(data_root, "mimic-iv-ed-demo/2.2/ed/edstays.csv.gz")[0][0]
+        assert ds.linked == ["mimic-iv-ed-demo 2.2"]  # a query reopened it
     finally:
         ds.close()
 
@@ -249,3 +250,47 @@ def test_cli_sql_and_patient_take_a_postgresql_url(pg_demo_url, demo_dir):
     r = CliRunner().invoke(app, ["patient", pg_demo_url, str(sid), "--format", "json"])
     assert r.exit_code == 0, r.output
     assert str(sid) in r.output and "password" not in r.output
+
+
+def test_the_workbench_follows_a_rebuilt_linked_module(tmp_path, monkeypatch, data_root):
+    """A rebuilt ED module opens a new store for the hospital data: a patient page seen before keeps working
+    (its cached Patient had kept the closed store: 'Connection already closed' on every later request)."""
+    import time
+
+    from mimiclab.load import build
+    from mimiclab.web import create_app
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/patients", "hosp/admissions"])
+    build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2")
+    sid = 10014354
+    n = _raw(data_root, "mimic-iv-ed-demo/2.2/ed/edstays.csv.gz", f"SELECT count(*) FROM t WHERE subject_id = {sid}")[0][0]
+    url = f"/api/datasets/mimic-iv-demo/patients/{sid}/record"
+    with TestClient(create_app(dataset="mimic-iv-demo"), base_url="http://127.0.0.1") as c:
+        assert c.get(url).json()["ed_stays"]["total"] == n > 1
+        time.sleep(1.1)  # the workbench looks at the builds at most once a second
+        build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2", force=True)
+        time.sleep(1.1)
+        for _ in range(2):
+            r = c.get(url)
+            assert r.status_code == 200, r.text
+            assert r.json()["ed_stays"]["total"] == n
+
+
+def test_listing_a_closed_dataset_opens_no_store(tmp_path, monkeypatch, data_root):
+    """tables, linked and repr read what the store last attached: a closed Dataset is not reopened by them
+    (a notebook shows repr(ds) after the `with` block), even after a rebuild."""
+    import time
+
+    import mimiclab
+    from mimiclab.load import build
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path))
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/patients"])
+    build("mimic-iv-ed-demo", source=data_root / "mimic-iv-ed-demo" / "2.2", tables=["ed/edstays"])
+    with mimiclab.open("mimic-iv-demo") as ds:
+        store = ds._store
+    time.sleep(0.01)
+    build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/patients"], force=True)
+    assert "mimiciv_ed.edstays" in ds.tables and ds.linked == ["mimic-iv-ed-demo 2.2"] and "linked" in repr(ds)
+    assert ds._store is store and ds.generation == 0

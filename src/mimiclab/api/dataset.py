@@ -30,9 +30,11 @@ from mimiclab.sources import Source
 from mimiclab.sources.registry import Build, find
 from mimiclab.store import Store
 
-# Dataset.fetch uses execute() + Arrow on DuckDB (one bind instead of two); DuckDB warns about the extra copy
-# of the rows, which for point lookups of a few thousand rows is far cheaper than binding the query twice.
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+# Dataset.fetch uses execute() + Arrow on DuckDB (one bind instead of two: a patient's timeline 13.7 ms against
+# 21.3 with sql()); DuckDB 2 warns about the extra copy of the rows, far cheaper for point lookups of a few
+# thousand rows than binding twice. Ignored for this module's calls only, not in the user's own code.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                        module=r"mimiclab\.api\.dataset$")
 
 
 class NotPicklableError(MimiclabError, TypeError):
@@ -214,14 +216,14 @@ class Dataset:
 
     @property
     def workspace(self) -> dict[str, mf.TableEntry]:
-        """Every table a query here can name: this dataset's, then the linked datasets' (ED, notes, ...)."""
-        self.store  # noqa: B018  # reopened first after a rebuild: the linked set is the store's
+        """Every table a query here can name: this dataset's, then the linked datasets' (ED, notes, ...), as
+        of the store's last opening (like `manifest`: listing tables never opens a store, nor reopens a
+        closed Dataset)."""
         return dict(self.manifest.tables) | {k: e for k, (_, e) in self._linked.items()}
 
     @property
     def linked(self) -> list[str]:
         """The linked datasets (slug and version) whose tables this workspace holds beside its own."""
-        self.store  # noqa: B018
         return sorted({f"{m.dataset} {m.version}" for m, _ in self._linked.values()})
 
     @property
@@ -370,6 +372,7 @@ class Dataset:
     def resolve(self, name: str) -> str:
         """Qualified name of a table given as ``mimiciv_hosp.admissions``, ``hosp/admissions`` or
         ``admissions``; UnknownNameError with close matches otherwise."""
+        self.store  # noqa: B018  # about to be queried: reopened first after a rebuild, so the names are current
         keys = self.workspace
         n = str(name).strip().lower()
         if n in keys:
@@ -498,18 +501,13 @@ class Dataset:
 
     def fetch(self, query: str, params: Sequence[Any] | dict | None = None) -> pa.Table:
         """The API's own queries (portable: DuckDB spelling, rendered by the store for its dialect). On an
-        untimed DuckDB store, point lookups run on the connection itself, without the store's guard: sql(),
-        not execute(), whose Arrow output DuckDB 2 copies once more and warns about (1.2 ms against 1.5 for a
-        patient's labevents on the demo)."""
+        untimed DuckDB store, point lookups go through execute(): planned once, not twice."""
         store = self.store
         if store.backend != "duckdb" or store.max_seconds:  # a time-limited store: keep its cancellation
             return store.arrow(query, params, portable=True)
         try:
             con = store.connection  # type: ignore[attr-defined]  # DuckDBStore
-            rel = con.sql(query, params=params) if params is not None else con.sql(query)
-            if rel is None:  # not a query with a result
-                raise QueryError("fetch() runs queries that return rows")
-            return rel.to_arrow_table()
+            return con.execute(query, params if params is not None else []).to_arrow_table()
         except Exception as exc:
             if type(exc).__module__.partition(".")[0] != "duckdb":  # duckdb.Error, without importing duckdb here
                 raise

@@ -60,7 +60,6 @@ class Patient:
         self.ds = ds
         self.subject_id = ds.find_patient(subject_id=as_int(subject_id, "subject_id"))
         self._map = ds.concepts
-        self._tables = ds.workspace  # with the linked datasets' tables (MIMIC-IV-ED's stays)
 
     def __repr__(self) -> str:
         d = self.demographics
@@ -72,11 +71,11 @@ class Patient:
         return {"sid": self.subject_id}
 
     def _loaded(self, table: str) -> bool:
-        e = self._tables.get(table)
+        e = self.ds.workspace.get(table)  # with the linked datasets' tables (MIMIC-IV-ED's stays)
         return e is not None and e.status == "loaded"
 
     def _present(self, table: str) -> bool:
-        return table in self._tables
+        return table in self.ds.workspace
 
     # ------------------------------------------------------------------ demographics & frames
     @cached_property

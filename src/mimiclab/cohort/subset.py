@@ -125,9 +125,12 @@ def _export(cohort: Cohort, out: Path, whole_patients: bool = False) -> Path:
             cols = list(table.columns_for(m.version))
             where = row_filter(cohort, table, schema, ids_from, whole_patients)
             order = list(table.primary_key) + [c.name for c in cols if c.name not in table.primary_key]
-            upper = table.file.split("/")[-1].isupper()  # MIMIC-III files have upper-case headers
+            # the header as the source file spelled it (kept in the manifest at build time: ORIGINALAMOUNT,
+            # valid_start_DATE, the MIMIC-III demo's lower case); else MIMIC-III's upper case for its files
+            spelled = entry.header or {}
+            upper = table.file.split("/")[-1].isupper() and entry.header is None
             select = ", ".join(
-                f"t.{_q(c.name)} AS {_q(c.name.upper() if upper else c.name)}" for c in cols)
+                f"t.{_q(c.name)} AS {_q(spelled.get(c.name, c.name.upper() if upper else c.name))}" for c in cols)
             sql = (f"SELECT {select} FROM {schema}.{table.name} t" + (f" WHERE {where}" if where else "")
                    + " ORDER BY " + ", ".join(f"t.{_q(c)}" for c in order))
             rel = table.file + ".csv.gz"
