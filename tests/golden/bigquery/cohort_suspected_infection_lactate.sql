@@ -84,7 +84,7 @@ WITH units AS (
         AND m.charttime <= w.intime + INTERVAL '86400' SECOND
         AND m.valuenum > 2.0
     )
-), step_4 /* 4. exclude: ICU stay shorter than 24 hours */ AS (
+), step_4 /* 4. exclude: ICU stay of 24 hours or less */ AS (
   SELECT
     *
   FROM step_3
