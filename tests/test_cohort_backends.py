@@ -448,6 +448,21 @@ def test_omop_icu_stays_and_medication(omop, data_root):
     assert set(m.ids["person_id"]) == want and want
 
 
+def test_omop_drug_names_say_how_many_rows_have_none(omop, demo_build, data_root):
+    """The OMOP demo's vocabulary names few of its drugs: a spec matching by name is told how many rows it
+    cannot see by name (counted here over the raw files); MIMIC-IV's prescriptions all have one."""
+    d = data_root / OMOP_DIR / "1_omop_data_csv"
+    n, unnamed = duckdb.execute(f"SELECT count(*), count(*) - count(c.concept_name) FROM read_csv_auto('{d}/drug_exposure.csv') e "
+                                f"LEFT JOIN read_csv_auto('{d}/2b_concept.csv') c ON c.concept_id = e.drug_source_concept_id"
+                                ).fetchone()
+    spec = {"unit": "admission", "include": [{"type": "medication", "names": ["vancomycin"]}]}
+    c = run(omop, spec)
+    assert unnamed / n > 0.5 and any(f"{unnamed:,} of {n:,} drug rows" in w and "codes:" in w for w in c.warnings), c.warnings
+    assert not [w for w in run(omop, {"unit": "admission", "include": [{"type": "medication", "codes": ["00338355248"]}]},
+                               allow_empty=True).warnings if "drug rows" in w]
+    assert not [w for w in run(demo_build, spec).warnings if "drug rows" in w]
+
+
 def test_omop_missing_measurements_warn_and_unexpressible_criteria_are_refused(omop):
     c = run(omop, {"unit": "admission", "include": [{"type": "lab", "labels": ["Lactate"], "above": 2}]}, allow_empty=True)
     assert any("cdm.measurement is not loaded" in w for w in c.warnings)

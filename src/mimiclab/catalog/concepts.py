@@ -155,6 +155,9 @@ class CohortDrugs(_Model):
     time: str
     name: str
     codes: tuple[str, ...] = ()
+    # a column true where the row has a real drug name (OMOP: a concept name; the rest carry only an NDC),
+    # so that a spec matching by name is warned how many rows it cannot see
+    named: str | None = None
 
 
 class CohortInputs(_Model):

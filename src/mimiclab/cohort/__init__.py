@@ -231,7 +231,15 @@ def _check(spec: CohortSpec, comp: Compiled, store, manifest) -> list[str]:
                                         f"{t.dictionary}).{hint}")
         elif isinstance(c, S.Medication):
             if c.names or c.codes:
-                not_loaded(comp.ctx.need("prescriptions", c.type).table, c)
+                drugs = comp.ctx.need("prescriptions", c.type)
+                if not not_loaded(drugs.table, c) and c.names and drugs.named:
+                    n, unnamed = store.arrow(f"SELECT count(*) AS n, sum(CASE WHEN x.{drugs.named} = 1 THEN 0 ELSE 1 END) "
+                                             f"AS u FROM {drugs.table} x", portable=True).to_pylist()[0].values()
+                    if n and unnamed and unnamed / n > 0.05:
+                        warnings.append(f"{spec.where(c)}: {unnamed:,} of {n:,} drug rows ({100 * unnamed / n:.0f}%) "
+                                        "have no drug name in this dataset's vocabulary (a name is matched against "
+                                        "their source value, mostly a code): list the drugs' codes too (`codes:`, "
+                                        f"matched against {', '.join(drugs.codes) or 'the code column'})")
             if c.itemids:
                 not_loaded(comp.ctx.need("inputevents", c.type + " (itemids)").table, c)
         elif isinstance(c, (S.AdmissionType, S.AdmissionLocation, S.CareUnit, S.YearGroup)) and c.match == "exact":
