@@ -157,6 +157,16 @@ def test_workbench_and_api_distributions_are_one_engine(bds, raw):
 
 
 # ------------------------------------------------------------------------------------------- patients
+def test_patient_list_counts_admissions_and_icu_stays(bds, raw):
+    """The patients the explorer offers first (the page calls the same function), on every backend."""
+    got = bds.patient_list(limit=15)
+    want = rows(raw, "SELECT a.subject_id, count(*) AS n, coalesce(max(i.n), 0) AS k FROM hosp_admissions a "
+                     "LEFT JOIN (SELECT subject_id, count(*) AS n FROM icu_icustays GROUP BY 1) i USING (subject_id) "
+                     "GROUP BY 1 ORDER BY n DESC, k DESC, 1 LIMIT 15")
+    assert list(got.itertuples(index=False, name=None)) == want
+    assert list(got.columns) == ["subject_id", "admissions", "icu_stays"]
+
+
 def test_patient_demographics_stays_diagnoses(bds, raw):
     p = bds.patient(SID)
     d = p.demographics

@@ -448,6 +448,26 @@ def test_omop_icu_stays_and_medication(omop, data_root):
     assert set(m.ids["person_id"]) == want and want
 
 
+def test_omop_patient_list_counts_hospital_admissions_and_icu_wards(omop, data_root):
+    """The explorer's patient list on OMOP: hospital admissions (not the lab-only pseudo visits, 852 'admissions'
+    for 275) and ICU ward rows (not every visit_detail row), as the patient view counts them."""
+    import mimiclab
+
+    ds = mimiclab.open(omop.build_dir)
+    try:
+        got = {r[0]: (r[1], r[2]) for r in ds.patient_list(limit=500).itertuples(index=False, name=None)}
+    finally:
+        ds.close()
+    stays = f"read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')"
+    adm = dict(duckdb.execute(OMOP_ADMISSIONS.format(visit_occurrence=f"read_csv_auto('{data_root / OMOP_DIR}/1_omop_data_csv/visit_occurrence.csv')")
+                              .replace("SELECT *", "SELECT person_id, count(*)") + " GROUP BY 1").fetchall())
+    d = data_root / OMOP_DIR / "1_omop_data_csv"
+    icu = dict(duckdb.execute(f"SELECT v.person_id, count(*) FROM read_csv_auto('{d}/visit_detail.csv', sample_size=-1) v "
+                              f"JOIN read_csv_auto('{d}/care_site.csv') s USING (care_site_id) WHERE s.care_site_name IN "
+                              f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays}) GROUP BY 1").fetchall())
+    assert got == {p: (n, icu.get(p, 0)) for p, n in adm.items()} and len(got) == 100
+
+
 def test_omop_drug_names_say_how_many_rows_have_none(omop, demo_build, data_root):
     """The OMOP demo's vocabulary names few of its drugs: a spec matching by name is told how many rows it
     cannot see by name (counted here over the raw files); MIMIC-IV's prescriptions all have one."""

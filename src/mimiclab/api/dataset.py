@@ -546,6 +546,32 @@ class Dataset:
 
         return Patient(self, subject_id)
 
+    def patient_list(self, limit: int = 50) -> pd.DataFrame:
+        """Patients to start exploring from: subject_id, admissions, icu_stays, most admissions then most ICU
+        stays first. Counted with the spans' own filters (OMOP: hospital admissions, not lab-only visits; ICU
+        wards, not every visit_detail row), as the patient view counts them."""
+        m = self.concepts
+        pid = ident(m.patient_id)
+
+        def counted(kind: str) -> str | None:
+            sp = m.spans.get(kind)
+            if sp is None or getattr(self.workspace.get(sp.table), "status", None) != "loaded" or (
+                    sp.join is not None and sp.join.table not in self.workspace):
+                return None
+            join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
+            where = f" WHERE {sp.where}" if sp.where else ""
+            return f"SELECT t.{pid} AS pid, count(*) AS n FROM {qname(sp.table)} t{join}{where} GROUP BY t.{pid}"
+
+        adm, icu = counted("admission"), counted("icustay")
+        if adm is None:
+            raise MimiclabError(f"{self.slug}: {m.spans['admission'].table} is not loaded, so there are no admissions "
+                                "to list patients by")
+        icu_join = f" LEFT JOIN ({icu}) AS i ON i.pid = a.pid" if icu else ""
+        icu_n = "CAST(coalesce(i.n, 0) AS BIGINT)" if icu else "CAST(0 AS BIGINT)"
+        return frame(self.fetch(
+            f"SELECT a.pid AS subject_id, CAST(a.n AS BIGINT) AS admissions, {icu_n} AS icu_stays FROM ({adm}) AS a"
+            f"{icu_join} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}"))
+
     def _patients_table(self) -> str:
         """The table whose ids define "a patient exists": patients, or admissions when it is not loaded."""
         m = self.concepts

@@ -54,19 +54,10 @@ def _frame(df, name: str, family: str | None = None) -> dict:
 
 @router.get("/datasets/{slug}/patients", summary="Patients to start from: most admissions and ICU stays first")
 def patient_list(request: Request, slug: str, limit: int = Query(50, ge=1, le=500)) -> dict:
-    w = wb(request)
-    ds = dataset(w, slug)
-    m = ds.concepts
-    pid = quote(m.patient_id)
-    adm = m.spans["admission"].table
-    icu = m.spans.get("icustay")
-    icu_sql = (f"LEFT JOIN (SELECT {pid}, count(*) AS n_icu FROM {icu.table} GROUP BY {pid}) i USING ({pid})"
-               if icu is not None and getattr(ds.manifest.tables.get(icu.table), "status", None) == "loaded" else "")
-    rows = w.store(slug).arrow(
-        f"SELECT a.{pid} AS subject_id, count(*) AS admissions, {'coalesce(max(i.n_icu), 0)' if icu_sql else '0'} AS icu_stays "
-        f"FROM {adm} a {icu_sql} GROUP BY a.{pid} ORDER BY admissions DESC, icu_stays DESC, subject_id LIMIT {int(limit)}",
-        portable=True).to_pylist()
-    return {"patients": [{k: jsonable(v) for k, v in r.items()} for r in rows], "id_name": m.patient_id}
+    ds = dataset(wb(request), slug)
+    rows = frame_rows(ds.patient_list(limit))  # the API's own list: one computation for a notebook and the page
+    return {"patients": [dict(zip(rows["columns"], r, strict=True)) for r in rows["rows"]],
+            "id_name": ds.concepts.patient_id}
 
 
 @router.get("/datasets/{slug}/patients/find", summary="subject_id of a patient given subject_id, hadm_id or stay_id")
