@@ -459,9 +459,9 @@ def test_omop_patient_list_counts_hospital_admissions_and_icu_wards(omop, data_r
     finally:
         ds.close()
     stays = f"read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')"
-    adm = dict(duckdb.execute(OMOP_ADMISSIONS.format(visit_occurrence=f"read_csv_auto('{data_root / OMOP_DIR}/1_omop_data_csv/visit_occurrence.csv')")
-                              .replace("SELECT *", "SELECT person_id, count(*)") + " GROUP BY 1").fetchall())
     d = data_root / OMOP_DIR / "1_omop_data_csv"
+    visits = OMOP_ADMISSIONS.format(visit_occurrence=f"read_csv_auto('{d}/visit_occurrence.csv')")
+    adm = dict(duckdb.execute(visits.replace("SELECT *", "SELECT person_id, count(*)") + " GROUP BY 1").fetchall())
     icu = dict(duckdb.execute(f"SELECT v.person_id, count(*) FROM read_csv_auto('{d}/visit_detail.csv', sample_size=-1) v "
                               f"JOIN read_csv_auto('{d}/care_site.csv') s USING (care_site_id) WHERE s.care_site_name IN "
                               f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays}) GROUP BY 1").fetchall())

@@ -211,3 +211,28 @@ def test_raw_at_signs_in_url_password():
         assert shown == "postgresql://alice:***@db.example.org:5432/mimic"
         for part in ("ss@word", "ss:w", "w@rd", pw):
             assert part not in shown
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "postgresql://postgres:s3cretPW@127.0.0.1:5432/nodb"],  # a URL taken for a dataset name
+    ["sql", "host=127.0.0.1 dbname=nodb user=postgres password='s3cret PW'", "select 1"],  # key=value, not a URL
+    ["sql", "postgresql://postgres:s3cretPW@127.0.0.1:5432/nodb_x", "select 1"],
+    ["patient", "postgresql://u:s3cretPW@127.0.0.1:1/x", "1"],
+])
+def test_no_cli_error_repeats_a_password_from_the_command_line(argv, tmp_path):
+    """Whichever layer quotes the argument back (an unknown dataset name, a connection failure), the CLI's
+    one error path takes every password on its command line out, in every spelling."""
+    env = subprocess_env(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "mimiclab", *argv], capture_output=True, text=True, env=env, timeout=120)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "error:" in out, out
+    assert "s3cret" not in out and "PW" not in out.replace("PWD", ""), out
+
+
+def test_cli_errors_print_brackets_as_text(tmp_path):
+    """Error messages are text, not rich markup: an install hint `pip install 'mimiclab[postgres]'` had printed
+    as `pip install 'mimiclab'`."""
+    env = subprocess_env(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "mimiclab", "info", "nosuch[postgres]"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 1 and "nosuch[postgres]" in r.stderr, r.stderr

@@ -35,8 +35,19 @@ def friendly_errors() -> Iterator[None]:
     try:
         yield
     except MimiclabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print("[bold red]error:[/] ", end="", highlight=False, markup=True, soft_wrap=True)
+        # the message as text, never markup ('mimiclab[postgres]' had printed as 'mimiclab'), and without any
+        # password given on the command line, whichever layer quoted it (`info postgresql://u:pw@...`)
+        err_console.print(scrub_argv(str(exc)), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+
+
+def scrub_argv(text: str) -> str:
+    """`text` without the passwords of any connection string or URL on this command line (every spelling)."""
+    from mimiclab import redact
+
+    secrets = [x for arg in sys.argv[1:] for x in redact.dsn_secrets(arg)]
+    return redact.scrub(text, *secrets)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from mimiclab.cli import app
@@ -63,7 +64,7 @@ def build_cmd(
                            drop_missing=drop_missing)
         m = result.manifest
         for w in result.warnings:
-            err_console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
         console.print(
             f"[bold]{m.dataset} {m.version}[/]: {len(result.loaded)} loaded, {len(result.skipped)} unchanged, "
             f"{len(result.missing)} not loaded (no source file), "
@@ -90,7 +91,7 @@ def _publish(slug: str, version: str | None, dsn: str) -> None:
     with console.status(f"loading into {redact(dsn)}"):
         counts = to_postgres(find(slug, version), dsn,
                              progress=lambda key, n: console.print(f"  [green]loaded[/] {key}: {n:,} rows"),
-                             notes=lambda text: err_console.print(f"[yellow]note:[/] {text}", soft_wrap=True))
+                             notes=lambda text: err_console.print(f"[yellow]note:[/] {escape(text)}", soft_wrap=True))
     console.print(f"[bold]{len(counts)} tables[/] in {redact(dsn)}, {sum(counts.values()):,} rows", soft_wrap=True)
 
 

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from mimiclab.cli import app
-from mimiclab.cli._common import console, err_console, friendly_errors
+from mimiclab.cli._common import console, err_console, friendly_errors, scrub_argv
 
 
 @app.command("serve")
@@ -46,7 +46,8 @@ def run_workbench(**kw) -> None:
     try:
         web.serve(echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True), **kw)
     except web.StartError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print("[bold red]error:[/] ", end="", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(scrub_argv(str(exc)), highlight=False, markup=False, soft_wrap=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
