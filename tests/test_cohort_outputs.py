@@ -136,6 +136,12 @@ def test_subset_round_trips_through_build(home, demo, demo_dir, tmp_path, exampl
     want = duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{demo_dir}/hosp/labevents.csv.gz') "
                           f"WHERE hadm_id IN ({hadm}) OR (hadm_id IS NULL AND subject_id IN ({subj}))").fetchone()[0]
     assert con.execute("SELECT count(*) FROM mimiciv_hosp.labevents").fetchone()[0] == want
+    # detail rows follow their parent rows, those of no admission too (emar rows without hadm_id)
+    for child, parent, key in (("emar_detail", "emar", "emar_id"), ("poe_detail", "poe", "poe_id")):
+        kept = [r[0] for r in con.execute(f"SELECT {key} FROM mimiciv_hosp.{parent}").fetchall()]
+        raw_child = f"read_csv('{demo_dir}/hosp/{child}.csv.gz', header=true, sample_size=-1)"
+        want = duckdb.execute(f"SELECT count(*) FROM {raw_child} WHERE {key} IN (SELECT unnest($k))", {"k": kept}).fetchone()[0]
+        assert con.execute(f"SELECT count(*) FROM mimiciv_hosp.{child}").fetchone()[0] == want > 0, child
     # dictionary tables whole
     assert con.execute("SELECT count(*) FROM mimiciv_hosp.d_labitems").fetchone()[0] == duckdb.execute(
         f"SELECT count(*) FROM read_csv_auto('{demo_dir}/hosp/d_labitems.csv.gz')").fetchone()[0]

@@ -65,9 +65,10 @@ def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, st
             # subject and time, so a lab 6 h before admittime can be what put a unit in the cohort
             by_admission = f"(t.{aid} IN ({ids_from[aid]}) OR (t.{aid} IS NULL AND {patient}))"
         elif (link := ctx.names.links.get(table.name)) is not None:
+            # the rows of the parent rows the subset keeps (emar_detail of emar), those of no admission too
             key = link.key
-            by_admission = (f"t.{key} IN (SELECT x.{key} FROM {schema}.{link.parent} x "
-                            f"WHERE x.{aid} IN ({ids_from[aid]}))")
+            by_admission = (f"t.{key} IN (SELECT x.{key} FROM {schema}.{link.parent} x WHERE x.{aid} IN "
+                            f"({ids_from[aid]}) OR (x.{aid} IS NULL AND x.{pid} IN ({ids_from[pid]})))")
     if ctx.unit == "stay" and ctx.stay in cols:
         # a row of a stay goes with its stay; a row of no stay with its admission (as MIMIC-IV's hosp tables,
         # which have no stay column): MIMIC-III's prescriptions outside the ICU (3,352 of 10,256 rows) and
