@@ -16,7 +16,7 @@ import pytest
 import sqlglot
 
 from mimiclab.catalog import concepts
-from mimiclab.cohort import Cohort, SpecError
+from mimiclab.cohort import Cohort, EmptyCohortError, SpecError
 from mimiclab.cohort import spec as S
 from mimiclab.cohort.compile import compile_spec, transpile
 from mimiclab.cohort.criteria import families
@@ -487,6 +487,10 @@ def test_omop_missing_measurements_warn_and_unexpressible_criteria_are_refused(o
     c = run(omop, {"unit": "admission", "include": [{"type": "lab", "labels": ["Lactate"], "above": 2}]}, allow_empty=True)
     assert any("cdm.measurement is not loaded" in w for w in c.warnings)
     assert c.counts[-1] == 0
+    # the empty cohort's error says why (the table is not loaded), not "loosen the criterion"
+    with pytest.raises(EmptyCohortError, match=r"cdm\.measurement is not loaded") as err:
+        Cohort.run(omop, {"unit": "admission", "include": [{"type": "lab", "labels": ["Lactate"], "above": 2}]})
+    assert "Loosen" not in str(err.value)
     for criterion, what in [({"type": "year_group", "values": ["2014 - 2016"]}, "year_group criterion.*omop family"),
                             ({"type": "diagnosis", "icd9": ["428*"], "primary": True}, "diagnosis criterion.*omop family"),
                             ({"type": "medication", "itemids": [221906]}, "medication.*omop family.*inputevents")]:

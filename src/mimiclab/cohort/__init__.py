@@ -121,8 +121,13 @@ class Cohort:
             return f"the cohort is empty: {self.manifest.dataset} {self.manifest.version} has no {self.spec.unit_label}"
         i = next(k for k, n in enumerate(self.counts) if n == 0)
         kind, c = self.spec.steps()[i - 1]
-        return (f"the cohort is empty: step {i} ({kind} {c.title!r}) at {self.spec.where(c)} left no "
-                f"{self.spec.unit_label} of {self.counts[i - 1]:,}. Loosen or remove that criterion.")
+        head = (f"the cohort is empty: step {i} ({kind} {c.title!r}) at {self.spec.where(c)} left no "
+                f"{self.spec.unit_label} of {self.counts[i - 1]:,}")
+        # the cause where the checks found one (its table not loaded, a value never seen), not a generic hint
+        why = [w for w in self.warnings if self.spec.where(c) in w]
+        if why:
+            return f"{head}: {'; '.join(why)}."
+        return f"{head}. Loosen or remove that criterion."
 
     # ------------------------------------------------------------------ results
     @property
