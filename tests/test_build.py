@@ -471,3 +471,19 @@ def test_second_build_of_the_same_dataset_waits_for_the_first(data_root, mimicla
     assert events[0] == "waiting" and waited >= 1.0
     assert again.loaded == [] and len(again.skipped) == 6
     assert json.loads((first.build_dir / mf.MANIFEST).read_text())["tables"].keys() == first.manifest.tables.keys()
+
+
+def test_a_source_folder_one_level_too_high_is_an_error_that_points_below(mimiclab_home, data_root, tmp_path):
+    """--source at the folder above the release built 31 empty tables and reported success; now it says
+    where the files are. An empty folder is an error too, and nothing is built."""
+    from mimiclab.errors import MimiclabError
+
+    above = data_root / "mimic-iv-demo"  # holds 2.2/
+    for slug in ("mimic-iv-demo", "mimiciv"):
+        with pytest.raises(MimiclabError, match="holds no file of") as err:
+            build(slug, source=above)
+        assert f"--source {above / '2.2'}" in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MimiclabError, match="holds no file of mimic-iv-demo"):
+        build("mimic-iv-demo", source=tmp_path / "empty")
+    assert not (mimiclab_home / "db" / "mimic-iv-demo").exists()

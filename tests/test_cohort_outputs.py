@@ -105,6 +105,8 @@ def test_subset_round_trips_through_build(home, demo, demo_dir, tmp_path, exampl
     a, b = tmp_path / "a", tmp_path / "b"
     res = cli(home, "subset", spec, "--out", a)
     assert res.exit_code == 0, res.output
+    # the way to build it does not replace the user's full build of the dataset
+    assert "mimiclab.open(" in res.output and f"MIMICLAB_HOME={a}.home mimiclab build" in " ".join(res.output.split())
     c = Cohort.run(demo, spec)
     c.subset(b)
     assert _tree(a) == _tree(b)  # deterministic, and the CLI equals the API

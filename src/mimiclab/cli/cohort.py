@@ -124,4 +124,10 @@ def subset_cmd(
         with console.status("writing tables", spinner="dots"):
             c.subset(out, force=force, whole_patients=whole_patients)
         console.print(f"subset of {len(c):,} {c.spec.unit_label} written to {escape(str(out))}", highlight=False)
-        console.print(f"build it: mimiclab build {c.manifest.dataset} --source {escape(str(out))}", highlight=False)
+        # the plain `mimiclab build <slug> --source <subset>` would replace the user's full build of <slug>
+        home = escape(str(Path(str(out).rstrip("/\\") + ".home")))
+        console.print(f"explore it apart from your full {c.manifest.dataset} build: in Python "
+                      f"mimiclab.open({escape(repr(str(out)))}); on the command line "
+                      f"MIMICLAB_HOME={home} mimiclab build {c.manifest.dataset} --source {escape(str(out))} "
+                      f"(without MIMICLAB_HOME it would replace your {c.manifest.dataset} build)",
+                      highlight=False, soft_wrap=True)

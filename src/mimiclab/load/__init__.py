@@ -106,6 +106,7 @@ def build(
             f"or point --source at a folder in PhysioNet's layout."
         )
     if source is not None:
+        _check_holds_files(ds, src_dir)
         # a folder of unknown provenance: its version from evidence, not the catalog's default
         ver = resolve_version(ds, src_dir, version)
     out_dir = Path(dest) if dest else config.build_dir(slug, ver)
@@ -115,6 +116,26 @@ def build(
     with config.private_files(out_dir / "parquet"), _one_build_at_a_time(out_dir, emit):
         _remove_stale_temps(out_dir)
         return _build(ds, slug, ver, src_dir, out_dir, modules, tables, force, emit, storage, drop_missing)
+
+
+def _check_holds_files(ds: Dataset, src_dir: Path, depth: int = 3) -> None:
+    """A --source folder with none of the dataset's files is a mistake (one level too high, another
+    dataset), not a build of 31 empty tables: say so, and where below it the files are."""
+    fam = ds.schema_family()
+    tables = [t for m in fam.modules for t in m.tables] if fam else []
+    if not tables or any(locate(src_dir, t) is not None for t in tables):
+        return
+    found: list[Path] = []
+    level = [src_dir]
+    for _ in range(depth):
+        level = sorted(d for parent in level for d in parent.iterdir() if d.is_dir() and not d.name.startswith("."))
+        found += [d for d in level if any(locate(d, t) is not None for t in tables)]
+        if found or len(level) > 200:
+            break
+    hint = (f" It is in {found[0]}: mimiclab build {ds.slug} --source {found[0]}" if len(found) == 1 else
+            f" Folders below it that hold them: {', '.join(map(str, found[:5]))}" if found else "")
+    raise MimiclabError(f"{src_dir} holds no file of {ds.slug} (e.g. {tables[0].file}.csv.gz): --source names the "
+                        f"folder in PhysioNet's layout, the one with the module folders or files.{hint}")
 
 
 @contextlib.contextmanager
