@@ -52,6 +52,10 @@ def test_demo_falls_back_to_synthetic_when_unreachable(monkeypatch):
     assert _count(db, "SELECT count(*) FROM mimiciv_icu.chartevents") > 0  # synthetic has vitals
     # every table of hosp/icu is loaded
     assert not m.not_loaded
+    # the README's commands name mimic-iv-demo: not built offline, and the message says what was built instead
+    # (it said "run `mimiclab demo`", the step just taken)
+    out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", "SELECT 1"], env={"COLUMNS": "200"})
+    assert out.exit_code == 1 and "built the synthetic mimic-iv-synthetic instead" in " ".join(out.output.split())
 
 
 def test_info_marks_synthetic(monkeypatch):

@@ -294,3 +294,27 @@ def test_listing_a_closed_dataset_opens_no_store(tmp_path, monkeypatch, data_roo
     build("mimic-iv-demo", source=data_root / "mimic-iv-demo" / "2.2", tables=["hosp/patients"], force=True)
     assert "mimiciv_ed.edstays" in ds.tables and ds.linked == ["mimic-iv-ed-demo 2.2"] and "linked" in repr(ds)
     assert ds._store is store and ds.generation == 0
+
+
+def test_a_module_without_patients_points_to_its_core(home, monkeypatch):
+    """The ED demo has no patient mapping: asking it for a patient names the dataset whose patients show ED
+    stays (it had said 'no concept mapping for the mimiciv_ed family. Did you mean: mimiciv?')."""
+    import mimiclab
+    from mimiclab.errors import MimiclabError
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(home))  # a session fixture set up since may have set its own
+    with mimiclab.open("mimic-iv-ed-demo") as ds, pytest.raises(MimiclabError) as err:
+        ds.patient(10014354)
+    assert "no patient view" in str(err.value) and "mimiclab.open('mimic-iv-demo')" in str(err.value)
+
+
+def test_pl_without_polars_says_how_to_get_it(home, monkeypatch):
+    import sys
+
+    import mimiclab
+    from mimiclab.errors import MimiclabError
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(home))
+    monkeypatch.setitem(sys.modules, "polars", None)  # as if not installed
+    with mimiclab.open("mimic-iv-demo") as ds, pytest.raises(MimiclabError, match=r"mimiclab\[polars\]"):
+        ds.table("admissions").pl()

@@ -55,7 +55,7 @@ def _with_hint(exc: QueryError) -> QueryError:
     does): `anchor_year * 365` overflows. Say so, and how to write it."""
     if _OVERFLOW.search(str(exc)):
         return QueryError(f"{exc} DuckDB computes in the column's own type, and some MIMIC columns are small "
-                          f"integers (SMALLINT: anchor_age, anchor_year, seq_num, ...): cast first, e.g. "
+                          f"integers (SMALLINT: anchor_age, anchor_year, icd_version, flags): cast first, e.g. "
                           f"CAST(anchor_year AS INTEGER) * 365.")
     return exc
 
@@ -168,8 +168,12 @@ class Relation:
         return frame(self.arrow())
 
     def pl(self):
-        import polars as pl
-
+        """A polars DataFrame (polars is optional: pip install 'mimiclab[polars]')."""
+        try:
+            import polars as pl
+        except ImportError:
+            raise MimiclabError(".pl() needs polars, which is optional: pip install 'mimiclab[polars]' "
+                                "(or use .df() for pandas, .arrow() for Arrow)") from None
         return pl.from_arrow(self.arrow())
 
     def __repr__(self) -> str:
@@ -317,6 +321,14 @@ class Dataset:
         """The family's concept mapping (patients, stays, timeline sources)."""
         if not self.family:
             raise MimiclabError(f"{self.slug} has no tables, so no patients")
+        if self.family not in concepts.families():
+            # a module (ED, notes, ECG) describes patients of a core dataset, whose patient view shows them
+            from mimiclab.catalog.links import population
+
+            cores = [s for s in population(self.slug) if s != self.slug and catalog.get(s).family in concepts.families()]
+            where = (f"; open its core dataset instead: mimiclab.open({cores[0]!r}) "
+                     f"(`mimiclab patient {cores[0]} <id>`)") if cores else ""
+            raise MimiclabError(f"{self.slug} has no patient view (its tables have no patient mapping){where}")
         return concepts.load(self.family)
 
     def __repr__(self) -> str:

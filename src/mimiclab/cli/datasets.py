@@ -21,7 +21,7 @@ CREDENTIALED_STEPS = (
     "Credentialed access. You need, in this order:",
     "  1. a PhysioNet account (https://physionet.org/register/)",
     "  2. credentialing: apply at https://physionet.org/settings/credentialing/ (identity + reference check)",
-    "  3. CITI 'Data or Specimens Only Research' training, certificate uploaded at https://physionet.org/settings/training/",
+    "  3. CITI 'Data or Specimens Only Research' training, its completion report (not the certificate) uploaded at https://physionet.org/settings/training/",
     "  4. signing the data use agreement on this dataset's page: {page}",
     "Then `mimiclab login` stores your PhysioNet username/password and `mimiclab access {slug}` checks them.",
 )

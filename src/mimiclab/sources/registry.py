@@ -108,6 +108,11 @@ def find(slug: str, version: str | None = None) -> Build:
     hint = f"mimiclab build {slug}" + (f" --version {ver}" if version else "")
     how = (f"run `mimiclab demo`, or `mimiclab download {slug}` then `{hint}`" if ds.is_demo
            else f"run `mimiclab download {slug}` then `{hint}` (or `{hint} --source DIR` for a local copy)")
+    stand_in = [b for b in builds() if b.manifest.synthetic and b.slug != slug]
+    if ds.is_demo and stand_in:  # offline, `mimiclab demo` built a synthetic stand-in: say so, not "run demo" again
+        how += (f". Offline, `mimiclab demo` built the synthetic {stand_in[0].slug} instead: use that name to explore "
+                f"it, or run `mimiclab demo` when PhysioNet can be reached, or `mimiclab demo --mirror DIR` with a local "
+                f"copy laid out as DIR/{slug}/{ver}/...")
     raise NotBuiltError(f"{slug} {ver} is not built yet: {how}.")
 
 
