@@ -46,8 +46,12 @@ def friendly_errors() -> Iterator[None]:
 
 
 def scrub_argv(text: str) -> str:
-    """`text` without the passwords of any connection string or URL on this command line (every spelling)."""
+    """`text` without the passwords of any connection string or URL on this command line or in
+    $MIMICLAB_POSTGRES_DSN (which options read), in every spelling."""
+    import os
+
     from mimiclab import redact
 
-    secrets = [x for arg in sys.argv[1:] for x in redact.dsn_secrets(arg)]
+    given = [*sys.argv[1:], os.environ.get("MIMICLAB_POSTGRES_DSN", "")]
+    secrets = [x for arg in given if arg for x in redact.dsn_secrets(arg)]
     return redact.scrub(text, *secrets)
