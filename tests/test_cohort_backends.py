@@ -448,24 +448,37 @@ def test_omop_icu_stays_and_medication(omop, data_root):
     assert set(m.ids["person_id"]) == want and want
 
 
-def test_omop_patient_list_counts_hospital_admissions_and_icu_wards(omop, data_root):
-    """The explorer's patient list on OMOP: hospital admissions (not the lab-only pseudo visits, 852 'admissions'
-    for 275) and ICU ward rows (not every visit_detail row), as the patient view counts them."""
+def test_omop_patient_view_counts_hospital_admissions_and_icu_stays_as_the_cohort_does(omop, data_root):
+    """The explorer's patient list and patient view on OMOP: hospital admissions (not the lab-only pseudo
+    visits, 852 'admissions' for 275) and ICU stays merged as the cohort's (the picker had counted every
+    visit_detail row as an ICU stay, the patient view every ICU ward row)."""
     import mimiclab
 
-    ds = mimiclab.open(omop.build_dir)
-    try:
-        got = {r[0]: (r[1], r[2]) for r in ds.patient_list(limit=500).itertuples(index=False, name=None)}
-    finally:
-        ds.close()
-    stays = f"read_csv_auto('{data_root}/mimic-iv-demo/2.2/icu/icustays.csv.gz')"
     d = data_root / OMOP_DIR / "1_omop_data_csv"
     visits = OMOP_ADMISSIONS.format(visit_occurrence=f"read_csv_auto('{d}/visit_occurrence.csv')")
     adm = dict(duckdb.execute(visits.replace("SELECT *", "SELECT person_id, count(*)") + " GROUP BY 1").fetchall())
-    icu = dict(duckdb.execute(f"SELECT v.person_id, count(*) FROM read_csv_auto('{d}/visit_detail.csv', sample_size=-1) v "
-                              f"JOIN read_csv_auto('{d}/care_site.csv') s USING (care_site_id) WHERE s.care_site_name IN "
-                              f"(SELECT first_careunit FROM {stays} UNION SELECT last_careunit FROM {stays}) GROUP BY 1").fetchall())
-    assert got == {p: (n, icu.get(p, 0)) for p, n in adm.items()} and len(got) == 100
+    stays = omop_icu_stays(data_root)
+    icu: dict = {}
+    for s_ in stays:
+        icu[s_["person"]] = icu.get(s_["person"], 0) + 1
+    ds = mimiclab.open(omop.build_dir)
+    try:
+        got = {r[0]: (r[1], r[2]) for r in ds.patient_list(limit=500).itertuples(index=False, name=None)}
+        assert got == {p: (n, icu.get(p, 0)) for p, n in adm.items()} and len(got) == 100
+        moved = next(s_ for s_ in stays if s_["first_unit"] != s_["last_unit"])
+        p = ds.patient(moved["person"])
+        assert p.demographics["n_icustays"] == icu[moved["person"]]
+        mine = sorted((s_["start"], s_["id"], s_["end"], s_["first_unit"], s_["last_unit"]) for s_ in stays
+                      if s_["person"] == moved["person"])
+        frame = p.icustays
+        assert list(zip(frame["visit_detail_start_datetime"].dt.to_pydatetime(), frame["visit_detail_id"],
+                        frame["visit_detail_end_datetime"].dt.to_pydatetime(), frame["first_careunit"],
+                        frame["last_careunit"], strict=True)) == mine
+        st = p.stays()
+        assert sorted(st[st["kind"] == "icustay"]["id"]) == sorted(x[1] for x in mine)
+        assert ds.find_patient(stay_id=moved["id"]) == moved["person"]
+    finally:
+        ds.close()
 
 
 def test_omop_drug_names_say_how_many_rows_have_none(omop, demo_build, data_root):

@@ -8,6 +8,11 @@ from mimiclab.errors import MimiclabError
 from mimiclab.sqltext import ident, lit, qname  # noqa: F401 - the API layer's quoting, re-exported
 
 
+def table_sql(table: str) -> str:
+    """A mapping's table in FROM: a qualified name quoted, or a (SELECT ...) the catalog wrote as it is."""
+    return table if table.lstrip().startswith("(") else qname(table)
+
+
 class UnknownNameError(MimiclabError, KeyError):
     """An unknown table, column, file key, item or id. A KeyError too, so code written against dicts of
     DataFrames (the datathon's example class) catches it; the message lists close matches."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog, config
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest, table_sql
 from mimiclab.catalog import concepts
 from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.load import manifest as mf
@@ -567,12 +567,13 @@ class Dataset:
 
         def counted(kind: str) -> str | None:
             sp = m.spans.get(kind)
-            if sp is None or getattr(self.workspace.get(sp.table), "status", None) != "loaded" or (
+            if sp is None or any(getattr(self.workspace.get(t), "status", None) != "loaded"
+                                 for t in (sp.requires or (sp.table,))) or (
                     sp.join is not None and sp.join.table not in self.workspace):
                 return None
             join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
             where = f" WHERE {sp.where}" if sp.where else ""
-            return f"SELECT t.{pid} AS pid, count(*) AS n FROM {qname(sp.table)} t{join}{where} GROUP BY t.{pid}"
+            return f"SELECT t.{pid} AS pid, count(*) AS n FROM {table_sql(sp.table)} t{join}{where} GROUP BY t.{pid}"
 
         adm, icu = counted("admission"), counted("icustay")
         if adm is None:
@@ -595,14 +596,15 @@ class Dataset:
 
     def _check_id(self, table: str, column: str, value: int, what: str) -> None:
         col = ident(column)
-        if self.fetch(f"SELECT 1 FROM {qname(table)} WHERE {col} = $v LIMIT 1", {"v": value}).num_rows:
+        if self.fetch(f"SELECT 1 FROM {table_sql(table)} AS t WHERE {col} = $v LIMIT 1", {"v": value}).num_rows:
             return
         # distance in DOUBLE (every backend has it; OMOP's 64-bit ids overflow no integer type this way)
         near = self.store.arrow(
             f"SELECT id, dist FROM (SELECT DISTINCT {col} AS id, abs(CAST({col} AS DOUBLE) - CAST($v AS DOUBLE)) "
-            f"AS dist FROM {qname(table)} WHERE {col} IS NOT NULL) AS s ORDER BY dist, id LIMIT 3", {"v": value},
+            f"AS dist FROM {table_sql(table)} AS t WHERE {col} IS NOT NULL) AS s ORDER BY dist, id LIMIT 3", {"v": value},
             portable=True).column("id").to_pylist()
-        hint = f" Nearest existing: {', '.join(map(str, near))}." if near else f" ({table} is empty.)"
+        hint = f" Nearest existing: {', '.join(map(str, near))}." if near else (
+            f" ({table} is empty.)" if not table.lstrip().startswith("(") else " (there are none.)")
         raise UnknownNameError(f"no {what} {value} in {self.slug} {self.version}.{hint}")
 
     def find_patient(self, subject_id: int | None = None, hadm_id: int | None = None,
@@ -622,7 +624,7 @@ class Dataset:
             return value
         span = m.spans["admission" if kind == "hadm_id" else "icustay"]
         id_col = m.hadm_id if kind == "hadm_id" else m.stay_id
-        rows = self.fetch(f"SELECT {pid} FROM {qname(span.table)} WHERE {ident(id_col)} = $v LIMIT 1",
+        rows = self.fetch(f"SELECT {pid} FROM {table_sql(span.table)} AS t WHERE {ident(id_col)} = $v LIMIT 1",
                           {"v": value}).column(0).to_pylist()
         got = rows[0] if rows else None
         if got is None:

@@ -17,8 +17,8 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, number_text, qname, suggest
-from mimiclab.catalog.concepts import PatientTable, TimelineSource, qualify
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, number_text, qname, suggest, table_sql
+from mimiclab.catalog.concepts import PatientTable, Span, TimelineSource, qualify
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -77,6 +77,11 @@ class Patient:
     def _present(self, table: str) -> bool:
         return table in self.ds.workspace
 
+    def _has(self, spec: PatientTable | Span) -> bool:
+        """A mapped table or span is there: its table, or every table its (SELECT ...) reads."""
+        ws = self.ds.workspace
+        return all(t in ws for t in spec.requires) if spec.requires else spec.table in ws
+
     # ------------------------------------------------------------------ demographics & frames
     @cached_property
     def demographics(self) -> dict:
@@ -103,15 +108,15 @@ class Patient:
         join = f" LEFT JOIN {qname(icu.join.table)} d ON {icu.join.condition()}" if icu.join else ""
         where = f" AND ({icu.where})" if icu.where else ""
         out["n_icustays"] = self.ds.fetch(
-            f"SELECT count(*) FROM {qname(icu.table)} t{join} WHERE t.{pid} = $sid{where}",
-            self._p()).column(0)[0].as_py() if self._present(icu.table) else 0
+            f"SELECT count(*) FROM {table_sql(icu.table)} t{join} WHERE t.{pid} = $sid{where}",
+            self._p()).column(0)[0].as_py() if self._has(icu) else 0
         return out
 
     def frame(self, name: str) -> pd.DataFrame:
         """A mapped per-patient table (admissions, icustays, transfers, diagnoses, procedures,
         prescriptions, microbiology, services): all its columns plus joined titles, in time order."""
         spec: PatientTable = self._map.table(name)
-        if not self._present(spec.table):
+        if not self._has(spec):
             import pandas as pd
 
             return pd.DataFrame()
@@ -122,7 +127,7 @@ class Patient:
         order = f" ORDER BY {', '.join(str(qualify(o)) for o in spec.order)}" if spec.order else ""
         where = f" AND ({spec.where})" if spec.where else ""
         return frame(self.ds.fetch(
-            f"SELECT t.*{extra} FROM {qname(spec.table)} t{join} "
+            f"SELECT t.*{extra} FROM {table_sql(spec.table)} t{join} "
             f"WHERE t.{ident(self._map.patient_id)} = $sid{where}{order}", self._p()))
 
     @cached_property
@@ -174,13 +179,13 @@ class Patient:
         m = self._map
         parts = []
         for kind, sp in m.spans.items():
-            if not self._present(sp.table):
+            if not self._has(sp):
                 continue
             join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
             parts.append(
                 f"SELECT {lit(kind)} AS kind, {_cast(sp.id, 'BIGINT')} AS id, {_cast(sp.start, 'TIMESTAMP')} AS start, "
                 f"{_cast(sp.end, 'TIMESTAMP')} AS \"end\", {_cast(sp.label, 'VARCHAR')} AS label "
-                f"FROM {qname(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid"
+                f"FROM {table_sql(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid"
                 + (f" AND ({sp.where})" if sp.where else ""))
         order = {k: i for i, k in enumerate(m.spans)}
         # wrapped: PostgreSQL orders a UNION by its output columns only, not by expressions over them

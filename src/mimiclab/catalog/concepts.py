@@ -58,6 +58,7 @@ class PatientTable(_Model):
     join: Join | None = None
     extra: dict[str, str] = Field(default_factory=dict)  # output column -> expression (may use d.)
     where: str | None = None  # extra row filter (SQL over t and d)
+    requires: tuple[str, ...] = ()  # when `table` is a (SELECT ...): the tables it reads, for presence checks
 
 
 class Span(_Model):
@@ -70,6 +71,7 @@ class Span(_Model):
     label: str | None = None  # expression shown on the bar
     join: Join | None = None
     where: str | None = None
+    requires: tuple[str, ...] = ()  # when `table` is a (SELECT ...): the tables it reads, for presence checks
 
 
 class Demographics(_Model):
