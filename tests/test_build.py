@@ -487,3 +487,20 @@ def test_a_source_folder_one_level_too_high_is_an_error_that_points_below(mimicl
     with pytest.raises(MimiclabError, match="holds no file of mimic-iv-demo"):
         build("mimic-iv-demo", source=tmp_path / "empty")
     assert not (mimiclab_home / "db" / "mimic-iv-demo").exists()
+
+
+def test_full_mimiciii_builds_and_answers_under_its_schema_name(mimiclab_home, data_root):
+    """Full MIMIC-III (slug mimiciii, schema mimiciii): the database file had the schema's name, so DuckDB's
+    catalog 'mimiciii' made every `mimiciii.admissions` ambiguous and the build failed at its last step. The
+    demo's files stand in for the full release here."""
+    import mimiclab
+
+    src = data_root / "mimiciii-demo" / "1.4"
+    res = build("mimiciii", source=src)
+    assert not res.failed and res.database.name != "mimiciii.duckdb"
+    want = duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{src}/ADMISSIONS.csv')").fetchone()[0]
+    with mimiclab.open("mimiciii") as ds:
+        assert ds.sql("SELECT count(*) AS n FROM mimiciii.admissions")["n"][0] == want
+        assert ds.sql("SELECT count(*) AS n FROM admissions")["n"][0] == want
+        c = ds.cohort({"unit": "admission", "include": [{"type": "age", "min": 18}]})
+        assert 0 < c.counts[-1] <= want

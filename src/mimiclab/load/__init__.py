@@ -69,7 +69,12 @@ class BuildResult:
 
 
 def database_name(slug: str) -> str:
-    return f"{slug}.duckdb"
+    """The build's DuckDB file. Its stem is the database's catalog name, which must not be one of its schema
+    names: full MIMIC-III's catalog 'mimiciii' beside its schema 'mimiciii' made every `mimiciii.admissions`
+    ambiguous, and the build failed at its last step."""
+    ds = catalog.get(slug)
+    schemas = {m.db_schema for m in catalog.family(ds.family).modules} if ds.family else set()
+    return f"{slug}.duckdb" if slug not in schemas else f"{slug}-build.duckdb"
 
 
 def build(
