@@ -334,6 +334,12 @@ def test_sql_cli_formats(built_demos, demo_dir):
     out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", q, "--format", "json"], env={"MIMICLAB_HOME": str(home)})
     assert json.loads(out.output) == {"columns": ["subject_id", "subject_id", "hadm_id", "los", "s", "v"],
                                       "rows": [[adm[0], adm[0], adm[1], los, adm[1], None]]}
+    # the table shows text as it is: ICD titles with [brackets] had lost them to rich's markup
+    title = duckdb.execute(f"SELECT long_title FROM read_csv_auto('{demo_dir}/hosp/d_icd_diagnoses.csv.gz') "
+                           "WHERE long_title LIKE '%[%]%' ORDER BY 1 LIMIT 1").fetchone()[0]
+    out = CliRunner().invoke(app, ["sql", "mimic-iv-demo", "SELECT long_title FROM mimiciv_hosp.d_icd_diagnoses "
+                                   "WHERE long_title = $$" + title + "$$"], env={"MIMICLAB_HOME": str(home), "COLUMNS": "400"})
+    assert title in out.output, out.output
 
 
 def test_row_groups_sized_for_patient_lookups(demo_dir, mimiclab_home):

@@ -36,3 +36,13 @@ def test_numbers_keep_every_digit():
     assert cells.jsonable(float("nan")) is None and cells.text(float("nan")) == "" and cells.text(None) == ""
     assert cells.text(0.1 + 0.2) == "0.30000000000000004"  # repr: the shortest text that reads back exactly
     assert cells.text(dt.datetime(2180, 1, 2, 3, 4, 5, 500000)) == "2180-01-02 03:04:05.500000"
+
+
+@pytest.mark.parametrize(("td", "want"), [
+    (dt.timedelta(days=4, hours=10, minutes=43, seconds=2), "4 days 10:43:02"),
+    (-dt.timedelta(days=4, hours=10, minutes=43, seconds=2), "-4 days -10:43:02"),  # str(): -5 days, 13:16:58
+    (dt.timedelta(hours=-3), "-03:00:00"),
+    (dt.timedelta(days=1, microseconds=5), "1 day 00:00:00.000005"),
+])
+def test_timedeltas_from_postgresql_read_as_postgresql_prints_them(td, want):
+    assert cells.jsonable(td) == want == cells.text(td)

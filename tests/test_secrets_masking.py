@@ -236,3 +236,11 @@ def test_cli_errors_print_brackets_as_text(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mimiclab", "info", "nosuch[postgres]"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 1 and "nosuch[postgres]" in r.stderr, r.stderr
+
+
+def test_a_very_short_password_hides_the_whole_message_not_each_letter(tmp_path):
+    """Masking a one-letter password wherever it occurs garbled the message ('unknown d***t***set') and showed
+    what the password was: the message is withheld instead."""
+    r = subprocess.run([sys.executable, "-m", "mimiclab", "info", "postgresql://u:a@127.0.0.1:1/x"], capture_output=True,
+                       text=True, env=subprocess_env(tmp_path), timeout=120)
+    assert r.returncode == 1 and "not shown" in r.stderr and "***" not in r.stderr, r.stderr

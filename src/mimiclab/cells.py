@@ -44,8 +44,10 @@ def jsonable(v: Any, *, safe_ints: bool = True) -> Any:
         return v.isoformat(sep=" ")
     if isinstance(v, (dt.date, dt.time)):
         return v.isoformat()
-    if isinstance(v, dt.timedelta):
-        return str(v)
+    if isinstance(v, dt.timedelta):  # PostgreSQL's interval, through psycopg: printed as PostgreSQL prints it
+        us = v // dt.timedelta(microseconds=1)
+        days = int(us / 86_400_000_000)  # toward zero: -4 days -10:43:02, not Python's -5 days, 13:16:58
+        return interval_text(0, days, (us - days * 86_400_000_000) * 1000)
     if isinstance(v, decimal.Decimal):
         if not v.is_finite():
             return None

@@ -179,9 +179,11 @@ def sql_cmd(
                            else {"columns": names, "rows": vals})
             sys.stdout.write(json.dumps(out, indent=1, allow_nan=False) + "\n")
         else:
-            t = RichTable(*names)
-            for r in rows[: limit or None]:
-                t.add_row(*(cells.text(v) for v in r))
+            from rich.text import Text
+
+            t = RichTable(*(escape(n) for n in names))
+            for r in rows[: limit or None]:  # Text: values as they are, never markup ("[second degree]" had vanished)
+                t.add_row(*(Text(cells.text(v)) for v in r))
             console.print(t)
             if limit and len(rows) > limit:
                 console.print(f"[dim]{len(rows):,} rows, {limit:,} shown (--limit 0 for all, or --format csv)[/]")
