@@ -119,6 +119,15 @@ class CohortAdmissions(_Model):
     died: str | None = "hospital_expire_flag"  # 1 = died in hospital, 0 = not
 
 
+class CohortMembers(_Model):
+    """The raw rows a stay is made of, where `table` merges several (OMOP: a stay's ICU ward rows):
+    `condition` joins a row `m` of `table` to its stay `s` (not `on`: YAML 1.1 reads it as true). A stay
+    subset keeps them all, not only the row that names the stay."""
+
+    table: str
+    condition: str
+
+
 class CohortStays(_Model):
     table: str
     start: str = "intime"
@@ -126,6 +135,7 @@ class CohortStays(_Model):
     los: str | None = "los"  # length of stay in days; None: computed from start and end
     first_careunit: str | None = "first_careunit"
     last_careunit: str | None = "last_careunit"
+    members: CohortMembers | None = None
 
 
 class CohortCodes(_Model):

@@ -72,8 +72,20 @@ def row_filter(cohort: Cohort, table: Table, schema: str, ids_from: dict[str, st
     if ctx.unit == "stay" and ctx.stay in cols:
         # a row of a stay goes with its stay; a row of no stay with its admission (as MIMIC-IV's hosp tables,
         # which have no stay column): MIMIC-III's prescriptions outside the ICU (3,352 of 10,256 rows) and
-        # OMOP's conditions, drugs and procedures (no visit_detail_id at all) had been left out
-        return f"(t.{ctx.stay} IN ({ids_from[ctx.stay]}) OR (t.{ctx.stay} IS NULL AND {by_admission}))"
+        # OMOP's conditions, drugs and procedures (no visit_detail_id at all) had been left out. A stay merged
+        # from several rows (OMOP's ICU wards) has all of them as its rows, and OMOP's other visit_detail rows
+        # (wards, services) are rows of no stay.
+        icu, stay = ctx.names.icustays, ctx.stay
+        assert icu is not None  # a stay unit has its stays (compile_spec)
+
+        def rows_of(stays: str | None) -> str:
+            if icu.members is None:
+                return stays if stays is not None else f"SELECT x.{stay} FROM {icu.table} x"
+            return (f"SELECT m.{stay} FROM {icu.members.table} m JOIN {icu.table} s ON {icu.members.condition}"
+                    + (f" WHERE s.{stay} IN ({stays})" if stays is not None else ""))
+
+        return (f"(t.{stay} IN ({rows_of(ids_from[stay])}) OR ((t.{stay} IS NULL OR t.{stay} NOT IN "
+                f"({rows_of(None)})) AND {by_admission}))")
     return by_admission
 
 
