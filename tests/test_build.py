@@ -489,6 +489,9 @@ def test_a_source_folder_one_level_too_high_is_an_error_that_points_below(mimicl
         with pytest.raises(MimiclabError, match="holds no file of") as err:
             build(slug, source=above)
         assert f"--source {above / '2.2'}" in str(err.value)
+    with pytest.raises(MimiclabError, match="holds no file of") as err:  # one level too low: the module folder
+        build("mimic-iv-demo", source=above / "2.2" / "hosp")
+    assert f"--source {(above / '2.2').resolve()}" in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises(MimiclabError, match="holds no file of mimic-iv-demo"):
         build("mimic-iv-demo", source=tmp_path / "empty")

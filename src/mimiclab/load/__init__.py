@@ -137,6 +137,9 @@ def _check_holds_files(ds: Dataset, src_dir: Path, depth: int = 3) -> None:
         found += [d for d in level if any(locate(d, t) is not None for t in tables)]
         if found or len(level) > 200:
             break
+    up = src_dir.resolve().parent  # one level too low (`.../2.2/hosp`): the module folder itself
+    if not found and any(locate(up, t) is not None for t in tables):
+        found = [up]
     hint = (f" It is in {found[0]}: mimiclab build {ds.slug} --source {found[0]}" if len(found) == 1 else
             f" Folders below it that hold them: {', '.join(map(str, found[:5]))}" if found else "")
     raise MimiclabError(f"{src_dir} holds no file of {ds.slug} (e.g. {tables[0].file}.csv.gz): --source names the "
