@@ -860,3 +860,31 @@ def test_remembered_computes_once_forgets_failures_replaced_stores_and_old_entri
     w.remembered(st, ("old",), lambda: 1)
     monkeypatch.setattr(core, "REMEMBER_SECONDS", 0.0)
     assert w.recall(st, ("old",)) is None and w.remembered(st, ("old",), lambda: 2) == 2
+
+
+def test_a_store_replaced_by_a_rebuild_serves_its_running_requests_then_closes(tmp_path, monkeypatch, demo_dir):
+    """A rebuild opens a new store; the old one had been closed at once, failing a request still reading it
+    (a CSV export, a table page) with 'Connection already closed'. It is closed after the longest time limit."""
+    import time as _time
+
+    from mimiclab.web import core
+
+    monkeypatch.setenv("MIMICLAB_HOME", str(tmp_path / "home"))
+    build(SLUG, source=demo_dir, tables=["hosp/admissions"])
+    w = core.Workbench(dataset=SLUG)
+    try:
+        old = w.store(SLUG)
+        _time.sleep(1.1)  # a build's time is kept to the second
+        build(SLUG, source=demo_dir, tables=["hosp/admissions"], force=True)
+        w._builds_checked = 0.0  # look at the builds again now, not within the second
+        new = w.store(SLUG)
+        assert new is not old
+        want = duckdb.execute(f"SELECT count(*) FROM read_csv_auto('{demo_dir}/hosp/admissions.csv.gz')").fetchone()[0]
+        assert old.scalar("SELECT count(*) FROM mimiciv_hosp.admissions") == want  # a request begun before
+        monkeypatch.setattr(core, "RETIRE_AFTER", -1e9)  # its grace is over
+        assert w.store(SLUG) is new
+        with pytest.raises(Exception):  # noqa: B017 - closed: whichever error the driver gives
+            old.scalar("SELECT 1")
+        assert new.scalar("SELECT count(*) FROM mimiciv_hosp.admissions") == want
+    finally:
+        w.close()

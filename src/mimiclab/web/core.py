@@ -106,6 +106,7 @@ class Workbench:
         self.limits = limits or Limits()
         self._lock = threading.Lock()
         self._stores: dict[tuple, Store] = {}
+        self._retired: list[tuple[float, Store]] = []  # replaced by a rebuild, closed after a grace period
         self._apis: dict[tuple, Any] = {}
         self._patients: OrderedDict = OrderedDict()
         self._remembered: OrderedDict = OrderedDict()
@@ -175,10 +176,25 @@ class Workbench:
                     gone = self._stores.pop(old)
                     for k in [k for k in self._remembered if k[0] == id(gone)]:
                         del self._remembered[k]
-                    gone.close()
+                    # requests may still be reading it (a table page, an export): closed once they are done
+                    self._retired.append((time.monotonic(), gone))
                 st = self._stores[key] = b.open(sandbox=True, max_seconds=self.limits.sql_seconds,
                                                 memory_limit=self.limits.memory)
+            self._close_retired()
         return st
+
+    def _close_retired(self, everything: bool = False) -> None:
+        """Close the stores a rebuild replaced, once no request begun on them can still be running: each
+        request stops at its time limit (an old store closed at once had failed a running request with
+        'Connection already closed')."""
+        grace = RETIRE_AFTER + max(self.limits.sql_seconds or 0, self.limits.export_seconds or 0)
+        now, keep = time.monotonic(), []
+        for t0, st in self._retired:
+            if everything or now - t0 > grace:
+                st.close()
+            else:
+                keep.append((t0, st))
+        self._retired = keep
 
     def api(self, slug: str):
         """A mimiclab.api Dataset over the sandboxed store, so the explorer and a notebook agree."""
@@ -361,9 +377,13 @@ class Workbench:
             for st in self._stores.values():
                 st.close()
             self._stores.clear()
+            self._close_retired(everything=True)
             self._apis.clear()
             self._patients.clear()
             self._remembered.clear()
+
+
+RETIRE_AFTER = 30.0  # seconds beyond the longest request time limit before a replaced store is closed
 
 
 def _memo_key(store: Store, key: tuple) -> tuple[int, str]:
