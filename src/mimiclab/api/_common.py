@@ -8,9 +8,21 @@ from mimiclab.errors import MimiclabError
 from mimiclab.sqltext import ident, lit, qname  # noqa: F401 - the API layer's quoting, re-exported
 
 
+def is_select(table: str) -> bool:
+    """A mapping's table written as a (SELECT ...) rather than a name."""
+    return table.lstrip().startswith("(")
+
+
 def table_sql(table: str) -> str:
     """A mapping's table in FROM: a qualified name quoted, or a (SELECT ...) the catalog wrote as it is."""
-    return table if table.lstrip().startswith("(") else qname(table)
+    return table if is_select(table) else qname(table)
+
+
+def mapped_from(spec, joined: bool = True) -> str:
+    """The FROM of a mapped table, span or timeline source (catalog/concepts): its rows as `t`, its dictionary
+    as `d` (LEFT JOIN, unless `joined` is false)."""
+    join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join and joined else ""
+    return f"{table_sql(spec.table)} t{join}"
 
 
 class UnknownNameError(MimiclabError, KeyError):

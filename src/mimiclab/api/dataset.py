@@ -22,7 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mimiclab import catalog, config
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, qname, suggest, table_sql
+from mimiclab.api._common import (
+    UnknownNameError,
+    as_int,
+    frame,
+    ident,
+    is_select,
+    lit,
+    mapped_from,
+    qname,
+    suggest,
+    table_sql,
+)
 from mimiclab.catalog import concepts
 from mimiclab.errors import MimiclabError, QueryError
 from mimiclab.load import manifest as mf
@@ -199,7 +210,6 @@ class Dataset:
     def _open_store(self) -> Store:
         """A store of our own, with DuckDB's memory capped (config.memory_limit; servers ignore it). The
         linked datasets are read just before: those are what the store attaches, so what `tables` lists."""
-        self.__dict__.pop("_linked", None)
         self.__dict__["_linked"] = self._linked_tables()
         return self.build.open(memory_limit=self.memory_limit or config.memory_limit())
 
@@ -571,9 +581,8 @@ class Dataset:
                                  for t in (sp.requires or (sp.table,))) or (
                     sp.join is not None and sp.join.table not in self.workspace):
                 return None
-            join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
             where = f" WHERE {sp.where}" if sp.where else ""
-            return f"SELECT t.{pid} AS pid, count(*) AS n FROM {table_sql(sp.table)} t{join}{where} GROUP BY t.{pid}"
+            return f"SELECT t.{pid} AS pid, count(*) AS n FROM {mapped_from(sp)}{where} GROUP BY t.{pid}"
 
         adm, icu = counted("admission"), counted("icustay")
         if adm is None:
@@ -604,7 +613,7 @@ class Dataset:
             f"AS dist FROM {table_sql(table)} AS t WHERE {col} IS NOT NULL) AS s ORDER BY dist, id LIMIT 3", {"v": value},
             portable=True).column("id").to_pylist()
         hint = f" Nearest existing: {', '.join(map(str, near))}." if near else (
-            f" ({table} is empty.)" if not table.lstrip().startswith("(") else " (there are none.)")
+            f" ({table} is empty.)" if not is_select(table) else " (there are none.)")
         raise UnknownNameError(f"no {what} {value} in {self.slug} {self.version}.{hint}")
 
     def find_patient(self, subject_id: int | None = None, hadm_id: int | None = None,

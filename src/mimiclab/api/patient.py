@@ -17,7 +17,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, number_text, qname, suggest, table_sql
+from mimiclab.api._common import UnknownNameError, as_int, frame, ident, lit, mapped_from, number_text, qname, suggest
 from mimiclab.catalog.concepts import PatientTable, Span, TimelineSource, qualify
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,6 @@ def _cast(expr: str | None, typ: str, alias: str = "t") -> str:
 
 def source_sql(src: TimelineSource, patient_id: str) -> str:
     """One timeline source as a SELECT of the common columns for the patient in parameter $sid."""
-    join = f" LEFT JOIN {qname(src.join.table)} d ON {src.join.condition()}" if src.join else ""
     # a value that is the number itself (inputevents' amount) as text the same way on every backend
     value = (number_text(_cast(src.valuenum, "DOUBLE")) if src.value is not None and src.value == src.valuenum
              else _cast(src.value, "VARCHAR"))
@@ -48,7 +47,7 @@ def source_sql(src: TimelineSource, patient_id: str) -> str:
         f"{_cast(src.unit, 'VARCHAR')} AS unit, CAST(t.{ident(patient_id)} AS BIGINT) AS subject_id, "
         f"{_cast(src.hadm_id, 'BIGINT')} AS hadm_id, {_cast(src.stay_id, 'BIGINT')} AS stay_id, "
         f"{_cast(src.itemid, 'BIGINT')} AS itemid "
-        f"FROM {qname(src.table)} t{join} WHERE t.{ident(patient_id)} = $sid"
+        f"FROM {mapped_from(src)} WHERE t.{ident(patient_id)} = $sid"
         + (f" AND ({src.where})" if src.where else "")
     )
 
@@ -98,17 +97,16 @@ class Patient:
         adm, icu = m.spans["admission"], m.spans["icustay"]
         pid = ident(m.patient_id)
         # the span's own filter (OMOP: hospital admissions, not lab-only pseudo visits), as stays() uses it
-        ajoin = f" LEFT JOIN {qname(adm.join.table)} d ON {adm.join.condition()}" if adm.join and adm.where else ""
         awhere = f" AND ({adm.where})" if adm.where else ""
         row = self.ds.fetch(
             f"SELECT count(*) AS n_admissions, min({qualify(adm.start)}) AS first_admission, "
-            f"max({qualify(adm.end)}) AS last_discharge FROM {qname(adm.table)} t{ajoin} WHERE t.{pid} = $sid{awhere}",
+            f"max({qualify(adm.end)}) AS last_discharge FROM {mapped_from(adm, joined=bool(adm.where))} "
+            f"WHERE t.{pid} = $sid{awhere}",
             self._p()).to_pylist()[0]
         out.update(row)
-        join = f" LEFT JOIN {qname(icu.join.table)} d ON {icu.join.condition()}" if icu.join else ""
         where = f" AND ({icu.where})" if icu.where else ""
         out["n_icustays"] = self.ds.fetch(
-            f"SELECT count(*) FROM {table_sql(icu.table)} t{join} WHERE t.{pid} = $sid{where}",
+            f"SELECT count(*) FROM {mapped_from(icu)} WHERE t.{pid} = $sid{where}",
             self._p()).column(0)[0].as_py() if self._has(icu) else 0
         return out
 
@@ -121,13 +119,12 @@ class Patient:
 
             return pd.DataFrame()
         joined = spec.join is not None and self._present(spec.join.table)
-        join = f" LEFT JOIN {qname(spec.join.table)} d ON {spec.join.condition()}" if spec.join and joined else ""
         extra = "".join(f", {expr if joined or not spec.join else 'NULL'} AS {ident(col)}"
                         for col, expr in spec.extra.items())
         order = f" ORDER BY {', '.join(str(qualify(o)) for o in spec.order)}" if spec.order else ""
         where = f" AND ({spec.where})" if spec.where else ""
         return frame(self.ds.fetch(
-            f"SELECT t.*{extra} FROM {table_sql(spec.table)} t{join} "
+            f"SELECT t.*{extra} FROM {mapped_from(spec, joined)} "
             f"WHERE t.{ident(self._map.patient_id)} = $sid{where}{order}", self._p()))
 
     @cached_property
@@ -181,11 +178,10 @@ class Patient:
         for kind, sp in m.spans.items():
             if not self._has(sp):
                 continue
-            join = f" LEFT JOIN {qname(sp.join.table)} d ON {sp.join.condition()}" if sp.join else ""
             parts.append(
                 f"SELECT {lit(kind)} AS kind, {_cast(sp.id, 'BIGINT')} AS id, {_cast(sp.start, 'TIMESTAMP')} AS start, "
                 f"{_cast(sp.end, 'TIMESTAMP')} AS \"end\", {_cast(sp.label, 'VARCHAR')} AS label "
-                f"FROM {table_sql(sp.table)} t{join} WHERE t.{ident(m.patient_id)} = $sid"
+                f"FROM {mapped_from(sp)} WHERE t.{ident(m.patient_id)} = $sid"
                 + (f" AND ({sp.where})" if sp.where else ""))
         order = {k: i for i, k in enumerate(m.spans)}
         # wrapped: PostgreSQL orders a UNION by its output columns only, not by expressions over them

@@ -215,7 +215,7 @@ class Workbench:
     def patient(self, slug: str, subject_id: int):
         """A Patient, kept for the next requests (switching chart items must not re-read the record)."""
         ds = self.api(slug)
-        key = (*self.build(slug).key, int(subject_id))  # a rebuilt linked module (ED) is a new store: new patients
+        key = (*ds.build.key, int(subject_id))  # a rebuilt linked module (ED) is a new store: new patients
         with self._lock:
             p = self._patients.get(key)
             if p is not None:
