@@ -513,3 +513,44 @@ def test_full_mimiciii_builds_and_answers_under_its_schema_name(mimiclab_home, d
         assert ds.sql("SELECT count(*) AS n FROM admissions")["n"][0] == want
         c = ds.cohort({"unit": "admission", "include": [{"type": "age", "min": 18}]})
         assert 0 < c.counts[-1] <= want
+
+
+def test_file_names_in_another_case_are_found(mimiclab_home, data_root, tmp_path):
+    """MIMIC-III's files are upper case on PhysioNet; a copy whose names were lower-cased (an export, an
+    unzip tool, a case-insensitive disk copied to Linux) was refused as holding no file. It builds, with
+    the rows of the original files; a name that two files share but for case is not guessed."""
+    import mimiclab
+    from mimiclab.errors import MimiclabError
+
+    orig = data_root / "mimiciii-demo" / "1.4"
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    for f in orig.iterdir():
+        if f.name.endswith(".csv"):
+            (lower / f.name.lower()).symlink_to(f)
+    res = build("mimiciii-demo", source=lower)
+    assert not res.failed and len(res.loaded) == len([f for f in orig.iterdir() if f.name.endswith(".csv")])
+    con = duckdb.connect(str(res.database), read_only=True)
+    try:
+        for name in ("ADMISSIONS", "PRESCRIPTIONS", "D_ITEMS"):
+            got = con.execute(f"SELECT count(*) FROM mimiciii.{name.lower()}").fetchone()[0]
+            assert got == raw_count(orig / f"{name}.csv") > 0
+    finally:
+        con.close()
+    assert res.manifest.tables["mimiciii.admissions"].source_file == "admissions.csv"
+    ds = mimiclab.MIMICDataset(str(lower), files=["ADMISSIONS"])  # the datathon's drop-in over the folder
+    assert len(ds.data["ADMISSIONS"]) == raw_count(orig / "ADMISSIONS.csv")
+    # two files for one table, differing only in case: neither is taken for it (the table counts as gone)
+    both = tmp_path / "both"
+    both.mkdir()
+    for f in orig.iterdir():
+        if f.name.endswith(".csv"):
+            (both / f.name).symlink_to(f)
+    (both / "ADMISSIONS.csv").unlink()
+    (both / "admissions.csv").symlink_to(orig / "ADMISSIONS.csv")
+    (both / "Admissions.csv").symlink_to(orig / "ADMISSIONS.csv")
+    again = build("mimiciii-demo", source=both, tables=["admissions"])
+    assert "mimiciii.admissions" in again.gone  # loaded from `lower` before: kept, not replaced by a guess
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MimiclabError, match="holds no file"):
+        build("mimiciii-demo", source=tmp_path / "empty")

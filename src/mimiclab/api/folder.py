@@ -19,7 +19,7 @@ from mimiclab.catalog import Dataset, Table
 from mimiclab.errors import MimiclabError
 from mimiclab.load import SYNTHETIC_MARKER, build
 from mimiclab.load import manifest as mf
-from mimiclab.load.source import EXTENSIONS, locate, normalize_column, read_header
+from mimiclab.load.source import EXTENSIONS, find, locate, normalize_column, read_header
 from mimiclab.load.version import resolve as resolve_version
 from mimiclab.sources.registry import Build
 
@@ -31,7 +31,7 @@ def is_build_dir(path: Path) -> bool:
 
 
 def _present(folder: Path, table: Table) -> bool:
-    return any((folder / (table.file + ext)).is_file() for ext in EXTENSIONS)
+    return locate(folder, table) is not None
 
 
 def detect(folder: Path) -> tuple[Dataset, str]:
@@ -71,8 +71,9 @@ def detect(folder: Path) -> tuple[Dataset, str]:
         for v in ds.versions:
             exact = [(p, i.size) for p, i in v.files.items()
                      if i.size is not None and not i.approx_size and p.endswith((".csv", ".csv.gz"))]
-            hits = [(folder / p) for p, size in exact if (folder / p).is_file() and (folder / p).stat().st_size == size]
-            if hits and len(hits) * 2 >= sum((folder / p).is_file() for p, _ in exact):
+            present = [(f, size) for p, size in exact if (f := find(folder / p)) is not None]
+            hits = [f for f, size in present if f.stat().st_size == size]
+            if hits and len(hits) * 2 >= len(present):
                 return ds, v.version
     full = [d for d in members if d.demo_of is None and "synthetic" not in d.slug] or members
     ds = full[0]

@@ -31,7 +31,7 @@ from mimiclab.api._common import MissingFileError, UnknownNameError, frame, iden
 from mimiclab.api.dataset import Dataset
 from mimiclab.errors import MimiclabError
 from mimiclab.load import manifest as mf
-from mimiclab.load.source import EXTENSIONS, SourceFile, header_spelling
+from mimiclab.load.source import EXTENSIONS, SourceFile, header_spelling, locate
 from mimiclab.sources.registry import Build, find
 from mimiclab.sqltext import exact_path
 
@@ -139,7 +139,7 @@ class MIMICDataset:
                     t = fo.match_file(ds_cat, ver, str(f))
                 except catalog.CatalogError as exc:  # a misspelled file: read_csv raised FileNotFoundError
                     raise MissingFileError(str(exc)) from None
-                if not any((path / (t.file + ext)).is_file() for ext in SUFFIXES):
+                if locate(path, t) is None:
                     raise MissingFileError(f"{path / (_key(str(f)) + '.csv.gz')} does not exist "
                                            f"(nor {t.file}.csv): check the folder and the file name")
                 tables.append(t)

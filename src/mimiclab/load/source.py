@@ -34,13 +34,39 @@ class SourceFile:
 
 
 def locate(source: Path, table: Table) -> SourceFile | None:
-    """The table's file under `source` (.csv.gz preferred, .csv accepted), or None when absent."""
+    """The table's file under `source` (.csv.gz preferred, .csv accepted), or None when absent.
+
+    PhysioNet spells MIMIC-III's files in upper case and MIMIC-IV's in lower case; copies that changed the
+    case (a BigQuery export, an unzip tool, a case-insensitive disk copied to Linux) are found too when
+    exactly one file in the folder matches whatever its case: on Linux they had been refused as missing."""
     for ext in EXTENSIONS:
         p = source / (table.file + ext)
         if p.is_file():
             st = p.stat()
             return SourceFile(p, table.file + ext, st.st_size, st.st_mtime_ns)
+    for ext in EXTENSIONS:
+        p = _other_case(source / (table.file + ext))
+        if p is not None:
+            st = p.stat()
+            return SourceFile(p, str(p.relative_to(source)), st.st_size, st.st_mtime_ns)
     return None
+
+
+def find(path: Path) -> Path | None:
+    """`path` if it is a file, else the one file its folder holds under that name in another case (see
+    `locate`), else None."""
+    return path if path.is_file() else _other_case(path)
+
+
+def _other_case(path: Path) -> Path | None:
+    """The one regular file in `path`'s folder whose name equals `path`'s but for case (None if none, or
+    if several do: which of them was meant cannot be told)."""
+    try:
+        names = [n for n in os.listdir(path.parent) if n.lower() == path.name.lower() and n != path.name]
+    except OSError:
+        return None
+    found = [path.parent / n for n in names if (path.parent / n).is_file()]
+    return found[0] if len(found) == 1 else None
 
 
 def source_problem(source: Path, table: Table) -> str | None:
