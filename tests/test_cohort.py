@@ -324,6 +324,28 @@ def test_mimiciii_demo_cohort(data_root, home):
         Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [{"type": "diagnosis", "icd10": ["I50*"]}]})
 
 
+def test_mimiciii_medications_by_calendar_day(data_root, home):
+    """MIMIC-III's prescriptions have a start date only (midnight): a drug started on the day of admission
+    (or of ICU admission) had fallen "before" the window and was missed (heparin: 69 admissions for 99)."""
+    src = data_root / "mimiciii-demo" / "1.4"
+    build("mimiciii-demo", source=src)
+    r = lambda n: f"read_csv_auto('{src}/{n}.csv', sample_size=-1)"  # noqa: E731
+    want = {x[0] for x in duckdb.execute(f"""
+        SELECT DISTINCT a.hadm_id FROM {r('PRESCRIPTIONS')} m JOIN {r('ADMISSIONS')} a ON a.subject_id = m.subject_id
+        WHERE contains(lower(m.drug), 'heparin')
+          AND CAST(m.startdate AS DATE) BETWEEN CAST(a.admittime AS DATE) AND CAST(a.dischtime AS DATE)""").fetchall()}
+    got = Cohort.run(find("mimiciii-demo"), {"unit": "admission", "include": [{"type": "medication", "names": ["heparin"]}]})
+    assert set(got.ids["hadm_id"]) == want and len(want) == 99
+    # a window on the ICU stay: the days from intime's to that of intime + 24 h
+    want = {x[0] for x in duckdb.execute(f"""
+        SELECT DISTINCT i.icustay_id FROM {r('PRESCRIPTIONS')} m JOIN {r('ICUSTAYS')} i ON i.subject_id = m.subject_id
+        WHERE contains(lower(m.drug), 'vancomycin')
+          AND CAST(m.startdate AS DATE) BETWEEN CAST(i.intime AS DATE) AND CAST(i.intime + INTERVAL 24 HOUR AS DATE)""").fetchall()}
+    got = Cohort.run(find("mimiciii-demo"), {"unit": "stay", "include": [
+        {"type": "medication", "names": ["vancomycin"], "window": {"anchor": "icu", "start_hours": 0, "end_hours": 24}}]})
+    assert set(got.ids["icustay_id"]) == want and len(want) > 4
+
+
 @pytest.mark.slow
 def test_a_stay_subset_keeps_the_rows_of_no_stay_with_their_admission(data_root, home, tmp_path):
     """MIMIC-III's PRESCRIPTIONS and TRANSFERS carry icustay_id only inside the ICU: a stay cohort's subset

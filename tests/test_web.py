@@ -888,3 +888,22 @@ def test_a_store_replaced_by_a_rebuild_serves_its_running_requests_then_closes(t
         assert new.scalar("SELECT count(*) FROM mimiciv_hosp.admissions") == want
     finally:
         w.close()
+
+
+def test_sql_page_resolves_unqualified_names_without_a_linked_build(client, raw):
+    """mimic-code's SQL names tables unqualified (MIMIC-III always): the SQL page had answered "Table with
+    name admissions does not exist" unless a linked build (the ED module) happened to be beside the core."""
+    r = client.post(f"/api/datasets/{SLUG}/sql", json={"sql": "SELECT count(*) AS n FROM admissions"})
+    assert r.status_code == 200, r.text
+    assert r.json()["rows"] == [[raw.execute("SELECT count(*) FROM hosp_admissions").fetchone()[0]]]
+
+
+def test_contains_on_a_double_column_reads_it_as_the_file_writes_it(client, demo_dir):
+    """DuckDB spells 15 as "15.0": `contains .0` matched every whole number (50,277 rows, not 1,336)."""
+    f = demo_dir / "hosp" / "labevents.csv.gz"
+    for needle in (".0", "15", ".5"):
+        want = duckdb.execute(f"SELECT count(*) FROM read_csv('{f}', all_varchar=true, header=true) "
+                              f"WHERE contains(valuenum, '{needle}')").fetchone()[0]
+        got = client.get(f"/api/datasets/{SLUG}/tables/mimiciv_hosp.labevents/count",
+                         params={"f": f"valuenum:contains:{needle}"}).json()["total"]
+        assert got == want > 0, needle

@@ -166,6 +166,9 @@ class CohortDrugs(_Model):
     table: str
     time: str
     name: str
+    # `time` holds a calendar date (MIMIC-III's startdate, at midnight): windows compare days, else a drug
+    # started on the day of admission fell "before" its admittime (MIMIC-III heparin: 69 admissions for 99)
+    time_is_date: bool = False
     codes: tuple[str, ...] = ()
     # a column true where the row has a real drug name (OMOP: a concept name; the rest carry only an NDC),
     # so that a spec matching by name is warned how many rows it cannot see

@@ -161,8 +161,9 @@ def _code_cond(col: str, code: str) -> str:
     return f"{col} = {lit(code)}"
 
 
-def _window(ctx: Context, w: S.Window, time_col: str, criterion: str) -> tuple[str, str]:
-    """(join to the anchor rows w, condition on the event time)."""
+def _window(ctx: Context, w: S.Window, time_col: str, criterion: str, day: bool = False) -> tuple[str, str]:
+    """(join to the anchor rows w, condition on the event time). `day`: the event time is a calendar date
+    (a date-only start, at midnight), so the window's ends are compared as the days they fall on."""
     if w.anchor == "admission":
         a = ctx.names.admissions
         join = f"JOIN {a.table} w ON {ctx.adm_link('w')}"
@@ -172,7 +173,11 @@ def _window(ctx: Context, w: S.Window, time_col: str, criterion: str) -> tuple[s
         join = f"JOIN {s.table} w ON {ctx.icu_link('w')}"
         t0, t1 = f"w.{s.start}", f"w.{s.end}"
     end = _shift(t0, w.end_hours) if w.end_hours is not None else t1
-    return join, f"{time_col} >= {_shift(t0, w.start_hours)} AND {time_col} <= {end}"
+    start = _shift(t0, w.start_hours)
+    if day:
+        return join, (f"CAST({time_col} AS DATE) >= CAST({start} AS DATE) "
+                      f"AND CAST({time_col} AS DATE) <= CAST({end} AS DATE)")
+    return join, f"{time_col} >= {start} AND {time_col} <= {end}"
 
 
 def _items(c: S._Measurement, t: concepts.CohortItems) -> str:
@@ -274,7 +279,7 @@ def fragment(c: S._Criterion, ctx: Context) -> str:
         parts = []
         if c.names or c.codes:
             rx: concepts.CohortDrugs = ctx.need("prescriptions", kind)
-            join, when = _window(ctx, w, f"m.{rx.time}", kind)
+            join, when = _window(ctx, w, f"m.{rx.time}", kind, day=rx.time_is_date)
             what = [_contains(f"LOWER(m.{rx.name})", x.lower()) for x in c.names]
             if c.codes:
                 code_list = ", ".join(lit(x) for x in c.codes)

@@ -467,10 +467,12 @@ class DuckDBStore(Store):
                                  f"memory_limit= or $MIMICLAB_MEMORY_LIMIT): {exc}") from None
             raise QueryError(f"cannot open the database {self.path}: {exc}") from None
         # DuckDB looks up `schema.table` in the catalogs of the search path too: a linked build's schemas
-        # resolve by their mimic-code names. A local setting, so every cursor sets it (see _cursor).
-        path_entries = [f"{own}.{s}" for s in schemas] + [f"{alias}.{s}" for alias, _, db_schemas in linked
-                                                          for s in db_schemas]
-        self.search_path = path_entries if linked else []
+        # resolve by their mimic-code names, and unqualified names (MIMIC-III's `admissions`, as mimic-code's
+        # SQL writes them) in every store, not only through the Python API (the workbench's SQL page and
+        # `mimiclab sql` had said "Table with name admissions does not exist"). A local setting, so every
+        # cursor sets it (see _cursor).
+        self.search_path = [f"{own}.{s}" for s in schemas] + [f"{alias}.{s}" for alias, _, db_schemas in linked
+                                                               for s in db_schemas]
         if sandbox_dir is not None:
             # Spill to a private folder (mkdtemp: mode 0700), not DuckDB's default `<cwd>/.tmp`, a folder the
             # sandbox always allows and anyone who can write there can read; removed on close or when the

@@ -62,7 +62,9 @@ const ML = (() => {
 
   function cell(v, type) {
     if (v === null || v === undefined) return el("td.null", "∅");
-    if (typeof v === "number") return el("td.num", Number.isInteger(v) ? String(v) : String(+v.toFixed(6)));
+    // six decimals, but a number too small for them keeps six significant digits (1e-7 had shown as 0)
+    if (typeof v === "number") return el("td.num", Number.isInteger(v) ? String(v)
+      : String(Math.abs(v) >= 1e-3 ? +v.toFixed(6) : +v.toPrecision(6)));
     const s = typeof v === "object" ? JSON.stringify(v) : String(v);
     const td = el("td", s.length > 120 ? s.slice(0, 120) + "…" : s);
     if (s.length > 120) td.title = s;

@@ -34,7 +34,7 @@
       const total = d.series.reduce((a, s) => a + s.counts.reduce((x, y) => x + y, 0), 0);
       $("pop-summary").textContent = `${num(d.rows)} rows in ${d.table} · ${num(d.nulls)} with ${d.column} empty${d.by ? ` · grouped by ${d.by}` : ""}`;
       if (d.kind === "empty" || !total) { ML.emptyChart("pop-chart", "No values to plot: the column is empty in this table."); put("pop-table-out"); return; }
-      const val = (s) => pct ? s.counts.map((c) => 100 * c / s.counts.reduce((a, b) => a + b, 0 || 1)) : s.counts;
+      const val = (s) => pct ? s.counts.map((c) => 100 * c / (s.counts.reduce((a, b) => a + b, 0) || 1)) : s.counts;
       let traces, layout, rows;
       if (d.kind === "categorical") {
         traces = d.series.map((s) => ({ type: "bar", name: s.name, x: d.categories, y: val(s), hovertemplate: "%{x}<br>%{y}<extra>%{fullData.name}</extra>" }));
