@@ -45,10 +45,10 @@ def locate(source: Path, table: Table) -> SourceFile | None:
             st = p.stat()
             return SourceFile(p, table.file + ext, st.st_size, st.st_mtime_ns)
     for ext in EXTENSIONS:
-        p = _other_case(source / (table.file + ext))
-        if p is not None:
-            st = p.stat()
-            return SourceFile(p, str(p.relative_to(source)), st.st_size, st.st_mtime_ns)
+        other = _other_case(source / (table.file + ext))
+        if other is not None:
+            st = other.stat()
+            return SourceFile(other, str(other.relative_to(source)), st.st_size, st.st_mtime_ns)
     return None
 
 

@@ -249,9 +249,9 @@ def _where(filters: list[Filter], types: dict[str, str], q: str = "") -> tuple[s
         if f.op in ("contains", "starts"):
             # a DOUBLE as the file writes it: DuckDB's CAST spells 15 as "15.0", so `contains .0` matched
             # every whole number (50,277 labevents rows against the file's 1,336)
-            text = number_text(col) if typ.split("(")[0].upper() in ("DOUBLE", "FLOAT", "REAL", "FLOAT8", "FLOAT4") \
+            as_text = number_text(col) if typ.split("(")[0].upper() in ("DOUBLE", "FLOAT", "REAL", "FLOAT8", "FLOAT4") \
                 else f"CAST({col} AS VARCHAR)"
-            cond, param = ilike(text, f.value, anywhere=f.op == "contains")
+            cond, param = ilike(as_text, f.value, anywhere=f.op == "contains")
             clauses.append(cond)
             params.append(param)
         else:
