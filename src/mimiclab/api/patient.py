@@ -27,6 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 TIMELINE_COLUMNS = ["time", "endtime", "source", "label", "value", "valuenum", "unit",
                     "subject_id", "hadm_id", "stay_id", "itemid"]
+# time, source, item, label, value, then every other column: rows that tie on the first five (two doses of one
+# drug at one time) had come back in a different order from run to run, and from backend to backend
+TIMELINE_ORDER = ("time NULLS LAST, source, itemid NULLS LAST, label NULLS LAST, value NULLS LAST, endtime NULLS LAST, "
+                  "valuenum NULLS LAST, unit NULLS LAST, hadm_id NULLS LAST, stay_id NULLS LAST")
 
 
 def _cast(expr: str | None, typ: str, alias: str = "t") -> str:
@@ -216,7 +220,8 @@ class Patient:
 
     def timeline(self, sources: str | list[str] | None = None, start=None, end=None) -> pd.DataFrame:
         """Every event of the patient across the mapped tables, ordered by time (then source, item,
-        label, value). `sources` narrows to some tables (names as in the mapping); `start`/`end` bound
+        label, value, and the other columns: the same order every time, on every backend). `sources`
+        narrows to some tables (names as in the mapping); `start`/`end` bound
         the time (inclusive)."""
         srcs = self._sources(sources)
         if not srcs:
@@ -232,8 +237,7 @@ class Patient:
         union = " UNION ALL ".join(f"SELECT * FROM ({source_sql(s, self._map.patient_id)}) AS s{i} WHERE true{where}"
                                    for i, s in enumerate(srcs))
         return frame(self.ds.fetch(
-            f"SELECT * FROM ({union}) AS e ORDER BY time NULLS LAST, source, itemid NULLS LAST, label, value",
-            params))
+            f"SELECT * FROM ({union}) AS e ORDER BY {TIMELINE_ORDER}", params))
 
     def items(self) -> pd.DataFrame:
         """The patient's measured items (labs, charted vitals, inputs/outputs): source, itemid, label,
