@@ -397,6 +397,10 @@ def test_mimiciii_pickers_use_the_family_names(data_root, home):
     units = ds.sql(*suggest_sql("mimiciii", "care_unit", "values"))
     assert set(units["value"]) == {x[0] for x in duckdb.execute(
         f"SELECT first_careunit FROM {r('ICUSTAYS')} UNION SELECT last_careunit FROM {r('ICUSTAYS')}").fetchall()}
+    # each stay counted once per unit it began or ended in (first and last both counted had doubled them)
+    want_n = dict(duckdb.execute(f"""SELECT u, count(*) FROM (SELECT icustay_id, first_careunit AS u FROM {r('ICUSTAYS')}
+        UNION SELECT icustay_id, last_careunit FROM {r('ICUSTAYS')}) GROUP BY u""").fetchall())
+    assert dict(zip(units["value"], units["n"], strict=True)) == want_n
     assert suggest_sql("mimiciii", "diagnosis", "icd10", "") is None
     assert suggest_sql("mimiciii", "year_group", "values", "") is None
 

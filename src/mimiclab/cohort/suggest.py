@@ -65,8 +65,10 @@ def suggest_sql(family: str | None, criterion: str, param: str, q: str = "", lim
         S = n.icustays
         if S is None or not S.first_careunit or not S.last_careunit:
             return None
+        # stays with the unit first or last, each once (first and last both counted had made MICU 60 of 33)
         both = (f"(SELECT y.{S.first_careunit} AS unit FROM {S.table} y UNION ALL "
-                f"SELECT z.{S.last_careunit} FROM {S.table} z) i")
+                f"SELECT z.{S.last_careunit} FROM {S.table} z "
+                f"WHERE z.{S.last_careunit} IS DISTINCT FROM z.{S.first_careunit}) i")
         return _counted("i.unit", both, q, limit)
     if criterion in ("diagnosis", "procedure"):
         t = n.diagnoses if criterion == "diagnosis" else n.procedures
