@@ -53,6 +53,11 @@ def _base(t: str) -> str:
     return _ALIASES.get(b, b)
 
 
+def is_floating(t: str) -> bool:
+    """A floating-point column type, in any backend's spelling."""
+    return _base(t) in FLOATING
+
+
 def _is_numeric(t: str) -> bool:
     return _base(t) in NUMERIC or _base(t).startswith("DECIMAL")
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from mimiclab import catalog, cells
 from mimiclab.api._common import number_text
+from mimiclab.api.describe import is_floating
 from mimiclab.catalog import CatalogError
 from mimiclab.catalog import workbench as wbcat
 from mimiclab.errors import QueryError
@@ -249,8 +250,7 @@ def _where(filters: list[Filter], types: dict[str, str], q: str = "") -> tuple[s
         if f.op in ("contains", "starts"):
             # a DOUBLE as the file writes it: DuckDB's CAST spells 15 as "15.0", so `contains .0` matched
             # every whole number (50,277 labevents rows against the file's 1,336)
-            as_text = number_text(col) if typ.split("(")[0].upper() in ("DOUBLE", "FLOAT", "REAL", "FLOAT8", "FLOAT4") \
-                else f"CAST({col} AS VARCHAR)"
+            as_text = number_text(col) if is_floating(typ) else f"CAST({col} AS VARCHAR)"
             cond, param = ilike(as_text, f.value, anywhere=f.op == "contains")
             clauses.append(cond)
             params.append(param)
