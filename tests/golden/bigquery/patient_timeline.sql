@@ -251,4 +251,9 @@ ORDER BY
   source NULLS LAST,
   itemid NULLS LAST,
   label NULLS LAST,
-  value NULLS LAST
+  value NULLS LAST,
+  endtime NULLS LAST,
+  valuenum NULLS LAST,
+  unit NULLS LAST,
+  hadm_id NULLS LAST,
+  stay_id NULLS LAST
